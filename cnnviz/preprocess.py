@@ -211,17 +211,32 @@ def estimate_background(image: np.ndarray) -> np.ndarray:
     small = Image.fromarray(image.astype(np.float32), mode="F").resize(small_size, Image.Resampling.BOX)
     small_t = torch.from_numpy(np.asarray(small).copy()).view(1, 1, small_size[1], small_size[0])
     window = max(3, int(BACKGROUND_WINDOW * max(small_size)) | 1)  # odd
-    pad = window // 2
     # Grey-level opening: the minimum removes bright strokes, the maximum restores the level.
-    eroded = -F.max_pool2d(F.pad(-small_t, (pad,) * 4, mode="replicate"), window, stride=1)
-    opened = F.max_pool2d(F.pad(eroded, (pad,) * 4, mode="replicate"), window, stride=1)
-    smooth = F.avg_pool2d(F.pad(opened, (pad,) * 4, mode="replicate"), window, stride=1)
+    eroded = -F.max_pool2d(_pad_extrapolated(-small_t, window // 2), window, stride=1)
+    opened = F.max_pool2d(_pad_extrapolated(eroded, window // 2), window, stride=1)
+    # A light blur hides the opening's flat steps; a wide one would lower the level at bright edges.
+    smooth = F.avg_pool2d(F.pad(opened, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     full = F.interpolate(smooth, size=(height, width), mode="bilinear", align_corners=False)
     return full[0, 0].numpy()
 
 
+def _pad_extrapolated(x: torch.Tensor, pad: int) -> torch.Tensor:
+    """Pad (1, 1, H, W) by continuing the slope at each edge (a point reflection), so that the
+    opening keeps a light gradient right up to the border instead of flattening it there."""
+    height, width = x.shape[-2:]
+    if pad >= min(height, width):
+        return F.pad(x, (pad,) * 4, mode="replicate")
+    mirrored = F.pad(x, (pad,) * 4, mode="reflect")
+    edges = F.pad(x, (pad,) * 4, mode="replicate")
+    extrapolated = 2 * edges - mirrored
+    inner = torch.zeros_like(mirrored, dtype=torch.bool)
+    inner[..., pad:pad + height, pad:pad + width] = True
+    return torch.where(inner, mirrored, extrapolated)
+
+
 def drop_specks(ink: np.ndarray) -> np.ndarray:
-    """Remove connected marks whose ink is under MIN_BLOB_SHARE of the largest mark's."""
+    """Remove connected marks whose ink is under MIN_BLOB_SHARE of the largest mark's, and marks
+    touching the picture's edge with under half of it (the page's edge, a shadow, the table)."""
     labels = label_components(ink > 0)
     count = int(labels.max())
     if count <= 1:
@@ -229,6 +244,8 @@ def drop_specks(ink: np.ndarray) -> np.ndarray:
     mass = np.bincount(labels.ravel(), weights=ink.ravel(), minlength=count + 1)
     mass[0] = 0.0
     keep = mass >= MIN_BLOB_SHARE * mass.max()
+    edge_labels = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    keep[edge_labels] &= mass[edge_labels] >= 0.5 * mass.max()
     keep[0] = False
     return np.where(keep[labels], ink, 0.0)
 

@@ -34,6 +34,7 @@ class PhotoStyle:
     height: int = 480
     digit_height: tuple[float, float] = (0.25, 0.6)  # height of the written digit / photo height
     rotation_deg: tuple[float, float] = (-12.0, 12.0)
+    stroke_cut: tuple[float, float] = (0.15, 0.4)  # where MNIST's soft stroke becomes ink: higher is thinner
     paper_brightness: tuple[float, float] = (185.0, 250.0)  # 0..255 under full light
     ink_brightness: tuple[float, float] = (10.0, 80.0)  # black, blue or pencil
     darkest_light: tuple[float, float] = (0.5, 0.9)  # illumination of the darkest corner / brightest
@@ -78,7 +79,8 @@ def stage_photo(
     stroke = Image.fromarray(digit.astype(np.float32) / 255.0, mode="F")
     stroke = stroke.resize((side, side), Image.Resampling.BICUBIC)
     stroke = stroke.rotate(rng.uniform(*style.rotation_deg), Image.Resampling.BICUBIC, expand=True)
-    ink = np.clip((np.asarray(stroke) - 0.25) / 0.4, 0.0, 1.0)  # (h, w), 1 where the pen was
+    cut = rng.uniform(*style.stroke_cut)
+    ink = np.clip((np.asarray(stroke) - cut) / 0.4, 0.0, 1.0)  # (h, w), 1 where the pen was
     ink = _trim(ink)
     ink_h, ink_w = ink.shape
     if ink_h >= height or ink_w >= width:
