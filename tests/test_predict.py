@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import io
+import subprocess
+import sys
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
@@ -106,3 +109,10 @@ def test_staged_photo_accuracy_counts_what_the_model_says() -> None:
     assert len(result.wrong) == 12 - expected
     with pytest.raises(ValueError, match="MNIST model"):
         staged_photo_accuracy(loaded_for("cifar10"), count=1)
+
+
+def test_the_core_modules_import_without_streamlit() -> None:
+    code = ("import sys; sys.modules['streamlit'] = None; sys.modules['plotly'] = None\n"
+            "import cnnviz.image_io, cnnviz.preprocess, cnnviz.inspection, cnnviz.predict, "
+            "cnnviz.staged_photos")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
