@@ -183,6 +183,31 @@ def last_conv_layer(model: nn.Module) -> int:
     return index
 
 
+@dataclass(frozen=True)
+class LayerSummary:
+    """One layer of the architecture strip."""
+
+    part: str  # "features" or "classifier"
+    index: int  # position in that part
+    kind: str  # "Conv2d", "ReLU", "Linear", ...
+    output_shape: tuple[int, ...]  # one image: (C, H, W) in the features, (D,) in the classifier
+    parameters: int  # trainable numbers in this layer
+
+
+def layer_summaries(model: nn.Module, input_shape: Sequence[int]) -> list[LayerSummary]:
+    """Every layer of ``features`` then ``classifier`` with its output shape for one (C, H, W) input."""
+    summaries = []
+    with _eval_mode(model), torch.inference_mode():
+        hidden = torch.zeros(1, *input_shape)
+        for part in ("features", "classifier"):
+            for index, child in enumerate(getattr(model, part)):
+                hidden = child(hidden)
+                count = sum(p.numel() for p in child.parameters() if p.requires_grad)
+                shape = tuple(hidden.shape[1:])  # without the batch dimension
+                summaries.append(LayerSummary(part, index, type(child).__name__, shape, count))
+    return summaries
+
+
 def first_conv_filters(model: nn.Module) -> tuple[str, torch.Tensor]:
     """The first convolution of ``model.features``: its name and its weights (out, in, kH, kW).
 

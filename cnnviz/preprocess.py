@@ -153,13 +153,13 @@ def preprocess_digit(
     scaled = scale_longer_side(digit, MNIST_DIGIT_BOX)
     steps.append(Step("scaled", "Scaled to 20 px",
                       f"Longer side to 20 px, aspect ratio kept: {scaled.shape[1]} x {scaled.shape[0]}.",
-                      _display(scaled, upscale=True)))
+                      _display(scaled)))
 
     framed, (row, col) = centre_by_mass(scaled, MNIST_FRAME, MNIST_CENTRE)
     pixels_hw = np.round(framed * 255.0).astype(np.uint8)  # (28, 28)
     steps.append(Step("centred", "Centred in 28 x 28",
                       f"Placed with its centre of mass at row {row:.1f}, column {col:.1f}: the middle, "
-                      "as MNIST was made.", _display(pixels_hw, upscale=True)))
+                      "as MNIST was made.", _display(pixels_hw)))
 
     pixels = torch.from_numpy(pixels_hw).unsqueeze(0)  # (1, 28, 28)
     tensor = normalize(pixels, mean, std)
@@ -351,7 +351,7 @@ def preprocess_photo(
     pixels_hw = np.asarray(small, dtype=np.uint8)  # (32, 32, 3)
     steps.append(Step("resized", f"{side} x {side}",
                       f"Resized to {side} x {side} pixels with antialiasing, the size of CIFAR-10 images.",
-                      _display(pixels_hw, upscale=True)))
+                      _display(pixels_hw)))
 
     pixels = torch.from_numpy(pixels_hw.copy()).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
     tensor = normalize(pixels, mean, std)
@@ -386,7 +386,7 @@ def _normalized_step(
         "normalized", "Normalized",
         f"Each value (pixel / 255 - {means}) / {stds}: now from {float(tensor.min()):.2f} to "
         f"{float(tensor.max()):.2f}, as the network saw its training images.",
-        _display(pixels_hw, upscale=True))
+        _display(pixels_hw))
 
 
 def _chw_to_hwc(pixels: torch.Tensor) -> np.ndarray:
@@ -394,8 +394,9 @@ def _chw_to_hwc(pixels: torch.Tensor) -> np.ndarray:
     return array[:, :, 0] if array.shape[2] == 1 else array
 
 
-def _display(image: Image.Image | np.ndarray, upscale: bool = False) -> np.ndarray:
-    """A uint8 copy for the page: reduced to STEP_DISPLAY_SIDE, or enlarged without blurring."""
+def _display(image: Image.Image | np.ndarray) -> np.ndarray:
+    """A uint8 copy for the page: reduced to STEP_DISPLAY_SIDE, or small ones enlarged by a whole
+    factor without blurring, so that a 28 px digit shows its pixels."""
     if isinstance(image, np.ndarray):
         if image.dtype != np.uint8:
             image = np.clip(np.round(image * 255.0), 0, 255).astype(np.uint8)
@@ -405,7 +406,7 @@ def _display(image: Image.Image | np.ndarray, upscale: bool = False) -> np.ndarr
         factor = STEP_DISPLAY_SIDE / longer
         size = (max(1, round(image.width * factor)), max(1, round(image.height * factor)))
         image = image.resize(size, Image.Resampling.BOX)
-    elif upscale and longer * 4 <= STEP_DISPLAY_SIDE:
+    elif longer * 2 <= STEP_DISPLAY_SIDE:
         factor = STEP_DISPLAY_SIDE // longer
         image = image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
     return np.asarray(image)

@@ -205,6 +205,14 @@ def test_first_layer_filters(model) -> None:
     assert not torch.equal(weights, model.features[0].weight)
 
 
+def test_layer_summaries(model) -> None:
+    summaries = ins.layer_summaries(model, (1, 28, 28))
+    assert [s.part for s in summaries] == ["features"] * 10 + ["classifier"] * 4
+    assert [s.output_shape for s in summaries][-5:] == [(32, 7, 7), (32, 1, 1), (32,), (32,), (10,)]
+    assert sum(s.parameters for s in summaries) == sum(p.numel() for p in model.parameters())
+    assert summaries[0].kind == "Conv2d" and summaries[0].parameters == 8 * 1 * 3 * 3 + 8
+
+
 def test_models_without_convolutions_get_a_sentence() -> None:
     flat = nn.Module()
     flat.features = nn.Sequential(nn.Flatten())
