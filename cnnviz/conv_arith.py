@@ -71,8 +71,9 @@ def _check_positive(name: str, value: int, minimum: int = 1) -> None:
         raise ValueError(f"The {name} must be a whole number of at least {minimum}, not {value!r}.")
 
 
-def resolve_padding(padding: int | str, kernel: int, stride: int = 1, dilation: int = 1,
-                    pool: bool = False) -> Padding:
+def resolve_padding(
+    padding: int | str, kernel: int, stride: int = 1, dilation: int = 1, pool: bool = False
+) -> Padding:
     """Turn an integer or "same"/"valid" into the zeros added before and after along one axis.
 
     "same" keeps the output as large as the input at stride 1: the window needs d(k-1) extra
@@ -117,8 +118,15 @@ def resolve_padding(padding: int | str, kernel: int, stride: int = 1, dilation: 
     return Padding(padding, padding)
 
 
-def axis_output_size(input_size: int, kernel: int, stride: int = 1, padding: int | str = 0,
-                     dilation: int = 1, axis: str = "height", pool: bool = False) -> AxisSize:
+def axis_output_size(
+    input_size: int,
+    kernel: int,
+    stride: int = 1,
+    padding: int | str = 0,
+    dilation: int = 1,
+    axis: str = "height",
+    pool: bool = False,
+) -> AxisSize:
     """The output size along one axis with the explanation; ValueError when impossible.
 
     Args:
@@ -171,20 +179,29 @@ def axis_output_size(input_size: int, kernel: int, stride: int = 1, padding: int
     if uncovered:
         listed = ", ".join(str(i) for i in uncovered[:12]) + (" ..." if len(uncovered) > 12 else "")
         warnings.append(f"Input {plural} never covered by any window: {listed}.")
-    return AxisSize(axis, input_size, kernel, stride, pad, dilation, output, exact, uncovered,
-                    formula, " ".join(warnings))
+    return AxisSize(
+        axis, input_size, kernel, stride, pad, dilation, output, exact, uncovered, formula, " ".join(warnings)
+    )
 
 
-def output_shape(height: int, width: int, kernel: int | tuple[int, int], stride: int | tuple[int, int] = 1,
-                 padding: int | str | tuple[int | str, int | str] = 0,
-                 dilation: int | tuple[int, int] = 1, pool: bool = False) -> tuple[AxisSize, AxisSize]:
+def output_shape(
+    height: int,
+    width: int,
+    kernel: int | tuple[int, int],
+    stride: int | tuple[int, int] = 1,
+    padding: int | str | tuple[int | str, int | str] = 0,
+    dilation: int | tuple[int, int] = 1,
+    pool: bool = False,
+) -> tuple[AxisSize, AxisSize]:
     """Height and width output sizes of a 2-D convolution (or pooling with pool=True)."""
     kh, kw = _pair(kernel)
     sh, sw = _pair(stride)
     ph, pw = _pair(padding)
     dh, dw = _pair(dilation)
-    return (axis_output_size(height, kh, sh, ph, dh, "height", pool),
-            axis_output_size(width, kw, sw, pw, dw, "width", pool))
+    return (
+        axis_output_size(height, kh, sh, ph, dh, "height", pool),
+        axis_output_size(width, kw, sw, pw, dw, "width", pool),
+    )
 
 
 def _pair(value):

@@ -71,8 +71,18 @@ class ConvSteps:
         inputs = self.padded[:, rows][:, :, cols]  # (C, kH, kW)
         total = float(self.sums[kernel_index, row, col])
         bias = float(self.bias[kernel_index])
-        return ConvStep(kernel_index, row, col, rows, cols, inputs,
-                        self.products[kernel_index, row, col], total, bias, total + bias)
+        return ConvStep(
+            kernel_index,
+            row,
+            col,
+            rows,
+            cols,
+            inputs,
+            self.products[kernel_index, row, col],
+            total,
+            bias,
+            total + bias,
+        )
 
 
 def pad_input(image: np.ndarray, pad: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:
@@ -81,19 +91,29 @@ def pad_input(image: np.ndarray, pad: tuple[int, int, int, int], value: float = 
     return np.pad(image, ((0, 0), (top, bottom), (left, right)), constant_values=value)
 
 
-def extract_windows(padded: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
-                    dilation: tuple[int, int], output: tuple[int, int]) -> np.ndarray:
+def extract_windows(
+    padded: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    output: tuple[int, int],
+) -> np.ndarray:
     """(C, Hp, Wp) -> (C, Ho, Wo, kH, kW): the input values under each window, a view not a copy."""
     span_h = dilation[0] * (kernel[0] - 1) + 1
     span_w = dilation[1] * (kernel[1] - 1) + 1
     windows = sliding_window_view(padded, (span_h, span_w), axis=(1, 2))  # (C, Hp-span+1, Wp-span+1, sh, sw)
-    windows = windows[:, ::stride[0], ::stride[1], ::dilation[0], ::dilation[1]]
-    return windows[:, :output[0], :output[1]]
+    windows = windows[:, :: stride[0], :: stride[1], :: dilation[0], :: dilation[1]]
+    return windows[:, : output[0], : output[1]]
 
 
-def convolve_steps(image: np.ndarray, weight: np.ndarray, bias: np.ndarray | None = None,
-                   stride: int | tuple[int, int] = 1, padding: int | str | tuple = 0,
-                   dilation: int | tuple[int, int] = 1) -> ConvSteps:
+def convolve_steps(
+    image: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | str | tuple = 0,
+    dilation: int | tuple[int, int] = 1,
+) -> ConvSteps:
     """Every step of a 2-D convolution; ValueError (with the reason) when the setting does not fit.
 
     Args:
@@ -108,11 +128,14 @@ def convolve_steps(image: np.ndarray, weight: np.ndarray, bias: np.ndarray | Non
     if weight.ndim == 2:
         weight = weight[None, None]  # (kH, kW) -> (1, 1, kH, kW)
     if image.ndim != 3 or weight.ndim != 4:
-        raise ValueError("The input must be channels x height x width and the kernels "
-                         "count x channels x height x width.")
+        raise ValueError(
+            "The input must be channels x height x width and the kernels count x channels x height x width."
+        )
     if weight.shape[1] != image.shape[0]:
-        raise ValueError(f"Each kernel has {weight.shape[1]} channel(s) but the input has {image.shape[0]}; "
-                         "a kernel needs one slice per input channel.")
+        raise ValueError(
+            f"Each kernel has {weight.shape[1]} channel(s) but the input has {image.shape[0]}; "
+            "a kernel needs one slice per input channel."
+        )
     bias = np.zeros(weight.shape[0]) if bias is None else np.asarray(bias, dtype=np.float64).reshape(-1)
     if bias.shape[0] != weight.shape[0]:
         raise ValueError(f"There are {weight.shape[0]} kernels but {bias.shape[0]} bias values.")
@@ -148,8 +171,10 @@ def mix_channels(image: np.ndarray, weights: np.ndarray, bias: np.ndarray | None
     image = np.asarray(image, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
     if weights.ndim != 2 or weights.shape[1] != image.shape[0]:
-        raise ValueError(f"A 1x1 convolution needs one weight per input channel ({image.shape[0]}) "
-                         "for each output channel.")
+        raise ValueError(
+            f"A 1x1 convolution needs one weight per input channel ({image.shape[0]}) "
+            "for each output channel."
+        )
     mixed = np.einsum("kc,chw->khw", weights, image)
     return mixed if bias is None else mixed + np.asarray(bias, dtype=np.float64)[:, None, None]
 

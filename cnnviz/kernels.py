@@ -27,24 +27,47 @@ def _gaussian(height: int, width: int) -> np.ndarray:
     return kernel / kernel.sum()
 
 
-PRESETS: dict[str, KernelPreset] = {p.name: p for p in [
-    KernelPreset("identity", "a single 1 in the middle: the output copies the input", None),
-    KernelPreset("box blur", "all weights equal, summing to 1: each output is its window's average", None),
-    KernelPreset("Gaussian blur", "binomial weights, heavier in the middle: a softer blur", None),
-    KernelPreset("sharpen", "5 times the centre minus its four neighbours: edges get stronger",
-                 np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], dtype=np.float64)),
-    KernelPreset("Sobel x", "right minus left: responds to vertical edges",
-                 np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64)),
-    KernelPreset("Sobel y", "bottom minus top: responds to horizontal edges",
-                 np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], dtype=np.float64)),
-    KernelPreset("Laplacian", "4 times the centre minus its neighbours: zero on flat areas, large on edges",
-                 np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64)),
-    KernelPreset("emboss", "bottom-right minus top-left: a raised, lit-from-one-side look",
-                 np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float64)),
-    KernelPreset("X detector", "+1 on both diagonals, -1 elsewhere: largest where an X crosses",
-                 np.array([[1, -1, 1], [-1, 1, -1], [1, -1, 1]], dtype=np.float64)),
-    KernelPreset("random", "random weights (seeded), like a layer before training", None),
-]}
+PRESETS: dict[str, KernelPreset] = {
+    p.name: p
+    for p in [
+        KernelPreset("identity", "a single 1 in the middle: the output copies the input", None),
+        KernelPreset(
+            "box blur", "all weights equal, summing to 1: each output is its window's average", None
+        ),
+        KernelPreset("Gaussian blur", "binomial weights, heavier in the middle: a softer blur", None),
+        KernelPreset(
+            "sharpen",
+            "5 times the centre minus its four neighbours: edges get stronger",
+            np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], dtype=np.float64),
+        ),
+        KernelPreset(
+            "Sobel x",
+            "right minus left: responds to vertical edges",
+            np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64),
+        ),
+        KernelPreset(
+            "Sobel y",
+            "bottom minus top: responds to horizontal edges",
+            np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], dtype=np.float64),
+        ),
+        KernelPreset(
+            "Laplacian",
+            "4 times the centre minus its neighbours: zero on flat areas, large on edges",
+            np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64),
+        ),
+        KernelPreset(
+            "emboss",
+            "bottom-right minus top-left: a raised, lit-from-one-side look",
+            np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float64),
+        ),
+        KernelPreset(
+            "X detector",
+            "+1 on both diagonals, -1 elsewhere: largest where an X crosses",
+            np.array([[1, -1, 1], [-1, 1, -1], [1, -1, 1]], dtype=np.float64),
+        ),
+        KernelPreset("random", "random weights (seeded), like a layer before training", None),
+    ]
+}
 CUSTOM = "custom"
 PRESET_NAMES = (*PRESETS, CUSTOM)
 
@@ -86,14 +109,18 @@ def parse_kernel(text: str) -> np.ndarray:
         try:
             rows.append([_parse_number(t) for t in tokens])
         except (ValueError, ZeroDivisionError):
-            raise ValueError(f"Row {line_number} of the custom kernel has something that is not a number: "
-                             f"{line.strip()!r}.") from None
+            raise ValueError(
+                f"Row {line_number} of the custom kernel has something that is not a number: "
+                f"{line.strip()!r}."
+            ) from None
     if not rows:
         raise ValueError("Type the custom kernel as rows of numbers, one row per line.")
     widths = {len(r) for r in rows}
     if len(widths) != 1:
-        raise ValueError(f"Every row of the custom kernel needs the same number of values; got rows of "
-                         f"{', '.join(str(len(r)) for r in rows)}.")
+        raise ValueError(
+            f"Every row of the custom kernel needs the same number of values; got rows of "
+            f"{', '.join(str(len(r)) for r in rows)}."
+        )
     kernel = np.array(rows, dtype=np.float64)
     if max(kernel.shape) > MAX_CUSTOM_SIDE:
         raise ValueError(f"Keep the custom kernel at most {MAX_CUSTOM_SIDE}x{MAX_CUSTOM_SIDE}.")
@@ -129,3 +156,31 @@ def binary_picture(name: str) -> np.ndarray:
 
 
 BINARY_PICTURES = ("X 5x5", "X 7x7", "O 7x7")
+
+
+def build_kernel_bank(
+    names: list[str] | tuple[str, ...], height: int, width: int, channels: int = 1, custom_text: str = ""
+) -> np.ndarray:
+    """One kernel per name, each repeated over the input channels and divided by their number.
+
+    Dividing by the channel count makes a preset on an RGB picture act on the channel average,
+    so "identity" still returns a picture in the input's range.
+
+    Returns:
+        (K, C, height, width) float64.
+    """
+    if not names:
+        raise ValueError("Pick at least one kernel.")
+    kernels = []
+    for name in names:
+        if name == CUSTOM:
+            kernel = parse_kernel(custom_text)
+            if kernel.shape != (height, width):
+                raise ValueError(
+                    f"The custom kernel is {kernel.shape[0]}x{kernel.shape[1]} but the kernel size is "
+                    f"{height}x{width}; make them match."
+                )
+        else:
+            kernel = make_kernel(name, height, width)
+        kernels.append(np.repeat(kernel[None] / channels, channels, axis=0))  # (C, kH, kW)
+    return np.stack(kernels)  # (K, C, kH, kW)

@@ -37,8 +37,13 @@ class PoolSteps:
         return col * self.stride[1] + np.arange(self.window[1])
 
 
-def pool_steps(image: np.ndarray, window: int | tuple[int, int], stride: int | tuple[int, int] | None = None,
-               padding: int | str | tuple = 0, mode: str = "max") -> PoolSteps:
+def pool_steps(
+    image: np.ndarray,
+    window: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | str | tuple = 0,
+    mode: str = "max",
+) -> PoolSteps:
     """Every window of max or average pooling; ValueError with the reason when it does not fit.
 
     Args:
@@ -90,4 +95,4 @@ def max_pool_gradient(steps: PoolSteps, upstream: np.ndarray) -> np.ndarray:
     channels = np.arange(upstream.shape[0])[:, None, None] * np.ones(upstream.shape, dtype=np.int64)
     np.add.at(gradient, (channels, steps.winners[..., 0], steps.winners[..., 1]), upstream)
     top, bottom, left, right = steps.pad
-    return gradient[:, top:gradient.shape[1] - bottom, left:gradient.shape[2] - right]
+    return gradient[:, top : gradient.shape[1] - bottom, left : gradient.shape[2] - right]

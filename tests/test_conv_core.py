@@ -39,8 +39,14 @@ def conv_settings(draw):
 def test_convolution_steps_equal_torch_conv2d(setting):
     image, weight, bias, stride, padding, dilation = setting
     steps = convolve_steps(image, weight, bias, stride, padding, dilation)
-    expected = F.conv2d(torch.from_numpy(image)[None], torch.from_numpy(weight), torch.from_numpy(bias),
-                        stride=stride, padding=padding, dilation=dilation)[0].numpy()
+    expected = F.conv2d(
+        torch.from_numpy(image)[None],
+        torch.from_numpy(weight),
+        torch.from_numpy(bias),
+        stride=stride,
+        padding=padding,
+        dilation=dilation,
+    )[0].numpy()
     assert steps.output.shape == expected.shape
     np.testing.assert_allclose(steps.output, expected, rtol=1e-10, atol=1e-10)
     # and the output size formula agrees with torch along both axes
@@ -74,8 +80,9 @@ def test_same_padding_equals_torch_and_keeps_the_size(kernel, dilation):
     rng = np.random.default_rng(1)
     image, weight = rng.normal(size=(2, 9, 8)), rng.normal(size=(3, 2, *kernel))
     steps = convolve_steps(image, weight, None, 1, "same", dilation)
-    expected = F.conv2d(torch.from_numpy(image)[None], torch.from_numpy(weight), padding="same",
-                        dilation=dilation)[0].numpy()
+    expected = F.conv2d(
+        torch.from_numpy(image)[None], torch.from_numpy(weight), padding="same", dilation=dilation
+    )[0].numpy()
     assert steps.output_size == (9, 8)
     np.testing.assert_allclose(steps.output, expected, rtol=1e-10, atol=1e-10)
 
@@ -156,8 +163,9 @@ def test_pooling_equals_torch_and_gradient_lands_on_the_max(setting):
     assert steps.padded[c, wr, wc] == steps.output[c, r, q]
 
     average = pool_steps(image, window, stride, padding, "average")
-    np.testing.assert_allclose(average.output, F.avg_pool2d(x.detach(), window, stride, padding)[0].numpy(),
-                               rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(
+        average.output, F.avg_pool2d(x.detach(), window, stride, padding)[0].numpy(), rtol=1e-12, atol=1e-12
+    )
 
 
 def test_relu_and_one_by_one_convolution_equal_torch():
@@ -165,8 +173,9 @@ def test_relu_and_one_by_one_convolution_equal_torch():
     image = rng.normal(size=(3, 5, 6))
     np.testing.assert_array_equal(relu(image), F.relu(torch.from_numpy(image)).numpy())
     weights, bias = rng.normal(size=(2, 3)), rng.normal(size=2)
-    expected = F.conv2d(torch.from_numpy(image)[None], torch.from_numpy(weights)[:, :, None, None],
-                        torch.from_numpy(bias))[0].numpy()
+    expected = F.conv2d(
+        torch.from_numpy(image)[None], torch.from_numpy(weights)[:, :, None, None], torch.from_numpy(bias)
+    )[0].numpy()
     np.testing.assert_allclose(mix_channels(image, weights, bias), expected, rtol=1e-12)
 
 
@@ -196,8 +205,13 @@ def test_custom_kernel_parsing():
     kernel = parse_kernel("1 2 3\n-1, 0.5, 1/4\n")
     np.testing.assert_allclose(kernel, [[1, 2, 3], [-1, 0.5, 0.25]])
     assert np.array_equal(parse_kernel(format_kernel(kernel)), kernel)
-    for bad, message in [("1 2\n3", "same number"), ("1 a", "not a number"), ("", "rows of numbers"),
-                         ("1/0", "not a number"), ("inf 1", "ordinary")]:
+    for bad, message in [
+        ("1 2\n3", "same number"),
+        ("1 a", "not a number"),
+        ("", "rows of numbers"),
+        ("1/0", "not a number"),
+        ("inf 1", "ordinary"),
+    ]:
         with pytest.raises(ValueError, match=message):
             parse_kernel(bad)
 
@@ -212,6 +226,9 @@ def test_frame_positions_cover_everything_or_spread_evenly():
 def test_core_imports_without_streamlit_or_plotly():
     import subprocess
     import sys
-    code = ("import sys; sys.modules['streamlit'] = None; sys.modules['plotly'] = None; "
-            "import cnnviz.conv_arith, cnnviz.conv_steps, cnnviz.pool_steps, cnnviz.kernels")
+
+    code = (
+        "import sys; sys.modules['streamlit'] = None; sys.modules['plotly'] = None; "
+        "import cnnviz.conv_arith, cnnviz.conv_steps, cnnviz.pool_steps, cnnviz.kernels"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)
