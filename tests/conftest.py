@@ -104,7 +104,10 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def browser():
     """Debian's Chromium driven by Playwright (never a downloaded browser)."""
     if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)")
+        message = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI installs it, so a missing browser there is a real failure
+        pytest.skip(message)
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
