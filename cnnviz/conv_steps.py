@@ -188,3 +188,16 @@ def frame_positions(output_height: int, output_width: int, max_frames: int) -> l
     count = min(total, max(1, max_frames))
     indices = np.unique(np.round(np.linspace(0, total - 1, count)).astype(int))
     return [(int(i) // output_width, int(i) % output_width) for i in indices]
+
+
+def describe_frames(positions: list[tuple[int, int]], output_height: int, output_width: int) -> str:
+    """One sentence on how the animation covers the output (every cell, or evenly spread ones)."""
+    total = output_height * output_width
+    if len(positions) == total:
+        return f"The animation shows all {total} steps, one per output cell."
+    every = total / len(positions)
+    return (
+        f"The output has {total} cells, too many to animate one by one, so the animation shows "
+        f"{len(positions)} of them, evenly spread in reading order (about every {every:.0f}th cell); "
+        "each frame fills in every output cell up to the current one, so the map still fills in completely."
+    )

@@ -21,11 +21,14 @@ from cnnviz.pool_steps import PoolSteps
 
 FRAME_MS = 450  # how long one step stays on screen while playing
 MAX_TEXT_CELLS = 225  # write the numbers into the cells of maps up to 15 x 15
-PAD_FILL = "rgba(255, 160, 40, 0.35)"
+PAD_FILL = "rgba(255, 170, 60, 0.55)"
 PAD_EDGE = "rgba(220, 110, 0, 0.9)"
 WINDOW_COLOR = "#e8175d"
 CURSOR_COLOR = "#00a676"
 DIVERGING = "RdBu_r"
+MAX_SLIDER_LABELS = 25
+MAX_KERNEL_TEXT_SIDE = 7  # the kernel panel is narrow: numbers in the cells only while they fit
+MAX_WRITTEN_TERMS = 9  # write every product of the sum out up to a 3x3 one-channel kernel
 GAP = 1  # empty cells between tiled blocks (channels, kernels, feature maps)
 
 # Axis slots of the figure: (x domain, y domain)
@@ -185,7 +188,9 @@ def _animation_controls(frame_names: list[str], labels: list[str], prefix: str) 
                 "y": -0.02,
                 "yanchor": "top",
                 "pad": {"t": 0},
-                "currentvalue": {"prefix": prefix, "font": {"size": 13}},
+                "currentvalue": {"prefix": prefix, "font": {"size": 13, "color": "#1d2433"}},
+                # with many steps the tick labels would overlap: the current value says where we are
+                "font": {"color": "rgba(0,0,0,0)"} if len(frame_names) > MAX_SLIDER_LABELS else {},
                 "steps": [
                     {
                         "label": label,
@@ -204,6 +209,12 @@ def _animation_controls(frame_names: list[str], labels: list[str], prefix: str) 
             }
         ],
     }
+
+
+def _fix_range(layout: dict, suffix: str, height: int, width: int) -> None:
+    """Pin an image axis pair to the whole map, so cells not computed yet (NaN) still take their place."""
+    layout[f"xaxis{suffix}"].update(range=[-0.5, width - 0.5], autorange=False)
+    layout[f"yaxis{suffix}"].update(range=[height - 0.5, -0.5], autorange=False)
 
 
 def _base_layout(height: int) -> dict:
@@ -314,7 +325,7 @@ def build_convolution_figure(
         kernel_tiles.array,
         KERNEL_AXES,
         DIVERGING,
-        kernel_h * kernel_w <= 49,
+        max(kernel_tiles.array.shape) <= MAX_KERNEL_TEXT_SIDE,
         "kernel",
         zmid=0.0,
         zmin=-kernel_limit,
@@ -350,7 +361,7 @@ def build_convolution_figure(
         frames.append(
             {
                 "name": str(index),
-                "traces": [2, 4, 5, 6, 7],
+                "traces": [2, 3, 4, 5, 6],
                 "data": [
                     {"type": "scatter", "x": window_x, "y": window_y},
                     {"type": "heatmap", "z": output_z},
@@ -415,14 +426,34 @@ def build_convolution_figure(
             textposition="middle right",
             xaxis="x5",
             yaxis="y5",
-            textfont={"size": 14, "family": "monospace"},
+            textfont={"size": 13, "family": "monospace"},
             hoverinfo="skip",
             name="equation",
         ),
     ]
     layout = _base_layout(height)
     layout["yaxis5"]["range"] = [len(first[4]["text"]) - 0.5, -0.5]
-    layout["shapes"] = _padding_shapes(
+    _fix_range(layout, "", padded_h, padded_w)
+    _fix_range(layout, "2", *kernel_tiles.array.shape)
+    _fix_range(layout, "3", *first[1]["z"].shape)
+    # light slots where the output cells will appear, so the map's final size shows from the start
+    slots = [
+        {
+            "type": "rect",
+            "xref": "x3",
+            "yref": "y3",
+            "layer": "below",
+            "line": {"width": 0},
+            "fillcolor": "#eef0f4",
+            "x0": left_col - 0.5,
+            "y0": -0.5,
+            "x1": left_col + out_w - 0.5,
+            "y1": out_h - 0.5,
+        }
+        for _, left_col in out_tiles_origin
+    ]
+    _fix_range(layout, "4", *first[3]["z"].shape)
+    layout["shapes"] = slots + _padding_shapes(
         padded_h - top - bottom, padded_w - left - right, steps.pad, INPUT_AXES
     )
     pad_text = "padding in orange" if any(steps.pad) else "no padding"
@@ -456,11 +487,12 @@ def _equation_lines(steps: ConvSteps, row: int, col: int) -> list[str]:
         total = float(steps.sums[k, row, col])
         bias = float(steps.bias[k])
         terms = steps.products[k, row, col].reshape(-1)  # (C*kH*kW,)
-        written = " + ".join(f"{t:.4g}" for t in terms) if count <= 4 else f"sum of {count} products"
-        lines.append(
-            f"kernel {k + 1}: {written} = {total:.4g};  {total:.4g} + bias {bias:.4g} = "
-            f"<b>{total + bias:.4g}</b>"
-        )
+        if count <= MAX_WRITTEN_TERMS:
+            written = " + ".join(f"{t + 0.0:.3g}" for t in terms).replace("+ -", "- ")
+        else:
+            written = f"sum of the {count} products"
+        lines.append(f"kernel {k + 1}: {written}")
+        lines.append(f"   = {total:.4g};   {total:.4g} + bias {bias:.4g} = <b>{total + bias:.4g}</b>")
     return lines
 
 
@@ -583,13 +615,16 @@ def build_pooling_figure(steps: PoolSteps, positions: list[tuple[int, int]], hei
             textposition="middle right",
             xaxis="x5",
             yaxis="y5",
-            textfont={"size": 14, "family": "monospace"},
+            textfont={"size": 13, "family": "monospace"},
             hoverinfo="skip",
         ),
     ]
     layout = _base_layout(height)
     layout["xaxis2"]["visible"] = layout["yaxis2"]["visible"] = False
     layout["yaxis5"]["range"] = [2.5, -0.5]
+    _fix_range(layout, "", *shown.shape)
+    _fix_range(layout, "3", out_h, out_w)
+    _fix_range(layout, "4", window_h, window_w)
     layout["shapes"] = _padding_shapes(
         padded.shape[0] - top - bottom, padded.shape[1] - left - right, steps.pad, INPUT_AXES
     )
@@ -609,7 +644,7 @@ def build_pooling_figure(steps: PoolSteps, positions: list[tuple[int, int]], hei
 
 
 def build_before_after_figure(
-    before: np.ndarray, after: np.ndarray, titles: tuple[str, str], height: int = 330
+    before: np.ndarray, after: np.ndarray, titles: tuple[str, str], height: int = 360
 ) -> go.Figure:
     """Two maps side by side on one colour scale (ReLU before/after, gradient upstream/at input)."""
     limit = float(max(np.abs(before).max(), np.abs(after).max())) or 1.0
@@ -622,6 +657,8 @@ def build_before_after_figure(
         layout.pop(f"xaxis{suffix}")
         layout.pop(f"yaxis{suffix}")
     layout["margin"] = {"l": 10, "r": 10, "t": 30, "b": 10}
+    _fix_range(layout, "", *before.shape)
+    _fix_range(layout, "2", *after.shape)
     layout["annotations"] = [_title(titles[0], [0.0, 0.47], 0.92), _title(titles[1], [0.53, 1.0], 0.92)]
     data = [
         _heatmap(before, INPUT_AXES, DIVERGING, show_text, titles[0], zmid=0, zmin=-limit, zmax=limit),
