@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnnviz.kernels import binary_picture, make_kernel
+from cnnviz.ui.figures.convolution import decode_typed_array
 from cnnviz.ui.navigation import PAGES
 from tests.conftest import REPO, assert_no_exception, open_page, save_screenshot, wait_until_idle
 
@@ -29,19 +30,6 @@ def _figure(app: AppTest, index: int = 0) -> dict:
     return json.loads(app.get("plotly_chart")[index].proto.spec)
 
 
-def _decode(array) -> np.ndarray:
-    """Plotly's typed-array JSON ({"dtype", "bdata", "shape"}) or a list -> numpy."""
-    if isinstance(array, dict):
-        import base64
-
-        values = np.frombuffer(base64.b64decode(array["bdata"]), dtype=np.dtype(array["dtype"]))
-        shape = array.get("shape")
-        if isinstance(shape, str):
-            shape = [int(s) for s in shape.split(",")]
-        return values.reshape(shape) if shape else values
-    return np.array(array, dtype=float)
-
-
 def test_default_page_animates_every_step_of_the_x_detector():
     app = _open()
     assert not app.exception, [e.value for e in app.exception]
@@ -54,9 +42,11 @@ def test_default_page_animates_every_step_of_the_x_detector():
     import torch
     import torch.nn.functional as F
 
-    last = _decode(figure["frames"][-1]["data"][1]["z"])
-    expected = F.conv2d(torch.from_numpy(binary_picture("X 7x7"))[None],
-                        torch.from_numpy(make_kernel("X detector", 3, 3))[None, None])[0, 0].numpy()
+    last = decode_typed_array(figure["frames"][-1]["data"][1]["z"])
+    expected = F.conv2d(
+        torch.from_numpy(binary_picture("X 7x7"))[None],
+        torch.from_numpy(make_kernel("X detector", 3, 3))[None, None],
+    )[0, 0].numpy()
     np.testing.assert_allclose(last, expected, rtol=1e-6)
     assert "floor(4/1) + 1 = 5" in " ".join(m.value for m in app.markdown)
 
@@ -117,13 +107,13 @@ def test_animation_plays_in_a_real_browser(app_server, browser_page):
     assert frames == 25
     play = chart.locator(".updatemenu-button", has_text="Play")
     assert play.count() == 1
-    current = chart.locator(".slider-currentvalue")
-    assert "(0,0)" in current.inner_text()
+    current = chart.locator("text.slider-label", has_text="output cell")  # the slider's current value
+    assert "(0,0)" in current.text_content()
     play.click()
     browser_page.wait_for_timeout(2500)  # 450 ms per frame: a few steps later
-    assert "(0,0)" not in current.inner_text()
+    assert "(0,0)" not in current.text_content()
     chart.locator(".updatemenu-button", has_text="Pause").click()
     wait_until_idle(browser_page)
     assert_no_exception(browser_page)
-    chart.scroll_into_view_if_needed()
-    save_screenshot(browser_page, "page-convolution-playing")
+    chart.evaluate("element => element.scrollIntoView({block: 'start'})")
+    save_screenshot(browser_page, "page-convolution-playing", full_page=False)

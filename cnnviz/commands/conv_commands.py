@@ -65,6 +65,6 @@ def run_conv_size(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
-    from cnnviz.commands.conv_bench import run_conv_bench  # imports plotly: only when benchmarking
+    from cnnviz.ui.conv_bench import run_conv_bench  # imports plotly and streamlit: only when benchmarking
 
     return run_conv_bench(args.json, args.repeat)
