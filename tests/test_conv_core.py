@@ -223,3 +223,31 @@ def test_frame_positions_cover_everything_or_spread_evenly():
     assert spread == sorted(spread)
 
 
+def run_cli(*args: str):
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "cnnviz", *args], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_cli_conv_size_prints_size_formula_and_warning():
+    result = run_cli("conv-size", "--input", "10", "--kernel", "3", "--stride", "2", "--padding", "0")
+    assert result.returncode == 0, result.stderr
+    assert "output: 4 x 4" in result.stdout and "floor(7/2) + 1 = 4" in result.stdout
+    assert "4.5" in result.stdout and "never covered by any window: 9" in result.stdout
+    alexnet = run_cli("conv-size", "--input", "227", "--kernel", "11", "--stride", "4", "--padding", "0")
+    assert "output: 55 x 55" in alexnet.stdout and "note" not in alexnet.stdout
+    same = run_cli("conv-size", "--input", "28", "--input-width", "20", "--kernel", "4", "--padding", "same")
+    assert "output: 28 x 20" in same.stdout and "1 before and 2 after" in same.stdout
+    pool = run_cli("conv-size", "--input", "28", "--kernel", "2", "--pool")
+    assert pool.stdout.startswith("pooling output: 14 x 14")
+
+
+def test_cli_conv_size_refuses_impossible_settings():
+    result = run_cli("conv-size", "--input", "3", "--kernel", "5", "--padding", "0")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: The window spans 5 rows") and "Traceback" not in result.stderr
+    bad = run_cli("conv-size", "--input", "8", "--kernel", "3", "--padding", "lots")
+    assert bad.returncode == 2 and "Padding must be" in bad.stderr

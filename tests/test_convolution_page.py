@@ -117,3 +117,21 @@ def test_animation_plays_in_a_real_browser(app_server, browser_page):
     assert_no_exception(browser_page)
     chart.evaluate("element => element.scrollIntoView({block: 'start'})")
     save_screenshot(browser_page, "page-convolution-playing", full_page=False)
+
+
+def test_uploaded_picture_is_shrunk_with_a_note():
+    import io
+
+    from PIL import Image
+
+    photo = Image.fromarray(np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8))
+    buffer = io.BytesIO()
+    photo.save(buffer, format="PNG")
+    app = _open()
+    app.radio(key="conv_source").set_value("your picture").run()
+    app.file_uploader(key="conv_upload").set_value(("photo.png", buffer.getvalue(), "image/png")).run()
+    assert not app.exception, [e.value for e in app.exception]
+    captions = " ".join(c.value for c in app.caption)
+    assert "200x120 picture was shrunk to 64x38" in captions
+    assert "1x1 convolution" in captions  # grayscale mode mixed the colour channels
+    assert len(_figure(app)["frames"]) == 64  # 62x36 outputs, bounded

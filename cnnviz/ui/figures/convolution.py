@@ -20,7 +20,7 @@ from cnnviz.conv_steps import ConvSteps
 from cnnviz.pool_steps import PoolSteps
 
 FRAME_MS = 450  # how long one step stays on screen while playing
-MAX_TEXT_CELLS = 225  # write the numbers into the cells of maps up to 15 x 15
+MAX_TEXT_SIDE = 12  # write the numbers into the cells of a map while it is at most 12 cells across
 PAD_FILL = "rgba(255, 170, 60, 0.55)"
 PAD_EDGE = "rgba(220, 110, 0, 0.9)"
 WINDOW_COLOR = "#e8175d"
@@ -373,7 +373,7 @@ def build_convolution_figure(
             steps.padded[0],
             INPUT_AXES,
             "gray",
-            padded_h * padded_w <= MAX_TEXT_CELLS,
+            max(padded_h, padded_w) <= MAX_TEXT_SIDE,
             "input",
             number_format=".2~f",
         )
@@ -396,7 +396,7 @@ def build_convolution_figure(
     out_tiles_origin = tile_blocks([[output[k] for k in range(kernels)]]).origins[0]
     products = steps.products.astype(np.float32)
     product_limit = float(np.abs(products).max()) or 1.0
-    show_output_text = out_h * out_w * kernels <= MAX_TEXT_CELLS
+    show_output_text = max(out_h, kernels * (out_w + GAP) - GAP) <= MAX_TEXT_SIDE
     frames, names, labels = [], [], []
     for index, (row, col) in enumerate(positions):
         filled = np.full(out_h * out_w, np.nan, dtype=np.float32)
@@ -470,7 +470,7 @@ def build_convolution_figure(
             first[3]["z"],
             PRODUCT_AXES,
             DIVERGING,
-            kernel_h * kernel_w * channels <= 81,
+            max(kernels * (kernel_h + GAP), channels * (kernel_w + GAP)) - GAP <= MAX_TEXT_SIDE,
             "product",
             zmid=0.0,
             zmin=-product_limit,
@@ -563,7 +563,7 @@ def build_pooling_figure(steps: PoolSteps, positions: list[tuple[int, int]], hei
     out_h, out_w = steps.output.shape[1:]
     output = steps.output[0].astype(np.float32)
     values = steps.windows[0].astype(np.float32)  # (Ho, Wo, kH, kW)
-    show_input_text = padded.size <= MAX_TEXT_CELLS
+    show_input_text = max(padded.shape) <= MAX_TEXT_SIDE
     frames, names, labels = [], [], []
     for index, (row, col) in enumerate(positions):
         filled = np.full(out_h * out_w, np.nan, dtype=np.float32)
@@ -633,7 +633,7 @@ def build_pooling_figure(steps: PoolSteps, positions: list[tuple[int, int]], hei
             first[1]["z"],
             OUTPUT_AXES,
             "Viridis",
-            out_h * out_w <= MAX_TEXT_CELLS,
+            max(out_h, out_w) <= MAX_TEXT_SIDE,
             "output",
             zmin=float(np.nanmin(shown)),
             zmax=float(np.nanmax(shown)),
@@ -706,7 +706,7 @@ def build_before_after_figure(
 ) -> go.Figure:
     """Two maps side by side on one colour scale (ReLU before/after, gradient upstream/at input)."""
     limit = float(max(np.abs(before).max(), np.abs(after).max())) or 1.0
-    show_text = before.size <= MAX_TEXT_CELLS and after.size <= MAX_TEXT_CELLS
+    show_text = max(*before.shape, *after.shape) <= MAX_TEXT_SIDE
     layout = _base_layout(height)
     for suffix, domain in (("", [0.0, 0.47]), ("2", [0.53, 1.0])):
         layout[f"xaxis{suffix}"]["domain"] = domain

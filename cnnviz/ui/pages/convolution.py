@@ -5,7 +5,7 @@ import hashlib
 import streamlit as st
 
 from cnnviz import samples
-from cnnviz.conv_arith import output_shape
+from cnnviz.conv_arith import AxisSize, output_shape
 from cnnviz.conv_steps import describe_frames, frame_positions, relu
 from cnnviz.image_input import Picture, decode_upload, shrink, to_picture
 from cnnviz.kernels import BINARY_PICTURES, CUSTOM, PRESET_NAMES, PRESETS, binary_picture
@@ -100,27 +100,27 @@ if picture.note:
     st.caption(picture.note)
 settings = (int(kernel_h), int(kernel_w), int(stride), padding, int(dilation), names, custom, float(bias))
 
+
+def show_sizes(sizes: tuple[AxisSize, AxisSize]) -> None:
+    """The formula with the numbers of each axis, and any note on padding or fit."""
+    height, width = sizes
+    st.markdown(f"**Output: {height.output} x {width.output}** (height x width)")
+    for size in sizes:
+        st.markdown(f"{size.axis.capitalize()}: `{size.formula}`")
+        if size.padding.note:
+            st.caption(size.padding.note)
+        if size.warning:
+            st.info(size.warning, icon=":material/straighten:")
+
+
 with st.container(border=True):
-    st.markdown("**Output size**, per axis:")
     st.latex(r"\text{out} = \left\lfloor \frac{n + 2p - d\,(k-1) - 1}{s} \right\rfloor + 1")
     try:
-        sizes = output_shape(
-            picture.pixels.shape[1],
-            picture.pixels.shape[2],
-            (int(kernel_h), int(kernel_w)),
-            int(stride),
-            padding if not padding.isdigit() else int(padding),
-            int(dilation),
-        )
         steps = conv_steps_for(picture_key, picture.pixels, settings)
     except ValueError as err:
         st.warning(str(err), icon=":material/block:")
         st.stop()
-    for size in sizes:
-        st.markdown(f"{size.axis.capitalize()}: `{size.formula}`")
-        for note in (size.padding.note, size.warning):
-            if note:
-                st.caption(note)
+    show_sizes(steps.sizes)
 
 positions = frame_positions(*steps.output_size, MAX_FRAMES)
 st.caption(describe_frames(positions, *steps.output_size))
@@ -145,6 +145,7 @@ pool_stride = stride_col.number_input("Stride", 1, 4, 2, key="pool_stride")
 pool_padding = pad_col.number_input("Padding", 0, 2, 0, key="pool_padding")
 st.caption("Pooling runs on feature map 1 after ReLU. It has no weights: it only picks (max) or averages.")
 try:
+    pool_sizes = output_shape(*steps.output_size, int(window), int(pool_stride), int(pool_padding), pool=True)
     pool_fig, gradient = pool_figure_and_gradient(
         picture_key,
         picture.pixels,
@@ -155,6 +156,7 @@ try:
 except ValueError as err:
     st.warning(str(err), icon=":material/block:")
     st.stop()
+show_sizes(pool_sizes)
 st.plotly_chart(pool_fig, key="pool_chart", **CHART)
 if gradient is not None:
     st.markdown(
