@@ -147,7 +147,8 @@ def axis_output_size(
     taps = f"{kernel} taps with dilation {dilation}" if dilation > 1 else f"kernel size {kernel}"
     if span > padded:
         raise ValueError(
-            f"The window spans {span} {plural} ({taps}) but the padded input is only {padded} {plural} "
+            f"The window spans {span} {plural} ({taps}) but the padded input is only {padded} "
+            f"{singular if padded == 1 else plural} "
             f"along the {axis} ({input_size} + {pad.total} padding), so it fits nowhere. "
             "Use a smaller kernel, less dilation or more padding."
         )

@@ -135,3 +135,49 @@ def test_uploaded_picture_is_shrunk_with_a_note():
     assert "200x120 picture was shrunk to 64x38" in captions
     assert "1x1 convolution" in captions  # grayscale mode mixed the colour channels
     assert len(_figure(app)["frames"]) == 64  # 62x36 outputs, bounded
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        (
+            {"conv_picture": "X 5x5", "conv_kernel_h": 7, "conv_kernel_w": 7, "conv_preset_0": "box blur"},
+            "fits nowhere",
+        ),
+        (
+            {
+                "conv_kernel_h": 4,
+                "conv_kernel_w": 2,
+                "conv_preset_0": "Gaussian blur",
+                "conv_padding": "same",
+            },
+            None,
+        ),
+        ({"conv_dilation": 3, "conv_stride": 3, "conv_padding": "2"}, None),
+        # a 1x1 feature map cannot be pooled with a 2x2 window: said so below the convolution
+        ({"conv_dilation": 3, "conv_stride": 3, "conv_padding": "1"}, "padded input is only 1 row "),
+        ({"conv_preset_0": "custom", "conv_custom": "1 2\n3"}, "same number of values"),
+        ({"conv_preset_0": "custom", "conv_custom": "1 0 -1\n2 0 -2"}, "custom kernel is 2x3"),
+        ({"conv_preset_0": "custom", "conv_kernel_h": 2, "conv_custom": "1 0 -1\n2 0 -2"}, None),
+        ({"conv_kernel_count": 4, "conv_channels": "RGB (3-channel kernels)"}, None),
+        ({"pool_window": 4, "pool_stride": 1, "pool_mode": "average"}, None),
+    ],
+)
+def test_odd_settings_never_raise(changes, message):
+    app = _open()
+    for key, value in changes.items():
+        widget = next(
+            w
+            for kind in ("number_input", "selectbox", "radio", "text_area")
+            for w in getattr(app, kind)
+            if w.key == key
+        )
+        widget.set_value(value)
+        app.run()  # some widgets (the custom kernel box) appear only after a choice
+    assert not app.exception, [e.value for e in app.exception]
+    warnings = " ".join(w.value for w in app.warning)
+    if message is None:
+        assert not warnings, warnings
+        assert app.get("plotly_chart")
+    else:
+        assert message in warnings
