@@ -190,9 +190,26 @@ def frame_positions(output_height: int, output_width: int, max_frames: int) -> l
     return [(int(i) // output_width, int(i) % output_width) for i in indices]
 
 
-def describe_frames(positions: list[tuple[int, int]], output_height: int, output_width: int) -> str:
-    """One sentence on how the animation covers the output (every cell, or evenly spread ones)."""
+def region_positions(
+    output_height: int, output_width: int, top: int, left: int, side: int
+) -> list[tuple[int, int]]:
+    """Every output cell of a side x side block (clipped to the map) from (top, left), reading order."""
+    rows = range(max(0, top), min(output_height, top + side))
+    cols = range(max(0, left), min(output_width, left + side))
+    return [(r, c) for r in rows for c in cols]
+
+
+def describe_frames(
+    positions: list[tuple[int, int]], output_height: int, output_width: int, region: bool = False
+) -> str:
+    """One sentence on how the animation covers the output (every cell, a region, or spread cells)."""
     total = output_height * output_width
+    if region:
+        (top, left), (bottom, right) = positions[0], positions[-1]
+        return (
+            f"The animation shows every step of output rows {top}..{bottom} and columns {left}..{right}: "
+            f"{len(positions)} of the {total} output cells; move the region to see others."
+        )
     if len(positions) == total:
         return f"The animation shows all {total} steps, one per output cell."
     every = total / len(positions)

@@ -181,3 +181,19 @@ def test_odd_settings_never_raise(changes, message):
         assert app.get("plotly_chart")
     else:
         assert message in warnings
+
+
+def test_region_of_interest_animates_every_step_of_a_block():
+    app = _open()
+    app.radio(key="conv_source").set_value("MNIST sample").run()
+    app.selectbox(key="conv_preset_0").set_value("Sobel x").run()
+    app.radio(key="conv_large_view").set_value("every step of a 8x8 region").run()
+    app.number_input(key="conv_region_top").set_value(10).run()
+    app.number_input(key="conv_region_left").set_value(18).run()  # 26x26 output: the last 8 columns
+    assert not app.exception, [e.value for e in app.exception]
+    figure = _figure(app)
+    assert len(figure["frames"]) == 8 * 8
+    assert figure["layout"]["sliders"][0]["steps"][0]["label"] == "(10,18)"
+    last = decode_typed_array(figure["frames"][-1]["data"][1]["z"])
+    assert np.isfinite(last).sum() == 64 and np.isfinite(last[10:18, 18:26]).all()
+    assert any("rows 10..17 and columns 18..25" in c.value for c in app.caption)

@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from cnnviz.conv_steps import ConvSteps, convolve_steps, frame_positions, relu
+from cnnviz.conv_steps import ConvSteps, convolve_steps, frame_positions, region_positions, relu
 from cnnviz.kernels import build_kernel_bank
 from cnnviz.pool_steps import max_pool_gradient, pool_steps
 from cnnviz.ui.figures.convolution import build_convolution_figure, build_pooling_figure
@@ -31,14 +31,28 @@ def compute_conv_steps(pixels: np.ndarray, settings: ConvSettings) -> ConvSteps:
     return convolve_steps(pixels, weight, np.full(len(names), bias), stride, padding_value, dilation)
 
 
-def make_conv_figure(pixels: np.ndarray, settings: ConvSettings, max_frames: int) -> go.Figure:
+def make_conv_figure(
+    pixels: np.ndarray, settings: ConvSettings, max_frames: int, region: tuple[int, int] | None = None
+) -> go.Figure:
+    """The animation: ``max_frames`` cells spread over the map, or every cell of a square region
+    (side sqrt(max_frames)) whose top-left output cell is ``region``."""
     steps = compute_conv_steps(pixels, settings)
-    positions = frame_positions(*steps.output_size, max_frames)
+    if region is None:
+        positions = frame_positions(*steps.output_size, max_frames)
+    else:
+        positions = region_positions(*steps.output_size, *region, region_side(max_frames))
     rgb = None
     if steps.padded.shape[0] == 3:
         rgb = (np.clip(steps.padded, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)  # (Hp, Wp, 3)
     names = ["R", "G", "B"] if steps.padded.shape[0] == 3 else None
-    return build_convolution_figure(steps, positions, input_rgb=rgb, channel_names=names)
+    return build_convolution_figure(
+        steps, positions, input_rgb=rgb, channel_names=names, fill_reading_order=region is None
+    )
+
+
+def region_side(max_frames: int) -> int:
+    """The side of the square output region animated step by step: 8 for 64 frames."""
+    return max(1, int(max_frames**0.5))
 
 
 def make_pool_figure(
@@ -61,8 +75,14 @@ def conv_steps_for(picture_key: str, _pixels: np.ndarray, settings: ConvSettings
 
 
 @st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner="Drawing every step ...")
-def conv_figure(picture_key: str, _pixels: np.ndarray, settings: ConvSettings, max_frames: int) -> go.Figure:
-    return make_conv_figure(_pixels, settings, max_frames)
+def conv_figure(
+    picture_key: str,
+    _pixels: np.ndarray,
+    settings: ConvSettings,
+    max_frames: int,
+    region: tuple[int, int] | None,
+) -> go.Figure:
+    return make_conv_figure(_pixels, settings, max_frames, region)
 
 
 @st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)

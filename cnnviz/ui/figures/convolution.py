@@ -344,6 +344,7 @@ def build_convolution_figure(
     *,
     input_rgb: np.ndarray | None = None,
     channel_names: list[str] | None = None,
+    fill_reading_order: bool = True,
     height: int = 760,
 ) -> go.Figure:
     """The animated convolution: padded input with the moving window, kernels, output maps filling
@@ -355,6 +356,9 @@ def build_convolution_figure(
         input_rgb: (Hp, Wp, 3) uint8 picture of the padded input for RGB mode; None draws channel 0
             as a grayscale heatmap with its numbers.
         channel_names: labels of the input channels (e.g. ["R", "G", "B"]).
+        fill_reading_order: each frame shows every output cell up to the current one in reading
+            order (frames spread over the whole map); False shows only the cells of the frames so
+            far (every step of a region).
     """
     kernels, channels, kernel_h, kernel_w = steps.weight.shape
     padded_h, padded_w = steps.padded.shape[1:]
@@ -398,15 +402,13 @@ def build_convolution_figure(
     product_limit = float(np.abs(products).max()) or 1.0
     show_output_text = max(out_h, kernels * (out_w + GAP) - GAP) <= MAX_TEXT_SIDE
     frames, names, labels = [], [], []
+    computed = np.zeros((out_h, out_w), dtype=bool)
     for index, (row, col) in enumerate(positions):
-        filled = np.full(out_h * out_w, np.nan, dtype=np.float32)
-        done = row * out_w + col + 1  # reading order: every cell up to this one is computed
-        maps = []
-        for k in range(kernels):
-            cells = filled.copy()
-            cells[:done] = output[k].reshape(-1)[:done]  # (Ho*Wo,)
-            maps.append(cells.reshape(out_h, out_w))
-        output_z = tile_blocks([maps]).array
+        if fill_reading_order:
+            computed.reshape(-1)[: row * out_w + col + 1] = True  # every cell up to this one
+        else:
+            computed[row, col] = True
+        output_z = tile_blocks([[np.where(computed, output[k], np.nan) for k in range(kernels)]]).array
         window_x, window_y = _squares(steps.tap_rows(row), steps.tap_cols(col), one_box)
         cursor_x, cursor_y = [], []
         for top_left in out_tiles_origin:

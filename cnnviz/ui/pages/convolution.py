@@ -6,10 +6,10 @@ import streamlit as st
 
 from cnnviz import samples
 from cnnviz.conv_arith import AxisSize, output_shape
-from cnnviz.conv_steps import describe_frames, frame_positions, relu
+from cnnviz.conv_steps import describe_frames, frame_positions, region_positions, relu
 from cnnviz.image_input import Picture, decode_upload, shrink, to_picture
 from cnnviz.kernels import BINARY_PICTURES, CUSTOM, PRESET_NAMES, PRESETS, binary_picture
-from cnnviz.ui.conv_cache import conv_figure, conv_steps_for, pool_figure_and_gradient
+from cnnviz.ui.conv_cache import conv_figure, conv_steps_for, pool_figure_and_gradient, region_side
 from cnnviz.ui.figures.convolution import build_before_after_figure
 
 MAX_INPUT_SIDE = 64
@@ -122,9 +122,43 @@ with st.container(border=True):
         st.stop()
     show_sizes(steps.sizes)
 
-positions = frame_positions(*steps.output_size, MAX_FRAMES)
-st.caption(describe_frames(positions, *steps.output_size))
-st.plotly_chart(conv_figure(picture_key, picture.pixels, settings, MAX_FRAMES), key="conv_chart", **CHART)
+out_h, out_w = steps.output_size
+region = None
+if out_h * out_w > MAX_FRAMES:
+    side = region_side(MAX_FRAMES)
+    view = st.radio(
+        f"The output has {out_h * out_w} cells, more than the {MAX_FRAMES} steps one animation "
+        "shows quickly. Show",
+        ("steps spread over the whole map", f"every step of a {side}x{side} region"),
+        key="conv_large_view",
+        horizontal=True,
+    )
+    if view.startswith("every"):
+        top_col, left_col = st.columns(2)
+        first_row = top_col.number_input(
+            "Region's first output row",
+            0,
+            max(0, out_h - side),
+            max(0, out_h - side) // 2,
+            key="conv_region_top",
+        )
+        first_col = left_col.number_input(
+            "Region's first output column",
+            0,
+            max(0, out_w - side),
+            max(0, out_w - side) // 2,
+            key="conv_region_left",
+        )
+        region = (int(first_row), int(first_col))
+positions = (
+    frame_positions(out_h, out_w, MAX_FRAMES)
+    if region is None
+    else region_positions(out_h, out_w, *region, region_side(MAX_FRAMES))
+)
+st.caption(describe_frames(positions, out_h, out_w, region=region is not None))
+st.plotly_chart(
+    conv_figure(picture_key, picture.pixels, settings, MAX_FRAMES, region), key="conv_chart", **CHART
+)
 
 st.subheader("ReLU: negative responses become zero")
 before = steps.output[0]
