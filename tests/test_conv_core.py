@@ -251,3 +251,15 @@ def test_cli_conv_size_refuses_impossible_settings():
     assert result.stderr.startswith("error: The window spans 5 rows") and "Traceback" not in result.stderr
     bad = run_cli("conv-size", "--input", "8", "--kernel", "3", "--padding", "lots")
     assert bad.returncode == 2 and "Padding must be" in bad.stderr
+
+
+def test_bench_conv_reports_the_issue_case():
+    import json
+
+    result = run_cli("bench", "conv", "--json", "--repeat", "1")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["output_cells"] == 64 * 64 and report["frames"] == 64
+    assert 0 < report["figure_mb"] <= report["target_figure_mb"]  # a size, not a time: safe to assert
+    for key in ("steps_ms", "frames_ms", "rerun_compute_ms", "apptest_rerun_ms"):
+        assert report[key] > 0

@@ -98,6 +98,11 @@ if chosen is None:
 picture_key, picture = chosen
 if picture.note:
     st.caption(picture.note)
+if picture.pixels.shape[0] == 3:
+    st.caption(
+        "RGB mode: each kernel has one slice per colour channel (R, G, B). A preset is put on every "
+        "slice divided by 3, so it acts on the channel average; the sum runs over all 3 x kH x kW products."
+    )
 settings = (int(kernel_h), int(kernel_w), int(stride), padding, int(dilation), names, custom, float(bias))
 
 
