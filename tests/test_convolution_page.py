@@ -20,6 +20,7 @@ def _open() -> AppTest:
     import streamlit as st
 
     st.cache_resource.clear()
+    st.cache_data.clear()
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
     app.run()
     app.switch_page(str(PAGE.path))

@@ -7,9 +7,15 @@ import streamlit as st
 from cnnviz import samples
 from cnnviz.conv_arith import AxisSize, output_shape
 from cnnviz.conv_steps import describe_frames, frame_positions, region_positions, relu
-from cnnviz.image_input import Picture, decode_upload, shrink, to_picture
+from cnnviz.image_input import Picture, to_picture
 from cnnviz.kernels import BINARY_PICTURES, CUSTOM, PRESET_NAMES, PRESETS, binary_picture
-from cnnviz.ui.conv_cache import conv_figure, conv_steps_for, pool_figure_and_gradient, region_side
+from cnnviz.ui.conv_cache import (
+    conv_figure,
+    conv_steps_for,
+    decoded_upload,
+    pool_figure_and_gradient,
+    region_side,
+)
 from cnnviz.ui.figures.convolution import build_before_after_figure
 
 MAX_INPUT_SIDE = 64
@@ -45,15 +51,14 @@ def choose_picture() -> tuple[str, Picture] | None:
             st.info("Upload a picture to see the kernel slide over it.")
             return None
         data = upload.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
         try:
-            rgb_pixels, note = shrink(decode_upload(data), MAX_INPUT_SIDE)
+            rgb_pixels, note = decoded_upload(digest, data, MAX_INPUT_SIDE)
         except ValueError as err:
             st.warning(str(err))
             return None
-        return (
-            f"upload:{hashlib.sha256(data).hexdigest()}:{rgb}",
-            to_picture(rgb_pixels.transpose(2, 0, 1), rgb, note),
-        )  # (H, W, C) -> (C, H, W)
+        chw = rgb_pixels.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
+        return f"upload:{digest}:{rgb}", to_picture(chw, rgb, note)
     dataset = "mnist" if source == "MNIST sample" else "cifar10"
     options = samples.list_samples(dataset)
     sample = st.selectbox("Sample", options, format_func=lambda s: s.caption, key=f"conv_sample_{dataset}")
