@@ -65,6 +65,10 @@ def run_conv_size(args: argparse.Namespace) -> int:
 
 
 def run_bench(args: argparse.Namespace) -> int:
+    # Streamlit warns that it runs without a server; a benchmark's output is better without that.
+    import streamlit.logger
+
+    streamlit.logger.set_log_level("error")
     from cnnviz.ui.conv_bench import run_conv_bench  # imports plotly and streamlit: only when benchmarking
 
     return run_conv_bench(args.json, args.repeat)
