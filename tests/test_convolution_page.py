@@ -104,19 +104,26 @@ def test_animation_plays_in_a_real_browser(app_server, browser_page):
     assert_no_exception(browser_page)
     chart = browser_page.get_by_test_id("stPlotlyChart").first
     chart.wait_for()
-    frames = browser_page.evaluate("document.querySelector('.js-plotly-plot')._transitionData._frames.length")
+    frames = browser_page.wait_for_function(  # plotly.js draws after Streamlit says the script is done
+        "() => document.querySelector('.js-plotly-plot')?._transitionData?._frames?.length",
+        timeout=20_000,
+    ).json_value()
     assert frames == 25
     play = chart.locator(".updatemenu-button", has_text="Play")
     assert play.count() == 1
     current = chart.locator("text.slider-label", has_text="output cell")  # the slider's current value
     assert "(0,0)" in current.text_content()
     play.click()
-    browser_page.wait_for_timeout(2500)  # 450 ms per frame: a few steps later
-    assert "(0,0)" not in current.text_content()
+    # 450 ms per frame: the slider's value moves on within seconds, even on a busy machine
+    browser_page.wait_for_function(
+        """() => [...document.querySelectorAll('.js-plotly-plot text.slider-label')]
+                 .some(t => t.textContent.startsWith('output cell') && !t.textContent.endsWith('(0,0)'))""",
+        timeout=20_000,
+    )
     chart.locator(".updatemenu-button", has_text="Pause").click()
     wait_until_idle(browser_page)
     assert_no_exception(browser_page)
-    chart.evaluate("element => element.scrollIntoView({block: 'start'})")
+    chart.evaluate("element => element.scrollIntoView({block: 'center'})")
     save_screenshot(browser_page, "page-convolution-playing", full_page=False)
 
 
