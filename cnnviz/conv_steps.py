@@ -218,3 +218,18 @@ def describe_frames(
         f"{len(positions)} of them, evenly spread in reading order (about every {every:.0f}th cell); "
         "each frame fills in every output cell up to the current one, so the map still fills in completely."
     )
+
+
+FIGURE_BUDGET_BYTES = 4 * 2**20  # what one animated figure may weigh on the wire
+
+
+def frames_within_budget(steps: ConvSteps, max_frames: int, budget_bytes: int = FIGURE_BUDGET_BYTES) -> int:
+    """How many animation frames fit the budget: each frame carries every output map and the
+    products grid as float32 numbers in base64 (4 bytes -> 5.33 characters). Cells not computed
+    yet are NaN, whose base64 always holds a "/" that Plotly's JSON writes as 6 characters, so
+    about 7 characters a number is the honest count."""
+    kernels, channels, kernel_h, kernel_w = steps.weight.shape
+    out_h, out_w = steps.output_size
+    values = out_h * kernels * (out_w + 1) + kernels * (kernel_h + 1) * channels * (kernel_w + 1)
+    per_frame = values * 7 + 2_000  # plus window outline, equation text, slider step
+    return max(1, min(max_frames, int(budget_bytes // per_frame)))

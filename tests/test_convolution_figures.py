@@ -100,3 +100,16 @@ def test_pooling_frames(mode):
         assert values[int(np.nanmin(ys) + 0.5), int(np.nanmin(xs) + 0.5)] == pytest.approx(
             steps.output[0, row, col]
         )
+
+
+def test_heaviest_page_setting_stays_under_five_megabytes():
+    from cnnviz.conv_steps import frames_within_budget
+
+    # the largest upload (64 px), four 1x1 kernels, padding 3: four 70x70 maps in every frame
+    image = np.random.default_rng(3).random((3, 64, 64))
+    steps = convolve_steps(image, np.random.default_rng(4).normal(size=(4, 3, 1, 1)), None, 1, 3)
+    frames = frames_within_budget(steps, 64)
+    assert 10 < frames < 64
+    rgb = (steps.padded.transpose(1, 2, 0) * 255).astype(np.uint8)  # (Hp, Wp, 3)
+    figure = build_convolution_figure(steps, frame_positions(*steps.output_size, frames), input_rgb=rgb)
+    assert len(pio.to_json(figure, validate=False)) < 5 * 2**20

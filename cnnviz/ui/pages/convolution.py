@@ -6,7 +6,7 @@ import streamlit as st
 
 from cnnviz import samples
 from cnnviz.conv_arith import AxisSize, output_shape
-from cnnviz.conv_steps import describe_frames, frame_positions, region_positions, relu
+from cnnviz.conv_steps import describe_frames, frame_positions, frames_within_budget, region_positions, relu
 from cnnviz.image_input import Picture, to_picture
 from cnnviz.kernels import BINARY_PICTURES, CUSTOM, PRESET_NAMES, PRESETS, binary_picture
 from cnnviz.ui.conv_cache import (
@@ -133,11 +133,12 @@ with st.container(border=True):
     show_sizes(steps.sizes)
 
 out_h, out_w = steps.output_size
+max_frames = frames_within_budget(steps, MAX_FRAMES)  # fewer when several large maps fill each frame
 region = None
-if out_h * out_w > MAX_FRAMES:
-    side = region_side(MAX_FRAMES)
+if out_h * out_w > max_frames:
+    side = region_side(max_frames)
     view = st.radio(
-        f"The output has {out_h * out_w} cells, more than the {MAX_FRAMES} steps one animation "
+        f"The output has {out_h * out_w} cells, more than the {max_frames} steps one animation "
         "shows quickly. Show",
         ("steps spread over the whole map", f"every step of a {side}x{side} region"),
         key="conv_large_view",
@@ -161,13 +162,13 @@ if out_h * out_w > MAX_FRAMES:
         )
         region = (int(first_row), int(first_col))
 positions = (
-    frame_positions(out_h, out_w, MAX_FRAMES)
+    frame_positions(out_h, out_w, max_frames)
     if region is None
-    else region_positions(out_h, out_w, *region, region_side(MAX_FRAMES))
+    else region_positions(out_h, out_w, *region, region_side(max_frames))
 )
 st.caption(describe_frames(positions, out_h, out_w, region=region is not None))
 st.plotly_chart(
-    conv_figure(picture_key, picture.pixels, settings, MAX_FRAMES, region), key="conv_chart", **CHART
+    conv_figure(picture_key, picture.pixels, settings, max_frames, region), key="conv_chart", **CHART
 )
 
 st.subheader("ReLU: negative responses become zero")
