@@ -23,8 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"cnnviz {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     bench = commands.add_parser(
-        "bench",
-        help="measure speed (data loading, frames, training, predictions)",
+        "bench", help="measure speed (data loading, frames, training, predictions)",
         description="Benchmarks: each prints what it measured, or JSON with --json.",
     )
     benches = bench.add_subparsers(dest="bench", metavar="BENCHMARK", required=True)

@@ -62,7 +62,8 @@ DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo(
         name="cifar10",
         title="CIFAR-10",
-        classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+        classes=("airplane", "automobile", "bird", "cat", "deer",
+                 "dog", "frog", "horse", "ship", "truck"),
         mean=CIFAR10_MEAN,
         std=CIFAR10_STD,
         image_shape=(3, 32, 32),
@@ -241,7 +242,7 @@ def parse_idx(data: bytes, source: str = "IDX data") -> np.ndarray:
         raise CorruptDataError(f"{source} is not an unsigned-byte IDX file.")
     ndim = data[3]
     header = 4 + 4 * ndim
-    dims = tuple(int.from_bytes(data[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
+    dims = tuple(int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
     count = int(np.prod(dims))
     if len(data) != header + count:
         raise CorruptDataError(

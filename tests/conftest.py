@@ -22,14 +22,8 @@ ARTIFACTS = REPO / "tests" / "artifacts"
 CHROMIUM = os.environ.get("CNNVIZ_CHROMIUM", "/usr/bin/chromium")
 # Chromium on a machine with no network: no background calls home, no GPU.
 CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--disable-dev-shm-usage",
 ]
 
@@ -53,7 +47,6 @@ def real_data_dir() -> Path:
 
 # --- a real Streamlit server ---------------------------------------------------------------
 
-
 def _free_port() -> int:
     with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -65,10 +58,9 @@ def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> N
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"streamlit exited with status {process.returncode}")
-        with (
-            contextlib.suppress(OSError),
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as response,
-        ):
+        with contextlib.suppress(OSError), urllib.request.urlopen(
+            f"{url}/_stcore/health", timeout=2
+        ) as response:
             if response.read().strip() == b"ok":
                 return
         time.sleep(0.3)
@@ -86,23 +78,10 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if real is not None:
         env[data.DATA_DIR_ENV] = str(real)
     command = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        "app.py",
-        "--server.headless",
-        "true",
-        "--server.port",
-        str(port),
-        "--server.address",
-        "127.0.0.1",
-        "--browser.gatherUsageStats",
-        "false",
-        "--server.fileWatcherType",
-        "none",
-        "--client.showErrorDetails",
-        "full",
+        sys.executable, "-m", "streamlit", "run", "app.py",
+        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        "--client.showErrorDetails", "full",
     ]
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -120,7 +99,6 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 # --- a real browser ------------------------------------------------------------------------
-
 
 @pytest.fixture(scope="session")
 def browser():
@@ -155,12 +133,12 @@ def open_page(page, url: str, timeout_ms: int = 60_000) -> None:
 
 def wait_until_idle(page, timeout_ms: int = 60_000) -> None:
     """Wait until Streamlit is connected and no script is running."""
-    page.wait_for_selector(
-        "[data-testid='stApp'][data-test-connection-state='CONNECTED']", timeout=timeout_ms
-    )
+    page.wait_for_selector("[data-testid='stApp'][data-test-connection-state='CONNECTED']",
+                           timeout=timeout_ms)
     # The script state flips to "running" shortly after connecting; give it a moment to start.
     page.wait_for_timeout(300)
-    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']", timeout=timeout_ms)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",
+                           timeout=timeout_ms)
 
 
 def assert_no_exception(page) -> None:

@@ -8,14 +8,8 @@ from tests.conftest import REPO
 
 
 def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "cnnviz", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=env,
-    )
+    return subprocess.run([sys.executable, "-m", "cnnviz", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=300, env=env)
 
 
 def test_help_lists_the_commands():

@@ -22,7 +22,6 @@ def _fresh_cache():
 
 # --- real data -----------------------------------------------------------------------------
 
-
 def test_real_mnist_counts_labels_and_ranges(real_data_dir):
     train = data.load_dataset("mnist", "train", real_data_dir, download=False)
     test = data.load_dataset("mnist", "test", real_data_dir, download=False)
@@ -46,18 +45,8 @@ def test_real_cifar10_counts_balance_and_ranges(real_data_dir):
     # Real photos: every channel spans nearly the whole range and the mean is near the known stats.
     channel_means = train.images.float().mean(dim=(0, 2, 3)) / 255
     assert torch.allclose(channel_means, torch.tensor(data.CIFAR10_MEAN), atol=0.01)
-    assert test.info.classes == (
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    )
+    assert test.info.classes == ("airplane", "automobile", "bird", "cat", "deer",
+                                 "dog", "frog", "horse", "ship", "truck")
 
 
 def test_real_mnist_stats_match_the_constants(real_data_dir):
@@ -80,7 +69,6 @@ def test_data_dir_from_environment(real_data_dir, monkeypatch):
 
 
 # --- tiny files written here, in both formats ----------------------------------------------
-
 
 def _idx_bytes(array: np.ndarray) -> bytes:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(d.to_bytes(4, "big") for d in array.shape)
@@ -114,12 +102,8 @@ def write_tiny_cifar10(root: Path, per_batch: int = 4, seed: int = 0) -> dict[st
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
         pixels = rng.integers(0, 256, size=(per_batch, 3072), dtype=np.uint8)
         labels = rng.integers(0, 10, size=per_batch).tolist()
-        batch = {
-            b"batch_label": name.encode(),
-            b"labels": labels,
-            b"data": pixels,
-            b"filenames": [f"{i}.png".encode() for i in range(per_batch)],
-        }
+        batch = {b"batch_label": name.encode(), b"labels": labels, b"data": pixels,
+                 b"filenames": [f"{i}.png".encode() for i in range(per_batch)]}
         with open(folder / name, "wb") as f:
             pickle.dump(batch, f, protocol=2)
         written[name] = pixels

@@ -12,8 +12,7 @@ from cnnviz import data
 
 def register(commands: argparse._SubParsersAction, benches: argparse._SubParsersAction) -> None:
     status = commands.add_parser(
-        "data",
-        help="show where the datasets are looked for, and fetch them when online",
+        "data", help="show where the datasets are looked for, and fetch them when online",
         description="Show the data directory and whether MNIST and CIFAR-10 are there. "
         "With --download, fetch missing ones through torchvision (needs internet).",
     )
@@ -22,8 +21,7 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
     status.set_defaults(func=run_status)
 
     bench = benches.add_parser(
-        "data",
-        help="time loading MNIST and CIFAR-10 from local files",
+        "data", help="time loading MNIST and CIFAR-10 from local files",
         description="Load every split twice: cold (decoded from the files) and cached.",
     )
     _add_data_dir(bench)
@@ -33,8 +31,7 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
 
 def _add_data_dir(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data-dir",
-        metavar="DIR",
+        "--data-dir", metavar="DIR",
         help=f"folder in torchvision's layout (default: ${data.DATA_DIR_ENV}, else a per-user cache)",
     )
 
@@ -67,23 +64,19 @@ def run_bench(args: argparse.Namespace) -> int:
         for split in data.SPLITS:
             data.load_dataset(name, split, args.data_dir, download=False)
         cached = time.perf_counter() - start
-        results.append(
-            {
-                "dataset": name,
-                "images": sum(len(s) for s in splits),
-                "seconds_cold": round(cold, 3),
-                "seconds_cached": round(cached, 6),
-                "megabytes": round(sum(s.images.numel() for s in splits) / 2**20, 1),
-            }
-        )
+        results.append({
+            "dataset": name,
+            "images": sum(len(s) for s in splits),
+            "seconds_cold": round(cold, 3),
+            "seconds_cached": round(cached, 6),
+            "megabytes": round(sum(s.images.numel() for s in splits) / 2**20, 1),
+        })
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     if args.json:
         print(json.dumps({"datasets": results, "peak_rss_mb": round(peak_mb, 1)}, indent=2))
     else:
         for r in results:
-            print(
-                f"{r['dataset']:8s} {r['images']:6d} images ({r['megabytes']} MB uint8): "
-                f"{r['seconds_cold']:.3f} s from files, {r['seconds_cached'] * 1000:.3f} ms cached"
-            )
+            print(f"{r['dataset']:8s} {r['images']:6d} images ({r['megabytes']} MB uint8): "
+                  f"{r['seconds_cold']:.3f} s from files, {r['seconds_cached'] * 1000:.3f} ms cached")
         print(f"peak memory: {peak_mb:.0f} MB")
     return 0

@@ -34,9 +34,8 @@ def _all_samples() -> list[Sample]:
     return [s for name in DATASETS for s in list_samples(name)]
 
 
-def sample_grid(
-    samples: Sequence[Sample], per_row: int = 10, per_class: int | None = None, size: int = 84
-) -> None:
+def sample_grid(samples: Sequence[Sample], per_row: int = 10, per_class: int | None = None,
+                size: int = 84) -> None:
     """Show bundled samples in rows, captioned with their class."""
     chosen, counts = [], {}
     for sample in samples:
@@ -44,7 +43,6 @@ def sample_grid(
             chosen.append(sample)
             counts[sample.label] = counts.get(sample.label, 0) + 1
     for start in range(0, len(chosen), per_row):
-        row = chosen[start : start + per_row]
-        st.image(
-            [_sample_png(str(s.path), size) for s in row], caption=[s.class_name for s in row], width=size
-        )
+        row = chosen[start:start + per_row]
+        st.image([_sample_png(str(s.path), size) for s in row],
+                 caption=[s.class_name for s in row], width=size)
