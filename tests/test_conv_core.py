@@ -232,25 +232,31 @@ def run_cli(*args: str):
     )
 
 
-def test_cli_conv_size_prints_size_formula_and_warning():
-    result = run_cli("conv-size", "--input", "10", "--kernel", "3", "--stride", "2", "--padding", "0")
-    assert result.returncode == 0, result.stderr
-    assert "output: 4 x 4" in result.stdout and "floor(7/2) + 1 = 4" in result.stdout
-    assert "4.5" in result.stdout and "never covered by any window: 9" in result.stdout
-    alexnet = run_cli("conv-size", "--input", "227", "--kernel", "11", "--stride", "4", "--padding", "0")
-    assert "output: 55 x 55" in alexnet.stdout and "note" not in alexnet.stdout
-    same = run_cli("conv-size", "--input", "28", "--input-width", "20", "--kernel", "4", "--padding", "same")
-    assert "output: 28 x 20" in same.stdout and "1 before and 2 after" in same.stdout
-    pool = run_cli("conv-size", "--input", "28", "--kernel", "2", "--pool")
-    assert pool.stdout.startswith("pooling output: 14 x 14")
+def test_cli_conv_size_prints_size_formula_and_warning(capsys):
+    from cnnviz.cli import main
+
+    def conv_size(*args: str) -> str:
+        assert main(["conv-size", *args]) == 0
+        return capsys.readouterr().out
+
+    out = conv_size("--input", "10", "--kernel", "3", "--stride", "2", "--padding", "0")
+    assert "output: 4 x 4" in out and "floor(7/2) + 1 = 4" in out
+    assert "4.5" in out and "never covered by any window: 9" in out
+    alexnet = conv_size("--input", "227", "--kernel", "11", "--stride", "4", "--padding", "0")
+    assert "output: 55 x 55" in alexnet and "note" not in alexnet
+    same = conv_size("--input", "28", "--input-width", "20", "--kernel", "4", "--padding", "same")
+    assert "output: 28 x 20" in same and "1 before and 2 after" in same
+    assert conv_size("--input", "28", "--kernel", "2", "--pool").startswith("pooling output: 14 x 14")
 
 
-def test_cli_conv_size_refuses_impossible_settings():
-    result = run_cli("conv-size", "--input", "3", "--kernel", "5", "--padding", "0")
+def test_cli_conv_size_refuses_impossible_settings(capsys):
+    from cnnviz.cli import main
+
+    assert main(["conv-size", "--input", "8", "--kernel", "3", "--padding", "lots"]) == 2
+    assert "Padding must be" in capsys.readouterr().err
+    result = run_cli("conv-size", "--input", "3", "--kernel", "5", "--padding", "0")  # as a user runs it
     assert result.returncode == 2
     assert result.stderr.startswith("error: The window spans 5 rows") and "Traceback" not in result.stderr
-    bad = run_cli("conv-size", "--input", "8", "--kernel", "3", "--padding", "lots")
-    assert bad.returncode == 2 and "Padding must be" in bad.stderr
 
 
 def test_bench_conv_reports_the_issue_case():
