@@ -139,6 +139,11 @@ def wait_until_idle(page, timeout_ms: int = 60_000) -> None:
     page.wait_for_timeout(300)
     page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",
                            timeout=timeout_ms)
+    # Charts load their code lazily behind skeletons, and formulas need their fonts.
+    page.wait_for_function(
+        "!document.querySelector(\"[data-testid='stSkeleton']\") && document.fonts.status === 'loaded'",
+        timeout=timeout_ms,
+    )
 
 
 def assert_no_exception(page) -> None:
@@ -151,6 +156,22 @@ def assert_no_exception(page) -> None:
 def save_screenshot(page, name: str, full_page: bool = True) -> Path:
     """Save a PNG under tests/artifacts/ and return its path."""
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    # Streamlit serves images as separate media files: wait until every one has arrived.
+    page.wait_for_function(
+        "Array.from(document.images).every(img => img.complete && img.naturalWidth > 0)",
+        timeout=20_000,
+    )
     path = ARTIFACTS / f"{name}.png"
-    page.screenshot(path=str(path), full_page=full_page)
+    viewport = page.viewport_size
+    if full_page and viewport:
+        # Streamlit scrolls an inner container, so a "full page" shot needs a taller window.
+        height = page.evaluate(
+            "Math.max(...Array.from(document.querySelectorAll('[data-testid=stMain], "
+            "[data-testid=stAppViewContainer]')).map(e => e.scrollHeight))"
+        )
+        page.set_viewport_size({"width": viewport["width"], "height": min(int(height) + 40, 8000)})
+        page.wait_for_timeout(500)
+    page.screenshot(path=str(path))
+    if viewport:
+        page.set_viewport_size(viewport)
     return path
