@@ -24,4 +24,11 @@ class PageSpec:
 HOME = PageSpec("home.py", "Home", ":material/home:", "home", "What cnnviz shows and where to start.")
 
 PAGES: list[PageSpec] = [
+    PageSpec(
+        "convolution.py",
+        "Convolution",
+        ":material/grid_on:",
+        "convolution",
+        "Watch a kernel slide over a picture: every product, sum and pooled value on screen.",
+    ),
 ]

@@ -1,0 +1,74 @@
+"""`python -m cnnviz conv-size` (output-size arithmetic) and `bench conv` (frames and figure size)."""
+
+from __future__ import annotations
+
+import argparse
+
+from cnnviz.conv_arith import describe, output_shape
+
+
+def register(commands: argparse._SubParsersAction, benches: argparse._SubParsersAction) -> None:
+    size = commands.add_parser(
+        "conv-size",
+        help="output size of a convolution or pooling layer, with the formula",
+        description="Print the output size, the formula floor((n + 2p - d(k-1) - 1)/s) + 1 with the numbers "
+        "filled in, and a note when the kernel does not fit exactly. Exits with status 2 when the "
+        "setting is impossible.",
+    )
+    size.add_argument("--input", type=int, required=True, metavar="N", help="input height (and width)")
+    size.add_argument(
+        "--input-width", type=int, metavar="W", help="input width when it differs from the height"
+    )
+    size.add_argument(
+        "--kernel", type=int, required=True, metavar="K", help="kernel (or pooling window) size"
+    )
+    size.add_argument(
+        "--stride",
+        type=int,
+        metavar="S",
+        help="step between windows (default: 1; with --pool: the window size)",
+    )
+    size.add_argument(
+        "--padding",
+        default="0",
+        metavar="P|same|valid",
+        help="zeros added on each side, or 'same' / 'valid' (default: 0)",
+    )
+    size.add_argument(
+        "--dilation", type=int, default=1, metavar="D", help="gap between kernel taps (default: 1)"
+    )
+    size.add_argument(
+        "--pool", action="store_true", help="a pooling window (at most half a window of padding)"
+    )
+    size.set_defaults(func=run_conv_size)
+
+    bench = benches.add_parser(
+        "conv",
+        help="time the convolution animation: frames, figure size, page compute",
+        description="All frames of a 64x64 RGB input with one 3x3 kernel (stride 1, padding 1), the size "
+        "of the figure sent to the browser, and the server time of a page rerun.",
+    )
+    bench.add_argument("--json", action="store_true", help="print JSON")
+    bench.add_argument("--repeat", type=int, default=5, help="timed repetitions, best kept (default: 5)")
+    bench.set_defaults(func=run_bench)
+
+
+def run_conv_size(args: argparse.Namespace) -> int:
+    padding: int | str = int(args.padding) if args.padding.strip().isdigit() else args.padding
+    width = args.input if args.input_width is None else args.input_width
+    stride = args.stride if args.stride is not None else (args.kernel if args.pool else 1)
+    if args.dilation != 1 and args.pool:
+        raise ValueError("Pooling windows have no dilation here; leave --dilation out with --pool.")
+    sizes = output_shape(args.input, width, args.kernel, stride, padding, args.dilation, pool=args.pool)
+    print(("pooling " if args.pool else "convolution ") + describe(sizes))
+    return 0
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    # Streamlit warns that it runs without a server; a benchmark's output is better without that.
+    import streamlit.logger
+
+    streamlit.logger.set_log_level("error")
+    from cnnviz.ui.conv_bench import run_conv_bench  # imports plotly and streamlit: only when benchmarking
+
+    return run_conv_bench(args.json, args.repeat)

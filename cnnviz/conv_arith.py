@@ -1,0 +1,222 @@
+"""Output-size arithmetic of convolution and pooling, one axis at a time, explained in words.
+
+Along one axis with input size n, kernel size k, stride s, padding p (on each side) and
+dilation d, every framework computes
+
+    out = floor((n + 2p - d(k-1) - 1) / s) + 1
+
+The functions here return that number together with the formula with the numbers filled in,
+and say what happens when the division is not whole (the last rows are never covered) and why a
+setting is impossible.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+
+PADDING_MODES = ("same", "valid")
+AXIS_NOUNS = {"height": ("row", "rows"), "width": ("column", "columns")}
+
+
+@dataclass(frozen=True)
+class Padding:
+    """Zero padding added on the two sides of one axis (``before`` = top or left)."""
+
+    before: int
+    after: int
+    note: str = ""  # why the padding is what it is ("same" on an even kernel, ...)
+
+    @property
+    def total(self) -> int:
+        return self.before + self.after
+
+    @property
+    def symmetric(self) -> bool:
+        return self.before == self.after
+
+
+@dataclass(frozen=True)
+class AxisSize:
+    """The output size along one axis, and how it came about."""
+
+    axis: str  # "height" or "width"
+    input_size: int  # n
+    kernel: int  # k
+    stride: int  # s
+    padding: Padding  # p on each side (possibly uneven for "same" with an even kernel)
+    dilation: int  # d
+    output: int  # floor(...) + 1
+    exact: Fraction  # (n + 2p - d(k-1) - 1)/s + 1 before rounding down
+    uncovered: tuple[int, ...]  # input indices (0-based, unpadded) that no window touches
+    formula: str  # the formula with the numbers filled in
+    warning: str  # empty when the kernel fits exactly and every input cell is used
+
+    @property
+    def span(self) -> int:
+        """How many input cells one window stretches over: d(k-1) + 1."""
+        return self.dilation * (self.kernel - 1) + 1
+
+    @property
+    def fits_exactly(self) -> bool:
+        return self.exact.denominator == 1
+
+    def window_starts(self) -> list[int]:
+        """First padded-input index of each window along this axis."""
+        return [o * self.stride for o in range(self.output)]
+
+
+def _check_positive(name: str, value: int, minimum: int = 1) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"The {name} must be a whole number of at least {minimum}, not {value!r}.")
+
+
+def resolve_padding(
+    padding: int | str, kernel: int, stride: int = 1, dilation: int = 1, pool: bool = False
+) -> Padding:
+    """Turn an integer or "same"/"valid" into the zeros added before and after along one axis.
+
+    "same" keeps the output as large as the input at stride 1: the window needs d(k-1) extra
+    cells in total, p = d(k-1)/2 on each side, which is whole for odd kernels. For an even kernel
+    the total is odd and cannot be split evenly; PyTorch (and TensorFlow) then put the extra zero
+    after (bottom/right).
+    """
+    _check_positive("kernel size", kernel)
+    _check_positive("stride", stride)
+    _check_positive("dilation", dilation)
+    if isinstance(padding, str):
+        mode = padding.strip().lower()
+        if mode == "valid":
+            return Padding(0, 0, '"valid" means no padding: windows only where they fit inside the input.')
+        if mode != "same":
+            if mode.isdigit():
+                return resolve_padding(int(mode), kernel, stride, dilation, pool)
+            raise ValueError(f'Padding must be a whole number, "same" or "valid", not {padding!r}.')
+        if stride != 1:
+            raise ValueError(
+                f'"same" padding keeps the size only at stride 1 (PyTorch refuses it at stride {stride}); '
+                "give the padding as a number instead."
+            )
+        total = dilation * (kernel - 1)
+        before, after = total // 2, total - total // 2
+        if total % 2 == 0:
+            note = f'"same": p = d(k-1)/2 = {dilation}*({kernel}-1)/2 = {before} on each side.'
+        else:
+            note = (
+                f'"same" with an even kernel: the window needs d(k-1) = {total} extra cells, an odd number, '
+                f"so it cannot be split evenly: {before} before and {after} after (PyTorch and TensorFlow "
+                "put the extra zero at the bottom/right)."
+            )
+            if pool:
+                raise ValueError(
+                    f'"same" pooling with an even window ({kernel}) needs uneven padding '
+                    f"({before} and {after}), which pooling layers do not support; "
+                    "use an odd window or a number."
+                )
+        return Padding(before, after, note)
+    _check_positive("padding", padding, minimum=0)
+    return Padding(padding, padding)
+
+
+def axis_output_size(
+    input_size: int,
+    kernel: int,
+    stride: int = 1,
+    padding: int | str = 0,
+    dilation: int = 1,
+    axis: str = "height",
+    pool: bool = False,
+) -> AxisSize:
+    """The output size along one axis with the explanation; ValueError when impossible.
+
+    Args:
+        input_size: n, the number of input rows (axis="height") or columns (axis="width").
+        padding: zeros on each side, or "same"/"valid".
+        pool: True for a pooling window, which PyTorch allows at most half a window of padding.
+    """
+    _check_positive(f"input {axis}", input_size)
+    pad = resolve_padding(padding, kernel, stride, dilation, pool)
+    singular, plural = AXIS_NOUNS.get(axis, ("cell", "cells"))
+    span = dilation * (kernel - 1) + 1
+    padded = input_size + pad.total
+    if pool and max(pad.before, pad.after) * 2 > span:
+        raise ValueError(
+            f"Pooling padding can be at most half the window: {max(pad.before, pad.after)} is more than "
+            f"{span}/2, so some windows would see only padding. Use padding {span // 2} or less."
+        )
+    taps = f"{kernel} taps with dilation {dilation}" if dilation > 1 else f"kernel size {kernel}"
+    if span > padded:
+        raise ValueError(
+            f"The window spans {span} {plural} ({taps}) but the padded input is only {padded} "
+            f"{singular if padded == 1 else plural} "
+            f"along the {axis} ({input_size} + {pad.total} padding), so it fits nowhere. "
+            "Use a smaller kernel, less dilation or more padding."
+        )
+    numerator = padded - span  # n + 2p - d(k-1) - 1
+    exact = Fraction(numerator, stride) + 1
+    output = numerator // stride + 1
+
+    pad_text = f"{pad.before}+{pad.after}" if not pad.symmetric else f"2*{pad.before}"
+    formula = (
+        f"floor(({input_size} + {pad_text} - {dilation}*({kernel}-1) - 1) / {stride}) + 1 "
+        f"= floor({numerator}/{stride}) + 1 = {output}"
+    )
+    covered = {
+        start + tap * dilation - pad.before
+        for start in range(0, output * stride, stride)
+        for tap in range(kernel)
+    }
+    uncovered = tuple(i for i in range(input_size) if i not in covered)
+
+    warnings = []
+    if exact.denominator != 1:
+        last = (output - 1) * stride + span - 1 - pad.before  # last input index the last window reaches
+        warnings.append(
+            f"The {axis} does not fit exactly: (n + 2p - d(k-1) - 1)/s + 1 = {numerator}/{stride} + 1 = "
+            f"{float(exact):g} is not a whole number. Frameworks round down to {output}: "
+            f"the last window ends at input {singular} {last} "
+            f"(counting from 0) and one more step of {stride} would run past the padded input."
+        )
+    if uncovered:
+        listed = ", ".join(str(i) for i in uncovered[:12]) + (" ..." if len(uncovered) > 12 else "")
+        warnings.append(f"Input {plural} never covered by any window: {listed}.")
+    return AxisSize(
+        axis, input_size, kernel, stride, pad, dilation, output, exact, uncovered, formula, " ".join(warnings)
+    )
+
+
+def output_shape(
+    height: int,
+    width: int,
+    kernel: int | tuple[int, int],
+    stride: int | tuple[int, int] = 1,
+    padding: int | str | tuple[int | str, int | str] = 0,
+    dilation: int | tuple[int, int] = 1,
+    pool: bool = False,
+) -> tuple[AxisSize, AxisSize]:
+    """Height and width output sizes of a 2-D convolution (or pooling with pool=True)."""
+    kh, kw = _pair(kernel)
+    sh, sw = _pair(stride)
+    ph, pw = _pair(padding)
+    dh, dw = _pair(dilation)
+    return (
+        axis_output_size(height, kh, sh, ph, dh, "height", pool),
+        axis_output_size(width, kw, sw, pw, dw, "width", pool),
+    )
+
+
+def _pair(value):
+    return tuple(value) if isinstance(value, tuple | list) else (value, value)
+
+
+def describe(sizes: tuple[AxisSize, AxisSize]) -> str:
+    """Several lines for people: the output size, each axis's formula, notes and warnings."""
+    height, width = sizes
+    lines = [f"output: {height.output} x {width.output} (height x width)"]
+    for size in sizes:
+        lines.append(f"{size.axis}: {size.formula}")
+        if size.padding.note:
+            lines.append(f"  {size.padding.note}")
+        if size.warning:
+            lines.append(f"  note: {size.warning}")
+    return "\n".join(lines)

@@ -1,0 +1,186 @@
+"""Kernels a student has heard of, tiny binary pictures to count by hand, and custom kernels typed in."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+RANDOM_SEED = 0
+MAX_CUSTOM_SIDE = 9
+
+
+@dataclass(frozen=True)
+class KernelPreset:
+    name: str
+    description: str  # what it does to a picture
+    fixed: np.ndarray | None  # the kernel when it has one size only; None if it works at any size
+
+
+def _gaussian(height: int, width: int) -> np.ndarray:
+    # Binomial weights are the discrete Gaussian a textbook shows: [1, 2, 1] / 4 for size 3.
+    rows = np.array([math.comb(height - 1, i) for i in range(height)], dtype=np.float64)
+    cols = np.array([math.comb(width - 1, i) for i in range(width)], dtype=np.float64)
+    kernel = np.outer(rows, cols)
+    return kernel / kernel.sum()
+
+
+PRESETS: dict[str, KernelPreset] = {
+    p.name: p
+    for p in [
+        KernelPreset("identity", "a single 1 in the middle: the output copies the input", None),
+        KernelPreset(
+            "box blur", "all weights equal, summing to 1: each output is its window's average", None
+        ),
+        KernelPreset("Gaussian blur", "binomial weights, heavier in the middle: a softer blur", None),
+        KernelPreset(
+            "sharpen",
+            "5 times the centre minus its four neighbours: edges get stronger",
+            np.array([[0, -1, 0], [-1, 5, -1], [0, -1, 0]], dtype=np.float64),
+        ),
+        KernelPreset(
+            "Sobel x",
+            "right minus left: responds to vertical edges",
+            np.array([[-1, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=np.float64),
+        ),
+        KernelPreset(
+            "Sobel y",
+            "bottom minus top: responds to horizontal edges",
+            np.array([[-1, -2, -1], [0, 0, 0], [1, 2, 1]], dtype=np.float64),
+        ),
+        KernelPreset(
+            "Laplacian",
+            "4 times the centre minus its neighbours: zero on flat areas, large on edges",
+            np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64),
+        ),
+        KernelPreset(
+            "emboss",
+            "bottom-right minus top-left: a raised, lit-from-one-side look",
+            np.array([[-2, -1, 0], [-1, 1, 1], [0, 1, 2]], dtype=np.float64),
+        ),
+        KernelPreset(
+            "X detector",
+            "+1 on both diagonals, -1 elsewhere: largest where an X crosses",
+            np.array([[1, -1, 1], [-1, 1, -1], [1, -1, 1]], dtype=np.float64),
+        ),
+        KernelPreset("random", "random weights (seeded), like a layer before training", None),
+    ]
+}
+CUSTOM = "custom"
+PRESET_NAMES = (*PRESETS, CUSTOM)
+
+
+def make_kernel(name: str, height: int, width: int, seed: int = RANDOM_SEED) -> np.ndarray:
+    """The (height, width) kernel of a preset; ValueError if the preset has another size."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown kernel {name!r}; choose one of: {', '.join(PRESETS)}.")
+    preset = PRESETS[name]
+    if preset.fixed is not None:
+        if preset.fixed.shape != (height, width):
+            raise ValueError(
+                f"The {name} kernel is {preset.fixed.shape[0]}x{preset.fixed.shape[1]}; set the kernel size "
+                f"to 3x3, or pick identity, box blur, Gaussian blur or random, which come in any size."
+            )
+        return preset.fixed.copy()
+    if name == "identity":
+        kernel = np.zeros((height, width))
+        kernel[(height - 1) // 2, (width - 1) // 2] = 1.0  # even sizes: the cell up-left of the middle
+        return kernel
+    if name == "box blur":
+        return np.full((height, width), 1.0 / (height * width))
+    if name == "Gaussian blur":
+        return _gaussian(height, width)
+    rng = np.random.default_rng(seed)
+    return np.round(rng.normal(0.0, 1.0, (height, width)), 2)
+
+
+def parse_kernel(text: str) -> np.ndarray:
+    """Numbers typed one row per line, separated by spaces or commas -> a 2-D kernel.
+
+    Fractions such as 1/9 are accepted. ValueError with the line at fault otherwise.
+    """
+    rows = []
+    for line_number, line in enumerate(text.strip().splitlines(), start=1):
+        tokens = [t for t in re.split(r"[\s,;]+", line.strip().strip("[]")) if t]
+        if not tokens:
+            continue
+        try:
+            rows.append([_parse_number(t) for t in tokens])
+        except (ValueError, ZeroDivisionError):
+            raise ValueError(
+                f"Row {line_number} of the custom kernel has something that is not a number: "
+                f"{line.strip()!r}."
+            ) from None
+    if not rows:
+        raise ValueError("Type the custom kernel as rows of numbers, one row per line.")
+    widths = {len(r) for r in rows}
+    if len(widths) != 1:
+        raise ValueError(
+            f"Every row of the custom kernel needs the same number of values; got rows of "
+            f"{', '.join(str(len(r)) for r in rows)}."
+        )
+    kernel = np.array(rows, dtype=np.float64)
+    if max(kernel.shape) > MAX_CUSTOM_SIDE:
+        raise ValueError(f"Keep the custom kernel at most {MAX_CUSTOM_SIDE}x{MAX_CUSTOM_SIDE}.")
+    if not np.isfinite(kernel).all():
+        raise ValueError("The custom kernel must contain ordinary numbers (no inf or nan).")
+    return kernel
+
+
+def _parse_number(token: str) -> float:
+    if "/" in token:
+        numerator, denominator = token.split("/", 1)
+        return float(numerator) / float(denominator)
+    return float(token)
+
+
+def format_kernel(kernel: np.ndarray) -> str:
+    """The inverse of :func:`parse_kernel`: one row per line, trailing zeros trimmed."""
+    return "\n".join(" ".join(f"{v:g}" for v in row) for row in np.asarray(kernel))
+
+
+def binary_picture(name: str) -> np.ndarray:
+    """A tiny 0/1 picture for counting by hand: "X 5x5", "X 7x7" or "O 7x7"; (1, H, W) float64."""
+    if name == "X 5x5" or name == "X 7x7":
+        size = int(name[-1])
+        picture = np.eye(size) + np.fliplr(np.eye(size))
+        return np.minimum(picture, 1.0)[None]
+    if name == "O 7x7":
+        picture = np.zeros((7, 7))
+        picture[1:6, 1:6] = 1.0
+        picture[2:5, 2:5] = 0.0
+        return picture[None]
+    raise ValueError(f"Unknown picture {name!r}; choose one of: {', '.join(BINARY_PICTURES)}.")
+
+
+BINARY_PICTURES = ("X 5x5", "X 7x7", "O 7x7")
+
+
+def build_kernel_bank(
+    names: list[str] | tuple[str, ...], height: int, width: int, channels: int = 1, custom_text: str = ""
+) -> np.ndarray:
+    """One kernel per name, each repeated over the input channels and divided by their number.
+
+    Dividing by the channel count makes a preset on an RGB picture act on the channel average,
+    so "identity" still returns a picture in the input's range.
+
+    Returns:
+        (K, C, height, width) float64.
+    """
+    if not names:
+        raise ValueError("Pick at least one kernel.")
+    kernels = []
+    for name in names:
+        if name == CUSTOM:
+            kernel = parse_kernel(custom_text)
+            if kernel.shape != (height, width):
+                raise ValueError(
+                    f"The custom kernel is {kernel.shape[0]}x{kernel.shape[1]} but the kernel size is "
+                    f"{height}x{width}; make them match."
+                )
+        else:
+            kernel = make_kernel(name, height, width)
+        kernels.append(np.repeat(kernel[None] / channels, channels, axis=0))  # (C, kH, kW)
+    return np.stack(kernels)  # (K, C, kH, kW)

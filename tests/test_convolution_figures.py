@@ -1,0 +1,115 @@
+"""The convolution figures: frames update the right traces with the real numbers, and stay small."""
+
+from __future__ import annotations
+
+import numpy as np
+import plotly.graph_objects as go
+import plotly.io as pio
+import pytest
+
+from cnnviz.conv_steps import convolve_steps, frame_positions
+from cnnviz.kernels import binary_picture, make_kernel
+from cnnviz.pool_steps import pool_steps
+from cnnviz.ui.figures.convolution import (
+    build_convolution_figure,
+    build_pooling_figure,
+    decode_typed_array,
+    tile_blocks,
+)
+
+
+def _frames(figure: go.Figure) -> tuple:
+    """The figure's frames, validated by Plotly, as go.Frame objects."""
+    return go.Figure(figure.to_dict()).frames
+
+
+def _check_frames_match_traces(figure: go.Figure) -> None:
+    for frame in _frames(figure):
+        assert len(frame.traces) == len(frame.data)
+        for index, update in zip(frame.traces, frame.data, strict=True):
+            assert update.type == figure.data[index].type, f"frame updates trace {index} with a {update.type}"
+
+
+@pytest.mark.parametrize("dilation", [1, 2])
+def test_convolution_frames_show_each_step(dilation):
+    rng = np.random.default_rng(0)
+    image = rng.random((3, 9, 8))
+    weight = rng.normal(size=(2, 3, 3, 3))
+    steps = convolve_steps(image, weight, np.array([0.5, -1.0]), 1, 1, dilation)
+    positions = frame_positions(*steps.output_size, 100)
+    figure = build_convolution_figure(steps, positions, input_rgb=None)
+    _check_frames_match_traces(figure)
+    assert len(_frames(figure)) == steps.output_size[0] * steps.output_size[1]
+    out_h, out_w = steps.output_size
+    for frame, (row, col) in zip(_frames(figure)[::7], positions[::7], strict=True):
+        window, output, _, products, equation = frame.data
+        # the window outlines exactly the tapped cells of the padded input
+        xs = decode_typed_array(window.x)
+        ys = decode_typed_array(window.y)
+        taps_r, taps_c = steps.tap_rows(row), steps.tap_cols(col)
+        assert np.nanmin(xs) == taps_c[0] - 0.5 and np.nanmax(xs) == taps_c[-1] + 0.5
+        assert np.nanmin(ys) == taps_r[0] - 0.5 and np.nanmax(ys) == taps_r[-1] + 0.5
+        # the output filled in up to this cell, in reading order, for both kernels
+        z = decode_typed_array(output.z)
+        maps = [z[:, :out_w], z[:, out_w + 1 :]]
+        done = row * out_w + col + 1
+        for k, shown in enumerate(maps):
+            flat = shown.reshape(-1)
+            np.testing.assert_allclose(flat[:done], steps.output[k].reshape(-1)[:done], rtol=1e-6, atol=1e-6)
+            assert np.isnan(flat[done:]).all()
+        # the products grid holds this step's products, the equation its sum + bias = output
+        expected = tile_blocks([[steps.products[k, row, col, c] for c in range(3)] for k in range(2)]).array
+        np.testing.assert_allclose(decode_typed_array(products.z), expected, rtol=1e-6, equal_nan=True)
+        value = steps.output[1, row, col]
+        assert f"<b>{value:.4g}</b>" in equation.text[-1]
+
+
+def test_hand_countable_equation_writes_every_product():
+    steps = convolve_steps(binary_picture("X 5x5"), make_kernel("X detector", 3, 3))
+    figure = build_convolution_figure(steps, frame_positions(3, 3, 100))
+    centre = _frames(figure)[4].data[4].text  # output (1, 1)
+    assert centre[1] == "kernel 1: 1 + 0 + 1 + 0 + 1 + 0 + 1 + 0 + 1"
+    assert centre[2].endswith("= <b>5</b>")
+
+
+def test_large_input_figure_is_bounded():
+    image = np.random.default_rng(1).random((3, 64, 64))
+    weight = np.stack([make_kernel("Sobel x", 3, 3)] * 3)[None] / 3
+    steps = convolve_steps(image, weight, None, 1, 1)
+    rgb = (steps.padded.transpose(1, 2, 0) * 255).astype(np.uint8)  # (Hp, Wp, 3)
+    figure = build_convolution_figure(steps, frame_positions(64, 64, 64), input_rgb=rgb)
+    assert len(_frames(figure)) == 64
+    assert len(pio.to_json(figure, validate=False)) < 5 * 2**20
+
+
+@pytest.mark.parametrize("mode", ["max", "average"])
+def test_pooling_frames(mode):
+    feature = np.random.default_rng(2).random((1, 6, 7))
+    steps = pool_steps(feature, 2, 2, 1, mode)
+    figure = build_pooling_figure(steps, frame_positions(*steps.output.shape[1:], 100))
+    _check_frames_match_traces(figure)
+    assert len(_frames(figure)) == steps.output.shape[1] * steps.output.shape[2]
+    last = decode_typed_array(_frames(figure)[-1].data[1].z)
+    np.testing.assert_allclose(last, steps.output[0], rtol=1e-6)
+    if mode == "max":  # the winner box sits on the window's maximum
+        frame = _frames(figure)[3]
+        row, col = divmod(3, steps.output.shape[2])
+        values = decode_typed_array(frame.data[3].z)
+        xs = decode_typed_array(frame.data[4].x)
+        ys = decode_typed_array(frame.data[4].y)
+        assert values[int(np.nanmin(ys) + 0.5), int(np.nanmin(xs) + 0.5)] == pytest.approx(
+            steps.output[0, row, col]
+        )
+
+
+def test_heaviest_page_setting_stays_under_five_megabytes():
+    from cnnviz.conv_steps import frames_within_budget
+
+    # the largest upload (64 px), four 1x1 kernels, padding 3: four 70x70 maps in every frame
+    image = np.random.default_rng(3).random((3, 64, 64))
+    steps = convolve_steps(image, np.random.default_rng(4).normal(size=(4, 3, 1, 1)), None, 1, 3)
+    frames = frames_within_budget(steps, 64)
+    assert 10 < frames < 64
+    rgb = (steps.padded.transpose(1, 2, 0) * 255).astype(np.uint8)  # (Hp, Wp, 3)
+    figure = build_convolution_figure(steps, frame_positions(*steps.output_size, frames), input_rgb=rgb)
+    assert len(pio.to_json(figure, validate=False)) < 5 * 2**20
