@@ -1,16 +1,15 @@
-"""Pictures a student brings: decoded safely, shrunk for the animation, turned to gray when asked."""
+"""Pictures a student brings, made ready for the animation: shrunk, and turned to gray when asked.
+
+Decoding (formats, limits, odd modes) is :mod:`cnnviz.image_io`'s job.
+"""
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image
 
-UPLOAD_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP")
-MAX_UPLOAD_PIXELS = 40_000_000  # a 40-megapixel photo is the most a demo machine should decode
 LUMINANCE_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601: how bright R, G and B look to people
 
 
@@ -20,40 +19,6 @@ class Picture:
 
     pixels: np.ndarray  # (C, H, W) float64 in 0..1
     note: str = ""
-
-
-def decode_upload(data: bytes) -> np.ndarray:
-    """Image file bytes -> (H, W, 3) uint8 RGB; ValueError with one friendly sentence otherwise."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            previous = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = MAX_UPLOAD_PIXELS
-            try:
-                with Image.open(io.BytesIO(data), formats=list(UPLOAD_FORMATS)) as image:
-                    image.load()
-                    image = ImageOps.exif_transpose(image)
-                    if image.mode in ("RGBA", "LA", "PA") or (
-                        image.mode == "P" and "transparency" in image.info
-                    ):
-                        rgba = image.convert("RGBA")
-                        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-                        image = Image.alpha_composite(background, rgba)
-                    elif image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-                        values = np.asarray(image, dtype=np.float64)
-                        span = values.max() - values.min() or 1.0
-                        image = Image.fromarray(((values - values.min()) / span * 255).astype(np.uint8))
-                    return np.asarray(image.convert("RGB")).copy()
-            finally:
-                Image.MAX_IMAGE_PIXELS = previous
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ValueError(
-            "That picture is too large to open here; please use one under 40 megapixels."
-        ) from None
-    except Exception:  # Pillow raises many types for broken or foreign files
-        raise ValueError(
-            "That file could not be read as a picture; please upload a PNG, JPEG, GIF, BMP or WebP image."
-        ) from None
 
 
 def shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, str]:

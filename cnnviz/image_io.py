@@ -24,6 +24,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 ALLOWED_FORMATS_TEXT = "PNG, JPEG, WebP, BMP, GIF or TIFF"
+# File name endings for upload widgets (they check names only; decode_image checks the content).
+UPLOAD_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff")
 MAX_IMAGE_BYTES = 20 * 2**20  # 20 MiB: a phone photo is 2-8 MiB
 MAX_IMAGE_PIXELS = 40_000_000  # 40 MP, about 7300 x 5500: more than a phone camera, far below a bomb
 WORKING_MAX_SIDE = 1024  # px: larger pictures are reduced after decoding; 28 or 32 px is the goal

@@ -95,7 +95,7 @@ def test_upload_of_a_broken_file_gets_one_friendly_sentence():
     app.radio(key="conv_source").set_value("your picture").run()
     app.file_uploader(key="conv_upload").set_value(("notes.png", b"this is not a picture", "image/png")).run()
     assert not app.exception
-    assert any("could not be read as a picture" in w.value for w in app.warning)
+    assert any("not an image cnnviz can read" in w.value and "PNG, JPEG" in w.value for w in app.warning)
 
 
 @pytest.mark.browser

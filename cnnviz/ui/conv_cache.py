@@ -12,7 +12,8 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from cnnviz.conv_steps import ConvSteps, convolve_steps, frame_positions, region_positions, relu
-from cnnviz.image_input import decode_upload, shrink
+from cnnviz.image_input import shrink
+from cnnviz.image_io import decode_image
 from cnnviz.kernels import build_kernel_bank
 from cnnviz.pool_steps import max_pool_gradient, pool_steps
 from cnnviz.ui.figures.convolution import build_convolution_figure, build_pooling_figure
@@ -72,8 +73,8 @@ def make_pool_figure(
 
 @st.cache_data(max_entries=8, show_spinner="Reading your picture ...")
 def decoded_upload(digest: str, _data: bytes, max_side: int) -> tuple[np.ndarray, str]:
-    """The uploaded file decoded and shrunk once per file (``digest`` names it); ValueError if unreadable."""
-    return shrink(decode_upload(_data), max_side)
+    """The uploaded file decoded and shrunk once per file (``digest`` names it); ImageError if unreadable."""
+    return shrink(decode_image(_data).to_array(), max_side)
 
 
 @st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)

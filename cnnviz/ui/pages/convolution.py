@@ -8,6 +8,7 @@ from cnnviz import samples
 from cnnviz.conv_arith import AxisSize, output_shape
 from cnnviz.conv_steps import describe_frames, frame_positions, frames_within_budget, region_positions, relu
 from cnnviz.image_input import Picture, to_picture
+from cnnviz.image_io import UPLOAD_EXTENSIONS
 from cnnviz.kernels import BINARY_PICTURES, CUSTOM, PRESET_NAMES, PRESETS, binary_picture
 from cnnviz.ui.conv_cache import (
     conv_figure,
@@ -45,7 +46,7 @@ def choose_picture() -> tuple[str, Picture] | None:
         return f"binary:{name}:{rgb}", to_picture(binary_picture(name) * 255, rgb)
     if source == "your picture":
         upload = st.file_uploader(
-            "Your picture", type=["png", "jpg", "jpeg", "gif", "bmp", "webp"], key="conv_upload"
+            "Your picture", type=list(UPLOAD_EXTENSIONS), key="conv_upload"
         )
         if upload is None:
             st.info("Upload a picture to see the kernel slide over it.")
