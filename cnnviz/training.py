@@ -431,17 +431,19 @@ def train(
     test_accuracy = predictions = test_labels = None
     if step > 0:
         test_images, test_labels = _test_split(config, info, data_dir)
-        if history and "test_accuracy" in history[-1] and not stopped:
-            _, test_accuracy, predictions = evaluate(model, test_images, test_labels, info)
-        else:
-            _, test_accuracy, predictions = evaluate(model, test_images, test_labels, info)
+        _, test_accuracy, predictions = evaluate(model, test_images, test_labels, info)
     result = TrainResult(
         model=model.to("cpu").eval(), config=config, info=info, history=history,
         test_accuracy=test_accuracy, test_predictions=predictions, test_labels=test_labels,
         stopped=stopped, seconds=time.perf_counter() - started, steps=step, device=device_name(device),
     )
     if progress is not None:
-        progress(replace(report("done"), elapsed=result.seconds))
+        last = history[-1] if history else {}
+        progress(replace(
+            report("done"), elapsed=result.seconds, loss=last.get("train_loss", 0.0),
+            accuracy=last.get("train_accuracy", 0.0), val_loss=last.get("val_loss"),
+            val_accuracy=last.get("val_accuracy"),
+        ))
     return result
 
 
