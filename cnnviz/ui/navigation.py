@@ -1,0 +1,27 @@
+"""The app's pages, in menu order. A capability adds its page here, and nowhere else."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+PAGES_DIR = Path(__file__).parent / "pages"
+
+
+@dataclass(frozen=True)
+class PageSpec:
+    script: str  # file name in cnnviz/ui/pages/
+    title: str
+    icon: str  # a Material icon, ":material/name:"
+    url_path: str
+    summary: str  # one line for the home page
+
+    @property
+    def path(self) -> Path:
+        return PAGES_DIR / self.script
+
+
+HOME = PageSpec("home.py", "Home", ":material/home:", "home", "What cnnviz shows and where to start.")
+
+PAGES: list[PageSpec] = [
+]

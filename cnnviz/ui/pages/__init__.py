@@ -1,0 +1,1 @@
+"""One Streamlit script per page; :mod:`cnnviz.ui.navigation` lists them."""

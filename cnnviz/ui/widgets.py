@@ -1,0 +1,48 @@
+"""Small Streamlit building blocks shared by several pages."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import streamlit as st
+import torch
+from PIL import Image
+
+from cnnviz.samples import Sample, load_sample
+
+
+def pixel_image(pixels: torch.Tensor, size: int = 112) -> Image.Image:
+    """A (C, H, W) uint8 tensor as a PIL image scaled up with crisp pixels (nearest neighbour)."""
+    array = pixels.permute(1, 2, 0).numpy()  # (C, H, W) -> (H, W, C)
+    image = Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    factor = max(1, size // max(image.size))
+    return image.resize((image.width * factor, image.height * factor), Image.Resampling.NEAREST)
+
+
+@st.cache_data(show_spinner=False)
+def _sample_png(path: str, size: int) -> np.ndarray:
+    sample = next(s for s in _all_samples() if str(s.path) == path)
+    return np.asarray(pixel_image(load_sample(sample), size))
+
+
+@st.cache_resource(show_spinner=False)
+def _all_samples() -> list[Sample]:
+    from cnnviz.data import DATASETS
+    from cnnviz.samples import list_samples
+
+    return [s for name in DATASETS for s in list_samples(name)]
+
+
+def sample_grid(samples: Sequence[Sample], per_row: int = 10, per_class: int | None = None,
+                size: int = 84) -> None:
+    """Show bundled samples in rows, captioned with their class."""
+    chosen, counts = [], {}
+    for sample in samples:
+        if per_class is None or counts.get(sample.label, 0) < per_class:
+            chosen.append(sample)
+            counts[sample.label] = counts.get(sample.label, 0) + 1
+    for start in range(0, len(chosen), per_row):
+        row = chosen[start:start + per_row]
+        st.image([_sample_png(str(s.path), size) for s in row],
+                 caption=[s.class_name for s in row], width=size)

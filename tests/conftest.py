@@ -1,0 +1,156 @@
+"""Shared fixtures: the real data when it is here, a real Streamlit server, a real browser."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cnnviz import data
+
+REPO = Path(__file__).resolve().parent.parent
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMIUM = os.environ.get("CNNVIZ_CHROMIUM", "/usr/bin/chromium")
+# Chromium on a machine with no network: no background calls home, no GPU.
+CHROMIUM_ARGS = [
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--disable-dev-shm-usage",
+]
+
+
+def _real_data_dir() -> Path | None:
+    """The real datasets: $CNNVIZ_DATA_DIR, else ../shared/data beside the repository."""
+    for candidate in (os.environ.get(data.DATA_DIR_ENV), REPO.parent / "shared" / "data"):
+        if candidate and data.is_available("mnist", candidate) and data.is_available("cifar10", candidate):
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture(scope="session")
+def real_data_dir() -> Path:
+    """The folder holding real MNIST and CIFAR-10; skips the test where they are absent."""
+    found = _real_data_dir()
+    if found is None:
+        pytest.skip("real MNIST/CIFAR-10 not found (set CNNVIZ_DATA_DIR or put them in ../shared/data)")
+    return found
+
+
+# --- a real Streamlit server ---------------------------------------------------------------
+
+def _free_port() -> int:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"streamlit exited with status {process.returncode}")
+        with contextlib.suppress(OSError), urllib.request.urlopen(
+            f"{url}/_stcore/health", timeout=2
+        ) as response:
+            if response.read().strip() == b"ok":
+                return
+        time.sleep(0.3)
+    raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`streamlit run app.py` on a free local port; yields the base URL."""
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    real = _real_data_dir()
+    if real is not None:
+        env[data.DATA_DIR_ENV] = str(real)
+    command = [
+        sys.executable, "-m", "streamlit", "run", "app.py",
+        "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        "--client.showErrorDetails", "full",
+    ]
+    with open(log_path, "w") as log:
+        process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        _wait_healthy(url, process)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copy(log_path, ARTIFACTS / "streamlit-server.log")
+
+
+# --- a real browser ------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def browser():
+    """Debian's Chromium driven by Playwright (never a downloaded browser)."""
+    if not Path(CHROMIUM).exists():
+        message = f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium)"
+        if os.environ.get("CI"):
+            pytest.fail(message)  # CI installs it, so a missing browser there is a real failure
+        pytest.skip(message)
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def browser_page(browser):
+    """A fresh browser tab (its own Streamlit session) at a laptop-sized viewport."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = context.new_page()
+    yield page
+    context.close()
+
+
+def open_page(page, url: str, timeout_ms: int = 60_000) -> None:
+    """Go to ``url`` and wait until the app is connected and its script has finished."""
+    page.goto(url, wait_until="domcontentloaded")
+    wait_until_idle(page, timeout_ms)
+
+
+def wait_until_idle(page, timeout_ms: int = 60_000) -> None:
+    """Wait until Streamlit is connected and no script is running."""
+    page.wait_for_selector("[data-testid='stApp'][data-test-connection-state='CONNECTED']",
+                           timeout=timeout_ms)
+    # The script state flips to "running" shortly after connecting; give it a moment to start.
+    page.wait_for_timeout(300)
+    page.wait_for_selector("[data-testid='stApp'][data-test-script-state='notRunning']",
+                           timeout=timeout_ms)
+
+
+def assert_no_exception(page) -> None:
+    """Fail with the text of any Streamlit exception box on the page."""
+    boxes = page.locator("[data-testid='stException']")
+    if boxes.count():
+        pytest.fail("Streamlit exception on the page:\n" + "\n---\n".join(boxes.all_inner_texts()))
+
+
+def save_screenshot(page, name: str, full_page: bool = True) -> Path:
+    """Save a PNG under tests/artifacts/ and return its path."""
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    path = ARTIFACTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=full_page)
+    return path
