@@ -104,7 +104,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: dict[st
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     payload = {
         "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-        "state_dict": state, "metadata": metadata,
+        "state_dict": state, "metadata": to_plain(metadata),
     }
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -117,6 +117,31 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: dict[st
         Path(temp_name).unlink(missing_ok=True)
         raise
     return path
+
+
+def to_plain(value: Any) -> Any:
+    """Metadata as the built-in types the strict loader accepts (a ``TorchVersion`` becomes a str).
+
+    Raises:
+        TypeError: for a value with no plain equivalent.
+    """
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    if isinstance(value, bool):
+        return bool(value)
+    if isinstance(value, str):  # str subclasses such as torch.__version__
+        return str(value)
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, dict):
+        return {str(k): to_plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [to_plain(v) for v in value]
+    if hasattr(value, "item") and getattr(value, "ndim", None) == 0:  # numpy / torch scalars
+        return to_plain(value.item())
+    raise TypeError(f"checkpoint metadata cannot hold {type(value).__name__}")
 
 
 def load_checkpoint(path: str | os.PathLike) -> LoadedModel:

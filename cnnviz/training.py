@@ -155,7 +155,7 @@ class TrainResult:
             "test_images": None if self.test_labels is None else len(self.test_labels),
             "stopped_early": self.stopped, "steps": self.steps, "seconds": round(self.seconds, 2),
             "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "device": self.device, "torch_version": torch.__version__,
+            "device": self.device, "torch_version": str(torch.__version__),
         }
 
 

@@ -69,8 +69,9 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
         "until the test accuracy reaches --target; reports the wall time including data loading.",
     )
     bench.add_argument("--dataset", required=True, choices=list(data.DATASETS))
-    bench.add_argument("--target", required=True, type=float, help="test accuracy to reach, 0..1 (or percent)")
-    bench.add_argument("--epochs", type=int, help="length of the learning-rate schedule (default: the recipe's)")
+    bench.add_argument("--target", required=True, type=float, help="test accuracy to reach, 0..1 or percent")
+    bench.add_argument("--epochs", type=int, help="length of the learning-rate schedule (default: recipe's)")
+    bench.add_argument("--train-subset", type=int, help="train on the first N images only (quick checks)")
     bench.add_argument("--seed", type=int, default=0)
     _add_device(bench)
     _add_data_dir(bench)
@@ -196,7 +197,8 @@ def run_bench_train(args: argparse.Namespace) -> int:
     target = args.target / 100 if args.target > 1 else args.target
     if not 0 < target < 1:
         raise ValueError("--target must be a test accuracy between 0 and 1 (or a percentage).")
-    overrides = {"epochs": args.epochs} if args.epochs else {}
+    overrides = {key: value for key, value in (("epochs", args.epochs), ("train_subset", args.train_subset))
+                 if value}
     config = recipe(
         FASTEST_PRESET[args.dataset], device=args.device, seed=args.seed, val_fraction=0.0,
         test_every_epoch=True, target_accuracy=target, **overrides,
