@@ -25,6 +25,7 @@ from cnnviz.spec import SpecError
 CHECKPOINT_FORMAT = "cnnviz-checkpoint"
 CHECKPOINT_VERSION = 1
 MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+SAVED_MODELS_ENV = "CNNVIZ_MODELS_DIR"  # where the training page saves models (default MODELS_DIR)
 REQUIRED_METADATA = ("dataset", "spec", "classes", "mean", "std", "input_shape")
 MAX_NAME_CHARS = 40
 
@@ -181,6 +182,11 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
         raise CheckpointError(f"{path.name} has weights that do not match its architecture ({err}).") from err
     model.eval()
     return LoadedModel(model=model, metadata=metadata, path=path)
+
+
+def saved_models_dir() -> Path:
+    """Where the training page saves models: $CNNVIZ_MODELS_DIR, else the repository's models/."""
+    return Path(os.environ.get(SAVED_MODELS_ENV) or MODELS_DIR)
 
 
 def list_models(models_dir: str | os.PathLike = MODELS_DIR) -> list[Path]:

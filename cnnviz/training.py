@@ -178,7 +178,10 @@ def device_name(device: torch.device) -> str:
 
 
 def configure_cpu_threads() -> int:
-    """Use every core this process may run on (intra-op threads); returns the count."""
+    """Use every core this process may run on (intra-op threads), unless $OMP_NUM_THREADS says
+    otherwise (on a shared machine one thread per job avoids threads waiting for each other)."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return torch.get_num_threads()
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux

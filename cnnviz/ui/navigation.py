@@ -24,4 +24,6 @@ class PageSpec:
 HOME = PageSpec("home.py", "Home", ":material/home:", "home", "What cnnviz shows and where to start.")
 
 PAGES: list[PageSpec] = [
+    PageSpec("training.py", "Train", ":material/model_training:", "train",
+             "Train a small CNN on MNIST or CIFAR-10 and watch it learn; compare runs and save one."),
 ]
