@@ -56,6 +56,23 @@ def test_tiny_training_runs_to_the_end_and_saves(monkeypatch, tmp_path, real_dat
     assert saved.name == "my_tiny_net"
 
 
+def test_stop_keeps_the_partly_trained_network(monkeypatch, tmp_path, real_data_dir):
+    app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
+    app.selectbox(key="train_preset").set_value("custom").run()
+    app.text_input(key="train_spec").set_value(TINY_SPEC).run()
+    app.selectbox(key="train_custom_subset").set_value("5,000").run()
+    app.slider(key="train_custom_epochs").set_value(10).run()
+    app.button(key="train_start").click().run()
+    assert not app.button(key="train_stop").disabled
+    app.button(key="train_stop").click().run()
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    result = app.session_state["train_job"].snapshot().result
+    assert result is not None and result.stopped and 0 <= result.steps < 10 * (4500 // 64)
+    assert any("Stopped after" in w.value for w in app.warning)
+    assert app.dataframe[-1].value["stopped"][0]
+
+
 @pytest.mark.browser
 def test_training_in_the_browser(app_server, browser_page):
     page = browser_page
@@ -65,14 +82,14 @@ def test_training_in_the_browser(app_server, browser_page):
     main.get_by_test_id("stSelectbox").filter(has_text="Architecture").click()
     page.get_by_role("option", name="Custom spec...").click()
     wait_until_idle(page)
-    spec_box = main.get_by_label("Spec")
+    spec_box = main.get_by_label("Spec", exact=True).and_(main.get_by_test_id("stTextInputField"))
     spec_box.fill(TINY_SPEC)
     spec_box.press("Enter")
     wait_until_idle(page)
     main.get_by_test_id("stSelectbox").filter(has_text="Training images").click()
     page.get_by_role("option", name="2,000").click()
     wait_until_idle(page)
-    main.get_by_role("button", name="Train").click()
+    main.get_by_role("button", name="Train", exact=True).click()
     main.get_by_text("Results on the test set").wait_for(timeout=180_000)
     wait_until_idle(page)
     assert_no_exception(page)
@@ -82,3 +99,8 @@ def test_training_in_the_browser(app_server, browser_page):
     assert accuracy > 60
     assert main.get_by_test_id("stPlotlyChart").count() >= 4  # curves, confusion, filters, comparison
     save_screenshot(page, "page-train-finished")
+    for heading, name in (("Results on the test set", "results"), ("Run history", "history")):
+        main.get_by_text(heading, exact=True).scroll_into_view_if_needed()
+        page.mouse.wheel(0, 250)
+        page.wait_for_timeout(500)
+        save_screenshot(page, f"page-train-{name}", full_page=False)

@@ -121,8 +121,11 @@ def progress_block(snapshot: JobSnapshot) -> None:
     elif snapshot.status == "done":
         st.success(f"Done in {p.elapsed:.0f} s.")
     cols = st.columns(4)
-    cols[0].metric("Training loss", f"{p.loss:.3f}")
-    cols[1].metric("Training accuracy", f"{p.accuracy:.1%}")
+    during = "Measured on the training batches since the last check, while the weights were still moving"
+    cols[0].metric("Training loss", f"{p.loss:.3f}", help=during + ".")
+    cols[1].metric("Training accuracy", f"{p.accuracy:.1%}",
+                   help=during + " (with augmentation and dropout on), so it can trail the "
+                   "validation accuracy.")
     last_val = next((q for q in reversed(snapshot.points) if q.val_accuracy is not None), None)
     cols[2].metric("Validation accuracy", "–" if last_val is None else f"{last_val.val_accuracy:.1%}")
     cols[3].metric("Learning rate", f"{p.lr:.3g}")
@@ -161,7 +164,8 @@ def results_block(result: TrainResult, key: str) -> None:
     with left:
         st.markdown("**Confusion matrix**: rows are the true classes, columns what the network said.")
         matrix = confusion_matrix(result.test_predictions, result.test_labels, len(classes))
-        st.plotly_chart(confusion_heatmap(matrix, classes), key=f"{key}_confusion")
+        st.plotly_chart(confusion_heatmap(matrix, classes), key=f"{key}_confusion",
+                        config={"displayModeBar": False})
     with right:
         filters = first_layer_filters(result.model)
         if filters is not None:

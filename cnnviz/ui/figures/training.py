@@ -46,7 +46,7 @@ def compare_runs(runs: Sequence[tuple[str, Sequence[dict]]]) -> go.Figure:
             name=f"{label} ({'validation' if use_val else 'training'})",
             line={"color": RUN_COLORS[i % len(RUN_COLORS)]},
         ))
-    figure.update_layout(height=320, xaxis_title="epoch", yaxis_title="accuracy",
+    figure.update_layout(height=320, xaxis_title="epoch", yaxis_title="accuracy", showlegend=True,
                          yaxis={"tickformat": ".0%"}, margin={"l": 40, "r": 10, "t": 20, "b": 40},
                          legend={"orientation": "h", "y": -0.3})
     return figure

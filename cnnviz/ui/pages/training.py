@@ -108,7 +108,9 @@ if job is not None and job.snapshot().result is not None and not running:
 runs = st.session_state.train_runs
 if runs:
     st.subheader("Run history")
-    st.dataframe([r["row"] for r in runs], hide_index=True, key="train_history_table")
+    percent = st.column_config.NumberColumn(format="percent")
+    st.dataframe([r["row"] for r in runs], hide_index=True, key="train_history_table",
+                 column_config={"train acc": percent, "val acc": percent, "test acc": percent})
     st.plotly_chart(compare_runs([(r["row"]["run"], r["history"]) for r in runs]), key="train_compare")
     with st.form("train_save_form", border=True):
         st.markdown("**Save a run** as a named model; the predict page can then use it.")
