@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.torch_version import TorchVersion
 
 from cnnviz.models import SpecNet, build_model
 from cnnviz.spec import SpecError
@@ -155,7 +156,10 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     if not path.is_file():
         raise CheckpointError(f"No model file at {path}.")
     try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
+        # TorchVersion (a str subclass) is allowed so files whose metadata kept torch.__version__
+        # as-is still load; everything else stays under the strict weights-only unpickler.
+        with torch.serialization.safe_globals([TorchVersion]):
+            payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError,
             AttributeError, TypeError, KeyError, IndexError) as err:
         raise CheckpointError(
@@ -171,6 +175,7 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     metadata, state = payload.get("metadata"), payload.get("state_dict")
     if not isinstance(metadata, dict) or not isinstance(state, dict):
         raise CheckpointError(f"{path.name} lacks its weights or metadata.")
+    metadata = to_plain(metadata)
     missing = [key for key in REQUIRED_METADATA if key not in metadata]
     if missing:
         raise CheckpointError(f"{path.name} lacks the metadata {', '.join(missing)}.")

@@ -125,3 +125,12 @@ def test_metadata_is_stored_as_plain_types(tmp_path):
     assert metadata["scalar"] == 0.5
     with pytest.raises(TypeError, match="cannot hold"):
         save_checkpoint(tmp_path / "x.pt", build_model(SPEC, 1, 10, 28), _metadata(bad=object()))
+
+
+def test_torch_version_in_old_metadata_still_loads(tmp_path):
+    _, path = _saved(tmp_path)
+    payload = torch.load(path, weights_only=True)
+    payload["metadata"]["torch_version"] = torch.__version__  # a TorchVersion, not a str
+    torch.save(payload, path)
+    metadata = load_checkpoint(path).metadata
+    assert metadata["torch_version"] == str(torch.__version__) and type(metadata["torch_version"]) is str
