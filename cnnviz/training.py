@@ -9,12 +9,11 @@ training at any step, keeping what the model has learned so far.
 from __future__ import annotations
 
 import datetime
-import math
 import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
 
 import torch
@@ -142,7 +141,6 @@ class TrainResult:
     seconds: float  # wall time, data loading included
     steps: int
     device: str  # "cpu" or the GPU's name
-    started: str = field(default_factory=lambda: datetime.datetime.now(datetime.UTC).isoformat())
 
     def metadata(self, name: str | None = None) -> dict[str, Any]:
         """The checkpoint metadata of this run."""
@@ -504,10 +502,3 @@ def _to_memory_format(x: torch.Tensor, device: torch.device) -> torch.Tensor:
 def _autocast(device: torch.device) -> torch.autocast:
     # bf16 keeps float32's range, so no loss scaling is needed; the CPU stays in float32.
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
-
-
-def estimate_seconds(images_per_second: float, config: TrainConfig, train_images: int) -> float:
-    """Rough wall time of a run from a measured training speed (validation not included)."""
-    if images_per_second <= 0:
-        return math.inf
-    return config.epochs * train_images * (1 - config.val_fraction) / images_per_second
