@@ -114,6 +114,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: dict[st
             torch.save(payload, f)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(temp_name, 0o644)  # mkstemp makes it private; a model file is for everyone to read
         os.replace(temp_name, path)
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)

@@ -90,6 +90,9 @@ def test_training_in_the_browser(app_server, browser_page):
     page.get_by_role("option", name="2,000").click()
     wait_until_idle(page)
     main.get_by_role("button", name="Train", exact=True).click()
+    main.get_by_test_id("stProgress").wait_for(timeout=60_000)  # the live progress bar
+    assert main.get_by_role("button", name="Train", exact=True).is_disabled()
+    save_screenshot(page, "page-train-running", full_page=False)
     main.get_by_text("Results on the test set").wait_for(timeout=180_000)
     wait_until_idle(page)
     assert_no_exception(page)

@@ -72,7 +72,8 @@ if start_col.button("Train", type="primary", key="train_start", disabled=running
     else:
         job = TrainingJob(config, slots=training_slots())
         if job.start():
-            st.session_state.train_job, running = job, True
+            st.session_state.train_job = job
+            st.rerun()  # redraw with Train disabled and Stop enabled
         else:
             st.warning("Other students are training right now; try again in a minute.")
 if stop_col.button("Stop", key="train_stop", disabled=not running, icon=":material/stop:"):
