@@ -31,4 +31,6 @@ PAGES: list[PageSpec] = [
         "convolution",
         "Watch a kernel slide over a picture: every product, sum and pooled value on screen.",
     ),
+    PageSpec("training.py", "Train", ":material/model_training:", "train",
+             "Train a small CNN on MNIST or CIFAR-10 and watch it learn; compare runs and save one."),
 ]

@@ -1,0 +1,225 @@
+"""`python -m cnnviz train`, `evaluate`, `summary` and `bench train`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from cnnviz import data
+from cnnviz.checkpoint import load_checkpoint, save_checkpoint
+from cnnviz.models import PRESETS
+from cnnviz.training import Progress, TrainConfig, evaluate, recipe
+
+FASTEST_PRESET = {"mnist": "mnist_fast", "cifar10": "cifar10_fast"}
+BAR_WIDTH = 30
+
+
+def register(commands: argparse._SubParsersAction, benches: argparse._SubParsersAction) -> None:
+    train = commands.add_parser(
+        "train", help="train a CNN on MNIST or CIFAR-10 and save it",
+        description="Train a preset or a spec on MNIST or CIFAR-10 with a progress bar; prints the "
+        "test accuracy and saves the model when --out is given.",
+    )
+    train.add_argument("--dataset", required=True, choices=list(data.DATASETS))
+    which = train.add_mutually_exclusive_group()
+    which.add_argument("--preset", choices=list(PRESETS), help="a named architecture with tuned settings")
+    which.add_argument("--spec", help='an architecture such as "C32 C32 M D0.25 C64 C64 M D0.25 F128 D0.5"')
+    train.add_argument("--epochs", type=int)
+    train.add_argument("--batch-size", type=int)
+    train.add_argument("--lr", type=float, help="peak learning rate")
+    train.add_argument("--optimizer", choices=["sgd", "adam", "adamw"])
+    train.add_argument("--schedule", choices=["onecycle", "step", "exp", "constant"])
+    train.add_argument("--weight-decay", type=float)
+    train.add_argument("--label-smoothing", type=float)
+    train.add_argument("--val-fraction", type=float, help="share of the training images held out (0 = none)")
+    train.add_argument("--train-subset", type=int, help="use only the first N training images")
+    train.add_argument("--seed", type=int)
+    _add_device(train)
+    _add_data_dir(train)
+    train.add_argument("--out", metavar="PATH", help="save the trained model here (.pt)")
+    train.add_argument("--name", help="the model's display name (default: the file name)")
+    train.set_defaults(func=run_train)
+
+    evaluate_parser = commands.add_parser(
+        "evaluate", help="measure a saved model's accuracy on its dataset's test set",
+        description="Load a cnnviz checkpoint and evaluate it on all 10,000 test images.",
+    )
+    evaluate_parser.add_argument("--model", required=True, metavar="PATH", help="a .pt file")
+    _add_device(evaluate_parser)
+    _add_data_dir(evaluate_parser)
+    evaluate_parser.add_argument("--json", action="store_true", help="print JSON")
+    evaluate_parser.set_defaults(func=run_evaluate)
+
+    summary = commands.add_parser(
+        "summary", help="per-layer table of a spec: output shapes, parameters, multiply-adds",
+        description='Summarize an architecture spec such as "C32 C32 M F128" for an input shape.',
+    )
+    summary.add_argument("spec", help='the architecture, e.g. "C32 C32 M D0.25 F128"')
+    summary.add_argument("--input", required=True, metavar="CxHxW", help="input shape, e.g. 1x28x28")
+    summary.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
+    summary.add_argument("--json", action="store_true", help="print JSON")
+    summary.set_defaults(func=run_summary)
+
+    bench = benches.add_parser(
+        "train", help="time the fastest preset to a test accuracy",
+        description="Train the dataset's fastest preset, evaluating the test set after every epoch, "
+        "until the test accuracy reaches --target; reports the wall time including data loading.",
+    )
+    bench.add_argument("--dataset", required=True, choices=list(data.DATASETS))
+    bench.add_argument("--target", required=True, type=float, help="test accuracy to reach, 0..1 or percent")
+    bench.add_argument("--epochs", type=int, help="length of the learning-rate schedule (default: recipe's)")
+    bench.add_argument("--train-subset", type=int, help="train on the first N images only (quick checks)")
+    bench.add_argument("--seed", type=int, default=0)
+    _add_device(bench)
+    _add_data_dir(bench)
+    bench.add_argument("--json", action="store_true", help="print JSON")
+    bench.set_defaults(func=run_bench_train)
+
+
+def _add_device(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+
+
+def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", metavar="DIR", help=f"dataset folder (default: ${data.DATA_DIR_ENV})")
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The training settings: the preset's recipe (or the dataset's fastest one), then the options."""
+    preset = args.preset or FASTEST_PRESET[args.dataset]
+    if args.preset and PRESETS[preset].dataset != args.dataset:
+        print(f"note: preset {preset} was tuned for {PRESETS[preset].dataset}", file=sys.stderr)
+    config = recipe(preset, dataset=args.dataset, device=args.device)
+    if args.spec:
+        config.spec, config.whiten = args.spec, False
+    for option in ("epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
+                   "label_smoothing", "val_fraction", "train_subset", "seed"):
+        value = getattr(args, option, None)
+        if value is not None:
+            setattr(config, option, value)
+    config.validate()
+    return config
+
+
+class ProgressBar:
+    """A one-line text progress bar on stderr, with a validation line at every validation point."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream = stream
+        self.interactive = stream.isatty()
+        self.last_line = 0.0
+
+    def __call__(self, p: Progress) -> None:
+        done = p.step / max(1, p.total_steps)
+        filled = int(BAR_WIDTH * done)
+        eta = (p.elapsed / done - p.elapsed) if done > 0 else 0.0
+        line = (f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {done:4.0%} epoch {p.epoch:5.2f}/{p.epochs} "
+                f"loss {p.loss:.3f} acc {p.accuracy:.3f} lr {p.lr:.3g} {p.images_per_second:5.0f} img/s "
+                f"ETA {eta:4.0f} s")
+        if p.phase == "eval":
+            val = "" if p.val_accuracy is None else f" val_loss {p.val_loss:.3f} val_acc {p.val_accuracy:.4f}"
+            print(f"\r{line}{val} ({p.elapsed:.0f} s)", file=self.stream, flush=True)
+        elif p.phase == "train" and (self.interactive or time.monotonic() - self.last_line > 30):
+            end = "" if self.interactive else "\n"
+            print(f"\r{line}", end=end, file=self.stream, flush=True)
+            self.last_line = time.monotonic()
+
+
+def run_train(args: argparse.Namespace) -> int:
+    config = config_from_args(args)
+    from cnnviz.training import train  # the trainer pulls in torch only when a command needs it
+
+    print(f"training {config.spec!r} on {config.dataset} for {config.epochs} epochs", file=sys.stderr)
+    result = train(config, progress=ProgressBar(), data_dir=args.data_dir)
+    print(f"test accuracy: {result.test_accuracy:.4f} on {len(result.test_labels)} test images "
+          f"({result.seconds:.1f} s on {result.device})")
+    if args.out:
+        name = args.name or Path(args.out).stem
+        path = save_checkpoint(args.out, result.model, result.metadata(name))
+        print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from cnnviz.training import resolve_device
+
+    loaded = load_checkpoint(args.model)
+    test = data.load_dataset(loaded.dataset, "test", args.data_dir, download=False)
+    device = resolve_device(args.device)
+    started = time.perf_counter()
+    loss, accuracy, _ = evaluate(loaded.model.to(device), test.images, test.labels, test.info)
+    result = {
+        "model": str(args.model), "name": loaded.name, "dataset": loaded.dataset, "spec": loaded.spec,
+        "accuracy": accuracy, "loss": loss, "images": len(test), "correct": round(accuracy * len(test)),
+        "recorded_test_accuracy": loaded.test_accuracy, "seconds": round(time.perf_counter() - started, 3),
+    }
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{loaded.name} ({loaded.dataset}, {loaded.spec}): test accuracy {accuracy:.4f} "
+              f"({result['correct']}/{len(test)}), loss {loss:.4f}")
+    return 0
+
+
+def parse_shape(text: str) -> tuple[int, int, int]:
+    """"1x28x28" -> (1, 28, 28), with a friendly error."""
+    parts = text.lower().replace(",", "x").split("x")
+    if len(parts) != 3 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"--input must look like CxHxW, e.g. 1x28x28 or 3x32x32; got {text!r}.")
+    channels, height, width = (int(p) for p in parts)
+    return channels, height, width
+
+
+def run_summary(args: argparse.Namespace) -> int:
+    from cnnviz.summary import summarize_spec
+
+    summary = summarize_spec(args.spec, parse_shape(args.input), args.classes)
+    if args.json:
+        print(json.dumps(summary.to_dict(), indent=2))
+        return 0
+    print(f"{'layer':<28} {'output':<14} {'params':>10}  {'multiply-adds':>13}  formula")
+    for row in summary.layers:
+        label = f"{row.part[0]}{row.index} {row.kind}" + (f" ({row.token})" if row.token else "")
+        shape = "x".join(str(d) for d in row.output_shape)
+        formula = row.formula if row.params else ""
+        print(f"{label:<28} {shape:<14} {row.params:>10,}  {row.mult_adds:>13,}  {formula}")
+    print(f"total parameters: {summary.total_params:,} (trainable {summary.trainable_params:,}); "
+          f"multiply-adds per image: {summary.total_mult_adds:,}")
+    return 0
+
+
+def run_bench_train(args: argparse.Namespace) -> int:
+    from cnnviz.training import train
+
+    target = args.target / 100 if args.target > 1 else args.target
+    if not 0 < target < 1:
+        raise ValueError("--target must be a test accuracy between 0 and 1 (or a percentage).")
+    overrides = {key: value for key, value in (("epochs", args.epochs), ("train_subset", args.train_subset))
+                 if value}
+    config = recipe(
+        FASTEST_PRESET[args.dataset], device=args.device, seed=args.seed, val_fraction=0.0,
+        test_every_epoch=True, target_accuracy=target, **overrides,
+    )
+    started = time.perf_counter()
+    result = train(config, progress=None if args.json else ProgressBar(), data_dir=args.data_dir)
+    seconds = time.perf_counter() - started
+    reached = result.test_accuracy is not None and result.test_accuracy >= target
+    report = {
+        "dataset": args.dataset, "preset": FASTEST_PRESET[args.dataset], "spec": config.spec,
+        "target": target, "reached": reached, "accuracy": result.test_accuracy,
+        "seconds_to_target": round(seconds, 2) if reached else None, "seconds": round(seconds, 2),
+        "epochs": result.history[-1]["epoch"] if result.history else 0,
+        "schedule_epochs": config.epochs, "device": result.device,
+        "per_epoch_test_accuracy": [h.get("test_accuracy") for h in result.history],
+    }
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        verdict = f"reached {target:.2%} in {seconds:.1f} s" if reached else \
+            f"did not reach {target:.2%} ({seconds:.1f} s)"
+        print(f"{args.dataset}: {verdict}; test accuracy {result.test_accuracy:.4f} after "
+              f"{report['epochs']} epochs on {result.device}")
+    return 0 if reached else 1

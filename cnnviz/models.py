@@ -1,0 +1,202 @@
+"""Networks built from a spec string: ``SpecNet`` = ``features`` (conv part) + ``classifier`` (dense part).
+
+Each child of ``features`` is one layer the UI can show (Conv2d, BatchNorm2d, ReLU, pools, dropout,
+residual blocks); ``features`` outputs (N, C, H, W). ``classifier`` flattens and ends in the logits.
+The input is the normalized float batch ``(uint8 / 255 - mean) / std``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from cnnviz.spec import Conv, Dense, Dropout, GlobalPool, LayerSpec, Pool, Residual, SpecError, parse_spec
+
+
+@dataclass(frozen=True)
+class ModelPreset:
+    """A named architecture with the dataset it was tuned for."""
+
+    name: str
+    dataset: str  # "mnist" or "cifar10"
+    spec: str
+    title: str
+    description: str
+
+
+PRESETS: dict[str, ModelPreset] = {
+    preset.name: preset
+    for preset in (
+        ModelPreset(
+            "mnist_fast", "mnist", "C24n M C48n M F128 D0.2",
+            "Fast MNIST net",
+            "Two convolutions with BatchNorm and max pooling, then one dense layer: reaches 99% on "
+            "MNIST in about one epoch, even on a laptop CPU.",
+        ),
+        ModelPreset(
+            "cifar10_fast", "cifar10", "C24k2p0 C32n M R32 C64n M R64 C128n M R128 G",
+            "Fast CIFAR-10 ResNet",
+            "A small residual network with BatchNorm in the spirit of the airbench speed runs: a "
+            "2x2 patch-whitening layer, then widen, pool, add a residual block, three times; global "
+            "average pooling before the classifier.",
+        ),
+        ModelPreset(
+            "vgg_classic", "cifar10", "C32 C32 M D0.25 C64 C64 M D0.25 F512 D0.5",
+            "Classic VGG-like net",
+            "The textbook design: pairs of 3x3 convolutions, max pooling, dropout, a big dense layer. "
+            "No BatchNorm, so it learns more slowly.",
+        ),
+    )
+}
+
+
+def preset_spec(name: str) -> str:
+    """The spec string of a preset, with a friendly error for an unknown name."""
+    if name not in PRESETS:
+        raise ValueError(f"Unknown preset {name!r}: choose one of {', '.join(PRESETS)}.")
+    return PRESETS[name].spec
+
+
+class ResidualBlock(nn.Module):
+    """``shortcut(x) + ReLU(BN(conv(ReLU(BN(conv(x))))))`` with 3x3 "same" convolutions."""
+
+    def __init__(self, in_channels: int, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(in_channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(channels, channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(channels),
+            nn.ReLU(inplace=True),
+        )
+        self.shortcut: nn.Module = nn.Identity()
+        if in_channels != channels:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, channels, 1, bias=False), nn.BatchNorm2d(channels)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.shortcut(x) + self.body(x)
+
+
+class SpecNet(nn.Module):
+    """A CNN built from a spec: ``forward(x) = classifier(features(x))``."""
+
+    def __init__(
+        self, spec: str, features: nn.Sequential, classifier: nn.Sequential,
+        feature_tokens: list[str], classifier_tokens: list[str],
+        input_shape: tuple[int, int, int], num_classes: int,
+    ) -> None:
+        super().__init__()
+        self.spec = spec
+        self.features = features
+        self.classifier = classifier
+        # The spec token each child came from ("" for the parts added automatically).
+        self.feature_tokens = feature_tokens
+        self.classifier_tokens = classifier_tokens
+        self.input_shape = input_shape  # (C, H, W)
+        self.num_classes = num_classes
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x))
+
+
+def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
+    return (size + 2 * padding - kernel) // stride + 1
+
+
+def build_model(spec: str, in_channels: int, num_classes: int, image_size: int) -> SpecNet:
+    """Build the network a spec describes for square images.
+
+    Args:
+        spec: e.g. "C32 C32 M D0.25 C64 C64 M D0.25 F128 D0.5" (see :mod:`cnnviz.spec`).
+        in_channels: 1 for MNIST, 3 for CIFAR-10.
+        num_classes: size of the final Linear layer (the logits).
+        image_size: height = width of the input images.
+
+    Raises:
+        SpecError: when the spec does not parse or a layer does not fit the shape it receives.
+    """
+    layers = parse_spec(spec)
+    if not 1 <= in_channels <= 4 or not 2 <= num_classes <= 1000 or not 1 <= image_size <= 512:
+        raise ValueError("in_channels must be 1..4, num_classes 2..1000 and image_size 1..512.")
+    features: list[nn.Module] = []
+    feature_tokens: list[str] = []
+    classifier: list[nn.Module] = []
+    classifier_tokens: list[str] = []
+    channels, size = in_channels, image_size
+    flat: int | None = None  # set once the first dense layer has flattened the maps
+    for index, layer in enumerate(layers):
+        if flat is not None and isinstance(layer, Conv | Residual | Pool | GlobalPool):
+            raise SpecError(
+                f"Token {index + 1} '{layer.token}': convolution and pooling layers must come before "
+                "the dense (F) layers.", layer.token, index,
+            )
+        added = _build_layer(layer, index, channels, size, flat)
+        if flat is None and not isinstance(layer, Dense):
+            features.extend(added.modules)
+            feature_tokens.extend([layer.token] * len(added.modules))
+        else:
+            if flat is None:  # the first dense layer: flatten the (C, H, W) maps
+                classifier.append(nn.Flatten())
+                classifier_tokens.append("")
+            classifier.extend(added.modules)
+            classifier_tokens.extend([layer.token] * len(added.modules))
+        channels, size = added.channels, added.size
+        if isinstance(layer, Dense):
+            flat = layer.units
+    if flat is None:
+        classifier.append(nn.Flatten())
+        classifier_tokens.append("")
+        flat = channels * size * size
+    classifier.append(nn.Linear(flat, num_classes))
+    classifier_tokens.append("")
+    return SpecNet(
+        spec=" ".join(spec.split()), features=nn.Sequential(*features), classifier=nn.Sequential(*classifier),
+        feature_tokens=feature_tokens, classifier_tokens=classifier_tokens,
+        input_shape=(in_channels, image_size, image_size), num_classes=num_classes,
+    )
+
+
+@dataclass
+class _Built:
+    modules: list[nn.Module]
+    channels: int  # after the layer (units for dense layers)
+    size: int  # spatial size after the layer (1 for dense layers)
+
+
+def _build_layer(layer: LayerSpec, index: int, channels: int, size: int, flat: int | None) -> _Built:
+    def fail(expected: str) -> SpecError:
+        return SpecError(f"Token {index + 1} '{layer.token}': {expected}", layer.token, index)
+
+    if isinstance(layer, Conv):
+        out = _conv_out(size, layer.kernel, layer.stride, layer.pad)
+        if out < 1:
+            raise fail(f"a {layer.kernel}x{layer.kernel} kernel does not fit the {size}x{size} maps it gets.")
+        # A bias before BatchNorm is cancelled by its mean subtraction, so BN layers go without.
+        modules: list[nn.Module] = [
+            nn.Conv2d(channels, layer.filters, layer.kernel, layer.stride, layer.pad,
+                      bias=not layer.batch_norm)
+        ]
+        if layer.batch_norm:
+            modules.append(nn.BatchNorm2d(layer.filters))
+        modules.append(nn.ReLU(inplace=True))
+        return _Built(modules, layer.filters, out)
+    if isinstance(layer, Residual):
+        return _Built([ResidualBlock(channels, layer.filters)], layer.filters, size)
+    if isinstance(layer, Pool):
+        if layer.size > size:
+            raise fail(f"a {layer.size}x{layer.size} pool does not fit the {size}x{size} maps it gets.")
+        pool = nn.MaxPool2d(layer.size) if layer.kind == "max" else nn.AvgPool2d(layer.size)
+        return _Built([pool], channels, size // layer.size)
+    if isinstance(layer, GlobalPool):
+        return _Built([nn.AdaptiveAvgPool2d(1)], channels, 1)
+    if isinstance(layer, Dropout):
+        return _Built([nn.Dropout(layer.rate)], channels, size)
+    if isinstance(layer, Dense):
+        inputs = flat if flat is not None else channels * size * size
+        return _Built([nn.Linear(inputs, layer.units), nn.ReLU(inplace=True)], layer.units, 1)
+    raise AssertionError(f"unhandled layer {layer!r}")

@@ -1,0 +1,504 @@
+"""The trainer: uint8 data held on the device, augmentation on the device, no DataLoader workers.
+
+One code path for CPU and CUDA. On CUDA the model runs channels_last under bf16 autocast, optionally
+through ``torch.compile``; on the CPU it runs float32 on every core it may use. Progress goes to a
+callback (the page and the command line use the same one), and a ``threading.Event``-like flag stops
+training at any step, keeping what the model has learned so far.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any, Protocol
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnviz.data import DatasetInfo, dataset_info, load_dataset
+from cnnviz.models import PRESETS, SpecNet, build_model
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("onecycle", "step", "exp", "constant")
+DEVICES = ("auto", "cpu", "cuda")
+EVAL_BATCH_SIZE = 1000
+WHITENING_IMAGES = 5000  # enough patches for a stable 12x12 covariance
+WHITENING_EPS = 5e-4
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run (stored in the checkpoint)."""
+
+    dataset: str = "mnist"
+    spec: str = PRESETS["mnist_fast"].spec
+    epochs: int = 2
+    batch_size: int = 256
+    optimizer: str = "sgd"  # "sgd" (Nesterov momentum), "adam" or "adamw"
+    lr: float = 0.1  # peak learning rate
+    momentum: float = 0.9  # SGD momentum; beta1 for Adam/AdamW
+    weight_decay: float = 5e-4
+    label_smoothing: float = 0.0  # share of the target spread over the other classes
+    schedule: str = "onecycle"  # "onecycle", "step" (x gamma every step_epochs), "exp" (x gamma per epoch)
+    warmup_fraction: float = 0.2  # one-cycle: share of the steps spent rising to the peak
+    step_epochs: int = 1  # step decay: epochs between drops
+    gamma: float = 0.5  # step / per-epoch decay factor
+    val_fraction: float = 0.1  # share of the training images held out for validation
+    evals_per_epoch: int = 1  # validation points per epoch (more = smoother live curves)
+    train_subset: int | None = None  # use only the first N training images (quick demos, tests)
+    test_subset: int | None = None  # evaluate on only the first N test images
+    augment: bool = True  # crop + flip for CIFAR-10, small shifts for MNIST
+    whiten: bool = False  # initialise a first 2x2 conv with 2*C*4 filters as a frozen patch-whitening layer
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu" or "cuda"
+    compile: bool = False  # torch.compile the model (CUDA only; slow to start)
+    test_every_epoch: bool = False  # evaluate the test set after every epoch (benchmarks)
+    target_accuracy: float | None = None  # stop once the test accuracy reaches this (needs test_every_epoch)
+
+    def validate(self) -> None:
+        """Raise ValueError with a friendly sentence for settings that cannot work."""
+        dataset_info(self.dataset)
+        checks = [
+            (1 <= self.epochs <= 200, "epochs must be between 1 and 200"),
+            (1 <= self.batch_size <= 4096, "the batch size must be between 1 and 4096"),
+            (self.optimizer in OPTIMIZERS, f"the optimizer must be one of {', '.join(OPTIMIZERS)}"),
+            (self.schedule in SCHEDULES, f"the schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.device in DEVICES, f"the device must be one of {', '.join(DEVICES)}"),
+            (0 < self.lr <= 10, "the learning rate must be above 0 and at most 10"),
+            (0 <= self.weight_decay < 1, "the weight decay must be at least 0 and below 1"),
+            (0 <= self.label_smoothing < 1, "label smoothing must be at least 0 and below 1"),
+            (0 <= self.val_fraction < 0.9, "the validation share must be at least 0 and below 0.9"),
+            (0 < self.gamma <= 1, "the decay factor gamma must be above 0 and at most 1"),
+            (self.step_epochs >= 1, "step_epochs must be at least 1"),
+            (1 <= self.evals_per_epoch <= 100, "evals_per_epoch must be between 1 and 100"),
+            (self.train_subset is None or self.train_subset >= 10, "use at least 10 training images"),
+            (self.test_subset is None or self.test_subset >= 1, "use at least 1 test image"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"Invalid training setting: {message}.")
+
+
+def recipe(preset: str, **overrides: Any) -> TrainConfig:
+    """The tuned training settings for a preset, with any field overridden."""
+    if preset not in PRESETS:
+        raise ValueError(f"Unknown preset {preset!r}: choose one of {', '.join(PRESETS)}.")
+    spec = PRESETS[preset]
+    base = {
+        "mnist_fast": dict(epochs=2, batch_size=256, optimizer="sgd", lr=0.1, weight_decay=5e-4,
+                           label_smoothing=0.1),
+        "cifar10_fast": dict(epochs=12, batch_size=256, optimizer="sgd", lr=0.2, weight_decay=5e-4,
+                             label_smoothing=0.2, whiten=spec.spec.startswith("C24k2p0")),
+        "vgg_classic": dict(epochs=15, batch_size=128, optimizer="adam", lr=2e-3, weight_decay=0.0,
+                            label_smoothing=0.0),
+    }[preset]
+    config = TrainConfig(dataset=spec.dataset, spec=spec.spec, **base)
+    return replace(config, **overrides)
+
+
+@dataclass
+class Progress:
+    """One report from the trainer to its callback."""
+
+    phase: str  # "train" (during an epoch), "eval" (a validation point) or "done"
+    step: int  # optimizer steps done
+    total_steps: int
+    epoch: float  # epochs done, fractional
+    epochs: int
+    loss: float  # mean training loss since the last validation point
+    accuracy: float  # training accuracy since the last validation point
+    lr: float
+    images_per_second: float
+    elapsed: float  # seconds since training started (data loading included)
+    val_loss: float | None = None
+    val_accuracy: float | None = None
+
+
+ProgressCallback = Callable[[Progress], None]
+
+
+class StopFlag(Protocol):
+    def is_set(self) -> bool: ...
+
+
+@dataclass
+class TrainResult:
+    """What a run produced; the model is on the CPU in eval mode."""
+
+    model: SpecNet
+    config: TrainConfig
+    info: DatasetInfo
+    history: list[dict[str, float]]  # one entry per validation point
+    test_accuracy: float | None
+    test_predictions: torch.Tensor | None  # (N,) int64 predicted classes on the test images used
+    test_labels: torch.Tensor | None
+    stopped: bool  # True when the stop flag ended training early
+    seconds: float  # wall time, data loading included
+    steps: int
+    device: str  # "cpu" or the GPU's name
+
+    def metadata(self, name: str | None = None) -> dict[str, Any]:
+        """The checkpoint metadata of this run."""
+        info = self.info
+        return {
+            "name": name, "dataset": info.name, "spec": self.model.spec, "classes": list(info.classes),
+            "mean": list(info.mean), "std": list(info.std), "input_shape": list(info.image_shape),
+            "training": asdict(self.config), "history": self.history,
+            "test_accuracy": self.test_accuracy,
+            "test_images": None if self.test_labels is None else len(self.test_labels),
+            "stopped_early": self.stopped, "steps": self.steps, "seconds": round(self.seconds, 2),
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "device": self.device, "torch_version": str(torch.__version__),
+        }
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" picks CUDA when available; asking for CUDA without one is a friendly error."""
+    if name not in DEVICES:
+        raise ValueError(f"Unknown device {name!r}: choose auto, cpu or cuda.")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("No CUDA GPU is available here; use --device cpu (or auto).")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    """"cpu (N threads)" or the GPU's marketing name."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({torch.get_num_threads()} threads)"
+
+
+def configure_cpu_threads() -> int:
+    """Use every core this process may run on (intra-op threads), unless $OMP_NUM_THREADS says
+    otherwise (on a shared machine one thread per job avoids threads waiting for each other)."""
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
+        return torch.get_num_threads()
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    if torch.get_num_threads() != cores:
+        torch.set_num_threads(cores)
+    return cores
+
+
+def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> float ``(x / 255 - mean) / std``; mean/std shaped (1, C, 1, 1)."""
+    return (images.float() / 255.0 - mean) / std
+
+
+def random_crop_flip(images: torch.Tensor, pad: int, flip: bool, generator: torch.Generator) -> torch.Tensor:
+    """Shift every image by up to ``pad`` pixels each way (zero fill), and mirror half when ``flip``.
+
+    Works on uint8 batches on any device with one gather, so the CPU and GPU run the same code.
+    """
+    n, c, h, w = images.shape
+    device = images.device
+    if pad > 0:
+        padded = F.pad(images, (pad, pad, pad, pad))  # (N, C, H + 2p, W + 2p)
+        dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=device)
+        dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator, device=device)
+        rows = dy[:, None] + torch.arange(h, device=device)  # (N, H)
+        cols = dx[:, None] + torch.arange(w, device=device)  # (N, W)
+        images = padded[
+            torch.arange(n, device=device)[:, None, None, None],
+            torch.arange(c, device=device)[None, :, None, None],
+            rows[:, None, :, None],
+            cols[:, None, None, :],
+        ]  # (N, C, H, W)
+    if flip:
+        mirror = torch.rand(n, generator=generator, device=device) < 0.5
+        images = torch.where(mirror[:, None, None, None], images.flip(3), images)
+    return images
+
+
+def init_whitening(conv: nn.Conv2d, images: torch.Tensor) -> bool:
+    """Make ``conv`` a frozen patch-whitening layer; returns False when its shape does not allow it.
+
+    The idea (from the airbench speed runs): the first layer's filters are the eigenvectors of the
+    covariance of image patches, scaled by 1/sqrt(eigenvalue), plus their negatives so a ReLU after
+    it loses nothing. The network then starts from decorrelated inputs and learns much faster.
+
+    Args:
+        conv: a Conv2d with ``out_channels == 2 * in_channels * k * k``.
+        images: normalized float images (N, C, H, W).
+    """
+    k = conv.kernel_size[0]
+    dims = conv.in_channels * k * k
+    if conv.kernel_size != (k, k) or conv.out_channels != 2 * dims or conv.stride != (1, 1):
+        return False
+    with torch.no_grad():
+        patches = images.unfold(2, k, 1).unfold(3, k, 1)  # (N, C, H', W', k, k)
+        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, dims).double()  # (P, C*k*k)
+        patches = patches - patches.mean(dim=0)
+        covariance = patches.T @ patches / len(patches)
+        eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
+        filters = (eigenvectors.T / torch.sqrt(eigenvalues + WHITENING_EPS)[:, None]).float()  # (dims, dims)
+        filters = filters.reshape(dims, conv.in_channels, k, k)
+        conv.weight.copy_(torch.cat([filters, -filters]))
+        if conv.bias is not None:
+            conv.bias.zero_()
+    conv.weight.requires_grad_(False)
+    return True
+
+
+def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int, total_steps: int) -> float:
+    """The learning rate for one optimizer step under the configured schedule."""
+    if config.schedule == "onecycle":
+        warmup = max(1, int(config.warmup_fraction * total_steps))
+        if step < warmup:
+            return config.lr * (0.1 + 0.9 * step / warmup)
+        return config.lr * max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+    epoch = step // max(1, steps_per_epoch)
+    if config.schedule == "step":
+        return config.lr * config.gamma ** (epoch // config.step_epochs)
+    if config.schedule == "exp":
+        return config.lr * config.gamma**epoch
+    return config.lr
+
+
+def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=True,
+                               weight_decay=config.weight_decay)
+    betas = (config.momentum, 0.999)
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+    return torch.optim.AdamW(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+
+
+@torch.inference_mode()
+def predict_logits(
+    model: nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
+    batch_size: int = EVAL_BATCH_SIZE,
+) -> torch.Tensor:
+    """Logits (N, classes) for uint8 images, computed on the model's device in eval mode."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    mean, std = mean.to(device), std.to(device)
+    outputs = []
+    for start in range(0, len(images), batch_size):
+        batch = normalize(images[start:start + batch_size].to(device, non_blocking=True), mean, std)
+        with _autocast(device):
+            outputs.append(model(_to_memory_format(batch, device)).float())
+    model.train(was_training)
+    return torch.cat(outputs) if outputs else torch.empty(0, 0)
+
+
+def evaluate(
+    model: nn.Module, images: torch.Tensor, labels: torch.Tensor, info: DatasetInfo,
+) -> tuple[float, float, torch.Tensor]:
+    """Mean cross-entropy loss, accuracy (0..1) and predicted classes on a labelled set."""
+    mean, std = _stats(info, next(model.parameters()).device)
+    logits = predict_logits(model, images, mean, std)
+    labels = labels.to(logits.device)
+    loss = F.cross_entropy(logits, labels).item()
+    predictions = logits.argmax(dim=1)
+    return loss, (predictions == labels).float().mean().item(), predictions.cpu()
+
+
+def train(
+    config: TrainConfig,
+    progress: ProgressCallback | None = None,
+    stop: StopFlag | None = None,
+    data_dir: str | os.PathLike | None = None,
+    report_interval: float = 0.25,
+) -> TrainResult:
+    """Train a model as ``config`` says; returns it (CPU, eval mode) with its history and test accuracy.
+
+    Args:
+        progress: called with a :class:`Progress` about every ``report_interval`` seconds, at every
+            validation point and once at the end.
+        stop: anything with ``is_set()`` (e.g. ``threading.Event``); when set, training ends after the
+            current step and the model keeps what it learned.
+        data_dir: where the datasets are (see :func:`cnnviz.data.resolve_data_dir`).
+    """
+    config.validate()
+    started = time.perf_counter()
+    stop = stop or threading.Event()
+    device = resolve_device(config.device)
+    if device.type == "cpu":
+        configure_cpu_threads()
+    torch.manual_seed(config.seed)
+    generator = torch.Generator(device=device).manual_seed(config.seed)
+    info = dataset_info(config.dataset)
+    channels, size, _ = info.image_shape
+    model = build_model(config.spec, channels, info.num_classes, size)
+
+    train_images, train_labels, val_images, val_labels = _split_train(config, info, data_dir)
+    train_images, train_labels = train_images.to(device), train_labels.to(device)
+    mean, std = _stats(info, device)
+    # channels_last suits cuDNN's tensor-core kernels and, measured here, oneDNN on the CPU too.
+    model = model.to(device, memory_format=torch.channels_last)
+    if config.whiten and isinstance(model.features[0], nn.Conv2d):
+        sample = normalize(train_images[:WHITENING_IMAGES], mean, std)
+        init_whitening(model.features[0], sample)
+    step_model: nn.Module = model
+    if config.compile and device.type == "cuda":
+        step_model = torch.compile(model)
+
+    optimizer = make_optimizer(config, model)
+    batch_size = min(config.batch_size, len(train_labels))
+    steps_per_epoch = len(train_labels) // batch_size  # the last partial batch is dropped (BatchNorm)
+    total_steps = steps_per_epoch * config.epochs
+    eval_steps = {
+        round(steps_per_epoch * (i + 1) / config.evals_per_epoch) for i in range(config.evals_per_epoch)
+    }
+    shift = 4 if info.name == "cifar10" else 2
+    flip = info.name == "cifar10"
+
+    history: list[dict[str, float]] = []
+    step, stopped = 0, False
+    window_loss = torch.zeros((), device=device)
+    window_correct = torch.zeros((), device=device)
+    window_images = 0
+    last_report = time.perf_counter()
+    rate_clock, rate_images = time.perf_counter(), 0
+    images_per_second = 0.0
+    lr = learning_rate(config, 0, steps_per_epoch, total_steps)
+
+    def report(phase: str, val_loss: float | None = None, val_accuracy: float | None = None) -> Progress:
+        seen = max(1, window_images)
+        return Progress(
+            phase=phase, step=step, total_steps=total_steps, epoch=step / max(1, steps_per_epoch),
+            epochs=config.epochs, loss=window_loss.item() / seen, accuracy=window_correct.item() / seen,
+            lr=lr, images_per_second=images_per_second, elapsed=time.perf_counter() - started,
+            val_loss=val_loss, val_accuracy=val_accuracy,
+        )
+
+    model.train()
+    for _epoch in range(config.epochs):
+        order = torch.randperm(len(train_labels), generator=generator, device=device)
+        for batch_index in range(steps_per_epoch):
+            if stop.is_set():
+                stopped = True
+                break
+            lr = learning_rate(config, step, steps_per_epoch, total_steps)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            indices = order[batch_index * batch_size:(batch_index + 1) * batch_size]
+            batch = train_images[indices]
+            if config.augment:
+                batch = random_crop_flip(batch, shift, flip, generator)
+            inputs = _to_memory_format(normalize(batch, mean, std), device)
+            targets = train_labels[indices]
+            with _autocast(device):
+                logits = step_model(inputs)
+                loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            window_loss += loss.detach() * len(targets)
+            window_correct += (logits.detach().argmax(dim=1) == targets).sum()
+            window_images += len(targets)
+            rate_images += len(targets)
+
+            now = time.perf_counter()
+            if now - rate_clock >= 1.0 or (batch_index + 1) in eval_steps:
+                images_per_second = rate_images / (now - rate_clock)
+                rate_clock, rate_images = now, 0
+            if (batch_index + 1) in eval_steps:
+                history.append(_validation_point(report, model, val_images, val_labels, info, progress))
+                window_loss.zero_()
+                window_correct.zero_()
+                window_images = 0
+                model.train()
+            elif progress is not None and now - last_report >= report_interval:
+                progress(report("train"))
+                last_report = now
+        if stopped:
+            break
+        if config.test_every_epoch:
+            test_images, test_labels = _test_split(config, info, data_dir)
+            _, test_accuracy, _ = evaluate(model, test_images, test_labels, info)
+            history[-1]["test_accuracy"] = test_accuracy
+            model.train()
+            if config.target_accuracy is not None and test_accuracy >= config.target_accuracy:
+                break
+    if stopped and window_images:  # keep the partial window so the curves end where training stopped
+        history.append(_validation_point(report, model, val_images, val_labels, info, progress))
+
+    model.eval()
+    test_accuracy = predictions = test_labels = None
+    if step > 0:
+        test_images, test_labels = _test_split(config, info, data_dir)
+        _, test_accuracy, predictions = evaluate(model, test_images, test_labels, info)
+    result = TrainResult(
+        model=model.to("cpu").eval(), config=config, info=info, history=history,
+        test_accuracy=test_accuracy, test_predictions=predictions, test_labels=test_labels,
+        stopped=stopped, seconds=time.perf_counter() - started, steps=step, device=device_name(device),
+    )
+    if progress is not None:
+        last = history[-1] if history else {}
+        progress(replace(
+            report("done"), elapsed=result.seconds, loss=last.get("train_loss", 0.0),
+            accuracy=last.get("train_accuracy", 0.0), val_loss=last.get("val_loss"),
+            val_accuracy=last.get("val_accuracy"),
+        ))
+    return result
+
+
+def _validation_point(
+    report: Callable[..., Progress], model: nn.Module, val_images: torch.Tensor, val_labels: torch.Tensor,
+    info: DatasetInfo, progress: ProgressCallback | None,
+) -> dict[str, float]:
+    val_loss = val_accuracy = None
+    if len(val_labels):
+        val_loss, val_accuracy, _ = evaluate(model, val_images, val_labels, info)
+    point = report("eval", val_loss, val_accuracy)
+    if progress is not None:
+        progress(point)
+    record = {"step": point.step, "epoch": round(point.epoch, 4), "train_loss": point.loss,
+              "train_accuracy": point.accuracy, "lr": point.lr, "elapsed": round(point.elapsed, 3)}
+    if val_loss is not None:
+        record.update(val_loss=val_loss, val_accuracy=val_accuracy)
+    return record
+
+
+def _split_train(
+    config: TrainConfig, info: DatasetInfo, data_dir: str | os.PathLike | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Training and validation images: a seeded shuffle, then the last ``val_fraction`` held out."""
+    full = load_dataset(info.name, "train", data_dir, download=False)
+    images, labels = full.images, full.labels
+    if config.train_subset is not None:
+        images, labels = images[:config.train_subset], labels[:config.train_subset]
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(config.seed))
+    images, labels = images[order], labels[order]
+    held_out = int(round(config.val_fraction * len(labels)))
+    cut = len(labels) - held_out
+    return images[:cut], labels[:cut], images[cut:], labels[cut:]
+
+
+def _test_split(
+    config: TrainConfig, info: DatasetInfo, data_dir: str | os.PathLike | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    test = load_dataset(info.name, "test", data_dir, download=False)
+    if config.test_subset is None:
+        return test.images, test.labels
+    return test.images[:config.test_subset], test.labels[:config.test_subset]
+
+
+def _stats(info: DatasetInfo, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    mean = torch.tensor(info.mean, device=device).view(1, -1, 1, 1)  # (1, C, 1, 1)
+    std = torch.tensor(info.std, device=device).view(1, -1, 1, 1)
+    return mean, std
+
+
+def _to_memory_format(x: torch.Tensor, device: torch.device) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _autocast(device: torch.device) -> torch.autocast:
+    # bf16 keeps float32's range, so no loss scaling is needed; the CPU stays in float32.
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")

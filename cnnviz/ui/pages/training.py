@@ -1,0 +1,131 @@
+"""Train: pick a dataset and an architecture, press Train, watch it learn, compare runs, save one."""
+
+import threading
+
+import streamlit as st
+
+from cnnviz import data
+from cnnviz.checkpoint import sanitize_model_name, save_checkpoint, saved_models_dir
+from cnnviz.jobs import TrainingJob
+from cnnviz.models import PRESETS
+from cnnviz.spec import SpecError, describe_error_position
+from cnnviz.summary import summarize_spec
+from cnnviz.training import TrainConfig, recipe
+from cnnviz.ui import training_parts as parts
+from cnnviz.ui.figures.training import compare_runs, learning_curves
+
+MAX_CONCURRENT_TRAININGS = 2
+
+
+@st.cache_resource(show_spinner=False)
+def training_slots() -> threading.Semaphore:
+    """One per server: caps how many sessions train at the same time."""
+    return threading.BoundedSemaphore(MAX_CONCURRENT_TRAININGS)
+
+
+st.title("Train a network")
+st.markdown("Choose a dataset and an architecture, press **Train**, and watch the network learn: the "
+            "loss falls and the accuracy climbs while it sees the training images again and again.")
+st.session_state.setdefault("train_job", None)
+st.session_state.setdefault("train_runs", [])
+
+left, right = st.columns([1, 1], gap="large")
+with left:
+    dataset = st.selectbox("Dataset", list(data.DATASETS), key="train_dataset",
+                           format_func=lambda name: data.DATASETS[name].title)
+    presets = [p.name for p in PRESETS.values()]
+    default = presets.index("mnist_fast" if dataset == "mnist" else "cifar10_fast")
+    preset = st.selectbox("Architecture", [*presets, "custom"], index=default, key="train_preset",
+                          format_func=lambda n: "Custom spec..." if n == "custom" else PRESETS[n].title)
+    if preset == "custom":
+        spec = st.text_input("Spec", value="C32 C32 M D0.25 C64 C64 M D0.25 F128 D0.5", key="train_spec",
+                             help="C<n> conv (k5 kernel, s2 stride, p1 padding, n BatchNorm), R<n> residual "
+                             "block, M / A max / average pool, G global average pool, D0.25 dropout, "
+                             "F<n> dense. The final classifier layer is added for you.")
+    else:
+        spec = PRESETS[preset].spec
+        st.caption(f"`{spec}` — {PRESETS[preset].description}")
+    info = data.DATASETS[dataset]
+    try:
+        summary = summarize_spec(spec, info.image_shape, info.num_classes)
+    except SpecError as err:
+        summary = None
+        st.error(str(err), icon=":material/error:")
+        st.code(describe_error_position(spec, err), language=None)
+    if summary is not None:
+        with st.expander(f"Layers: {summary.total_params:,} parameters, "
+                         f"{summary.total_mult_adds / 1e6:.1f} M multiply-adds per image"):
+            st.dataframe(parts.summary_rows(summary), hide_index=True, key="train_summary_table")
+
+with right:
+    base = recipe(preset) if preset != "custom" else TrainConfig(optimizer="adam", lr=2e-3, weight_decay=0.0)
+    config = parts.hyperparameter_form(base, dataset, spec, key=f"train_{preset}")
+    st.caption(parts.device_line(config, summary))
+
+job: TrainingJob | None = st.session_state.train_job
+running = job is not None and not job.snapshot().finished
+start_col, stop_col, _ = st.columns([1, 1, 4])
+if start_col.button("Train", type="primary", key="train_start", disabled=running or summary is None,
+                    icon=":material/play_arrow:"):
+    if not data.is_available(dataset):
+        st.error(f"{info.title} is not in {data.resolve_data_dir()}: see the home page.")
+    else:
+        job = TrainingJob(config, slots=training_slots())
+        if job.start():
+            st.session_state.train_job = job
+            st.rerun()  # redraw with Train disabled and Stop enabled
+        else:
+            st.warning("Other students are training right now; try again in a minute.")
+if stop_col.button("Stop", key="train_stop", disabled=not running, icon=":material/stop:"):
+    job.stop()
+    job.join(timeout=60)  # it stops after the current step, then scores the test set
+    running = not job.snapshot().finished
+
+
+@st.fragment(run_every=0.5 if running else None)
+def live_view() -> None:
+    current: TrainingJob | None = st.session_state.train_job
+    if current is None:
+        st.info("Press **Train** to start. Curves appear here as the network learns.")
+        return
+    snapshot = current.snapshot()
+    parts.progress_block(snapshot)
+    if snapshot.points:
+        history = [parts.point_record(p) for p in snapshot.points]
+        st.plotly_chart(learning_curves(history, current.config.epochs), key="train_live_curves")
+    if snapshot.finished and st.session_state.get("train_recorded") is not current:
+        st.session_state.train_recorded = current
+        if snapshot.result is not None:
+            runs = st.session_state.train_runs
+            runs.append(parts.run_record(snapshot.result, len(runs) + 1))
+        st.rerun()
+
+
+live_view()
+job = st.session_state.train_job
+if job is not None and job.snapshot().result is not None and not running:
+    parts.results_block(job.snapshot().result, key="train_results")
+
+runs = st.session_state.train_runs
+if runs:
+    st.subheader("Run history")
+    percent = st.column_config.NumberColumn(format="percent")
+    st.dataframe([r["row"] for r in runs], hide_index=True, key="train_history_table",
+                 column_config={"train acc": percent, "val acc": percent, "test acc": percent})
+    st.plotly_chart(compare_runs([(r["row"]["run"], r["history"]) for r in runs]), key="train_compare")
+    with st.form("train_save_form", border=True):
+        st.markdown("**Save a run** as a named model; the predict page can then use it.")
+        run_choice = st.selectbox("Run", [r["row"]["run"] for r in runs], index=len(runs) - 1,
+                                  key="train_save_run")
+        name = st.text_input("Model name", value="my_model", key="train_save_name", max_chars=40)
+        if st.form_submit_button("Save model", icon=":material/save:"):
+            record = next(r for r in runs if r["row"]["run"] == run_choice)
+            try:
+                clean = sanitize_model_name(name)
+                path = saved_models_dir() / f"{clean}.pt"
+                if path.exists():
+                    raise ValueError(f"A model named {clean} already exists: choose another name.")
+                save_checkpoint(path, record["model"], {**record["metadata"], "name": clean})
+                st.success(f"Saved as {clean} ({path.stat().st_size / 1e6:.2f} MB).", icon=":material/check:")
+            except ValueError as err:
+                st.error(str(err))

@@ -1,0 +1,180 @@
+"""Streamlit pieces of the training page: the settings form, live progress, results, run records."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import streamlit as st
+
+from cnnviz import data
+from cnnviz.jobs import JobSnapshot, measure_images_per_second
+from cnnviz.results import confusion_matrix, first_layer_filters, misclassified
+from cnnviz.summary import ModelSummary
+from cnnviz.training import OPTIMIZERS, SCHEDULES, Progress, TrainConfig, TrainResult, resolve_device
+from cnnviz.ui.figures.training import confusion_heatmap, filter_grid
+from cnnviz.ui.widgets import pixel_image
+
+SUBSETS = {"all": None, "20,000": 20_000, "10,000": 10_000, "5,000": 5_000, "2,000": 2_000}
+SCHEDULE_HELP = {
+    "onecycle": "one-cycle: warm up to the peak rate, then fall to zero",
+    "step": "step decay: halve the rate every epoch",
+    "exp": "per-epoch decay: multiply the rate by 0.8 every epoch",
+    "constant": "constant: the same rate throughout",
+}
+
+
+def summary_rows(summary: ModelSummary) -> list[dict]:
+    """The summary as table rows."""
+    return [{
+        "layer": f"{row.part[0]}{row.index}", "type": row.kind, "from": row.token,
+        "output shape": " x ".join(str(d) for d in row.output_shape),
+        "parameters": row.params, "formula": row.formula if row.params else "",
+        "multiply-adds": row.mult_adds,
+    } for row in summary.layers]
+
+
+def hyperparameter_form(base: TrainConfig, dataset: str, spec: str, key: str) -> TrainConfig:
+    """Widgets for the settings, each with a one-line explanation; returns the chosen config."""
+    on_gpu = resolve_device("auto").type == "cuda"
+    quick_epochs = base.epochs if on_gpu else min(base.epochs, 2)
+    c1, c2 = st.columns(2)
+    epochs = c1.slider("Epochs", 1, 30, quick_epochs, key=f"{key}_epochs",
+                       help="How many times the network sees every training image.")
+    subset_default = "all" if on_gpu or dataset == "mnist" else "10,000"
+    subset = c2.selectbox("Training images", list(SUBSETS), index=list(SUBSETS).index(subset_default),
+                          key=f"{key}_subset", help="Fewer images train faster but generalize worse.")
+    optimizer = c1.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(base.optimizer),
+                             key=f"{key}_optimizer",
+                             help="SGD with Nesterov momentum, or Adam / AdamW, which adapt the step "
+                             "per weight.")
+    lr = c2.number_input("Learning rate", 1e-5, 5.0, base.lr, format="%.4f", key=f"{key}_lr",
+                         help="How big a step the weights take against the gradient.")
+    batch_size = c1.select_slider("Batch size", [32, 64, 128, 256, 512], base.batch_size,
+                                  key=f"{key}_batch", help="Images per step: more is smoother and faster per "
+                                  "image, fewer gives more steps.")
+    schedule = c2.selectbox("Schedule", SCHEDULES, index=SCHEDULES.index(base.schedule),
+                            key=f"{key}_schedule",
+                            format_func=lambda s: SCHEDULE_HELP[s].split(":")[0],
+                            help="How the learning rate changes: " + "; ".join(SCHEDULE_HELP.values()) + ".")
+    weight_decay = c1.number_input("Weight decay", 0.0, 0.1, base.weight_decay, format="%.5f",
+                                   key=f"{key}_wd",
+                                   help="Pulls every weight a little towards zero each step.")
+    smoothing = c2.slider("Label smoothing", 0.0, 0.3, base.label_smoothing, 0.05, key=f"{key}_smooth",
+                          help="Asks for 90% sure instead of 100%: a little modesty helps "
+                          "generalization.")
+    val_fraction = c1.slider("Validation share", 0.0, 0.3, 0.1, 0.05, key=f"{key}_val",
+                             help="Training images held back to check the network on images it never "
+                             "trains on.")
+    seed = c2.number_input("Seed", 0, 10_000, 0, key=f"{key}_seed",
+                           help="Same seed, same settings: the same run again.")
+    gamma = {"step": 0.5, "exp": 0.8}.get(schedule, base.gamma)
+    return replace(
+        base, dataset=dataset, spec=spec, epochs=epochs, train_subset=SUBSETS[subset], optimizer=optimizer,
+        lr=lr, batch_size=batch_size, schedule=schedule, weight_decay=weight_decay, label_smoothing=smoothing,
+        val_fraction=val_fraction, seed=int(seed), gamma=gamma, evals_per_epoch=4 if epochs <= 3 else 1,
+        whiten=base.whiten and spec == base.spec and dataset == base.dataset,
+    )
+
+
+@st.cache_data(show_spinner="Timing a few training steps...", max_entries=64)
+def _images_per_second(spec: str, dataset: str, batch_size: int, optimizer: str) -> float:
+    return measure_images_per_second(TrainConfig(dataset=dataset, spec=spec, batch_size=batch_size,
+                                                 optimizer=optimizer))
+
+
+def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
+    """The device in use and an estimate of this run's time, from a few real timed steps."""
+    device = resolve_device(config.device)
+    from cnnviz.training import device_name
+
+    name = device_name(device)
+    where = f"Training on **{name}**"
+    if device.type == "cpu":
+        where = f"Training on the **{name}** (no GPU here)"
+    if summary is None:
+        return where + "."
+    speed = _images_per_second(config.spec, config.dataset, config.batch_size, config.optimizer)
+    images = config.train_subset or data.DATASETS[config.dataset].train_size
+    seconds = config.epochs * images * (1 - config.val_fraction) / speed
+    return f"{where}: about {_duration(seconds)} for this run (measured {speed:,.0f} images/s)."
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def progress_block(snapshot: JobSnapshot) -> None:
+    """Progress bar with ETA, and the latest numbers."""
+    p = snapshot.latest
+    if snapshot.status == "failed":
+        st.error(f"Training failed: {snapshot.error}")
+        return
+    if p is None:
+        st.progress(0.0, text="Loading the images...")
+        return
+    eta = snapshot.eta_seconds
+    eta_text = "" if snapshot.finished or eta is None else f" · about {_duration(eta)} left"
+    st.progress(snapshot.fraction, text=f"epoch {p.epoch:.2f} of {p.epochs} · step {p.step} of "
+                f"{p.total_steps} · {p.images_per_second:,.0f} images/s{eta_text}")
+    if snapshot.status == "stopped":
+        st.warning(f"Stopped after {p.step} steps; the network keeps what it learned so far.")
+    elif snapshot.status == "done":
+        st.success(f"Done in {p.elapsed:.0f} s.")
+    cols = st.columns(4)
+    during = "Measured on the training batches since the last check, while the weights were still moving"
+    cols[0].metric("Training loss", f"{p.loss:.3f}", help=during + ".")
+    cols[1].metric("Training accuracy", f"{p.accuracy:.1%}",
+                   help=during + " (with augmentation and dropout on), so it can trail the "
+                   "validation accuracy.")
+    last_val = next((q for q in reversed(snapshot.points) if q.val_accuracy is not None), None)
+    cols[2].metric("Validation accuracy", "–" if last_val is None else f"{last_val.val_accuracy:.1%}")
+    cols[3].metric("Learning rate", f"{p.lr:.3g}")
+
+
+def point_record(p: Progress) -> dict:
+    """A validation point as a history record (the same keys the trainer stores)."""
+    return {"epoch": p.epoch, "train_loss": p.loss, "train_accuracy": p.accuracy,
+            "val_loss": p.val_loss, "val_accuracy": p.val_accuracy}
+
+
+def run_record(result: TrainResult, number: int) -> dict:
+    """A finished run for the history table, with what saving it needs."""
+    last = result.history[-1] if result.history else {}
+    params = sum(p.numel() for p in result.model.parameters())
+    row = {
+        "run": f"#{number}", "dataset": result.info.title, "spec": result.model.spec, "params": params,
+        "epochs": last.get("epoch", 0.0), "train acc": last.get("train_accuracy"),
+        "val acc": last.get("val_accuracy"), "test acc": result.test_accuracy,
+        "time (s)": round(result.seconds, 1), "device": result.device, "stopped": result.stopped,
+    }
+    return {"row": row, "history": result.history, "model": result.model, "metadata": result.metadata()}
+
+
+def results_block(result: TrainResult, key: str) -> None:
+    """Test accuracy, confusion matrix, misclassified test images and the first-layer filters."""
+    st.subheader("Results on the test set")
+    if result.test_accuracy is None:
+        st.info("It stopped before the first step, so there is nothing to score.")
+        return
+    images = len(result.test_labels)
+    st.metric("Test accuracy", f"{result.test_accuracy:.2%}",
+              help=f"On {images:,} test images the network never saw during training.")
+    classes = result.info.classes
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.markdown("**Confusion matrix**: rows are the true classes, columns what the network said.")
+        matrix = confusion_matrix(result.test_predictions, result.test_labels, len(classes))
+        st.plotly_chart(confusion_heatmap(matrix, classes), key=f"{key}_confusion",
+                        config={"displayModeBar": False})
+    with right:
+        filters = first_layer_filters(result.model)
+        if filters is not None:
+            st.markdown(f"**The {len(filters)} first-layer filters it learned** (bright = large weight).")
+            st.plotly_chart(filter_grid(filters), key=f"{key}_filters")
+        wrong = misclassified(result.test_predictions, result.test_labels, limit=24)
+        st.markdown(f"**Mistakes** ({int((result.test_predictions != result.test_labels).sum()):,} of "
+                    f"{images:,}), labelled predicted / true:")
+        test = data.load_dataset(result.info.name, "test", download=False)
+        st.image([pixel_image(test.images[i], 64) for i in wrong],
+                 caption=[f"{classes[result.test_predictions[i]]} / {classes[result.test_labels[i]]}"
+                          for i in wrong], width=64)

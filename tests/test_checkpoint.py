@@ -1,0 +1,136 @@
+"""Checkpoints: a round trip keeps weights and metadata; broken or foreign files get a clear refusal."""
+
+import pytest
+import torch
+
+from cnnviz.checkpoint import (
+    CheckpointError,
+    list_models,
+    load_checkpoint,
+    sanitize_model_name,
+    save_checkpoint,
+)
+from cnnviz.data import dataset_info
+from cnnviz.models import build_model
+
+SPEC = "C8n M C16 M F32 D0.1"
+
+
+def _metadata(**extra):
+    info = dataset_info("mnist")
+    return {"name": "tiny", "dataset": "mnist", "spec": SPEC, "classes": list(info.classes),
+            "mean": list(info.mean), "std": list(info.std), "input_shape": [1, 28, 28],
+            "test_accuracy": 0.5, **extra}
+
+
+def _saved(tmp_path, **extra):
+    torch.manual_seed(0)
+    model = build_model(SPEC, 1, 10, 28)
+    model.features[1].running_mean.fill_(0.25)  # a buffer, so buffers are checked too
+    path = save_checkpoint(tmp_path / "tiny.pt", model, _metadata(**extra))
+    return model.eval(), path
+
+
+def test_round_trip_keeps_weights_buffers_and_metadata(tmp_path):
+    model, path = _saved(tmp_path, history=[{"step": 1, "train_loss": 2.0}])
+    loaded = load_checkpoint(path)
+    assert not loaded.model.training
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.model.state_dict()[key], value), key
+    x = torch.randn(3, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.equal(loaded.model(x), model(x))
+    assert loaded.dataset == "mnist" and loaded.classes == [str(d) for d in range(10)]
+    assert loaded.input_shape == (1, 28, 28) and loaded.spec == SPEC
+    assert loaded.mean == (0.1307,) and loaded.test_accuracy == 0.5 and loaded.name == "tiny"
+    assert loaded.metadata["history"] == [{"step": 1, "train_loss": 2.0}]
+    # plain types only: the strict loader reads it
+    assert torch.load(path, weights_only=True)["format"] == "cnnviz-checkpoint"
+
+
+def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):
+    _, path = _saved(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == ["tiny.pt"]
+    assert list_models(tmp_path) == [path]
+    assert list_models(tmp_path / "missing") == []
+
+
+@pytest.mark.parametrize("content", [b"", b"not a model at all", b"PK\x03\x04broken zip"])
+def test_garbage_is_refused(tmp_path, content):
+    path = tmp_path / "bad.pt"
+    path.write_bytes(content)
+    with pytest.raises(CheckpointError, match="not a readable cnnviz model"):
+        load_checkpoint(path)
+
+
+def test_truncated_checkpoint_is_refused(tmp_path):
+    _, path = _saved(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_foreign_torch_file_is_refused(tmp_path):
+    path = tmp_path / "foreign.pt"
+    torch.save({"model": torch.zeros(3)}, path)
+    with pytest.raises(CheckpointError, match="not a cnnviz model checkpoint"):
+        load_checkpoint(path)
+
+
+def test_pickled_code_is_never_run(tmp_path):
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "cnnviz-checkpoint", "payload": ValueError("x")}, path)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(path)
+
+
+def test_weights_that_do_not_match_the_spec(tmp_path):
+    _, path = _saved(tmp_path)
+    payload = torch.load(path, weights_only=True)
+    payload["metadata"]["spec"] = "C8n M C32 M F32 D0.1"
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="do not match"):
+        load_checkpoint(path)
+
+
+def test_missing_file_and_metadata(tmp_path):
+    with pytest.raises(CheckpointError, match="No model file"):
+        load_checkpoint(tmp_path / "nope.pt")
+    _, path = _saved(tmp_path)
+    payload = torch.load(path, weights_only=True)
+    del payload["metadata"]["classes"]
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="classes"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(("name", "expected"), [
+    ("my model", "my_model"), ("../../etc/passwd", "etc_passwd"), ("ok-name_2", "ok-name_2"),
+    ("a" * 80, "a" * 40), ("Ünïcode ✓", "n_code"),
+])
+def test_sanitize_model_name(name, expected):
+    assert sanitize_model_name(name) == expected
+
+
+def test_sanitize_refuses_empty_names():
+    with pytest.raises(ValueError, match="at least one letter"):
+        sanitize_model_name(" ../ ")
+
+
+def test_metadata_is_stored_as_plain_types(tmp_path):
+    _, path = _saved(tmp_path, torch_version=torch.__version__, numbers=(1, 2.5), scalar=torch.tensor(0.5))
+    metadata = load_checkpoint(path).metadata
+    assert type(metadata["torch_version"]) is str and metadata["numbers"] == [1, 2.5]
+    assert metadata["scalar"] == 0.5
+    with pytest.raises(TypeError, match="cannot hold"):
+        save_checkpoint(tmp_path / "x.pt", build_model(SPEC, 1, 10, 28), _metadata(bad=object()))
+
+
+def test_torch_version_in_old_metadata_still_loads(tmp_path):
+    _, path = _saved(tmp_path)
+    payload = torch.load(path, weights_only=True)
+    payload["metadata"]["torch_version"] = torch.__version__  # a TorchVersion, not a str
+    torch.save(payload, path)
+    metadata = load_checkpoint(path).metadata
+    assert metadata["torch_version"] == str(torch.__version__) and type(metadata["torch_version"]) is str

@@ -1,0 +1,98 @@
+"""SpecNet structure and the summary's counts, shapes and multiply-adds, checked against torch."""
+
+import re
+
+import pytest
+import torch
+from torch import nn
+
+from cnnviz.models import PRESETS, ResidualBlock, build_model, preset_spec
+from cnnviz.summary import summarize_model, summarize_spec
+
+SPECS = [
+    ("C32 C32 M D0.25 C64 C64 M D0.25 F128 D0.5", (1, 28, 28)),
+    ("C8k5s2p1n A3 C16 G", (3, 32, 32)),
+    ("C24k2p0 C32n M R32 C64n M R64 C128n M R128 G", (3, 32, 32)),
+    ("C4 R8 M F16 D0.1 F12", (1, 28, 28)),
+]
+
+
+def _evaluate_formula(formula: str) -> int:
+    """'3*3*1*32 + 32' -> 320, by arithmetic on the integers (no eval)."""
+    total = 0
+    for term in formula.split(" + "):
+        product = 1
+        for factor in term.split("*"):
+            product *= int(factor)
+        total += product
+    return total
+
+
+@pytest.mark.parametrize(("spec", "shape"), SPECS)
+def test_summary_counts_equal_torch(spec, shape):
+    summary = summarize_spec(spec, shape, num_classes=10)
+    model = build_model(spec, shape[0], 10, shape[1])
+    assert summary.total_params == sum(p.numel() for p in model.parameters())
+    for row in summary.layers:
+        assert _evaluate_formula(row.formula) == row.params, row
+
+
+@pytest.mark.parametrize(("spec", "shape"), SPECS)
+def test_summary_shapes_follow_the_real_forward_pass(spec, shape):
+    model = build_model(spec, shape[0], 10, shape[1]).eval()
+    summary = summarize_model(model)
+    x = torch.randn(2, *shape)
+    shapes = []
+    with torch.no_grad():
+        for layer in [*model.features, *model.classifier]:
+            x = layer(x)
+            shapes.append(tuple(x.shape[1:]))
+    assert [row.output_shape for row in summary.layers] == shapes
+    assert shapes[-1] == (10,)
+
+
+def test_conv_and_dense_multiply_adds():
+    summary = summarize_spec("C32 M F64", (1, 28, 28))
+    conv, _, _, _, dense, _, logits = summary.layers
+    assert conv.mult_adds == 3 * 3 * 1 * 32 * 28 * 28
+    assert dense.mult_adds == 32 * 14 * 14 * 64
+    assert logits.mult_adds == 64 * 10
+    assert summary.total_mult_adds == conv.mult_adds + dense.mult_adds + logits.mult_adds
+
+
+def test_residual_block_counts_its_convolutions_and_shortcut():
+    summary = summarize_spec("C8 R16", (1, 10, 10))
+    block = summary.layers[2]
+    assert block.kind == "ResidualBlock"
+    # two 3x3 convs, a 1x1 projection (8 -> 16 channels), three BatchNorms
+    assert block.params == 3 * 3 * 8 * 16 + 3 * 3 * 16 * 16 + 8 * 16 + 3 * 2 * 16
+    assert block.mult_adds == (3 * 3 * 8 * 16 + 3 * 3 * 16 * 16 + 8 * 16) * 100
+
+
+def test_residual_block_adds_the_shortcut():
+    block = ResidualBlock(4, 4).eval()
+    x = torch.randn(2, 4, 5, 5)
+    with torch.no_grad():
+        assert torch.allclose(block(x), x + block.body(x))
+
+
+def test_conv_with_batch_norm_has_no_bias():
+    model = build_model("C8n C8", 1, 10, 8)
+    conv_bn, conv_plain = model.features[0], model.features[3]
+    assert conv_bn.bias is None and isinstance(model.features[1], nn.BatchNorm2d)
+    assert conv_plain.bias is not None
+
+
+@pytest.mark.parametrize("name", list(PRESETS))
+def test_presets_build_and_produce_logits(name):
+    preset = PRESETS[name]
+    channels, size = (1, 28) if preset.dataset == "mnist" else (3, 32)
+    model = build_model(preset_spec(name), channels, 10, size)
+    assert model(torch.randn(2, channels, size, size)).shape == (2, 10)
+    assert re.fullmatch(r"[A-Za-z0-9. ]+", model.spec)
+    assert model.features(torch.randn(1, channels, size, size)).ndim == 4
+
+
+def test_unknown_preset_is_a_friendly_error():
+    with pytest.raises(ValueError, match="Unknown preset"):
+        preset_spec("resnet9000")

@@ -1,0 +1,148 @@
+"""The trainer on real data subsets: it learns, it stops on request and keeps what it learned."""
+
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cnnviz.checkpoint import load_checkpoint, save_checkpoint
+from cnnviz.data import load_dataset
+from cnnviz.models import build_model
+from cnnviz.training import (
+    TrainConfig,
+    evaluate,
+    init_whitening,
+    learning_rate,
+    random_crop_flip,
+    recipe,
+    resolve_device,
+    train,
+)
+
+TINY_SPEC = "C8n M C16n M F32"
+
+
+def _tiny_config(**overrides) -> TrainConfig:
+    base = dict(dataset="mnist", spec=TINY_SPEC, epochs=1, batch_size=64, optimizer="adam", lr=3e-3,
+                weight_decay=0.0, train_subset=3000, test_subset=1000, val_fraction=0.1, device="cpu")
+    return TrainConfig(**{**base, **overrides})
+
+
+def test_short_real_training_beats_chance_by_far(real_data_dir):
+    events = []
+    result = train(_tiny_config(evals_per_epoch=2), progress=events.append, data_dir=real_data_dir,
+                   report_interval=0)
+    assert result.test_accuracy > 0.7  # chance is 0.1
+    assert not result.stopped and result.steps == 2700 // 64
+    assert [e.phase for e in events][-1] == "done"
+    assert sum(e.phase == "eval" for e in events) == 2 and len(result.history) == 2
+    assert result.history[-1]["val_accuracy"] > 0.6 and result.history[-1]["epoch"] == 1.0
+    assert all(e.images_per_second >= 0 and e.lr > 0 for e in events)
+    # the stored predictions are the model's own on the first 1000 test images
+    test = load_dataset("mnist", "test", real_data_dir)
+    _, accuracy, predictions = evaluate(result.model, test.images[:1000], test.labels[:1000], test.info)
+    assert accuracy == pytest.approx(result.test_accuracy)
+    assert torch.equal(predictions, result.test_predictions)
+
+
+def test_same_seed_same_run(real_data_dir):
+    config = _tiny_config(train_subset=640, epochs=1, test_subset=200)
+    first, second = (train(config, data_dir=real_data_dir) for _ in range(2))
+    for key, value in first.model.state_dict().items():
+        assert torch.allclose(second.model.state_dict()[key], value), key
+
+
+def test_stop_keeps_what_was_learned(real_data_dir):
+    stop = threading.Event()
+
+    def stop_after_twelve_steps(event):
+        if event.step >= 12:
+            stop.set()
+
+    result = train(_tiny_config(), progress=stop_after_twelve_steps, stop=stop, data_dir=real_data_dir,
+                   report_interval=0)
+    assert result.stopped and result.steps == 12
+    assert result.history[-1]["step"] == 12  # the curves end where it stopped
+    assert result.test_accuracy > 0.3  # 12 steps of Adam already learn a lot
+    torch.manual_seed(0)
+    untrained = build_model(TINY_SPEC, 1, 10, 28)
+    assert not torch.equal(untrained.features[0].weight, result.model.features[0].weight)
+
+
+def test_stop_before_the_first_step(real_data_dir):
+    stop = threading.Event()
+    stop.set()
+    result = train(_tiny_config(), stop=stop, data_dir=real_data_dir)
+    assert result.stopped and result.steps == 0 and result.test_accuracy is None
+
+
+def test_trained_model_round_trips_through_a_checkpoint(real_data_dir, tmp_path):
+    result = train(_tiny_config(train_subset=1000), data_dir=real_data_dir)
+    path = save_checkpoint(tmp_path / "run.pt", result.model, result.metadata("run"))
+    loaded = load_checkpoint(path)
+    assert loaded.test_accuracy == result.test_accuracy
+    assert loaded.metadata["training"]["spec"] == TINY_SPEC
+    assert loaded.metadata["device"].startswith("cpu") and loaded.metadata["created"]
+    test = load_dataset("mnist", "test", real_data_dir)
+    _, accuracy, _ = evaluate(loaded.model, test.images[:1000], test.labels[:1000], test.info)
+    assert accuracy == pytest.approx(result.test_accuracy)
+
+
+def test_crop_and_flip_are_real_crops_of_the_padded_image():
+    images = torch.randint(0, 256, (16, 3, 6, 6), dtype=torch.uint8)
+    out = random_crop_flip(images, pad=2, flip=True, generator=torch.Generator().manual_seed(1))
+    assert out.shape == images.shape and out.dtype == torch.uint8
+    padded = F.pad(images, (2, 2, 2, 2))
+    for i in range(16):
+        candidates = [
+            padded[i, :, dy:dy + 6, dx:dx + 6] for dy in range(5) for dx in range(5)
+        ]
+        candidates += [c.flip(2) for c in candidates]
+        assert any(torch.equal(out[i], c) for c in candidates)
+    assert torch.equal(random_crop_flip(images, 0, False, torch.Generator()), images)
+
+
+def test_whitening_decorrelates_patches():
+    torch.manual_seed(0)
+    # correlated channels, like real images
+    base = torch.randn(200, 1, 12, 12)
+    images = torch.cat([base, 0.8 * base + 0.2 * torch.randn_like(base), torch.randn_like(base)], dim=1)
+    conv = torch.nn.Conv2d(3, 24, 2, padding=0)
+    assert init_whitening(conv, images)
+    with torch.no_grad():
+        out = conv(images)[:, :12]  # (N, 12, 11, 11), the positive half
+    flat = out.permute(0, 2, 3, 1).reshape(-1, 12)
+    covariance = torch.cov(flat.T)
+    assert torch.allclose(covariance, torch.eye(12), atol=0.05)
+    assert not conv.weight.requires_grad
+    assert not init_whitening(torch.nn.Conv2d(3, 16, 3), images)  # wrong shape: left alone
+
+
+def test_schedules():
+    config = TrainConfig(lr=1.0, schedule="onecycle", warmup_fraction=0.25)
+    assert learning_rate(config, 0, 10, 100) == pytest.approx(0.1)
+    assert learning_rate(config, 25, 10, 100) == pytest.approx(1.0)
+    assert learning_rate(config, 100, 10, 100) == pytest.approx(0.0)
+    step = TrainConfig(lr=1.0, schedule="step", step_epochs=2, gamma=0.1)
+    assert [learning_rate(step, s, 10, 100) for s in (0, 19, 20, 45)] == pytest.approx([1, 1, 0.1, 0.01])
+    exp = TrainConfig(lr=1.0, schedule="exp", gamma=0.5)
+    assert learning_rate(exp, 35, 10, 100) == pytest.approx(0.125)
+
+
+@pytest.mark.parametrize(("field", "value", "words"), [
+    ("epochs", 0, "epochs"), ("optimizer", "rmsprop", "optimizer"), ("lr", -1.0, "learning rate"),
+    ("val_fraction", 0.95, "validation"), ("dataset", "imagenet", "Unknown dataset"),
+])
+def test_bad_settings_are_friendly_errors(field, value, words):
+    with pytest.raises(ValueError, match=words):
+        TrainConfig(**{field: value}).validate()
+
+
+def test_recipes_and_devices():
+    assert recipe("cifar10_fast").dataset == "cifar10" and recipe("cifar10_fast").whiten
+    assert recipe("mnist_fast", epochs=3).epochs == 3
+    assert resolve_device("cpu").type == "cpu"
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="No CUDA GPU"):
+            resolve_device("cuda")

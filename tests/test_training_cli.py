@@ -1,0 +1,80 @@
+"""`train`, `evaluate`, `summary` and `bench train`, run as a user runs them."""
+
+import json
+
+import torch
+
+from cnnviz.models import build_model
+from tests.test_cli import run_cli
+
+
+def test_summary_json_counts_equal_torch():
+    spec = "C32 C32 M D0.25 C64 C64 M D0.25 F128 D0.5"
+    result = run_cli("summary", spec, "--input", "1x28x28", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    model = build_model(spec, 1, 10, 28)
+    assert report["total_params"] == sum(p.numel() for p in model.parameters())
+    assert len(report["layers"]) == len(model.features) + len(model.classifier)
+    assert report["layers"][0]["formula"] == "3*3*1*32 + 32" and report["layers"][0]["params"] == 320
+
+
+def test_summary_table_and_classes():
+    result = run_cli("summary", "C8n G", "--input", "3x32x32", "--classes", "4")
+    assert result.returncode == 0, result.stderr
+    assert "3*3*3*8" in result.stdout and "8*4 + 4" in result.stdout
+    assert f"total parameters: {3 * 3 * 3 * 8 + 16 + 8 * 4 + 4:,}" in result.stdout
+
+
+def test_bad_spec_and_shape_are_friendly_errors():
+    result = run_cli("summary", "C32 Q F10", "--input", "1x28x28")
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: Token 2 'Q'") and "Traceback" not in result.stderr
+    result = run_cli("summary", "C32", "--input", "28x28")
+    assert result.returncode == 2 and "CxHxW" in result.stderr
+
+
+def test_train_then_evaluate(real_data_dir, tmp_path):
+    out = tmp_path / "tiny.pt"
+    result = run_cli("train", "--dataset", "mnist", "--spec", "C8n M C16n M F32", "--epochs", "1",
+                     "--batch-size", "64", "--train-subset", "2000", "--lr", "0.05", "--device", "cpu",
+                     "--data-dir", str(real_data_dir), "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "test accuracy:" in result.stdout and out.is_file()
+    assert "val_acc" in result.stderr  # the progress lines
+    printed = float(result.stdout.split("test accuracy:")[1].split()[0])
+    assert printed > 0.7
+
+    result = run_cli("evaluate", "--model", str(out), "--data-dir", str(real_data_dir), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["dataset"] == "mnist" and report["images"] == 10_000
+    assert abs(report["accuracy"] - printed) < 1e-4
+    assert report["accuracy"] == report["recorded_test_accuracy"]
+
+
+def test_evaluate_refuses_a_broken_file(tmp_path):
+    broken = tmp_path / "broken.pt"
+    torch.save({"weights": torch.zeros(2)}, broken)
+    result = run_cli("evaluate", "--model", str(broken))
+    assert result.returncode == 2 and "not a cnnviz model" in result.stderr
+
+
+def test_train_rejects_bad_settings():
+    result = run_cli("train", "--dataset", "mnist", "--epochs", "0")
+    assert result.returncode == 2 and "epochs" in result.stderr
+    result = run_cli("train", "--dataset", "mnist", "--spec", "C8 F4 M")
+    assert result.returncode == 2 and "Token 3 'M'" in result.stderr
+
+
+def test_bench_train_json(real_data_dir):
+    result = run_cli("bench", "train", "--dataset", "mnist", "--target", "0.5", "--epochs", "2",
+                     "--train-subset", "3000", "--device", "cpu", "--data-dir", str(real_data_dir), "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["reached"] and report["accuracy"] >= 0.5
+    # it stops after the first epoch that reaches the target
+    per_epoch = report["per_epoch_test_accuracy"]
+    assert report["epochs"] == len(per_epoch) and per_epoch[-1] == report["accuracy"]
+    assert all(accuracy < 0.5 for accuracy in per_epoch[:-1])
+    assert 0 < report["seconds_to_target"] < 120 and report["device"].startswith("cpu")

@@ -1,0 +1,109 @@
+"""The training page: a tiny real training run to the end, under AppTest and in a real browser."""
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cnnviz.checkpoint import load_checkpoint
+from tests.conftest import REPO, assert_no_exception, open_page, save_screenshot, wait_until_idle
+
+TINY_SPEC = "C8n M C16n M F32"
+
+
+def _open_training_page(monkeypatch, tmp_path, real_data_dir) -> AppTest:
+    monkeypatch.setenv("CNNVIZ_DATA_DIR", str(real_data_dir))
+    monkeypatch.setenv("CNNVIZ_MODELS_DIR", str(tmp_path))
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    app.run()
+    app.switch_page(str(REPO / "cnnviz" / "ui" / "pages" / "training.py"))
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def test_bad_spec_points_at_the_token(monkeypatch, tmp_path, real_data_dir):
+    app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
+    app.selectbox(key="train_preset").set_value("custom").run()
+    app.text_input(key="train_spec").set_value("C8 M Q3 F10").run()
+    assert not app.exception
+    assert "Token 3 'Q3'" in app.error[0].value
+    assert app.button(key="train_start").disabled
+
+
+def test_tiny_training_runs_to_the_end_and_saves(monkeypatch, tmp_path, real_data_dir):
+    app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
+    app.selectbox(key="train_preset").set_value("custom").run()
+    app.text_input(key="train_spec").set_value(TINY_SPEC).run()
+    app.selectbox(key="train_custom_subset").set_value("2,000").run()
+    app.select_slider(key="train_custom_batch").set_value(64).run()
+    assert "parameters" in app.expander[0].label
+    app.button(key="train_start").click().run()
+    job = app.session_state["train_job"]
+    job.join(timeout=120)
+    app.run()  # the fragment notices the end and reruns the page with the results
+    assert not app.exception, [e.value for e in app.exception]
+    result = job.snapshot().result
+    assert result is not None and result.test_accuracy > 0.6
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Test accuracy"] == f"{result.test_accuracy:.2%}"
+    history = app.dataframe[-1].value  # the run history table (the layer table comes first)
+    assert list(history["spec"]) == [TINY_SPEC] and history["test acc"][0] == result.test_accuracy
+
+    app.text_input(key="train_save_name").set_value("my tiny/net")
+    app.button[-1].click().run()  # the form's submit button
+    assert not app.exception
+    saved = load_checkpoint(tmp_path / "my_tiny_net.pt")
+    assert saved.spec == TINY_SPEC and saved.test_accuracy == result.test_accuracy
+    assert saved.name == "my_tiny_net"
+
+
+def test_stop_keeps_the_partly_trained_network(monkeypatch, tmp_path, real_data_dir):
+    app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
+    app.selectbox(key="train_preset").set_value("custom").run()
+    app.text_input(key="train_spec").set_value(TINY_SPEC).run()
+    app.selectbox(key="train_custom_subset").set_value("5,000").run()
+    app.slider(key="train_custom_epochs").set_value(10).run()
+    app.button(key="train_start").click().run()
+    assert not app.button(key="train_stop").disabled
+    app.button(key="train_stop").click().run()
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    result = app.session_state["train_job"].snapshot().result
+    assert result is not None and result.stopped and 0 <= result.steps < 10 * (4500 // 64)
+    assert any("Stopped after" in w.value for w in app.warning)
+    assert app.dataframe[-1].value["stopped"][0]
+
+
+@pytest.mark.browser
+def test_training_in_the_browser(app_server, browser_page):
+    page = browser_page
+    open_page(page, f"{app_server}/train")
+    main = page.get_by_test_id("stMain")
+    # A small custom net on 2,000 MNIST images keeps this to seconds on a laptop CPU.
+    main.get_by_test_id("stSelectbox").filter(has_text="Architecture").click()
+    page.get_by_role("option", name="Custom spec...").click()
+    wait_until_idle(page)
+    spec_box = main.get_by_label("Spec", exact=True).and_(main.get_by_test_id("stTextInputField"))
+    spec_box.fill(TINY_SPEC)
+    spec_box.press("Enter")
+    wait_until_idle(page)
+    main.get_by_test_id("stSelectbox").filter(has_text="Training images").click()
+    page.get_by_role("option", name="2,000").click()
+    wait_until_idle(page)
+    main.get_by_role("button", name="Train", exact=True).click()
+    main.get_by_test_id("stProgress").wait_for(timeout=60_000)  # the live progress bar
+    assert main.get_by_role("button", name="Train", exact=True).is_disabled()
+    save_screenshot(page, "page-train-running", full_page=False)
+    main.get_by_text("Results on the test set").wait_for(timeout=180_000)
+    wait_until_idle(page)
+    assert_no_exception(page)
+    text = main.inner_text()
+    assert "Test accuracy" in text and "Run history" in text and "predicted / true" in text
+    accuracy = float(text.split("Test accuracy")[1].split("%")[0].strip())
+    assert accuracy > 60
+    assert main.get_by_test_id("stPlotlyChart").count() >= 4  # curves, confusion, filters, comparison
+    save_screenshot(page, "page-train-finished")
+    for heading, name in (("Results on the test set", "results"), ("Run history", "history")):
+        main.get_by_text(heading, exact=True).scroll_into_view_if_needed()
+        page.mouse.wheel(0, 250)
+        page.wait_for_timeout(500)
+        save_screenshot(page, f"page-train-{name}", full_page=False)
