@@ -15,12 +15,9 @@ from PIL import Image
 from cnnviz.checkpoint import MODELS_DIR, LoadedModel, list_models, load_checkpoint
 from cnnviz.image_io import decode_image
 from cnnviz.inspection import DEFAULT_TOP_K, inspect_image
-from cnnviz.predict import predict_files, staged_photo_accuracy
+from cnnviz.predict import INFERENCE_THREADS, predict_files, staged_photo_accuracy
 from cnnviz.preprocess import preprocess
 
-# One image is a few million multiply-adds: splitting that over threads costs more than it saves,
-# and on a busy 2-core machine torch's default pool made single images 15-40x slower.
-INFERENCE_THREADS = 1
 BENCH_REPEATS = 30  # timed runs per model; the median is reported
 BENCH_PHOTOS = 1000  # staged photos for the MNIST accuracy
 TARGET_MS = 100.0  # prediction + all activations + Grad-CAM, per image
