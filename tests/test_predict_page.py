@@ -122,3 +122,15 @@ def test_real_browser_upload_of_a_staged_photo(app_server, browser_page, real_da
     assert main.get_by_test_id("stMetricValue").inner_text().strip() == str(label)
     assert main.get_by_test_id("stPlotlyChart").count() >= 4
     save_screenshot(browser_page, "page-predict-upload")
+
+
+def test_a_model_trained_in_this_session_can_be_picked(page) -> None:
+    # The training page keeps finished runs in st.session_state.train_runs (see training_parts.run_record).
+    trained = load_checkpoint(MNIST_MODEL)
+    page.session_state["train_runs"] = [
+        {"row": {"run": "#1", "dataset": "MNIST"}, "model": trained.model, "metadata": trained.metadata}]
+    page.run()
+    choose_model(page, "run #1")
+    assert not page.exception, [e.value for e in page.exception]
+    assert page.selectbox(key="predict_model").value.run == "#1"
+    assert page.metric[0].label == "Prediction"

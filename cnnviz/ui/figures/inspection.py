@@ -35,7 +35,8 @@ def probability_bars(prediction: Prediction, top_k: int) -> go.Figure:
     ))
     figure.update_layout(
         height=40 + 26 * len(probabilities), margin={"l": 10, "r": 10, "t": 10, "b": 30},
-        xaxis={"range": [0, 1.45], "tickformat": ".0%", "title": "probability (softmax of the logits)"},
+        xaxis={"range": [0, 1.45], "tickformat": ".0%", "tickvals": [0, 0.25, 0.5, 0.75, 1.0],
+               "title": "probability (softmax of the logits)"},
         yaxis={"autorange": "reversed", "type": "category"}, bargap=0.25,
     )
     return figure

@@ -52,7 +52,8 @@ prediction = inspection.prediction
 st.subheader("2 · What the network answers")
 left, right = st.columns([1, 2], gap="large")
 with left:
-    st.metric("Prediction", prediction.label, f"{prediction.probability:.1%} sure", delta_color="off")
+    st.metric("Prediction", prediction.label, f"{prediction.probability:.1%} sure", delta_color="off",
+              delta_arrow="off")
     top_k = st.slider("Top k", 1, len(loaded.classes), min(3, len(loaded.classes)), key="predict_top_k")
     st.dataframe([{"class": c, "logit": round(float(prediction.logits[loaded.classes.index(c)]), 3),
                    "probability": round(p, 4)} for c, p in prediction.top(top_k)],
