@@ -134,3 +134,27 @@ def test_a_model_trained_in_this_session_can_be_picked(page) -> None:
     assert not page.exception, [e.value for e in page.exception]
     assert page.selectbox(key="predict_model").value.run == "#1"
     assert page.metric[0].label == "Prediction"
+
+
+@pytest.mark.browser
+def test_real_browser_drawing_a_digit(app_server, browser_page) -> None:
+    open_page(browser_page, f"{app_server}/predict")
+    main = browser_page.get_by_test_id("stMain")
+    main.get_by_text("Draw a digit", exact=True).click()
+    wait_until_idle(browser_page)
+    canvas = main.locator("canvas").last
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    assert box is not None
+    # A "1": one stroke down the middle, as a student would draw it.
+    mouse = browser_page.mouse
+    mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15)
+    mouse.down()
+    for step in range(1, 21):
+        mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * (0.15 + 0.7 * step / 20))
+    mouse.up()
+    main.get_by_test_id("stMetricValue").wait_for(timeout=30_000)
+    wait_until_idle(browser_page)
+    assert_no_exception(browser_page)
+    assert main.get_by_test_id("stMetricValue").inner_text().strip() == "1"
+    save_screenshot(browser_page, "page-predict-drawing", full_page=False)

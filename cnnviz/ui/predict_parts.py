@@ -16,6 +16,7 @@ from cnnviz.samples import list_samples, load_sample
 INPUTS = ("Test-set sample", "Upload", "Draw a digit", "Camera")
 CANVAS_SIDE = 280  # px on screen: 10 per MNIST pixel
 CANVAS_STROKE = 22  # px: about MNIST's stroke width relative to the digit
+FRAME_RGB = (243, 245, 249)  # the page's secondary background: the margin around a step's image
 
 
 @dataclass(frozen=True)
@@ -96,10 +97,10 @@ def drawn_digit(loaded: LoadedModel) -> Preprocessed | None:
     """A drawing canvas: white strokes on black, like MNIST."""
     from streamlit_drawable_canvas import st_canvas  # registers a component: only on this page
 
-    st.caption("Draw one digit with the mouse or a finger; it is predicted when you lift the pen.")
     result = st_canvas(stroke_width=CANVAS_STROKE, stroke_color="#FFFFFF", background_color="#000000",
                        height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw",
                        return_image_data=True, key="predict_canvas")
+    st.caption("Draw one digit with the mouse or a finger; it is predicted when you lift the pen.")
     rgba = result.image_data if result is not None else None
     if rgba is None or not rgba[:, :, :3].any():
         st.info("The canvas is empty: draw a digit.")
@@ -107,3 +108,16 @@ def drawn_digit(loaded: LoadedModel) -> Preprocessed | None:
     # Where the canvas leaves pixels transparent they count as the black background.
     rgb = (rgba[:, :, :3].astype(np.float32) * (rgba[:, :, 3:] / 255.0)).round().astype(np.uint8)  # (H, W, 3)
     return preprocess(decode_array(rgb), loaded.dataset, tuple(loaded.mean), tuple(loaded.std))
+
+
+def square_frame(image: np.ndarray) -> np.ndarray:
+    """A step's (H, W) or (H, W, 3) uint8 image centred on a square of the page's background, so
+    that a row of steps lines up and a thin digit keeps its true shape."""
+    rgb = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image  # (H, W, 3)
+    height, width = rgb.shape[:2]
+    side = max(height, width)
+    framed = np.empty((side, side, 3), dtype=np.uint8)
+    framed[:] = FRAME_RGB
+    top, left = (side - height) // 2, (side - width) // 2
+    framed[top:top + height, left:left + width] = rgb
+    return framed

@@ -40,7 +40,7 @@ if prepared is None:
 st.subheader("1 · How your image was prepared")
 columns = st.columns(len(prepared.steps))
 for column, step in zip(columns, prepared.steps, strict=True):
-    column.image(step.image, caption=f"{step.title}: {step.description}", width="stretch")
+    column.image(parts.square_frame(step.image), caption=f"{step.title}: {step.description}", width="stretch")
 
 # Grad-CAM needs one backward pass, so this runs with gradients on (no weights are changed).
 cam_key = f"predict_cam_class_{loaded.dataset}"
