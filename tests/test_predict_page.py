@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import time
 
+import numpy as np
 import pytest
 import streamlit as st
 from PIL import Image
@@ -14,7 +15,7 @@ from cnnviz.checkpoint import MODELS_DIR, load_checkpoint
 from cnnviz.image_io import decode_image
 from cnnviz.inspection import predict
 from cnnviz.preprocess import prepare_dataset_pixels, preprocess
-from cnnviz.samples import load_sample
+from cnnviz.samples import list_samples, load_sample
 from cnnviz.ui.navigation import PAGES
 from tests.conftest import REPO, assert_no_exception, open_page, save_screenshot, wait_until_idle
 
@@ -158,3 +159,45 @@ def test_real_browser_drawing_a_digit(app_server, browser_page) -> None:
     assert_no_exception(browser_page)
     assert main.get_by_test_id("stMetricValue").inner_text().strip() == "1"
     save_screenshot(browser_page, "page-predict-drawing", full_page=False)
+
+
+def test_odd_uploads_each_get_a_prediction_or_one_sentence(page, real_data_dir) -> None:
+    from tests.test_image_io import encode, png_header
+
+    sample = next(s for s in list_samples("mnist") if s.label == 3)
+    ink = Image.fromarray(load_sample(sample)[0].numpy()).resize((84, 84))  # white digit on black
+    paper = Image.eval(ink, lambda v: 255 - v)  # dark ink on white
+    sixteen = Image.fromarray((np.asarray(paper, dtype=np.uint16) * 257).astype(np.uint16))  # I;16
+    see_through = paper.convert("P")
+    see_through.info["transparency"] = 255  # the white paper is transparent
+    refused = {
+        "empty.png": b"",
+        "notes.png": b"just some text, not a picture",
+        "bomb.png": png_header(50_000, 50_000),
+        "cut.jpg": encode(paper, "JPEG")[:200],
+        "one_pixel.png": encode(Image.new("L", (1, 1), 0), "PNG"),
+        "blank.png": encode(Image.new("RGB", (200, 150), (255, 255, 255)), "PNG"),
+    }
+    predicted = {
+        "sixteen_bit.png": encode(sixteen, "PNG"),
+        "cmyk.jpg": encode(paper.convert("CMYK"), "JPEG"),
+        "palette_transparent.png": encode(see_through, "PNG"),
+        "animated.gif": encode(paper.convert("P"), "GIF", save_all=True, append_images=[ink.convert("P")]),
+        "sideways.tif": encode(paper.rotate(90, expand=True), "TIFF"),
+    }
+    page.radio(key="predict_source").set_value("Upload").run()
+    for name, data in {**refused, **predicted}.items():
+        upload(page, data, name)
+        assert not page.exception, (name, [e.value for e in page.exception])
+        sentences = [e.value for e in page.error]
+        if name in refused:
+            assert len(sentences) == 1 and ". " not in sentences[0] and not page.metric, (name, sentences)
+        else:
+            assert not sentences and len(page.metric) == 1, (name, sentences)
+            if name != "sideways.tif":  # no EXIF tag: it really is a sideways 3
+                assert page.metric[0].value == sample.class_name, name
+        print(name, "->", sentences[0] if sentences else f"predicted {page.metric[0].value}")
+
+    jpeg, label = staged_jpeg(real_data_dir)
+    upload(page, jpeg, "photo.jpg")
+    assert not page.error and page.metric[0].value == str(label)
