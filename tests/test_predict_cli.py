@@ -107,3 +107,4 @@ def test_bench_predict_meets_the_targets(real_data_dir) -> None:
     assert mnist["dataset"] == "mnist" and mnist["layers"] == len(load_checkpoint(MNIST_MODEL).model.features)
     assert mnist["inspect_ms"] <= 100
     assert mnist["staged_photos"] == 100 and mnist["staged_accuracy"] >= 0.95
+    assert mnist["page_rerun_ms"] <= 500
