@@ -7,6 +7,8 @@ from collections.abc import Sequence
 import numpy as np
 import plotly.graph_objects as go
 import torch
+from PIL import Image
+from plotly.colors import hex_to_rgb, sequential
 
 from cnnviz.inspection import LayerSummary, Prediction
 
@@ -16,6 +18,20 @@ OTHER_COLOUR = "#c9cfda"
 MAP_GAP = 1  # px of empty space between feature maps in a grid
 MAPS_PER_ROW = 12
 MAP_COLOURS = "Viridis"
+GRID_WIDTH_PX = 900  # feature-map grids are drawn at about this width
+GAP_RGB = (255, 255, 255)
+
+
+def _colour_table(name: str = MAP_COLOURS, size: int = 256) -> np.ndarray:
+    """(size, 3) uint8: a Plotly colour scale sampled evenly, for drawing maps as images."""
+    stops = np.array([hex_to_rgb(c) for c in getattr(sequential, name)], dtype=np.float64)  # (S, 3)
+    positions = np.linspace(0.0, 1.0, len(stops))
+    samples = np.linspace(0.0, 1.0, size)
+    table = np.stack([np.interp(samples, positions, stops[:, k]) for k in range(3)], axis=1)  # (size, 3)
+    return table.round().astype(np.uint8)
+
+
+COLOUR_TABLE = _colour_table()
 PART_COLOURS = {"Conv2d": "#2f6fdf", "BatchNorm2d": "#7d8ba6", "ReLU": "#e08a2e", "MaxPool2d": "#2e9e6a",
                 "AvgPool2d": "#2e9e6a", "Linear": "#8a4fd1"}
 
@@ -66,30 +82,25 @@ def tile_maps(maps: torch.Tensor, per_row: int = MAPS_PER_ROW, shared_scale: boo
     return canvas
 
 
-def feature_map_grid(maps: torch.Tensor, shared_scale: bool, per_row: int = MAPS_PER_ROW) -> go.Figure:
-    """All channels of one layer's output as a grid of heatmaps; channel numbers on top of each."""
-    count, height, width = maps.shape
-    canvas = tile_maps(maps, per_row, shared_scale)
-    per_row = min(per_row, count)
-    colorbar = {"title": "value" if shared_scale else "0 = map's min, 1 = max", "thickness": 12}
-    figure = go.Figure(go.Heatmap(
-        z=canvas, colorscale=MAP_COLOURS, colorbar=colorbar, hoverongaps=False,
-        hovertemplate="value %{z:.3f}<extra></extra>",
-    ))
-    label_step = max(1, count // 48)  # a label per map while they fit
-    figure.update_layout(annotations=[
-        {"x": (c % per_row) * (width + MAP_GAP), "y": (c // per_row) * (height + MAP_GAP),
-         "text": str(c), "showarrow": False, "xanchor": "left", "yanchor": "top",
-         "font": {"size": 9, "color": "white"}}
-        for c in range(0, count, label_step)
-    ])
-    rows = canvas.shape[0]
-    figure.update_xaxes(visible=False, constrain="domain")
-    figure.update_yaxes(visible=False, autorange="reversed", scaleanchor="x")
-    cell = max(2.0, min(10.0, 900 / canvas.shape[1]))  # px per value on screen
-    figure.update_layout(height=int(min(900, max(160, rows * cell + 20))),
-                         margin={"l": 0, "r": 0, "t": 10, "b": 10})
-    return figure
+def feature_map_image(
+    maps: torch.Tensor, shared_scale: bool, per_row: int = MAPS_PER_ROW
+) -> tuple[np.ndarray, float, float]:
+    """All channels of one layer's output as one picture (an image is far quicker to send and draw
+    than a chart of dozens of heatmaps): dark purple low, yellow high, white gaps.
+
+    Returns:
+        (H, W, 3) uint8, and the lowest and highest value of the layer.
+    """
+    canvas = tile_maps(maps, per_row, shared_scale)  # NaN in the gaps
+    low, high = float(maps.min()), float(maps.max())
+    scaled = (canvas - low) / max(high - low, 1e-12) if shared_scale else canvas
+    indices = np.clip(np.nan_to_num(scaled, nan=0.0) * 255, 0, 255).astype(np.uint8)
+    rgb = COLOUR_TABLE[indices]  # (h, w, 3)
+    rgb[np.isnan(canvas)] = GAP_RGB
+    factor = max(1, GRID_WIDTH_PX // rgb.shape[1])
+    size = (rgb.shape[1] * factor, rgb.shape[0] * factor)
+    image = Image.fromarray(rgb).resize(size, Image.Resampling.NEAREST)
+    return np.asarray(image), low, high
 
 
 def single_map(values: torch.Tensor, title: str) -> go.Figure:

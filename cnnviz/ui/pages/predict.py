@@ -7,12 +7,12 @@ from cnnviz.inspection import heatmap_overlay, inspect_image, layer_summaries, s
 from cnnviz.predict import INFERENCE_THREADS
 from cnnviz.results import first_layer_filters
 from cnnviz.ui import predict_parts as parts
-from cnnviz.ui.figures.inspection import architecture_strip, feature_map_grid, probability_bars, single_map
+from cnnviz.ui.figures.inspection import architecture_strip, feature_map_image, probability_bars, single_map
 from cnnviz.ui.figures.training import filter_grid
 from cnnviz.ui.widgets import pixel_image
 
 CHART = {"width": "stretch", "config": {"displayModeBar": False}}
-SHOWN_KINDS = ("Conv2d", "ReLU", "MaxPool2d", "AvgPool2d")  # the layers whose maps are worth a look
+HIDDEN_KINDS = ("BatchNorm2d", "Dropout", "Dropout2d", "Identity")  # maps nearly equal to the layer before
 
 torch.set_num_threads(INFERENCE_THREADS)  # this script's thread only (see cnnviz.predict)
 
@@ -82,18 +82,25 @@ st.plotly_chart(architecture_strip(layer_summaries(loaded.model, loaded.input_sh
                 key="predict_architecture", **CHART)
 shared = st.toggle("One colour scale per layer (off: each map stretched to its own min..max)", value=True,
                    key="predict_shared_scale")
-shown = [a for a in inspection.activations if a.kind in SHOWN_KINDS]
+shown = [a for a in inspection.activations if a.kind not in HIDDEN_KINDS]
 for tab, activation in zip(st.tabs([a.name for a in shown]), shown, strict=True):
     with tab:
+        picture, low, high = feature_map_image(activation.values, shared)
         channels, height, width = activation.shape
-        st.caption(f"Output of layer {activation.name}: {channels} feature maps of {height} x {width}.")
-        grid, one = st.columns([3, 1])
-        grid.plotly_chart(feature_map_grid(activation.values, shared), key=f"predict_maps_{activation.index}",
-                          **CHART)
-        channel = one.number_input("Channel", 0, channels - 1, 0,
-                                   key=f"predict_channel_{choice.label}_{activation.index}")
-        one.plotly_chart(single_map(activation.values[channel], f"channel {channel}"),
-                         key=f"predict_map_{activation.index}", **CHART)
+        scale = (f"dark purple = {low:.2f}, yellow = {high:.2f}" if shared
+                 else "each map from its own lowest (dark purple) to highest (yellow) value")
+        st.image(picture, caption=f"Output of layer {activation.name}: {channels} feature maps of "
+                 f"{height} x {width}, numbered left to right from 0; {scale}.")
+
+st.markdown("**Look closer**: one feature map with its values (point at a cell).")
+pick_layer, pick_channel, chart = st.columns([1, 1, 3])
+layer = pick_layer.selectbox("Layer", range(len(shown)), format_func=lambda i: shown[i].name,
+                             key=f"predict_layer_{choice.label}")
+activation = shown[layer]
+channel = pick_channel.number_input("Channel", 0, activation.shape[0] - 1, 0,
+                                    key=f"predict_channel_{choice.label}_{activation.index}")
+chart.plotly_chart(single_map(activation.values[channel], f"{activation.name}, channel {channel}"),
+                   key="predict_single_map", **CHART)
 
 filters = first_layer_filters(loaded.model)
 if filters is not None:
