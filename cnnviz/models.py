@@ -43,6 +43,12 @@ PRESETS: dict[str, ModelPreset] = {
             "average pooling before the classifier.",
         ),
         ModelPreset(
+            "cifar10_wide", "cifar10", "C24k2p0 C32n M R32 C96n M R96 C192n M R192 G",
+            "Wider CIFAR-10 ResNet",
+            "The fast CIFAR-10 ResNet with three times the filters in its two low-resolution stages, "
+            "where extra filters cost little: slower to train, more accurate.",
+        ),
+        ModelPreset(
             "vgg_classic", "cifar10", "C32 C32 M D0.25 C64 C64 M D0.25 F512 D0.5",
             "Classic VGG-like net",
             "The textbook design: pairs of 3x3 convolutions, max pooling, dropout, a big dense layer. "
