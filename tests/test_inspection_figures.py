@@ -56,7 +56,8 @@ def test_architecture_strip_lists_every_layer_with_its_shape() -> None:
     model = build_model("C8 M F16", 1, 10, 28)
     summaries = layer_summaries(model, (1, 28, 28))
     strip = architecture_strip(summaries, (1, 28, 28))
-    shapes = [a.text for a in strip.layout.annotations]
-    assert shapes[0] == "1 x 28 x 28" and shapes[-1] == "10"
-    assert len(shapes) == 1 + len(model.features) + len(model.classifier)
-    assert [row[1] for row in strip.data[0].customdata][1:] == [s.parameters for s in summaries]
+    layers = 1 + len(model.features) + len(model.classifier)
+    shapes = [a.text for a in strip.layout.annotations][:layers]
+    assert shapes[0] == "1 x 28 x 28" and shapes[-1] == "10" and len(strip.layout.annotations) == 2 * layers
+    assert [row[1] for row in strip.data[0].customdata] == shapes
+    assert [row[2] for row in strip.data[0].customdata][1:] == [s.parameters for s in summaries]

@@ -115,26 +115,37 @@ def single_map(values: torch.Tensor, title: str) -> go.Figure:
     return figure
 
 
+SHORT_NAMES = {"BatchNorm2d": "BatchNorm", "MaxPool2d": "MaxPool", "AvgPool2d": "AvgPool",
+               "AdaptiveAvgPool2d": "GlobalAvg", "ResidualBlock": "Residual"}
+CROWDED_STRIP = 14  # layers: beyond this the labels are turned so that they do not overlap
+
+
 def architecture_strip(summaries: Sequence[LayerSummary], input_shape: Sequence[int]) -> go.Figure:
     """The layers left to right as boxes labelled with their kind and output shape."""
-    names = ["Input", *(s.kind for s in summaries)]
-    shapes = [tuple(input_shape), *(s.output_shape for s in summaries)]
+    kinds = ["Input", *(s.kind for s in summaries)]
+    outputs = [tuple(input_shape), *(s.output_shape for s in summaries)]
+    shapes = [" x ".join(map(str, shape)) for shape in outputs]
     params = [0, *(s.parameters for s in summaries)]
-    x = list(range(len(names)))
+    x = list(range(len(kinds)))
+    crowded = len(kinds) > CROWDED_STRIP
+    angle, size = (-40, 10) if crowded else (0, 11)
     figure = go.Figure(go.Scatter(
-        x=x, y=[0] * len(x), mode="markers+text", marker={
-            "symbol": "square", "size": 46, "line": {"width": 1, "color": "#1d2433"},
-            "color": [PART_COLOURS.get(n, "#b9c2d3") for n in names]},
-        text=[n.replace("BatchNorm2d", "BatchNorm").replace("MaxPool2d", "MaxPool") for n in names],
-        textposition="top center",
-        customdata=[[" x ".join(map(str, s)), p] for s, p in zip(shapes, params, strict=True)],
-        hovertemplate="%{text}<br>output %{customdata[0]}<br>%{customdata[1]:,} parameters<extra></extra>",
+        x=x, y=[0] * len(x), mode="markers", marker={
+            "symbol": "square", "size": 30 if crowded else 42, "line": {"width": 1, "color": "#1d2433"},
+            "color": [PART_COLOURS.get(kind, "#b9c2d3") for kind in kinds]},
+        customdata=[[kind, shape, p] for kind, shape, p in zip(kinds, shapes, params, strict=True)],
+        hovertemplate="%{customdata[0]}<br>output %{customdata[1]}<br>%{customdata[2]:,} parameters"
+                      "<extra></extra>",
     ))
-    figure.update_layout(annotations=[
-        {"x": i, "y": 0, "yshift": -40, "text": " x ".join(map(str, shape)), "showarrow": False,
-         "font": {"size": 11}} for i, shape in zip(x, shapes, strict=True)
-    ])
-    figure.update_xaxes(visible=False, range=[-0.6, len(x) - 0.4])
+    labels = [{"x": i, "y": 0, "yshift": 26, "text": SHORT_NAMES.get(kind, kind), "textangle": angle,
+               "xanchor": "left" if crowded else "center", "yanchor": "bottom", "showarrow": False,
+               "font": {"size": size}} for i, kind in zip(x, kinds, strict=True)]
+    shape_labels = [{"x": i, "y": 0, "yshift": -26, "text": shape, "textangle": angle,
+                     "xanchor": "right" if crowded else "center", "yanchor": "top", "showarrow": False,
+                     "font": {"size": size, "color": "#4a5468"}} for i, shape in zip(x, shapes, strict=True)]
+    figure.update_layout(annotations=shape_labels + labels)
+    figure.update_xaxes(visible=False, range=[-1.6 if crowded else -0.8, len(x) - 0.2])
     figure.update_yaxes(visible=False, range=[-1, 1])
-    figure.update_layout(height=150, margin={"l": 0, "r": 0, "t": 0, "b": 0}, showlegend=False)
+    figure.update_layout(height=230 if crowded else 150, margin={"l": 0, "r": 0, "t": 0, "b": 0},
+                         showlegend=False)
     return figure

@@ -11,6 +11,7 @@ from cnnviz.ui.figures.inspection import architecture_strip, feature_map_image, 
 from cnnviz.ui.figures.training import filter_grid
 from cnnviz.ui.widgets import pixel_image
 
+STEP_COLUMNS = 8
 CHART = {"width": "stretch", "config": {"displayModeBar": False}}
 HIDDEN_KINDS = ("BatchNorm2d", "Dropout", "Dropout2d", "Identity")  # maps nearly equal to the layer before
 
@@ -38,8 +39,8 @@ if prepared is None:
     st.stop()
 
 st.subheader("1 · How your image was prepared")
-columns = st.columns(len(prepared.steps))
-for column, step in zip(columns, prepared.steps, strict=True):
+columns = st.columns(max(len(prepared.steps), STEP_COLUMNS))  # equal sizes for 2 steps or 8
+for column, step in zip(columns, prepared.steps, strict=False):
     column.image(parts.square_frame(step.image), caption=f"{step.title}: {step.description}", width="stretch")
 
 # Grad-CAM needs one backward pass, so this runs with gradients on (no weights are changed).
