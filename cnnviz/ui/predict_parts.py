@@ -101,6 +101,8 @@ def drawn_digit(loaded: LoadedModel) -> Preprocessed | None:
                        height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw",
                        return_image_data=True, key="predict_canvas")
     st.caption("Draw one digit with the mouse or a finger; it is predicted when you lift the pen.")
+    if loaded.dataset != "mnist":
+        st.caption("This model was trained on photos, not digits: it will still pick one of its classes.")
     rgba = result.image_data if result is not None else None
     if rgba is None or not rgba[:, :, :3].any():
         st.info("The canvas is empty: draw a digit.")
