@@ -34,6 +34,7 @@ def page() -> AppTest:
     app = AppTest.from_file(str(PAGE), default_timeout=60)
     app.run()
     assert not app.exception, [e.value for e in app.exception]
+    assert app.selectbox(key="predict_model").value.path == str(MNIST_MODEL)  # the default: digits
     return app
 
 

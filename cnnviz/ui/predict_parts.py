@@ -34,7 +34,7 @@ def load_model_file(path: str, modified: float) -> LoadedModel:
 
 def model_choices() -> list[ModelChoice]:
     """Shipped models, models saved from the training page, and runs trained in this session."""
-    paths = list_models(MODELS_DIR)
+    paths = sorted(list_models(MODELS_DIR), key=lambda p: p.stem != "mnist")  # digits first: drawable
     saved = saved_models_dir()
     if saved.resolve() != MODELS_DIR.resolve():
         paths += list_models(saved)
