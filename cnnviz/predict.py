@@ -20,6 +20,12 @@ from cnnviz.image_io import DecodedImage, ImageError, decode_image, read_image_f
 from cnnviz.inspection import DEFAULT_TOP_K, Prediction, predict, predict_batch
 from cnnviz.preprocess import Preprocessed, preprocess
 
+# One image is a few million multiply-adds: splitting it over threads costs more than it saves, and
+# on a busy 2-core machine torch's default pool made single images 15-40x slower. With OpenMP,
+# torch.set_num_threads applies to the calling thread only, so a web page's script thread can use 1
+# while a training thread keeps its own setting.
+INFERENCE_THREADS = 1
+
 
 class ModelLike(Protocol):
     """What prediction needs from a loaded checkpoint."""

@@ -33,4 +33,6 @@ PAGES: list[PageSpec] = [
     ),
     PageSpec("training.py", "Train", ":material/model_training:", "train",
              "Train a small CNN on MNIST or CIFAR-10 and watch it learn; compare runs and save one."),
+    PageSpec("predict.py", "Inspect and predict", ":material/image_search:", "predict",
+             "Upload, draw or snap an image and follow it through a trained network, layer by layer."),
 ]

@@ -1,0 +1,110 @@
+"""Inspect and predict: a student's own image goes through the network, layer by layer."""
+
+import streamlit as st
+import torch
+
+from cnnviz.inspection import heatmap_overlay, inspect_image, layer_summaries, softmax_explained
+from cnnviz.predict import INFERENCE_THREADS
+from cnnviz.results import first_layer_filters
+from cnnviz.ui import predict_parts as parts
+from cnnviz.ui.figures.inspection import architecture_strip, feature_map_image, probability_bars, single_map
+from cnnviz.ui.figures.training import filter_grid
+from cnnviz.ui.widgets import pixel_image
+
+STEP_COLUMNS = 8
+CHART = {"width": "stretch", "config": {"displayModeBar": False}}
+HIDDEN_KINDS = ("BatchNorm2d", "Dropout", "Dropout2d", "Identity")  # maps nearly equal to the layer before
+
+torch.set_num_threads(INFERENCE_THREADS)  # this script's thread only (see cnnviz.predict)
+
+st.title("Inspect and predict")
+st.markdown("Give the network a picture and watch it go through, layer by layer: how it was prepared, "
+            "what each layer made of it, where the network looked, and what it answered.")
+
+choices = parts.model_choices()
+if not choices:
+    st.warning("There is no model yet: train one on the Train page, or put a .pt file in models/.")
+    st.stop()
+choice = st.selectbox("Model", choices, format_func=lambda c: c.label, key="predict_model")
+try:
+    loaded = parts.load_choice(choice)
+except ValueError as err:
+    st.error(str(err))
+    st.stop()
+accuracy = f", {loaded.test_accuracy:.2%} right on the test set" if loaded.test_accuracy else ""
+st.caption(f"{loaded.name}: {loaded.spec} on {loaded.dataset.upper()}{accuracy}.")
+
+prepared = parts.choose_input(loaded)
+if prepared is None:
+    st.stop()
+
+st.subheader("1 · How your image was prepared")
+columns = st.columns(max(len(prepared.steps), STEP_COLUMNS))  # equal sizes for 2 steps or 8
+for column, step in zip(columns, prepared.steps, strict=False):
+    column.image(parts.square_frame(step.image), caption=f"{step.title}: {step.description}", width="stretch")
+
+# Grad-CAM needs one backward pass, so this runs with gradients on (no weights are changed).
+cam_key = f"predict_cam_class_{loaded.dataset}"
+cam_choice = st.session_state.get(cam_key, "predicted class")
+cam_class = loaded.classes.index(cam_choice) if cam_choice in loaded.classes else None
+inspection = inspect_image(loaded.model, prepared.tensor, loaded.classes, cam_class=cam_class)
+prediction = inspection.prediction
+
+st.subheader("2 · What the network answers")
+left, right = st.columns([1, 2], gap="large")
+with left:
+    st.metric("Prediction", prediction.label, f"{prediction.probability:.1%} sure", delta_color="off",
+              delta_arrow="off")
+    top_k = st.slider("Top k", 1, len(loaded.classes), min(3, len(loaded.classes)), key="predict_top_k")
+    st.dataframe([{"class": c, "logit": round(float(prediction.logits[loaded.classes.index(c)]), 3),
+                   "probability": round(p, 4)} for c, p in prediction.top(top_k)],
+                 hide_index=True, key="predict_top_table")
+    st.caption(softmax_explained(prediction.logits, prediction.index))
+with right:
+    st.plotly_chart(probability_bars(prediction, top_k), key="predict_bars", **CHART)
+
+st.subheader("3 · Where it looked (Grad-CAM)")
+left, right = st.columns([1, 2], gap="large")
+with left:
+    st.selectbox("Explain the class", ["predicted class", *loaded.classes], key=cam_key)
+    cam = inspection.grad_cam
+    st.caption(f"Red and yellow: the parts of the input that raised the score of "
+               f"**{loaded.classes[cam.class_index]}** most, from the gradients at layer {cam.layer_index}'s "
+               f"{tuple(cam.coarse.shape)[0]} x {tuple(cam.coarse.shape)[1]} feature maps.")
+with right:
+    pixels = prepared.pixels.permute(1, 2, 0).numpy()  # (C, H, W) -> (H, W, C)
+    overlay = heatmap_overlay(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, cam.heatmap)
+    overlay_chw = torch.from_numpy(overlay).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+    st.image([pixel_image(prepared.pixels, 196), pixel_image(overlay_chw, 196)],
+             caption=["the network's input", f"Grad-CAM for {loaded.classes[cam.class_index]}"])
+
+st.subheader("4 · The layers and their outputs")
+st.plotly_chart(architecture_strip(layer_summaries(loaded.model, loaded.input_shape), loaded.input_shape),
+                key="predict_architecture", **CHART)
+shared = st.toggle("One colour scale per layer (off: each map stretched to its own min..max)", value=True,
+                   key="predict_shared_scale")
+shown = [a for a in inspection.activations if a.kind not in HIDDEN_KINDS]
+for tab, activation in zip(st.tabs([a.name for a in shown]), shown, strict=True):
+    with tab:
+        picture, low, high = feature_map_image(activation.values, shared)
+        channels, height, width = activation.shape
+        scale = (f"dark purple = {low:.2f}, yellow = {high:.2f}" if shared
+                 else "each map from its own lowest (dark purple) to highest (yellow) value")
+        st.image(picture, caption=f"Output of layer {activation.name}: {channels} feature maps of "
+                 f"{height} x {width}, numbered left to right from 0; {scale}.")
+
+st.markdown("**Look closer**: one feature map with its values (point at a cell).")
+pick_layer, pick_channel, chart = st.columns([1, 1, 3])
+layer = pick_layer.selectbox("Layer", range(len(shown)), format_func=lambda i: shown[i].name,
+                             key=f"predict_layer_{choice.label}")
+activation = shown[layer]
+channel = pick_channel.number_input("Channel", 0, activation.shape[0] - 1, 0,
+                                    key=f"predict_channel_{choice.label}_{activation.index}")
+chart.plotly_chart(single_map(activation.values[channel], f"{activation.name}, channel {channel}"),
+                   key="predict_single_map", **CHART)
+
+filters = first_layer_filters(loaded.model)
+if filters is not None:
+    st.markdown(f"**The {len(filters)} first-layer filters** (bright = large weight): each slid over the "
+                "input to make one map of the first layer.")
+    st.plotly_chart(filter_grid(filters, per_row=12), key="predict_filters", **CHART)

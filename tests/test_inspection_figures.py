@@ -1,0 +1,63 @@
+"""Figures of the inspect-and-predict page: the numbers they draw are the model's numbers."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from cnnviz.inspection import Prediction, layer_summaries
+from cnnviz.models import build_model
+from cnnviz.ui.figures.inspection import (
+    COLOUR_TABLE,
+    GAP_RGB,
+    MAP_GAP,
+    architecture_strip,
+    feature_map_image,
+    probability_bars,
+    tile_maps,
+)
+
+
+def test_tile_maps_places_every_channel_and_scales_per_map() -> None:
+    maps = torch.arange(5 * 2 * 3, dtype=torch.float32).reshape(5, 2, 3)  # (C, H, W)
+    shared = tile_maps(maps, per_row=2, shared_scale=True)
+    assert shared.shape == (3 * (2 + MAP_GAP) - MAP_GAP, 2 * (3 + MAP_GAP) - MAP_GAP)
+    for channel in range(5):
+        row, col = divmod(channel, 2)
+        top, left = row * (2 + MAP_GAP), col * (3 + MAP_GAP)
+        np.testing.assert_array_equal(shared[top:top + 2, left:left + 3], maps[channel].numpy())
+    assert np.isnan(shared[2]).all() and np.isnan(shared[-2:, -3:]).all()  # gaps and the empty slot
+    own = tile_maps(maps, per_row=2, shared_scale=False)
+    np.testing.assert_allclose(own[:2, :3], (maps[0] - maps[0].min()).numpy() / 5.0)
+
+
+def test_feature_map_image_colours_low_to_high() -> None:
+    maps = torch.tensor([[[-2.0, 0.0], [1.0, 6.0]], [[3.0, 3.0], [3.0, 3.0]]])  # (2, 2, 2)
+    picture, low, high = feature_map_image(maps, shared_scale=True, per_row=2)
+    assert (low, high) == (-2.0, 6.0)
+    factor = picture.shape[1] // 5
+    assert picture.shape == (2 * factor, 5 * factor, 3)
+    np.testing.assert_array_equal(picture[0, 0], COLOUR_TABLE[0])  # the lowest value
+    np.testing.assert_array_equal(picture[factor, factor], COLOUR_TABLE[255])  # the highest
+    np.testing.assert_array_equal(picture[0, 2 * factor], GAP_RGB)
+    np.testing.assert_array_equal(picture[0, 3 * factor], COLOUR_TABLE[int((3 + 2) / 8 * 255)])
+
+
+def test_probability_bars_show_every_class_with_its_logit() -> None:
+    logits = torch.tensor([0.5, 3.0, -1.0])
+    prediction = Prediction(logits, torch.softmax(logits, 0), ("cat", "dog", "frog"))
+    bars = probability_bars(prediction, top_k=2).data[0]
+    np.testing.assert_allclose(bars.x, torch.softmax(logits, 0).numpy(), rtol=1e-6)
+    assert list(bars.y) == ["cat", "dog", "frog"] and "logit 3.00" in bars.text[1]
+    assert bars.marker.color[1] != bars.marker.color[0] != bars.marker.color[2]  # predicted, top-2, rest
+
+
+def test_architecture_strip_lists_every_layer_with_its_shape() -> None:
+    model = build_model("C8 M F16", 1, 10, 28)
+    summaries = layer_summaries(model, (1, 28, 28))
+    strip = architecture_strip(summaries, (1, 28, 28))
+    layers = 1 + len(model.features) + len(model.classifier)
+    shapes = [a.text for a in strip.layout.annotations][:layers]
+    assert shapes[0] == "1 x 28 x 28" and shapes[-1] == "10" and len(strip.layout.annotations) == 2 * layers
+    assert [row[1] for row in strip.data[0].customdata] == shapes
+    assert [row[2] for row in strip.data[0].customdata][1:] == [s.parameters for s in summaries]

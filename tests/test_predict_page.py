@@ -1,0 +1,204 @@
+"""The inspect-and-predict page: every input kind under AppTest, and a real upload in a real browser."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import numpy as np
+import pytest
+import streamlit as st
+from PIL import Image
+from streamlit.testing.v1 import AppTest
+
+from cnnviz.checkpoint import MODELS_DIR, load_checkpoint
+from cnnviz.image_io import decode_image
+from cnnviz.inspection import predict
+from cnnviz.preprocess import prepare_dataset_pixels, preprocess
+from cnnviz.samples import list_samples, load_sample
+from cnnviz.ui.navigation import PAGES
+from tests.conftest import REPO, assert_no_exception, open_page, save_screenshot, wait_until_idle
+
+PAGE = REPO / "cnnviz" / "ui" / "pages" / "predict.py"
+MNIST_MODEL = MODELS_DIR / "mnist.pt"
+CIFAR_MODEL = MODELS_DIR / "cifar10.pt"
+RERUN_BUDGET_S = 0.5
+
+pytestmark = pytest.mark.skipif(not MNIST_MODEL.is_file(), reason="models/mnist.pt is missing")
+
+
+@pytest.fixture
+def page() -> AppTest:
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    app = AppTest.from_file(str(PAGE), default_timeout=60)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.selectbox(key="predict_model").value.path == str(MNIST_MODEL)  # the default: digits
+    return app
+
+
+def choose_model(app: AppTest, stem: str) -> None:
+    box = app.selectbox(key="predict_model")
+    box.select_index(next(i for i, label in enumerate(box.options) if label.startswith(stem))).run()
+
+
+def upload(app: AppTest, data: bytes, name: str) -> None:
+    app.file_uploader(key="predict_upload").set_value((name, data, "application/octet-stream")).run()
+
+
+def staged_jpeg(real_data_dir) -> tuple[bytes, int]:
+    from cnnviz.staged_photos import stage_photo_set
+
+    photo = stage_photo_set(1, seed=3, data_dir=real_data_dir)[0]
+    return photo.jpeg, photo.label
+
+
+def test_page_is_registered_and_a_sample_is_predicted_like_the_model_does(page) -> None:
+    assert any(spec.script == "predict.py" for spec in PAGES)
+    loaded = load_checkpoint(MNIST_MODEL)
+    sample_box = page.selectbox(key="predict_sample")
+    assert page.metric[0].label == "Prediction"
+    prepared = prepare_dataset_pixels(load_sample(sample_box.value), "mnist", loaded.mean, loaded.std)
+    assert page.metric[0].value == predict(loaded.model, prepared.tensor, loaded.classes).label
+    assert len(page.tabs) >= 4  # conv, ReLU, pool ... each in its own tab
+    # A rerun (what each click costs) stays within the server-time budget.
+    start = time.perf_counter()
+    page.run()
+    assert time.perf_counter() - start < RERUN_BUDGET_S * 2  # AppTest adds its own overhead
+
+
+def test_broken_upload_gives_one_sentence_then_a_good_upload_works(page, real_data_dir) -> None:
+    page.radio(key="predict_source").set_value("Upload").run()
+    assert not page.exception and page.info  # asks for a file
+    upload(page, b"\x89PNG\r\n\x1a\n\x00\x00 cut off", "digit.png")
+    assert not page.exception, [e.value for e in page.exception]
+    assert len(page.error) == 1 and "damaged" in page.error[0].value and not page.metric
+
+    jpeg, label = staged_jpeg(real_data_dir)
+    upload(page, jpeg, "photo.jpg")
+    assert not page.exception and not page.error
+    loaded = load_checkpoint(MNIST_MODEL)
+    expected = predict(loaded.model, preprocess(decode_image(jpeg), "mnist").tensor, loaded.classes)
+    assert page.metric[0].value == expected.label == str(label)
+
+
+def test_camera_and_blank_canvas_and_grad_cam_class(page) -> None:
+    page.radio(key="predict_source").set_value("Draw a digit").run()
+    assert not page.exception and "empty" in page.info[0].value
+
+    page.radio(key="predict_source").set_value("Camera").run()
+    assert not page.exception and page.info  # waits for a picture
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (240, 240, 240)).save(buffer, "JPEG")  # a blank wall: nothing to read
+    page.camera_input(key="predict_camera").set_value(("shot.jpg", buffer.getvalue(), "image/jpeg")).run()
+    assert not page.exception
+    assert len(page.error) == 1 and "blank" in page.error[0].value  # one sentence, no prediction
+
+    page.radio(key="predict_source").set_value("Test-set sample").run()
+    page.selectbox(key="predict_cam_class_mnist").set_value("3").run()
+    assert not page.exception
+    assert any("**3**" in c.value for c in page.caption)
+
+
+@pytest.mark.skipif(not CIFAR_MODEL.is_file(), reason="models/cifar10.pt is not there yet")
+def test_cifar_model_runs(page) -> None:
+    choose_model(page, "cifar10")
+    assert not page.exception, [e.value for e in page.exception]
+    assert page.metric[0].value in load_checkpoint(CIFAR_MODEL).classes
+
+
+@pytest.mark.browser
+def test_real_browser_upload_of_a_staged_photo(app_server, browser_page, real_data_dir) -> None:
+    jpeg, label = staged_jpeg(real_data_dir)
+    open_page(browser_page, f"{app_server}/predict")
+    assert_no_exception(browser_page)
+    main = browser_page.get_by_test_id("stMain")
+    main.get_by_text("Upload", exact=True).click()
+    wait_until_idle(browser_page)
+    main.locator("input[type='file']").set_input_files(
+        files=[{"name": "digit_photo.jpg", "mimeType": "image/jpeg", "buffer": jpeg}])
+    wait_until_idle(browser_page)
+    main.get_by_test_id("stMetricValue").wait_for()
+    assert_no_exception(browser_page)
+    assert main.get_by_test_id("stMetricValue").inner_text().strip() == str(label)
+    assert main.get_by_test_id("stPlotlyChart").count() >= 4
+    save_screenshot(browser_page, "page-predict-upload")
+
+
+def test_a_model_trained_in_this_session_can_be_picked(page) -> None:
+    # The training page keeps finished runs in st.session_state.train_runs (see training_parts.run_record).
+    trained = load_checkpoint(MNIST_MODEL)
+    page.session_state["train_runs"] = [
+        {"row": {"run": "#1", "dataset": "MNIST"}, "model": trained.model, "metadata": trained.metadata}]
+    page.run()
+    choose_model(page, "run #1")
+    assert not page.exception, [e.value for e in page.exception]
+    assert page.selectbox(key="predict_model").value.run == "#1"
+    assert page.metric[0].label == "Prediction"
+
+
+@pytest.mark.browser
+def test_real_browser_drawing_a_digit(app_server, browser_page) -> None:
+    open_page(browser_page, f"{app_server}/predict")
+    main = browser_page.get_by_test_id("stMain")
+    main.get_by_text("Draw a digit", exact=True).click()
+    wait_until_idle(browser_page)
+    canvas = main.locator("canvas").last
+    canvas.wait_for()
+    box = canvas.bounding_box()
+    assert box is not None
+    # A "1": one stroke down the middle, as a student would draw it.
+    mouse = browser_page.mouse
+    mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.15)
+    mouse.down()
+    for step in range(1, 21):
+        mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * (0.15 + 0.7 * step / 20))
+    mouse.up()
+    main.get_by_test_id("stMetricValue").wait_for(timeout=30_000)
+    wait_until_idle(browser_page)
+    assert_no_exception(browser_page)
+    assert main.get_by_test_id("stMetricValue").inner_text().strip() == "1"
+    save_screenshot(browser_page, "page-predict-drawing", full_page=False)
+
+
+def test_odd_uploads_each_get_a_prediction_or_one_sentence(page, real_data_dir) -> None:
+    from tests.test_image_io import encode, png_header
+
+    sample = next(s for s in list_samples("mnist") if s.label == 3)
+    ink = Image.fromarray(load_sample(sample)[0].numpy()).resize((84, 84))  # white digit on black
+    paper = Image.eval(ink, lambda v: 255 - v)  # dark ink on white
+    sixteen = Image.fromarray((np.asarray(paper, dtype=np.uint16) * 257).astype(np.uint16))  # I;16
+    see_through = paper.convert("P")
+    see_through.info["transparency"] = 255  # the white paper is transparent
+    refused = {
+        "empty.png": b"",
+        "notes.png": b"just some text, not a picture",
+        "bomb.png": png_header(50_000, 50_000),
+        "cut.jpg": encode(paper, "JPEG")[:200],
+        "one_pixel.png": encode(Image.new("L", (1, 1), 0), "PNG"),
+        "blank.png": encode(Image.new("RGB", (200, 150), (255, 255, 255)), "PNG"),
+    }
+    predicted = {
+        "sixteen_bit.png": encode(sixteen, "PNG"),
+        "cmyk.jpg": encode(paper.convert("CMYK"), "JPEG"),
+        "palette_transparent.png": encode(see_through, "PNG"),
+        "animated.gif": encode(paper.convert("P"), "GIF", save_all=True, append_images=[ink.convert("P")]),
+        "sideways.tif": encode(paper.rotate(90, expand=True), "TIFF"),
+    }
+    page.radio(key="predict_source").set_value("Upload").run()
+    for name, data in {**refused, **predicted}.items():
+        upload(page, data, name)
+        assert not page.exception, (name, [e.value for e in page.exception])
+        sentences = [e.value for e in page.error]
+        if name in refused:
+            assert len(sentences) == 1 and ". " not in sentences[0] and not page.metric, (name, sentences)
+        else:
+            assert not sentences and len(page.metric) == 1, (name, sentences)
+            if name != "sideways.tif":  # no EXIF tag: it really is a sideways 3
+                assert page.metric[0].value == sample.class_name, name
+        print(name, "->", sentences[0] if sentences else f"predicted {page.metric[0].value}")
+
+    jpeg, label = staged_jpeg(real_data_dir)
+    upload(page, jpeg, "photo.jpg")
+    assert not page.error and page.metric[0].value == str(label)
