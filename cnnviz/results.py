@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from cnnviz.inspection import first_conv_filters
+
 
 def confusion_matrix(predictions: torch.Tensor, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
     """(num_classes, num_classes) int64 counts; row = true class, column = predicted class."""
@@ -19,10 +21,11 @@ def misclassified(predictions: torch.Tensor, labels: torch.Tensor, limit: int = 
 
 def first_layer_filters(model: nn.Module) -> torch.Tensor | None:
     """The first convolution's filters scaled to 0..1 each, as (out, C, k, k); None without a conv."""
-    conv = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if conv is None:
+    try:
+        _, weights = first_conv_filters(model)
+    except ValueError:
         return None
-    weights = conv.weight.detach().float().cpu()  # (out, C, k, k)
+    weights = weights.float().cpu()  # (out, C, k, k)
     low = weights.amin(dim=(1, 2, 3), keepdim=True)
     high = weights.amax(dim=(1, 2, 3), keepdim=True)
     return (weights - low) / (high - low).clamp_min(1e-12)
