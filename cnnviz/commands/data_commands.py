@@ -16,7 +16,7 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
         description="Show the data directory and whether MNIST and CIFAR-10 are there. "
         "With --download, fetch missing ones through torchvision (needs internet).",
     )
-    _add_data_dir(status)
+    add_data_dir_argument(status)
     status.add_argument("--download", action="store_true", help="download missing datasets")
     status.set_defaults(func=run_status)
 
@@ -24,12 +24,13 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
         "data", help="time loading MNIST and CIFAR-10 from local files",
         description="Load every split twice: cold (decoded from the files) and cached.",
     )
-    _add_data_dir(bench)
+    add_data_dir_argument(bench)
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(func=run_bench)
 
 
-def _add_data_dir(parser: argparse.ArgumentParser) -> None:
+def add_data_dir_argument(parser: argparse.ArgumentParser) -> None:
+    """The --data-dir option every command that reads a dataset shares."""
     parser.add_argument(
         "--data-dir", metavar="DIR",
         help=f"folder in torchvision's layout (default: ${data.DATA_DIR_ENV}, else a per-user cache)",

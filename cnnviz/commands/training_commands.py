@@ -10,6 +10,7 @@ from pathlib import Path
 
 from cnnviz import data
 from cnnviz.checkpoint import load_checkpoint, save_checkpoint
+from cnnviz.commands.data_commands import add_data_dir_argument
 from cnnviz.models import PRESETS
 from cnnviz.training import Progress, TrainConfig, evaluate, recipe
 
@@ -38,7 +39,7 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
     train.add_argument("--train-subset", type=int, help="use only the first N training images")
     train.add_argument("--seed", type=int)
     _add_device(train)
-    _add_data_dir(train)
+    add_data_dir_argument(train)
     train.add_argument("--out", metavar="PATH", help="save the trained model here (.pt)")
     train.add_argument("--name", help="the model's display name (default: the file name)")
     train.set_defaults(func=run_train)
@@ -49,7 +50,7 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
     )
     evaluate_parser.add_argument("--model", required=True, metavar="PATH", help="a .pt file")
     _add_device(evaluate_parser)
-    _add_data_dir(evaluate_parser)
+    add_data_dir_argument(evaluate_parser)
     evaluate_parser.add_argument("--json", action="store_true", help="print JSON")
     evaluate_parser.set_defaults(func=run_evaluate)
 
@@ -74,7 +75,7 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
     bench.add_argument("--train-subset", type=int, help="train on the first N images only (quick checks)")
     bench.add_argument("--seed", type=int, default=0)
     _add_device(bench)
-    _add_data_dir(bench)
+    add_data_dir_argument(bench)
     bench.add_argument("--json", action="store_true", help="print JSON")
     bench.set_defaults(func=run_bench_train)
 
@@ -82,9 +83,6 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
 
-
-def _add_data_dir(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-dir", metavar="DIR", help=f"dataset folder (default: ${data.DATA_DIR_ENV})")
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
