@@ -471,7 +471,7 @@ def _split_train(
     config: TrainConfig, info: DatasetInfo, data_dir: str | os.PathLike | None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """Training and validation images: a seeded shuffle, then the last ``val_fraction`` held out."""
-    full = load_dataset(info.name, "train", data_dir, download=False)
+    full = load_dataset(info.name, "train", data_dir)  # downloads when missing and online
     images, labels = full.images, full.labels
     if config.train_subset is not None:
         images, labels = images[:config.train_subset], labels[:config.train_subset]
@@ -485,7 +485,7 @@ def _split_train(
 def _test_split(
     config: TrainConfig, info: DatasetInfo, data_dir: str | os.PathLike | None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    test = load_dataset(info.name, "test", data_dir, download=False)
+    test = load_dataset(info.name, "test", data_dir)
     if config.test_subset is None:
         return test.images, test.labels
     return test.images[:config.test_subset], test.labels[:config.test_subset]

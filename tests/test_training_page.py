@@ -107,3 +107,17 @@ def test_training_in_the_browser(app_server, browser_page):
         page.mouse.wheel(0, 250)
         page.wait_for_timeout(500)
         save_screenshot(page, f"page-train-{name}", full_page=False)
+
+
+
+def test_missing_dataset_gets_one_sentence_and_no_training(monkeypatch, tmp_path):
+    """No data and no way to download it: the page says where it looked, in one sentence."""
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    unwritable = blocker / "data"  # a folder inside a file: the download fails, online or not
+    app = _open_training_page(monkeypatch, tmp_path, unwritable)
+    app.button(key="train_start").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    errors = " ".join(e.value for e in app.error)
+    assert "was not found in" in errors and str(unwritable) in errors
+    assert app.session_state["train_job"] is None

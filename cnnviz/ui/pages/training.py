@@ -67,8 +67,15 @@ running = job is not None and not job.snapshot().finished
 start_col, stop_col, _ = st.columns([1, 1, 4])
 if start_col.button("Train", type="primary", key="train_start", disabled=running or summary is None,
                     icon=":material/play_arrow:"):
-    if not data.is_available(dataset):
-        st.error(f"{info.title} is not in {data.resolve_data_dir()}: see the home page.")
+    try:
+        if not data.is_available(dataset):
+            with st.spinner(f"Downloading {info.title} (first time only) ..."):
+                data.load_dataset(dataset, "test")
+        data_error = None
+    except data.DataNotFoundError as err:
+        data_error = str(err)
+    if data_error:
+        st.error(data_error)
     else:
         job = TrainingJob(config, slots=training_slots())
         if job.start():
