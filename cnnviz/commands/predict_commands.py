@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import statistics
-import time
 from pathlib import Path
 
 import torch
@@ -17,6 +15,7 @@ from cnnviz.image_io import decode_image
 from cnnviz.inspection import DEFAULT_TOP_K, inspect_image
 from cnnviz.predict import INFERENCE_THREADS, predict_files, staged_photo_accuracy
 from cnnviz.preprocess import preprocess
+from cnnviz.timing import median_ms
 
 BENCH_REPEATS = 30  # timed runs per model; the median is reported
 BENCH_PHOTOS = 1000  # staged photos for the MNIST accuracy
@@ -119,10 +118,12 @@ def bench_model(loaded: LoadedModel, photos: int) -> dict:
     """Time one model on one phone-sized photo; staged-photo accuracy for MNIST models."""
     jpeg = _bench_photo(loaded)
     decoded = decode_image(jpeg)
-    prepare_ms = _median_ms(lambda: preprocess(decode_image(jpeg), loaded.dataset, loaded.mean, loaded.std))
+    prepare_ms = median_ms(
+        lambda: preprocess(decode_image(jpeg), loaded.dataset, loaded.mean, loaded.std), BENCH_REPEATS
+    )
     tensor = preprocess(decoded, loaded.dataset, loaded.mean, loaded.std).tensor
     inspection = inspect_image(loaded.model, tensor, loaded.classes)
-    inspect_ms = _median_ms(lambda: inspect_image(loaded.model, tensor, loaded.classes))
+    inspect_ms = median_ms(lambda: inspect_image(loaded.model, tensor, loaded.classes), BENCH_REPEATS)
     report = {
         "model": loaded.name, "path": str(loaded.path), "dataset": loaded.dataset, "spec": loaded.spec,
         "layers": len(inspection.activations), "inspect_ms": round(inspect_ms, 2),
@@ -149,13 +150,3 @@ def _bench_photo(loaded: LoadedModel) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=85)
     return buffer.getvalue()
-
-
-def _median_ms(work, repeats: int = BENCH_REPEATS) -> float:
-    work()  # warm-up: first calls allocate
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        work()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)

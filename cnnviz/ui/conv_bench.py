@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import statistics
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ import plotly.io as pio
 
 from cnnviz.conv_steps import convolve_steps, frame_positions, relu
 from cnnviz.kernels import build_kernel_bank
+from cnnviz.timing import median_ms
 from cnnviz.ui.conv_cache import make_conv_figure, make_pool_figure
 from cnnviz.ui.figures.convolution import build_before_after_figure, build_convolution_figure
 
@@ -27,16 +27,6 @@ MAX_FRAMES = 64  # as on the page
 TARGETS_MS = {"steps_ms": 100.0, "frames_ms": 100.0, "rerun_compute_ms": 300.0, "apptest_rerun_ms": 300.0}
 TARGET_FIGURE_MB = 5.0
 APP = Path(__file__).resolve().parents[2] / "app.py"
-
-
-def _median_ms(work: Callable[[], object], repeat: int) -> float:
-    work()  # warm up: imports, allocations
-    times = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        work()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
 
 
 def _page_compute(pixels: np.ndarray, settings: tuple) -> None:
@@ -92,15 +82,15 @@ def run_conv_bench(as_json: bool, repeat: int = 5) -> int:
         "case": "64x64 RGB input, one 3x3 kernel, stride 1, padding 1",
         "output_cells": int(steps.sums.size),
         "frames": len(figure.frame_dicts),
-        "steps_ms": _median_ms(lambda: convolve_steps(pixels, weight, None, 1, 1), repeat),
-        "frames_ms": _median_ms(
+        "steps_ms": median_ms(lambda: convolve_steps(pixels, weight, None, 1, 1), repeat),
+        "frames_ms": median_ms(
             lambda: build_convolution_figure(
                 convolve_steps(pixels, weight, None, 1, 1), positions, input_rgb=rgb
             ),
             repeat,
         ),
         "figure_mb": len(pio.to_json(figure, validate=False).encode()) / 2**20,
-        "rerun_compute_ms": _median_ms(lambda: _page_compute(pixels, settings), repeat),
+        "rerun_compute_ms": median_ms(lambda: _page_compute(pixels, settings), repeat),
         "apptest_rerun_ms": _apptest_rerun_ms(repeat),
     }
     results = {k: round(v, 2) if isinstance(v, float) else v for k, v in results.items()}
