@@ -2,12 +2,14 @@
 
 import streamlit as st
 
-from cnnviz.ui.navigation import HOME, PAGES
+from cnnviz.ui.host import enabled_pages, limits_or_stop
+from cnnviz.ui.navigation import HOME
 
 st.set_page_config(page_title="cnnviz", page_icon=":material/grid_on:", layout="wide")
+limits_or_stop()  # a host's typo in a limit is shown here, before any page runs
 
 pages = [
     st.Page(spec.path, title=spec.title, icon=spec.icon, url_path=spec.url_path, default=spec is HOME)
-    for spec in [HOME, *PAGES]
+    for spec in [HOME, *enabled_pages()]
 ]
 st.navigation(pages).run()

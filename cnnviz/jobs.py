@@ -1,14 +1,17 @@
 """Training in a background thread, with progress a web page can poll (no Streamlit in here).
 
 The thread never touches the UI: it writes each :class:`~cnnviz.training.Progress` into the job
-under a lock; the page reads a consistent :class:`JobSnapshot` whenever it redraws.
+under a lock; the page reads a consistent :class:`JobSnapshot` whenever it redraws. On a shared
+server every job enters one :class:`TrainingQueue`: a few run, the others wait their turn in order.
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass, field
 
 import torch
@@ -16,20 +19,89 @@ import torch
 from cnnviz.training import Progress, TrainConfig, TrainResult, train
 
 
+class TrainingQueue:
+    """First come, first served admission of training runs across every session of one server.
+
+    At most ``slots`` runs train at once; up to ``max_waiting`` more wait in line, each knowing its
+    place. A run that is stopped while waiting leaves the line without ever starting.
+    """
+
+    def __init__(self, slots: int, max_waiting: int = 30) -> None:
+        if slots < 1:
+            raise ValueError("A training queue needs at least one slot.")
+        self.slots = slots
+        self.max_waiting = max_waiting
+        self._condition = threading.Condition()
+        self._running: set[int] = set()
+        self._waiting: deque[int] = deque()
+        self._tickets = itertools.count(1)
+
+    def enter(self) -> int | None:
+        """A ticket for a new run, or None when the line is full."""
+        with self._condition:
+            if len(self._waiting) >= self.max_waiting:
+                return None
+            ticket = next(self._tickets)
+            self._waiting.append(ticket)
+            self._condition.notify_all()
+            return ticket
+
+    def position(self, ticket: int) -> int | None:
+        """0 while the run trains, k when k - 1 runs wait ahead of it, None once it has left."""
+        with self._condition:
+            if ticket in self._running:
+                return 0
+            try:
+                return self._waiting.index(ticket) + 1
+            except ValueError:
+                return None
+
+    def wait_turn(self, ticket: int, stop: threading.Event, poll_seconds: float = 0.2) -> bool:
+        """Block until the run may train (True), or until ``stop`` is set (False, and it leaves the line)."""
+        with self._condition:
+            while not (self._waiting and self._waiting[0] == ticket and len(self._running) < self.slots):
+                if stop.is_set() or ticket not in self._waiting:
+                    self._discard(ticket)
+                    return False
+                self._condition.wait(poll_seconds)
+            self._waiting.popleft()
+            self._running.add(ticket)
+            self._condition.notify_all()  # the next in line may also fit
+            return True
+
+    def leave(self, ticket: int) -> None:
+        """Free the run's slot (or its place in line)."""
+        with self._condition:
+            self._discard(ticket)
+
+    def counts(self) -> tuple[int, int]:
+        """(runs training, runs waiting)."""
+        with self._condition:
+            return len(self._running), len(self._waiting)
+
+    def _discard(self, ticket: int) -> None:
+        self._running.discard(ticket)
+        if ticket in self._waiting:
+            self._waiting.remove(ticket)
+        self._condition.notify_all()
+
+
 @dataclass(frozen=True)
 class JobSnapshot:
     """What the page needs to draw the job at one moment."""
 
-    status: str  # "running", "done", "stopped" or "failed"
+    status: str  # "queued", "running", "done", "stopped", "cancelled" (stopped while queued) or "failed"
     latest: Progress | None
     points: list[Progress]  # the validation points so far (the live curves)
     result: TrainResult | None
     error: str | None
-    started: float  # time.time() when the job started
+    started: float  # time.time() when the job was started (it may have waited in line first)
+    queue_position: int | None = None  # while queued: 1 = next to train
+    queue_wait: float | None = None  # seconds spent in line, once admitted
 
     @property
     def finished(self) -> bool:
-        return self.status != "running"
+        return self.status not in ("queued", "running")
 
     @property
     def fraction(self) -> float:
@@ -51,7 +123,9 @@ class TrainingJob:
 
     config: TrainConfig
     data_dir: str | os.PathLike | None = None
-    slots: threading.Semaphore | None = None  # caps concurrent trainings across sessions
+    queue: TrainingQueue | None = None  # shared by all sessions of a server; None = start at once
+    cpu_threads: int | None = None  # intra-op threads for this run (None: every core)
+    nice: int = 0  # Linux: lower this thread's priority so page reruns of other students stay quick
     stop_event: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _latest: Progress | None = None
@@ -60,11 +134,16 @@ class TrainingJob:
     _error: str | None = None
     _thread: threading.Thread | None = None
     _started: float = 0.0
+    _ticket: int | None = None
+    _admitted: float | None = None  # time.time() when it left the line
+    _cancelled: bool = False
 
     def start(self) -> bool:
-        """Start the thread; False when all training slots are taken."""
-        if self.slots is not None and not self.slots.acquire(blocking=False):
-            return False
+        """Start the thread (it waits its turn in the queue first); False when the line is full."""
+        if self.queue is not None:
+            self._ticket = self.queue.enter()
+            if self._ticket is None:
+                return False
         self._started = time.time()
         self._thread = threading.Thread(target=self._run, name="cnnviz-training", daemon=True)
         self._thread.start()
@@ -79,14 +158,20 @@ class TrainingJob:
 
     def snapshot(self) -> JobSnapshot:
         with self._lock:
+            position = None
             if self._error is not None:
                 status = "failed"
+            elif self._cancelled:
+                status = "cancelled"
             elif self._result is not None:
                 status = "stopped" if self._result.stopped else "done"
+            elif self._ticket is not None and self._admitted is None:
+                status, position = "queued", self.queue.position(self._ticket) if self.queue else None
             else:
                 status = "running"
+            wait = None if self._admitted is None else self._admitted - self._started
             return JobSnapshot(status, self._latest, list(self._points), self._result, self._error,
-                               self._started)
+                               self._started, position, wait)
 
     def _on_progress(self, progress: Progress) -> None:
         with self._lock:
@@ -96,17 +181,27 @@ class TrainingJob:
 
     def _run(self) -> None:
         try:
-            # Several sessions may train at once: each thread keeps to its share of the cores.
+            if self.nice > 0 and hasattr(os, "setpriority"):
+                # Linux gives each thread its own niceness; torch's worker threads inherit it.
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+            admitted = self.queue is None or self._ticket is None or self.queue.wait_turn(
+                self._ticket, self.stop_event)
+            if not admitted:
+                with self._lock:
+                    self._cancelled = True
+                return
+            with self._lock:
+                self._admitted = time.time()
             result = train(self.config, progress=self._on_progress, stop=self.stop_event,
-                           data_dir=self.data_dir)
+                           data_dir=self.data_dir, cpu_threads=self.cpu_threads)
             with self._lock:
                 self._result = result
         except Exception as err:  # noqa: BLE001 - shown to the student instead of killing the thread
             with self._lock:
                 self._error = f"{type(err).__name__}: {err}" if not isinstance(err, ValueError) else str(err)
         finally:
-            if self.slots is not None:
-                self.slots.release()
+            if self.queue is not None and self._ticket is not None:
+                self.queue.leave(self._ticket)
 
 
 def measure_images_per_second(config: TrainConfig, steps: int = 3) -> float:

@@ -177,9 +177,13 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
-def configure_cpu_threads() -> int:
-    """Use every core this process may run on (intra-op threads), unless $OMP_NUM_THREADS says
-    otherwise (on a shared machine one thread per job avoids threads waiting for each other)."""
+def configure_cpu_threads(threads: int | None = None) -> int:
+    """Use ``threads`` intra-op threads, else every core this process may run on, unless
+    $OMP_NUM_THREADS says otherwise (on a shared machine one thread per job avoids threads waiting
+    for each other)."""
+    if threads is not None:
+        torch.set_num_threads(max(1, threads))
+        return torch.get_num_threads()
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return torch.get_num_threads()
     try:
@@ -314,6 +318,7 @@ def train(
     stop: StopFlag | None = None,
     data_dir: str | os.PathLike | None = None,
     report_interval: float = 0.25,
+    cpu_threads: int | None = None,
 ) -> TrainResult:
     """Train a model as ``config`` says; returns it (CPU, eval mode) with its history and test accuracy.
 
@@ -323,13 +328,14 @@ def train(
         stop: anything with ``is_set()`` (e.g. ``threading.Event``); when set, training ends after the
             current step and the model keeps what it learned.
         data_dir: where the datasets are (see :func:`cnnviz.data.resolve_data_dir`).
+        cpu_threads: intra-op threads on the CPU (None: every core; see :func:`configure_cpu_threads`).
     """
     config.validate()
     started = time.perf_counter()
     stop = stop or threading.Event()
     device = resolve_device(config.device)
     if device.type == "cpu":
-        configure_cpu_threads()
+        configure_cpu_threads(cpu_threads)
     torch.manual_seed(config.seed)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     info = dataset_info(config.dataset)

@@ -67,27 +67,31 @@ def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> N
     raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
 
 
-@pytest.fixture(scope="session")
-def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """`streamlit run app.py` on a free local port; yields the base URL."""
+@contextlib.contextmanager
+def running_app(
+    log_dir: Path, env_overrides: dict[str, str] | None = None, options: tuple[str, ...] = (),
+) -> Iterator[tuple[str, subprocess.Popen]]:
+    """`streamlit run app.py` on a free local port with extra environment and server options;
+    yields (base URL, process) and copies the server log into tests/artifacts/ at the end."""
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    log_path = tmp_path_factory.mktemp("streamlit") / "server.log"
+    log_path = log_dir / "server.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     real = _real_data_dir()
     if real is not None:
         env[data.DATA_DIR_ENV] = str(real)
+    env.update(env_overrides or {})
     command = [
         sys.executable, "-m", "streamlit", "run", "app.py",
         "--server.headless", "true", "--server.port", str(port), "--server.address", "127.0.0.1",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
-        "--client.showErrorDetails", "full",
+        "--client.showErrorDetails", "full", *options,
     ]
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_healthy(url, process)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         try:
@@ -95,7 +99,14 @@ def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             process.kill()
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        shutil.copy(log_path, ARTIFACTS / "streamlit-server.log")
+        shutil.copy(log_path, ARTIFACTS / f"streamlit-server-{log_dir.name}.log")
+
+
+@pytest.fixture(scope="session")
+def app_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """`streamlit run app.py` on a free local port with the default settings; yields the base URL."""
+    with running_app(tmp_path_factory.mktemp("app")) as (url, _):
+        yield url
 
 
 # --- a real browser ------------------------------------------------------------------------

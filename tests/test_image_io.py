@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import io
 import struct
-import time
 import tracemalloc
 import zlib
 
@@ -105,12 +104,9 @@ def test_decompression_bombs_are_refused_from_the_header(name: str) -> None:
     data = BOMBS[name]
     assert len(data) < 200
     tracemalloc.start()
-    start = time.perf_counter()
     message = assert_refused(data, "too large" if "60000" in name or "65000" in name else "pixels")
-    seconds = time.perf_counter() - start
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert seconds < 0.5
     assert peak < 5 * 2**20, f"{peak} bytes allocated: the pixels were decoded"
     assert "smaller image" in message
 

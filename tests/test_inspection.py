@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -249,18 +247,6 @@ def test_heatmap_overlay() -> None:
     assert (overlay[0, 0] == 100).all()  # no heat: the image as it was
     red, green, blue = overlay[12, 12].astype(int)
     assert red > 150 and green > 120 and blue < 80  # full heat: yellow
-
-
-def test_one_image_is_fast_enough(model, digit) -> None:
-    ins.inspect_image(model, digit)  # warm-up
-    times = []
-    for _ in range(5):
-        start = time.perf_counter()
-        ins.inspect_image(model, digit)
-        times.append(time.perf_counter() - start)
-    # The target is 100 ms for a shipped model; this small net takes about 2 ms on an idle
-    # 2-core CPU. The bound leaves room for a machine shared with other jobs.
-    assert np.median(times) < 0.5, times
 
 
 def test_normalized_inputs_from_the_pipeline_work(model, mnist_test) -> None:

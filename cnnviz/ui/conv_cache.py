@@ -72,9 +72,12 @@ def make_pool_figure(
 
 
 @st.cache_data(max_entries=8, show_spinner="Reading your picture ...")
-def decoded_upload(digest: str, _data: bytes, max_side: int) -> tuple[np.ndarray, str]:
-    """The uploaded file decoded and shrunk once per file (``digest`` names it); ImageError if unreadable."""
-    return shrink(decode_image(_data).to_array(), max_side)
+def decoded_upload(
+    digest: str, _data: bytes, max_side: int, max_bytes: int, max_pixels: int,
+) -> tuple[np.ndarray, str]:
+    """The uploaded file decoded and shrunk once per file (``digest`` names it); ImageError if unreadable
+    or above the server's limits."""
+    return shrink(decode_image(_data, max_bytes=max_bytes, max_pixels=max_pixels).to_array(), max_side)
 
 
 @st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)

@@ -12,6 +12,7 @@ from cnnviz.checkpoint import MODELS_DIR, LoadedModel, list_models, load_checkpo
 from cnnviz.image_io import UPLOAD_EXTENSIONS, ImageError, decode_array, decode_image
 from cnnviz.preprocess import Preprocessed, prepare_dataset_pixels, preprocess
 from cnnviz.samples import list_samples, load_sample
+from cnnviz.ui.host import upload_limit_mb, upload_limits
 
 INPUTS = ("Test-set sample", "Upload", "Draw a digit", "Camera")
 CANVAS_SIDE = 280  # px on screen: 10 per MNIST pixel
@@ -60,9 +61,11 @@ def load_choice(choice: ModelChoice) -> LoadedModel:
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
-def prepare_bytes(data: bytes, dataset: str, mean: tuple, std: tuple) -> Preprocessed:
+def prepare_bytes(
+    data: bytes, dataset: str, mean: tuple, std: tuple, max_bytes: int, max_pixels: int,
+) -> Preprocessed:
     """Decode and preprocess an uploaded or camera file (cached per file and model normalization)."""
-    return preprocess(decode_image(data), dataset, mean, std)
+    return preprocess(decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels), dataset, mean, std)
 
 
 def choose_input(loaded: LoadedModel) -> Preprocessed | None:
@@ -76,17 +79,18 @@ def choose_input(loaded: LoadedModel) -> Preprocessed | None:
             return prepare_dataset_pixels(load_sample(sample), loaded.dataset, mean, std)
         if source == "Upload":
             upload = st.file_uploader("An image (PNG, JPEG, WebP, BMP, GIF, TIFF)",
-                                      type=list(UPLOAD_EXTENSIONS), key="predict_upload")
+                                      type=list(UPLOAD_EXTENSIONS), key="predict_upload",
+                                      max_upload_size=upload_limit_mb())
             if upload is None:
                 st.info("Upload a photo: a handwritten digit for an MNIST model, an object for CIFAR-10.")
                 return None
-            return prepare_bytes(upload.getvalue(), loaded.dataset, mean, std)
+            return prepare_bytes(upload.getvalue(), loaded.dataset, mean, std, **upload_limits())
         if source == "Camera":
             shot = st.camera_input("Take a picture", key="predict_camera")
             if shot is None:
                 st.info("Allow the camera and take a picture (browsers allow it on localhost or HTTPS).")
                 return None
-            return prepare_bytes(shot.getvalue(), loaded.dataset, mean, std)
+            return prepare_bytes(shot.getvalue(), loaded.dataset, mean, std, **upload_limits())
         return drawn_digit(loaded)
     except ImageError as err:
         st.error(str(err), icon=":material/image_not_supported:")

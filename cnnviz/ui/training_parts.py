@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import streamlit as st
 
 from cnnviz import data
+from cnnviz.hosting import HostLimits
 from cnnviz.jobs import JobSnapshot, measure_images_per_second
 from cnnviz.results import confusion_matrix, first_layer_filters, misclassified
 from cnnviz.summary import ModelSummary
@@ -33,15 +35,31 @@ def summary_rows(summary: ModelSummary) -> list[dict]:
     } for row in summary.layers]
 
 
-def hyperparameter_form(base: TrainConfig, dataset: str, spec: str, key: str) -> TrainConfig:
+def subset_choices(dataset: str, limits: HostLimits) -> list[str]:
+    """The training-set sizes on offer, within the host's cap."""
+    train_size = data.DATASETS[dataset].train_size
+    cap = limits.max_train_images
+    return [name for name, size in SUBSETS.items()
+            if cap is None or min(size or train_size, train_size) <= cap]
+
+
+def hyperparameter_form(
+    base: TrainConfig, dataset: str, spec: str, key: str, limits: HostLimits,
+) -> TrainConfig:
     """Widgets for the settings, each with a one-line explanation; returns the chosen config."""
     on_gpu = resolve_device("auto").type == "cuda"
-    quick_epochs = base.epochs if on_gpu else min(base.epochs, 2)
+    quick_epochs = min(base.epochs if on_gpu else min(base.epochs, 2), limits.max_epochs)
     c1, c2 = st.columns(2)
-    epochs = c1.slider("Epochs", 1, 30, quick_epochs, key=f"{key}_epochs",
-                       help="How many times the network sees every training image.")
+    if limits.max_epochs > 1:
+        epochs = c1.slider("Epochs", 1, limits.max_epochs, quick_epochs, key=f"{key}_epochs",
+                           help="How many times the network sees every training image.")
+    else:
+        epochs = 1
+        c1.caption("Epochs: 1 (this server's limit per run).")
+    subsets = subset_choices(dataset, limits) or [list(SUBSETS)[-1]]
     subset_default = "all" if on_gpu or dataset == "mnist" else "10,000"
-    subset = c2.selectbox("Training images", list(SUBSETS), index=list(SUBSETS).index(subset_default),
+    subset_default = subset_default if subset_default in subsets else subsets[0]
+    subset = c2.selectbox("Training images", subsets, index=subsets.index(subset_default),
                           key=f"{key}_subset", help="Fewer images train faster but generalize worse.")
     optimizer = c1.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(base.optimizer),
                              key=f"{key}_optimizer",
@@ -108,6 +126,16 @@ def progress_block(snapshot: JobSnapshot) -> None:
     p = snapshot.latest
     if snapshot.status == "failed":
         st.error(f"Training failed: {snapshot.error}")
+        return
+    if snapshot.status == "queued":
+        ahead = (snapshot.queue_position or 1) - 1
+        st.info(f"In line for a training slot: position {snapshot.queue_position} "
+                f"({ahead} run{'s' if ahead != 1 else ''} waiting ahead of yours, waiting "
+                f"{time.time() - snapshot.started:.0f} s). Training starts by itself when a slot frees up; "
+                "Stop leaves the line.", icon=":material/hourglass_top:")
+        return
+    if snapshot.status == "cancelled":
+        st.warning("You left the line before training started.")
         return
     if p is None:
         st.progress(0.0, text="Loading the images...")

@@ -18,6 +18,7 @@ from cnnviz.ui.conv_cache import (
     region_side,
 )
 from cnnviz.ui.figures.convolution import build_before_after_figure
+from cnnviz.ui.host import upload_limit_mb, upload_limits
 
 MAX_INPUT_SIDE = 64
 MAX_FRAMES = 64
@@ -46,7 +47,7 @@ def choose_picture() -> tuple[str, Picture] | None:
         return f"binary:{name}:{rgb}", to_picture(binary_picture(name) * 255, rgb)
     if source == "your picture":
         upload = st.file_uploader(
-            "Your picture", type=list(UPLOAD_EXTENSIONS), key="conv_upload"
+            "Your picture", type=list(UPLOAD_EXTENSIONS), key="conv_upload", max_upload_size=upload_limit_mb()
         )
         if upload is None:
             st.info("Upload a picture to see the kernel slide over it.")
@@ -54,7 +55,7 @@ def choose_picture() -> tuple[str, Picture] | None:
         data = upload.getvalue()
         digest = hashlib.sha256(data).hexdigest()
         try:
-            rgb_pixels, note = decoded_upload(digest, data, MAX_INPUT_SIDE)
+            rgb_pixels, note = decoded_upload(digest, data, MAX_INPUT_SIDE, **upload_limits())
         except ValueError as err:
             st.warning(str(err))
             return None

@@ -3,7 +3,7 @@
 import streamlit as st
 
 from cnnviz import data, samples
-from cnnviz.ui.navigation import PAGES
+from cnnviz.ui.host import enabled_pages
 from cnnviz.ui.widgets import sample_grid
 
 st.title("cnnviz: see a convolutional network work")
@@ -14,10 +14,11 @@ st.markdown(
     "photo going through a trained model."
 )
 
-if PAGES:
+pages = enabled_pages()
+if pages:
     st.subheader("Start here")
-    columns = st.columns(min(len(PAGES), 3))
-    for i, spec in enumerate(PAGES):
+    columns = st.columns(min(len(pages), 3))
+    for i, spec in enumerate(pages):
         with columns[i % len(columns)], st.container(border=True):
             st.page_link(spec.path.as_posix(), label=spec.title, icon=spec.icon)
             st.caption(spec.summary)

@@ -1,7 +1,5 @@
 """Train: pick a dataset and an architecture, press Train, watch it learn, compare runs, save one."""
 
-import threading
-
 import streamlit as st
 
 from cnnviz import data
@@ -13,21 +11,14 @@ from cnnviz.summary import summarize_spec
 from cnnviz.training import TrainConfig, recipe
 from cnnviz.ui import training_parts as parts
 from cnnviz.ui.figures.training import compare_runs, learning_curves
-
-MAX_CONCURRENT_TRAININGS = 2
-
-
-@st.cache_resource(show_spinner=False)
-def training_slots() -> threading.Semaphore:
-    """One per server: caps how many sessions train at the same time."""
-    return threading.BoundedSemaphore(MAX_CONCURRENT_TRAININGS)
-
+from cnnviz.ui.host import TRAINING_NICE, host_limits, session_jobs, training_queue, training_threads
 
 st.title("Train a network")
 st.markdown("Choose a dataset and an architecture, press **Train**, and watch the network learn: the "
             "loss falls and the accuracy climbs while it sees the training images again and again.")
 st.session_state.setdefault("train_job", None)
 st.session_state.setdefault("train_runs", [])
+limits = host_limits()
 
 left, right = st.columns([1, 1], gap="large")
 with left:
@@ -59,7 +50,7 @@ with left:
 
 with right:
     base = recipe(preset) if preset != "custom" else TrainConfig(optimizer="adam", lr=2e-3, weight_decay=0.0)
-    config = parts.hyperparameter_form(base, dataset, spec, key=f"train_{preset}")
+    config = parts.hyperparameter_form(base, dataset, spec, key=f"train_{preset}", limits=limits)
     st.caption(parts.device_line(config, summary))
 
 job: TrainingJob | None = st.session_state.train_job
@@ -68,25 +59,31 @@ start_col, stop_col, _ = st.columns([1, 1, 4])
 if start_col.button("Train", type="primary", key="train_start", disabled=running or summary is None,
                     icon=":material/play_arrow:"):
     try:
+        limits.check_training(config.epochs, config.train_subset, info.train_size)  # the server's caps
         if not data.is_available(dataset):
             with st.spinner(f"Downloading {info.title} (first time only) ..."):
                 data.load_dataset(dataset, "test")
-        data_error = None
-    except data.DataNotFoundError as err:
-        data_error = str(err)
-    if data_error:
-        st.error(data_error)
+        refusal = None
+    except (ValueError, data.DataNotFoundError) as err:
+        refusal = str(err)
+    if refusal:
+        st.error(refusal)
     else:
-        job = TrainingJob(config, slots=training_slots())
+        job = TrainingJob(config, queue=training_queue(), cpu_threads=training_threads(), nice=TRAINING_NICE)
         if job.start():
             st.session_state.train_job = job
+            session_jobs().watch(job)  # stopped if this tab is closed
             st.rerun()  # redraw with Train disabled and Stop enabled
         else:
-            st.warning("Other students are training right now; try again in a minute.")
+            st.warning(f"{limits.max_queue} runs are already waiting for a training slot on this server; "
+                       "try again in a few minutes.")
 if stop_col.button("Stop", key="train_stop", disabled=not running, icon=":material/stop:"):
     job.stop()
     job.join(timeout=60)  # it stops after the current step, then scores the test set
     running = not job.snapshot().finished
+busy, waiting = training_queue().counts()
+st.caption(f"Training on this server: {busy} of {training_queue().slots} slots in use, {waiting} run"
+           f"{'s' if waiting != 1 else ''} waiting.")
 
 
 @st.fragment(run_every=0.5 if running else None)

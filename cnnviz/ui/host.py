@@ -1,0 +1,96 @@
+"""What the server shares between sessions (limits, the training queue) and what each session owns.
+
+Shared, once per process: the host's limits and the training queue. Per session: a session-scoped
+resource that knows the session's training jobs, so that closing the tab stops them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import streamlit as st
+import torch
+
+from cnnviz.hosting import HostLimits, load_limits
+from cnnviz.jobs import TrainingJob, TrainingQueue
+from cnnviz.ui.navigation import PAGES, PageSpec
+
+TRAINING_NICE = 10  # training threads yield the CPU to page reruns (predictions) of other students
+
+
+def _secrets() -> dict:
+    try:
+        return st.secrets.to_dict() if st.secrets.load_if_toml_exists() else {}
+    except Exception:  # noqa: BLE001 - a broken secrets file is reported by Streamlit itself
+        return {}
+
+
+@st.cache_resource(show_spinner=False)
+def host_limits() -> HostLimits:
+    """The server's limits (environment, then secrets.toml, then defaults), read once per process."""
+    return load_limits(os.environ, _secrets())
+
+
+def limits_or_stop() -> HostLimits:
+    """The limits, or a clear message to the host (and nothing else) when a setting is wrong."""
+    try:
+        return host_limits()
+    except ValueError as err:
+        st.error(f"cnnviz cannot start: {err}", icon=":material/settings:")
+        st.stop()
+        raise  # st.stop() raises; this keeps type checkers sure a value is returned
+
+
+def enabled_pages() -> list[PageSpec]:
+    """The pages this server offers, in menu order (the home page is always there)."""
+    allowed = host_limits().pages
+    return [page for page in PAGES if page.url_path in allowed]
+
+
+def upload_limit_mb() -> int:
+    """The upload cap shown by the uploaders: the host's limit, within Streamlit's own server cap."""
+    return min(host_limits().max_upload_mb, int(st.get_option("server.maxUploadSize")))
+
+
+def upload_limits() -> dict[str, int]:
+    """Keyword arguments for :func:`cnnviz.image_io.decode_image`."""
+    return {"max_bytes": upload_limit_mb() * 2**20, "max_pixels": host_limits().max_image_pixels}
+
+
+@st.cache_resource(show_spinner=False)
+def training_queue() -> TrainingQueue:
+    """One line for the whole server: a few runs train, the others wait their turn."""
+    limits = host_limits()
+    return TrainingQueue(limits.training_slots(torch.cuda.device_count()), limits.max_queue)
+
+
+def training_threads() -> int:
+    """Intra-op CPU threads per run: the cores shared among the runs that may train at once."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    return max(1, cores // training_queue().slots)
+
+
+@dataclass
+class SessionJobs:
+    """The training jobs this session started, so they can be stopped when the session ends."""
+
+    jobs: list[TrainingJob] = field(default_factory=list)
+
+    def watch(self, job: TrainingJob) -> None:
+        self.jobs = [j for j in self.jobs if not j.snapshot().finished] + [job]
+
+    def stop_all(self) -> None:
+        for job in self.jobs:
+            job.stop()  # a queued job leaves the line, a running one ends after its current step
+        self.jobs.clear()
+
+
+@st.cache_resource(scope="session", on_release=SessionJobs.stop_all, show_spinner=False)
+def session_jobs() -> SessionJobs:
+    """This session's jobs; when the session ends (tab closed, after Streamlit's reconnect grace
+    period) they are stopped, and their memory goes with the session."""
+    return SessionJobs()

@@ -1,0 +1,246 @@
+"""Hosting a class: limits from the environment or secrets, the training queue, session clean-up."""
+
+from __future__ import annotations
+
+import ast
+import time
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from cnnviz.hosting import CPU_TRAININGS, PAGE_NAMES, HostLimits, load_limits
+from cnnviz.jobs import TrainingJob, TrainingQueue
+from cnnviz.training import TrainConfig
+from tests.conftest import REPO, open_page, running_app
+
+TRAIN_PAGE = str(REPO / "cnnviz" / "ui" / "pages" / "training.py")
+
+
+# --- limits ---------------------------------------------------------------------------------
+
+def test_defaults_suit_one_student_on_a_laptop():
+    limits = load_limits({}, {})
+    assert limits == HostLimits()
+    assert limits.pages == PAGE_NAMES and limits.max_train_images is None
+    assert limits.training_slots(gpu_count=0) == CPU_TRAININGS
+    assert limits.training_slots(gpu_count=2) == 2  # one per GPU
+
+
+def test_environment_wins_over_secrets_which_win_over_defaults():
+    secrets = {"cnnviz": {"max_epochs": 5, "max_trainings": 3, "pages": ["train", "predict"]}}
+    limits = load_limits({"CNNVIZ_MAX_EPOCHS": "2", "CNNVIZ_MAX_TRAIN_IMAGES": "10000"}, secrets)
+    assert limits.max_epochs == 2 and limits.max_trainings == 3 and limits.max_train_images == 10_000
+    assert limits.pages == ("train", "predict") and limits.training_slots(gpu_count=1) == 3
+    assert load_limits({"CNNVIZ_PAGES": " Predict,convolution "}, {}).pages == ("predict", "convolution")
+
+
+@pytest.mark.parametrize(("environ", "secrets", "words"), [
+    ({"CNNVIZ_MAX_EPOCHS": "lots"}, {}, ["CNNVIZ_MAX_EPOCHS", "'lots'", "whole number"]),
+    ({"CNNVIZ_MAX_UPLOAD_MB": "0"}, {}, ["CNNVIZ_MAX_UPLOAD_MB", "at least 1"]),
+    ({"CNNVIZ_PAGES": "train,admin"}, {}, ["CNNVIZ_PAGES", "convolution, train, predict"]),
+    ({}, {"cnnviz": {"max_trainigs": 1}}, ["max_trainigs", "secrets.toml"]),
+    ({}, {"cnnviz": {"max_queue": -3}}, ["max_queue in secrets.toml", "-3"]),
+])
+def test_a_wrong_setting_is_named_with_what_it_expects(environ, secrets, words):
+    with pytest.raises(ValueError) as caught:
+        load_limits(environ, secrets)
+    assert all(word in str(caught.value) for word in words), str(caught.value)
+
+
+def test_training_caps_are_checked():
+    limits = HostLimits(max_epochs=3, max_train_images=5000)
+    limits.check_training(3, 5000, 60_000)
+    with pytest.raises(ValueError, match="at most 3 epochs"):
+        limits.check_training(4, 5000, 60_000)
+    with pytest.raises(ValueError, match="at most 5,000 training images"):
+        limits.check_training(1, None, 60_000)  # None = the whole training set
+
+
+# --- the queue ------------------------------------------------------------------------------
+
+def test_queue_admits_in_order_and_keeps_places():
+    queue = TrainingQueue(slots=1, max_waiting=2)
+    first, second, third = queue.enter(), queue.enter(), None
+    assert queue.position(first) == 1 and queue.position(second) == 2
+    assert queue.enter() is None  # the line is full
+    never = __import__("threading").Event()
+    assert queue.wait_turn(first, never) and queue.position(first) == 0
+    third = queue.enter()
+    assert (queue.position(second), queue.position(third), queue.counts()) == (1, 2, (1, 2))
+    queue.leave(first)
+    assert queue.wait_turn(second, never) and queue.position(third) == 1
+    stop = __import__("threading").Event()
+    stop.set()
+    assert not queue.wait_turn(third, stop)  # stopped while waiting: it leaves the line
+    assert queue.position(third) is None and queue.counts() == (1, 0)
+
+
+def _tiny(epochs: int, images: int) -> TrainConfig:
+    return TrainConfig(dataset="mnist", spec="C4 M F8", epochs=epochs, train_subset=images,
+                       test_subset=200, val_fraction=0.0, batch_size=50, augment=False)
+
+
+def _wait_for(condition, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def test_jobs_wait_their_turn_and_a_stopped_one_leaves_the_line(real_data_dir):
+    queue = TrainingQueue(slots=1)
+    kwargs = dict(data_dir=real_data_dir, queue=queue, cpu_threads=1)
+    long_run = TrainingJob(_tiny(epochs=200, images=2000), **kwargs)
+    leaver, short_run = TrainingJob(_tiny(1, 200), **kwargs), TrainingJob(_tiny(2, 2000), **kwargs)
+    for job in (long_run, leaver, short_run):
+        assert job.start()
+    _wait_for(lambda: long_run.snapshot().status == "running")
+    assert [j.snapshot().queue_position for j in (leaver, short_run)] == [1, 2]
+    assert leaver.snapshot().status == short_run.snapshot().status == "queued"
+
+    leaver.stop()
+    leaver.join(10)
+    assert leaver.snapshot().status == "cancelled" and leaver.snapshot().result is None
+    _wait_for(lambda: short_run.snapshot().queue_position == 1)
+
+    long_run.stop()
+    long_run.join(60)
+    short_run.join(60)
+    done = short_run.snapshot()
+    assert long_run.snapshot().status == "stopped" and done.status == "done"
+    assert done.queue_wait is not None and done.queue_wait > 0 and done.result.test_accuracy > 0.5
+    assert queue.counts() == (0, 0)
+
+
+# --- the pages under the host's limits ----------------------------------------------------
+
+@pytest.fixture
+def app_with(monkeypatch, tmp_path, real_data_dir):
+    """AppTest of the app with some CNNVIZ_* settings (the process-wide caches start empty)."""
+    def start(**settings: str) -> AppTest:
+        monkeypatch.setenv("CNNVIZ_DATA_DIR", str(real_data_dir))
+        monkeypatch.setenv("CNNVIZ_MODELS_DIR", str(tmp_path))
+        for name, value in settings.items():
+            monkeypatch.setenv(f"CNNVIZ_{name.upper()}", value)
+        st.cache_resource.clear()
+        app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+        app.run()
+        return app
+
+    yield start
+    st.cache_resource.clear()
+
+
+def test_a_typo_in_a_setting_is_shown_instead_of_the_app(app_with):
+    app = app_with(max_epochs="lots")
+    assert not app.exception
+    assert "cnnviz cannot start: CNNVIZ_MAX_EPOCHS is 'lots'" in app.error[0].value
+
+
+def test_disabled_pages_are_gone_from_the_menu_and_the_home_page(app_with):
+    app = app_with(pages="predict")
+    assert not app.exception
+    links = [link.proto.label for link in app.get("page_link")]
+    assert links == ["Inspect and predict"]
+
+
+def test_training_form_respects_the_caps(app_with):
+    app = app_with(max_epochs="3", max_train_images="10000")
+    app.switch_page(TRAIN_PAGE).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.slider(key="train_mnist_fast_epochs").max == 3
+    assert app.selectbox(key="train_mnist_fast_subset").options == ["10,000", "5,000", "2,000"]
+
+
+def test_a_second_student_waits_in_line_and_sees_the_position(app_with):
+    first = app_with(max_trainings="1")
+    first.switch_page(TRAIN_PAGE).run()
+    first.slider(key="train_mnist_fast_epochs").set_value(30).run()
+    first.button(key="train_start").click().run()
+    running = first.session_state["train_job"]
+    _wait_for(lambda: running.snapshot().status == "running")
+
+    second = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)  # same server, new session
+    second.run()
+    second.switch_page(TRAIN_PAGE).run()
+    second.selectbox(key="train_mnist_fast_subset").set_value("2,000").run()
+    second.button(key="train_start").click().run()
+    assert not second.exception, [e.value for e in second.exception]
+    assert any("In line for a training slot: position 1" in i.value for i in second.info)
+    assert any("1 of 1 slots in use, 1 run waiting" in c.value for c in second.caption)
+
+    second.button(key="train_stop").click().run()  # leaving the line
+    assert second.session_state["train_job"].snapshot().status == "cancelled"
+    running.stop()
+    running.join(60)
+    assert running.snapshot().status == "stopped"
+
+
+# --- a real server: closing the tab stops the run ------------------------------------------
+
+@pytest.mark.browser
+def test_closing_the_tab_stops_its_training_and_frees_the_slot(browser, tmp_path):
+    env = {"CNNVIZ_MAX_TRAININGS": "1", "CNNVIZ_MODELS_DIR": str(tmp_path)}
+    with running_app(tmp_path, env, ("--server.disconnectedSessionTTL", "1")) as (url, _):
+        student = browser.new_context()
+        page = student.new_page()
+        open_page(page, f"{url}/train")
+        main = page.get_by_test_id("stMain")
+        main.get_by_role("button", name="Train", exact=True).click()
+        main.get_by_test_id("stProgress").wait_for(timeout=60_000)
+        assert "1 of 1 slots in use" in main.inner_text()
+        student.close()  # the student closes the tab mid-run
+
+        teacher = browser.new_context()
+        watcher = teacher.new_page()
+        deadline = time.monotonic() + 60
+        while True:
+            open_page(watcher, f"{url}/train")
+            text = watcher.get_by_test_id("stMain").inner_text()
+            if "0 of 1 slots in use, 0 runs waiting" in text:
+                break
+            assert time.monotonic() < deadline, text[-400:]
+            time.sleep(1)
+        teacher.close()
+
+
+# --- security ---------------------------------------------------------------------------------
+
+WRITERS = {"write_bytes", "write_text", "save", "mkstemp", "NamedTemporaryFile", "rename", "urlretrieve",
+           "download_and_extract_archive", "download_url"}
+# models dir, data dir, and the developer command that re-creates the bundled samples
+ALLOWED_WRITERS = {"checkpoint.py", "data.py", "samples.py"}
+
+
+def _in_memory_buffers(tree: ast.AST) -> set[str]:
+    """Names assigned ``io.BytesIO()``: saving into them writes nothing to disk."""
+    return {
+        target.id for node in ast.walk(tree) if isinstance(node, ast.Assign)
+        and isinstance(node.value, ast.Call) and getattr(node.value.func, "attr", None) == "BytesIO"
+        for target in node.targets if isinstance(target, ast.Name)
+    }
+
+
+def test_only_the_model_and_data_modules_write_files():
+    """Uploads stay in memory: no module that handles them writes anything to disk."""
+    offenders = []
+    for path in sorted(Path(REPO / "cnnviz").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        buffers = _in_memory_buffers(tree)
+        for node in ast.walk(tree):
+            name = None
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+                if name == "open" and any(
+                    isinstance(a, ast.Constant) and isinstance(a.value, str) and set(a.value) & set("wax+")
+                    for a in [*node.args[1:2], *(k.value for k in node.keywords if k.arg == "mode")]
+                ):
+                    name = "open-for-writing"
+                if name == "save" and node.args and getattr(node.args[0], "id", None) in buffers:
+                    name = None
+            if name in WRITERS | {"open-for-writing"} and path.name not in ALLOWED_WRITERS:
+                offenders.append(f"{path.relative_to(REPO)}:{node.lineno} {name}")
+    assert not offenders, offenders
