@@ -1,5 +1,11 @@
 """Command-line commands; each module has ``register(commands, benches)``."""
 
-from cnnviz.commands import conv_commands, data_commands, predict_commands, training_commands
+from cnnviz.commands import (
+    conv_commands,
+    data_commands,
+    loadtest_commands,
+    predict_commands,
+    training_commands,
+)
 
-COMMAND_MODULES = [data_commands, conv_commands, training_commands, predict_commands]
+COMMAND_MODULES = [data_commands, conv_commands, training_commands, predict_commands, loadtest_commands]

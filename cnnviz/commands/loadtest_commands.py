@@ -1,0 +1,82 @@
+"""`python -m cnnviz loadtest`: many real sessions against one server, as a class would use it."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import tempfile
+from pathlib import Path
+
+from cnnviz.loadtest import server
+from cnnviz.loadtest.run import LoadTestConfig, UploadImage, default_images, read_images, run_load_test
+
+SHIPPED_MNIST_MODEL = server.REPO / "models" / "mnist.pt"  # the predict page's default model
+
+
+def register(commands: argparse._SubParsersAction, benches: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "loadtest", help="drive many real sessions against a server: predictions, trainings, memory",
+        description="Open N real Streamlit sessions (Streamlit's websocket protocol, no browser) on the "
+        "'Inspect and predict' page; each uploads images and waits for the prediction while K more "
+        "sessions train small models on the Train page. Reports errors, p50/p95 time to a prediction, "
+        "training queue waits and the server's memory. Exit status 0 when the class-hosting targets "
+        "are met (no errors, p95 <= 2 s, <= 30 MB per idle session), 1 when one is missed.",
+    )
+    parser.add_argument("--url", help="a running server, e.g. http://127.0.0.1:8501 (default: start one "
+                        "with `streamlit run app.py` on a free port and stop it at the end)")
+    parser.add_argument("--server-pid", type=int, metavar="PID",
+                        help="the server's process id, for its memory (default: found from the port)")
+    parser.add_argument("--sessions", type=int, default=30, metavar="N", help="students predicting (30)")
+    parser.add_argument("--trainings", type=int, default=3, metavar="K",
+                        help="further students who each start one small training (3)")
+    parser.add_argument("--predictions-per-session", type=int, default=1, metavar="M",
+                        help="uploads per predicting student, each a different image (1)")
+    parser.add_argument("--image", action="append", metavar="PATH",
+                        help="an image file to upload (repeat for several; default: the bundled real "
+                        "MNIST test digits)")
+    parser.add_argument("--train-images", default="2,000",
+                        help="the Train page's training-subset choice for the trainings (2,000)")
+    parser.add_argument("--timeout", type=float, default=300.0, help="seconds any one answer may take (300)")
+    parser.add_argument("--no-media", action="store_true",
+                        help="do not fetch each prediction's images afterwards (a browser does)")
+    parser.add_argument("--seed", type=int, default=0, help="for the students' pauses (0)")
+    parser.add_argument("--server-log", metavar="PATH", help="where the started server writes its log")
+    parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.set_defaults(func=run)
+
+
+def expected_labels(images: list[UploadImage]) -> dict[str, str] | None:
+    """What the shipped MNIST model (the predict page's default) answers for each image, computed here."""
+    if not SHIPPED_MNIST_MODEL.is_file():
+        return None
+    from cnnviz.checkpoint import load_checkpoint
+    from cnnviz.predict import predict_image
+
+    model = load_checkpoint(SHIPPED_MNIST_MODEL)
+    answers = {image.name: predict_image(model, image.data, image.name) for image in images}
+    return {name: answer.prediction.label for name, answer in answers.items()
+            if answer.prediction is not None}
+
+
+def run(args: argparse.Namespace) -> int:
+    images = read_images(args.image) if args.image else default_images()
+    config = LoadTestConfig(
+        sessions=args.sessions, trainings=args.trainings,
+        predictions_per_session=args.predictions_per_session, images=images, train_images=args.train_images,
+        timeout=args.timeout, fetch_media=not args.no_media, seed=args.seed,
+    )
+    if args.url:
+        where = server.attach(args.url, args.server_pid)
+    else:
+        # The server started here runs this checkout's models, so each answer can be checked.
+        config.expected_labels = expected_labels(images)
+        log = Path(args.server_log) if args.server_log else Path(tempfile.mkdtemp()) / "streamlit-server.log"
+        where = server.start(log)
+    with where as target:
+        report = asyncio.run(run_load_test(target.url, target.pid, config))
+    if args.json:
+        print(json.dumps(report.to_json(), indent=2))
+    else:
+        print(report.to_text())
+    return 0 if all(met is not False for met in report.targets().values()) else 1

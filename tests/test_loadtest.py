@@ -1,0 +1,80 @@
+"""The load-test command against a real server: real sessions, real uploads, a real training."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+from cnnviz.checkpoint import load_checkpoint
+from cnnviz.cli import main
+from cnnviz.data import DATASETS
+from cnnviz.loadtest.run import default_images, percentile
+from cnnviz.loadtest.server import find_listening_pid, rss_mb
+from cnnviz.predict import predict_image
+from tests.conftest import REPO
+
+
+def test_the_server_is_found_from_its_port_and_its_memory_read() -> None:
+    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        assert find_listening_pid(listener.getsockname()[1]) == os.getpid()
+    with open("/proc/self/status") as status:
+        vm_rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+    assert rss_mb(os.getpid()) == pytest.approx(vm_rss_kb / 1024, rel=0.2)
+    assert rss_mb(None) is None
+
+
+def test_percentiles_are_nearest_rank() -> None:
+    values = [float(v) for v in range(1, 21)]  # 1..20
+    assert (percentile(values, 50), percentile(values, 95), percentile(values, 100)) == (10.0, 19.0, 20.0)
+    assert percentile([3.0], 95) == 3.0
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--url", "localhost:8501"], "is not a server address"),
+    (["--sessions", "0"], "--sessions must be at least 1"),
+    (["--image", "no-such-file.png", "--url", "http://127.0.0.1:1"], "no image file"),
+])
+def test_bad_input_gets_one_sentence(argv: list[str], message: str, capsys) -> None:
+    assert main(["loadtest", *argv]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and message in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_three_students_predict_while_one_trains(app_server: str, real_data_dir: Path, capsys) -> None:
+    status = main(["loadtest", "--url", app_server, "--sessions", "3", "--trainings", "1",
+                   "--predictions-per-session", "1", "--timeout", "120", "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert report["errors"] == [], report["errors"]
+    assert status == 0, report["summary"]["targets"]
+
+    # Each answer is the one the shipped model gives for the same bytes, computed here.
+    model = load_checkpoint(REPO / "models" / "mnist.pt")
+    uploads = {image.name: image.data for image in default_images()}
+    predictions = report["predictions"]
+    assert len(predictions) == 3 and len({p["image"] for p in predictions}) == 3
+    for prediction in predictions:
+        assert prediction["label"] in DATASETS["mnist"].classes
+        expected = predict_image(model, uploads[prediction["image"]]).prediction.label
+        assert prediction["label"] == expected, prediction
+        assert 0 < prediction["seconds"] <= prediction["run_seconds"]
+        assert prediction["media_bytes"] > 0  # the page's images were served
+
+    (training,) = report["trainings"]
+    assert training["outcome"] == "done", training
+    assert training["queue_wait"] >= 0 and training["run_seconds"] > 0
+    assert training["test_accuracy"].endswith("%") and 0 <= float(training["test_accuracy"][:-1]) <= 100
+
+    # The server was found from its port; its memory was read before, while idle and at the peak.
+    assert "streamlit" in Path(f"/proc/{report['pid']}/cmdline").read_text()
+    memory = report["memory"]
+    assert memory["before"] > 0 and memory["idle"] > 0
+    assert memory["peak"] >= max(memory["before"], memory["idle"])
+    assert memory["per_idle_session"] == pytest.approx((memory["idle"] - memory["before"]) / 3)
