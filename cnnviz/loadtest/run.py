@@ -17,6 +17,7 @@ Phases, each on real sessions of one server (see :mod:`cnnviz.loadtest.client`):
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import mimetypes
 import os
@@ -29,10 +30,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from cnnviz.data import DATASETS
 from cnnviz.loadtest.client import SessionError, ShownElement, StreamlitSession
-from cnnviz.loadtest.server import rss_mb
+from cnnviz.loadtest.server import machine_busy_seconds, rss_mb, thread_cpu
 
 PREDICT_PAGE = "predict"  # url paths and widget keys of the pages under test
 TRAIN_PAGE = "train"
@@ -139,6 +141,10 @@ class LoadTestReport:
     memory: MemoryReport = field(default_factory=MemoryReport)
     server_cpu_seconds: float | None = None  # server process CPU time during the prediction phase
     prediction_phase_seconds: float = 0.0
+    training_cpu_seconds: float | None = None  # of which threads with a lowered priority (the trainings)
+    health_latency: list[float] = field(default_factory=list)  # /_stcore/health answers during predictions
+    machine_cpu_seconds: float | None = None  # every process on the machine, during the predictions
+    machine_busy_before: float | None = None  # share of all CPUs busy in the seconds before the test
     client_cpu_seconds: float = 0.0  # this load generator's own CPU time (it shares the machine)
     seconds: float = 0.0
 
@@ -172,6 +178,7 @@ class LoadTestReport:
             "page_open_s": spread(self.page_opens),
             "queue_wait_s": spread([t.queue_wait for t in self.trainings if t.queue_wait is not None]),
             "training_run_s": spread([t.run_seconds for t in self.trainings if t.run_seconds is not None]),
+            "health_latency_s": spread(self.health_latency),
             "server_cpu_share_during_predictions": self.cpu_share(),
             "targets": self.targets(),
         }
@@ -233,18 +240,26 @@ def process_cpu_seconds(pid: int | None) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, in ticks
 
 
-class MemorySampler:
-    """Samples the server's RSS in the background and keeps the peak."""
+class ServerSampler:
+    """Samples the server in the background: RSS (keeping the peak) and CPU time by thread niceness."""
 
     def __init__(self, pid: int | None) -> None:
         self.pid = pid
         self.peak: float | None = None
+        self.cpu_by_nice: dict[int, float] = {}  # CPU seconds used since start, by thread nice value
+        self._threads: dict[int, tuple[int, float]] = {}
         self._task: asyncio.Task | None = None
 
     def sample(self) -> float | None:
         value = rss_mb(self.pid)
         if value is not None:
             self.peak = value if self.peak is None else max(self.peak, value)
+        threads = thread_cpu(self.pid)
+        for tid, (nice, seconds) in threads.items():
+            # A thread seen for the first time counts from zero (script threads come and go).
+            used = seconds - self._threads.get(tid, (nice, 0.0 if self._threads else seconds))[1]
+            self.cpu_by_nice[nice] = self.cpu_by_nice.get(nice, 0.0) + max(0.0, used)
+        self._threads = threads
         return value
 
     def start(self) -> None:
@@ -254,13 +269,30 @@ class MemorySampler:
                 await asyncio.sleep(MEMORY_SAMPLE_SECONDS)
 
         if self.pid is not None:
-            self._task = asyncio.create_task(loop(), name="memory-sampler")
+            self._task = asyncio.create_task(loop(), name="server-sampler")
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self.sample()
+
+
+async def probe_health(url: str, latencies: list[float], every: float = 0.5) -> None:
+    """Time ``/_stcore/health`` again and again: it does no work, so a slow answer means the server's
+    event loop itself is waiting (for the CPU or for Python's GIL), not any page script."""
+    parts = urlsplit(url)
+    request = (f"GET {parts.path.rstrip('/')}/_stcore/health HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+               "Connection: close\r\n\r\n").encode()
+    while True:
+        start = time.perf_counter()
+        with contextlib.suppress(OSError):
+            reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+            writer.write(request)
+            await reader.read()
+            writer.close()
+            latencies.append(time.perf_counter() - start)
+        await asyncio.sleep(every)
 
 
 # --- one student predicting ---------------------------------------------------------------
@@ -419,13 +451,17 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
     plain_config = {k: v for k, v in asdict(config).items() if k not in ("images", "expected_labels")}
     report = LoadTestReport(url, pid, {**plain_config, "images": len(images)}, os.cpu_count() or 1,
                             os.getloadavg())
+    busy = machine_busy_seconds()
+    await asyncio.sleep(2.0)  # how busy the machine is before the test (other users, other jobs)
+    if busy is not None:
+        report.machine_busy_before = round((machine_busy_seconds() - busy) / (2.0 * report.cpus), 3)
     client_cpu = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
 
     report.warmup = await warm_up(url, images[0], config)
     if report.warmup.error:
         report.errors.append(f"warm-up: {report.warmup.error}")
-    sampler = MemorySampler(pid)
+    sampler = ServerSampler(pid)
     report.memory.before = sampler.sample()
     sampler.start()
 
@@ -450,13 +486,22 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
         await asyncio.gather(*(e.wait() for e in clicked))
 
         phase_start, server_cpu = time.perf_counter(), process_cpu_seconds(pid)
+        cpu_by_nice, machine_busy = dict(sampler.cpu_by_nice), machine_busy_seconds()
+        probe = asyncio.create_task(probe_health(url, report.health_latency))
         ready = [s for s in students if s.connected and s.runs_finished > 0]
         students_work = (predicting_student(s, i, config, images, rng) for i, s in enumerate(ready))
         results = await asyncio.gather(*students_work, return_exceptions=True)
         report.prediction_phase_seconds = time.perf_counter() - phase_start
+        probe.cancel()
         server_cpu_end = process_cpu_seconds(pid)
         if server_cpu is not None and server_cpu_end is not None:
             report.server_cpu_seconds = round(server_cpu_end - server_cpu, 2)
+            sampler.sample()
+            niced = sum(s - cpu_by_nice.get(nice, 0.0) for nice, s in sampler.cpu_by_nice.items() if nice > 0)
+            report.training_cpu_seconds = round(niced, 2)
+        machine_end = machine_busy_seconds()
+        if machine_busy is not None and machine_end is not None:
+            report.machine_cpu_seconds = round(machine_end - machine_busy, 2)
         for session, result in zip(ready, results, strict=True):
             if isinstance(result, BaseException):
                 report.errors.append(f"{session.name}: {result}")
@@ -503,7 +548,9 @@ def format_report(report: LoadTestReport) -> str:
     load = ", ".join(f"{v:.2f}" for v in report.load_before)
     lines = [
         f"cnnviz load test of {report.url} (server pid {report.pid or 'unknown'}), "
-        f"{report.cpus} CPUs, load average before {load}",
+        f"{report.cpus} CPUs, load average before {load}"
+        + ("" if report.machine_busy_before is None else
+           f"; {report.machine_busy_before:.0%} of the CPUs busy just before"),
         f"{config['sessions']} students predicting ({config['predictions_per_session']} upload"
         f"{'s' if config['predictions_per_session'] != 1 else ''} each, {config['images']} different images) "
         f"+ {config['trainings']} students training ({config['train_dataset']}, "
@@ -532,8 +579,15 @@ def format_report(report: LoadTestReport) -> str:
     lines.append(f"predict page opened by all at once: {_seconds(summary['page_open_s'])}")
     share = summary["server_cpu_share_during_predictions"]
     if share is not None:
+        training = "" if report.training_cpu_seconds is None else (
+            f" ({report.training_cpu_seconds:.1f} s of it in the niced training threads)")
         lines.append(f"server CPU during the predictions: {report.server_cpu_seconds:.1f} s in "
-                     f"{report.prediction_phase_seconds:.1f} s = {share:.0%} of {report.cpus} CPUs")
+                     f"{report.prediction_phase_seconds:.1f} s = {share:.0%} of {report.cpus} CPUs{training}")
+    if report.machine_cpu_seconds is not None and report.server_cpu_seconds is not None:
+        others = report.machine_cpu_seconds - report.server_cpu_seconds
+        lines.append(f"the rest of the machine (this load generator and other processes) used {others:.1f} "
+                     "CPU seconds meanwhile")
+    lines.append(f"server health check answered in: {_seconds(summary['health_latency_s'])}")
     if report.trainings:
         lines += ["", "trainings:", f"  {'session':<11} {'outcome':<8} {'queue wait':>10} {'run time':>9} "
                   f"{'positions':<10} test accuracy"]

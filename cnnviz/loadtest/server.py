@@ -47,6 +47,35 @@ def rss_mb(pid: int | None) -> float | None:
     return None
 
 
+def machine_busy_seconds() -> float | None:
+    """CPU seconds the whole machine has spent busy (all cores, all processes) since boot, from /proc/stat."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(v) for v in stat.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def thread_cpu(pid: int | None) -> dict[int, tuple[int, float]]:
+    """Each live thread of a process: thread id -> (its nice value, its CPU seconds so far).
+
+    Python 3.11 does not name its OS threads, but the training threads lower their own priority
+    (``nice``), so the nice value tells training work from page work.
+    """
+    threads: dict[int, tuple[int, float]] = {}
+    if pid is None:
+        return threads
+    ticks = os.sysconf("SC_CLK_TCK")
+    with contextlib.suppress(OSError):
+        for task in os.scandir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError, IndexError, ValueError), open(f"{task.path}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()  # after "pid (name)": state is fields[0]
+                threads[int(task.name)] = (int(fields[16]), (int(fields[11]) + int(fields[12])) / ticks)
+    return threads
+
+
 def find_listening_pid(port: int) -> int | None:
     """The process listening on a local TCP port (via /proc), or None where that cannot be read."""
     inodes = set()
