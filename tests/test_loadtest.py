@@ -39,6 +39,7 @@ def test_percentiles_are_nearest_rank() -> None:
 @pytest.mark.parametrize("argv, message", [
     (["--url", "localhost:8501"], "is not a server address"),
     (["--sessions", "0"], "--sessions must be at least 1"),
+    (["--think-seconds", "3", "1"], "0 <= MIN <= MAX"),
     (["--image", "no-such-file.png", "--url", "http://127.0.0.1:1"], "no image file"),
 ])
 def test_bad_input_gets_one_sentence(argv: list[str], message: str, capsys) -> None:

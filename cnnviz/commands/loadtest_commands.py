@@ -35,6 +35,9 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
     parser.add_argument("--image", action="append", metavar="PATH",
                         help="an image file to upload (repeat for several; default: the bundled real "
                         "MNIST test digits)")
+    parser.add_argument("--think-seconds", type=float, nargs=2, default=(0.5, 2.0), metavar=("MIN", "MAX"),
+                        help="a student's random pause before each upload (0.5 2.0: the whole class "
+                        "uploads within seconds; a wider range spreads the uploads out)")
     parser.add_argument("--train-images", default="2,000",
                         help="the Train page's training-subset choice for the trainings (2,000)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds any one answer may take (300)")
@@ -65,6 +68,7 @@ def run(args: argparse.Namespace) -> int:
         sessions=args.sessions, trainings=args.trainings,
         predictions_per_session=args.predictions_per_session, images=images, train_images=args.train_images,
         timeout=args.timeout, fetch_media=not args.no_media, seed=args.seed,
+        think_seconds=tuple(args.think_seconds),
     )
     if args.url:
         where = server.attach(args.url, args.server_pid)

@@ -87,6 +87,9 @@ class LoadTestConfig:
             raise ValueError("--trainings cannot be negative.")
         if self.predictions_per_session < 1:
             raise ValueError("--predictions-per-session must be at least 1.")
+        low, high = self.think_seconds
+        if not 0 <= low <= high:
+            raise ValueError("--think-seconds needs MIN and MAX with 0 <= MIN <= MAX.")
 
 
 @dataclass
@@ -555,7 +558,8 @@ def format_report(report: LoadTestReport) -> str:
         f"{'s' if config['predictions_per_session'] != 1 else ''} each, {config['images']} different images) "
         f"+ {config['trainings']} students training ({config['train_dataset']}, "
         f"{config['train_epochs']} epoch, "
-        f"{config['train_images']} images); {report.seconds:.0f} s in all",
+        f"{config['train_images']} images); pauses before uploads {config['think_seconds'][0]:g}-"
+        f"{config['think_seconds'][1]:g} s; {report.seconds:.0f} s in all",
         "",
         "targets:",
     ]
