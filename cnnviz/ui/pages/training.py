@@ -81,13 +81,13 @@ if stop_col.button("Stop", key="train_stop", disabled=not running, icon=":materi
     job.stop()
     job.join(timeout=60)  # it stops after the current step, then scores the test set
     running = not job.snapshot().finished
-busy, waiting = training_queue().counts()
-st.caption(f"Training on this server: {busy} of {training_queue().slots} slots in use, {waiting} run"
-           f"{'s' if waiting != 1 else ''} waiting.")
 
 
 @st.fragment(run_every=0.5 if running else None)
 def live_view() -> None:
+    busy, waiting = training_queue().counts()
+    st.caption(f"Training on this server: {busy} of {training_queue().slots} slots in use, {waiting} run"
+               f"{'s' if waiting != 1 else ''} waiting.")
     current: TrainingJob | None = st.session_state.train_job
     if current is None:
         st.info("Press **Train** to start. Curves appear here as the network learns.")
