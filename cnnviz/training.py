@@ -178,6 +178,14 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def configure_cpu_threads(threads: int | None = None) -> int:
     """Use ``threads`` intra-op threads, else every core this process may run on, unless
     $OMP_NUM_THREADS says otherwise (on a shared machine one thread per job avoids threads waiting
@@ -187,10 +195,7 @@ def configure_cpu_threads(threads: int | None = None) -> int:
         return torch.get_num_threads()
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return torch.get_num_threads()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
+    cores = available_cores()
     if torch.get_num_threads() != cores:
         torch.set_num_threads(cores)
     return cores
