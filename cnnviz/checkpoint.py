@@ -186,6 +186,8 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
         model.load_state_dict(state)
     except (SpecError, RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path.name} has weights that do not match its architecture ({err}).") from err
+    training = metadata.get("training")
+    model.mirror_average = bool(isinstance(training, dict) and training.get("mirror_tta", False))
     model.eval()
     return LoadedModel(model=model, metadata=metadata, path=path)
 

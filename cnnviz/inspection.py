@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnviz.models import class_logits
+
 DEFAULT_TOP_K = 5
 # Layers that change values one by one (no mixing across positions): Grad-CAM reads the last conv
 # layer's output after these, i.e. after its batch norm and ReLU, before any pooling.
@@ -124,7 +126,11 @@ def inspect_image(
             hidden = _run_layer(child, hidden)
             activations.append(_activation(index, child, hidden.detach()))
         logits = model.classifier(hidden)[0]  # (K,)
-        prediction = _prediction(logits.detach(), classes)
+        answer = logits.detach()
+        if getattr(model, "mirror_average", False):  # the answer also sees the mirror image
+            with torch.no_grad():
+                answer = (answer + model(x.flip(-1))[0]) / 2
+        prediction = _prediction(answer, classes)
         target = prediction.index if cam_class is None else _check_class(cam_class, len(logits))
         (gradient,) = torch.autograd.grad(logits[target], feature_map)
     cam = _grad_cam(feature_map.detach()[0], gradient[0], target, layer, x.shape[-2:])
@@ -134,7 +140,7 @@ def inspect_image(
 def predict(model: nn.Module, image: torch.Tensor, classes: Sequence[str] | None = None) -> Prediction:
     """Logits and softmax probabilities for one image ((1, C, H, W) or (C, H, W), normalized)."""
     with _eval_mode(model), torch.inference_mode():
-        logits = model(_as_batch(image))[0]
+        logits = class_logits(model, _as_batch(image))[0]
     return _prediction(logits, classes)
 
 
@@ -143,7 +149,7 @@ def predict_batch(
 ) -> list[Prediction]:
     """One :class:`Prediction` per image of a normalized (N, C, H, W) batch."""
     with _eval_mode(model), torch.inference_mode():
-        logits = model(images)
+        logits = class_logits(model, images)
     return [_prediction(row, classes) for row in logits]
 
 

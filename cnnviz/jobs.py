@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from cnnviz.training import Progress, TrainConfig, TrainResult, train
+from cnnviz.training import Progress, TrainConfig, TrainResult, available_cores, train
 
 
 class TrainingQueue:
@@ -124,7 +124,7 @@ class TrainingJob:
     config: TrainConfig
     data_dir: str | os.PathLike | None = None
     queue: TrainingQueue | None = None  # shared by all sessions of a server; None = start at once
-    cpu_threads: int | None = None  # intra-op threads for this run (None: every core)
+    cpu_threads: int | None = None  # intra-op threads for this run (None: share the cores, see below)
     nice: int = 0  # Linux: lower this thread's priority so page reruns of other students stay quick
     stop_event: threading.Event = field(default_factory=threading.Event)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -192,8 +192,12 @@ class TrainingJob:
                 return
             with self._lock:
                 self._admitted = time.time()
+            threads = self.cpu_threads
+            if threads is None and self.queue is not None:
+                # A lone run gets every core; one admitted beside others gets its share of them.
+                threads = max(1, available_cores() // max(1, self.queue.counts()[0]))
             result = train(self.config, progress=self._on_progress, stop=self.stop_event,
-                           data_dir=self.data_dir, cpu_threads=self.cpu_threads)
+                           data_dir=self.data_dir, cpu_threads=threads)
             with self._lock:
                 self._result = result
         except Exception as err:  # noqa: BLE001 - shown to the student instead of killing the thread

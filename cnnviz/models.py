@@ -30,10 +30,11 @@ PRESETS: dict[str, ModelPreset] = {
     preset.name: preset
     for preset in (
         ModelPreset(
-            "mnist_fast", "mnist", "C24n M C48n M F128 D0.2",
+            "mnist_fast", "mnist", "C16k5s2p2n C32n M F128",
             "Fast MNIST net",
-            "Two convolutions with BatchNorm and max pooling, then one dense layer: reaches 99% on "
-            "MNIST in about one epoch, even on a laptop CPU.",
+            "A 5x5 convolution with stride 2 (it halves the image at once), a 3x3 convolution and a "
+            "max pool, each with BatchNorm, then one dense layer: 99% on MNIST in one epoch, "
+            "about ten seconds on a laptop CPU.",
         ),
         ModelPreset(
             "cifar10_fast", "cifar10", "C24k2p0 C32n M R32 C64n M R64 C128n M R128 G",
@@ -105,9 +106,21 @@ class SpecNet(nn.Module):
         self.classifier_tokens = classifier_tokens
         self.input_shape = input_shape  # (C, H, W)
         self.num_classes = num_classes
+        # Test-time augmentation: the answer averages the logits of the image and its mirror image
+        # (for nets trained with random flips; stored in the checkpoint's training config).
+        self.mirror_average = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
+
+
+def class_logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
+    """The network's answer for a normalized batch: its logits, averaged with those of the mirrored
+    images when the model is marked ``mirror_average`` (flip test-time augmentation)."""
+    logits = model(images)
+    if getattr(model, "mirror_average", False):
+        logits = (logits + model(images.flip(-1))) / 2
+    return logits
 
 
 def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnviz.data import DatasetInfo, dataset_info, load_dataset
-from cnnviz.models import PRESETS, SpecNet, build_model
+from cnnviz.models import PRESETS, SpecNet, build_model, class_logits
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "step", "exp", "constant")
@@ -54,6 +54,7 @@ class TrainConfig:
     test_subset: int | None = None  # evaluate on only the first N test images
     augment: bool = True  # crop + flip for CIFAR-10, small shifts for MNIST
     whiten: bool = False  # initialise a first 2x2 conv with 2*C*4 filters as a frozen patch-whitening layer
+    mirror_tta: bool = False  # answer with the mean logits of an image and its mirror (flip-trained nets)
     seed: int = 0
     device: str = "auto"  # "auto", "cpu" or "cuda"
     compile: bool = False  # torch.compile the model (CUDA only; slow to start)
@@ -90,12 +91,12 @@ def recipe(preset: str, **overrides: Any) -> TrainConfig:
         raise ValueError(f"Unknown preset {preset!r}: choose one of {', '.join(PRESETS)}.")
     spec = PRESETS[preset]
     base = {
-        "mnist_fast": dict(epochs=2, batch_size=256, optimizer="sgd", lr=0.1, weight_decay=5e-4,
+        "mnist_fast": dict(epochs=1, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4,
                            label_smoothing=0.1),
         "cifar10_fast": dict(epochs=12, batch_size=256, optimizer="sgd", lr=0.2, weight_decay=5e-4,
-                             label_smoothing=0.2, whiten=spec.spec.startswith("C24k2p0")),
+                             label_smoothing=0.2, whiten=spec.spec.startswith("C24k2p0"), mirror_tta=True),
         "cifar10_wide": dict(epochs=16, batch_size=256, optimizer="sgd", lr=0.2, weight_decay=5e-4,
-                             label_smoothing=0.2, whiten=True),
+                             label_smoothing=0.2, whiten=True, mirror_tta=True),
         "vgg_classic": dict(epochs=15, batch_size=128, optimizer="adam", lr=2e-3, weight_decay=0.0,
                             label_smoothing=0.0),
     }[preset]
@@ -177,6 +178,14 @@ def device_name(device: torch.device) -> str:
     return f"cpu ({torch.get_num_threads()} threads)"
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def configure_cpu_threads(threads: int | None = None) -> int:
     """Use ``threads`` intra-op threads, else every core this process may run on, unless
     $OMP_NUM_THREADS says otherwise (on a shared machine one thread per job avoids threads waiting
@@ -186,10 +195,7 @@ def configure_cpu_threads(threads: int | None = None) -> int:
         return torch.get_num_threads()
     if os.environ.get("OMP_NUM_THREADS", "").isdigit():
         return torch.get_num_threads()
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        cores = os.cpu_count() or 1
+    cores = available_cores()
     if torch.get_num_threads() != cores:
         torch.set_num_threads(cores)
     return cores
@@ -295,7 +301,7 @@ def predict_logits(
     for start in range(0, len(images), batch_size):
         batch = normalize(images[start:start + batch_size].to(device, non_blocking=True), mean, std)
         with _autocast(device):
-            outputs.append(model(_to_memory_format(batch, device)).float())
+            outputs.append(class_logits(model, _to_memory_format(batch, device)).float())
     model.train(was_training)
     return torch.cat(outputs) if outputs else torch.empty(0, 0)
 
@@ -341,6 +347,7 @@ def train(
     info = dataset_info(config.dataset)
     channels, size, _ = info.image_shape
     model = build_model(config.spec, channels, info.num_classes, size)
+    model.mirror_average = config.mirror_tta  # used by every evaluation, never by a training step
 
     train_images, train_labels, val_images, val_labels = _split_train(config, info, data_dir)
     train_images, train_labels = train_images.to(device), train_labels.to(device)

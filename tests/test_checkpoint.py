@@ -48,6 +48,13 @@ def test_round_trip_keeps_weights_buffers_and_metadata(tmp_path):
     assert torch.load(path, weights_only=True)["format"] == "cnnviz-checkpoint"
 
 
+def test_mirror_averaging_comes_back_from_the_training_config(tmp_path):
+    _, plain = _saved(tmp_path)
+    assert not load_checkpoint(plain).model.mirror_average
+    _, path = _saved(tmp_path, training={"mirror_tta": True, "epochs": 1})
+    assert load_checkpoint(path).model.mirror_average
+
+
 def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):
     _, path = _saved(tmp_path)
     assert [p.name for p in tmp_path.iterdir()] == ["tiny.pt"]

@@ -254,3 +254,23 @@ def test_normalized_inputs_from_the_pipeline_work(model, mnist_test) -> None:
     x = normalize(pixels, data.MNIST_MEAN, data.MNIST_STD)
     torch.testing.assert_close(x, normalized(mnist_test.images[0:1]))
     assert ins.predict(model, x).label == "7"
+
+
+def test_mirror_averaging_answers_with_the_mean_logits_of_image_and_mirror(model, mnist_test) -> None:
+    x = normalized(mnist_test.images[:4])
+    with torch.no_grad():
+        plain, mirrored = model.eval()(x), model(x.flip(-1))
+    model.mirror_average = True
+    try:
+        batch = ins.predict_batch(model, x)
+        single = ins.predict(model, x[:1])
+        inspected = ins.inspect_image(model, x[:1])
+    finally:
+        model.mirror_average = False
+    expected = (plain + mirrored) / 2
+    assert torch.allclose(torch.stack([p.logits for p in batch]), expected, atol=1e-5)
+    assert torch.allclose(single.logits, expected[0], atol=1e-5)
+    assert torch.allclose(inspected.prediction.logits, expected[0], atol=1e-5)
+    assert not torch.allclose(expected, plain, atol=1e-3)  # a digit's mirror is a different picture
+    # the feature maps stay those of the image as given
+    assert torch.equal(inspected.activations[0].values, ins.inspect_image(model, x[:1]).activations[0].values)

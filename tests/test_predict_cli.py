@@ -35,11 +35,16 @@ def write_digit_photos(folder, count: int = 6) -> list[tuple[str, str]]:
 
 
 def own_forward_pass(path: str, model_path) -> torch.Tensor:
-    """The probabilities the model itself gives for a file's preprocessed tensor."""
+    """The probabilities the model itself gives for a file's preprocessed tensor (the mean logits of
+    the image and its mirror image for a model trained to answer that way)."""
     loaded = load_checkpoint(model_path)
     prepared = preprocess(read_image_file(path), loaded.dataset, loaded.mean, loaded.std)
+    x = prepared.tensor
     with torch.inference_mode():
-        return torch.softmax(loaded.model(prepared.tensor)[0], dim=0)
+        logits = loaded.model(x)[0]
+        if loaded.metadata["training"].get("mirror_tta"):
+            logits = (logits + loaded.model(torch.flip(x, dims=[3]))[0]) / 2
+        return torch.softmax(logits, dim=0)
 
 
 @needs(MNIST_MODEL)

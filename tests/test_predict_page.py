@@ -7,6 +7,7 @@ import io
 import numpy as np
 import pytest
 import streamlit as st
+import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
@@ -196,3 +197,18 @@ def test_odd_uploads_each_get_a_prediction_or_one_sentence(page, real_data_dir) 
     jpeg, label = staged_jpeg(real_data_dir)
     upload(page, jpeg, "photo.jpg")
     assert not page.error and page.metric[0].value == str(label)
+
+
+@pytest.mark.skipif(not CIFAR_MODEL.is_file(), reason="models/cifar10.pt is missing")
+def test_a_mirror_averaging_model_says_so_and_answers_that_way(page) -> None:
+    choose_model(page, "cifar10")
+    assert not page.exception, [e.value for e in page.exception]
+    loaded = load_checkpoint(CIFAR_MODEL)
+    assert loaded.model.mirror_average
+    assert any("mirror image (test-time augmentation)" in c.value for c in page.caption)
+    sample = page.selectbox(key="predict_sample").value
+    x = prepare_dataset_pixels(load_sample(sample), "cifar10", loaded.mean, loaded.std).tensor
+    with torch.inference_mode():
+        logits = (loaded.model(x) + loaded.model(x.flip(-1)))[0] / 2
+    assert page.metric[0].value == loaded.classes[int(logits.argmax())]
+    assert page.metric[0].delta == f"{float(torch.softmax(logits, 0).max()):.1%} sure"

@@ -78,3 +78,8 @@ def test_bench_train_json(real_data_dir):
     assert report["epochs"] == len(per_epoch) and per_epoch[-1] == report["accuracy"]
     assert all(accuracy < 0.5 for accuracy in per_epoch[:-1])
     assert 0 < report["seconds_to_target"] < 120 and report["device"].startswith("cpu")
+
+
+def test_bench_train_refuses_a_preset_of_the_other_dataset():
+    wrong = run_cli("bench", "train", "--dataset", "mnist", "--preset", "cifar10_wide", "--target", "0.5")
+    assert wrong.returncode == 2 and "made for cifar10, not mnist" in wrong.stderr

@@ -71,6 +71,8 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
     )
     bench.add_argument("--dataset", required=True, choices=list(data.DATASETS))
     bench.add_argument("--target", required=True, type=float, help="test accuracy to reach, 0..1 or percent")
+    bench.add_argument("--preset", choices=list(PRESETS),
+                       help="the preset to train (default: the dataset's fastest)")
     bench.add_argument("--epochs", type=int, help="length of the learning-rate schedule (default: recipe's)")
     bench.add_argument("--train-subset", type=int, help="train on the first N images only (quick checks)")
     bench.add_argument("--seed", type=int, default=0)
@@ -197,8 +199,11 @@ def run_bench_train(args: argparse.Namespace) -> int:
         raise ValueError("--target must be a test accuracy between 0 and 1 (or a percentage).")
     overrides = {key: value for key, value in (("epochs", args.epochs), ("train_subset", args.train_subset))
                  if value}
+    preset = args.preset or FASTEST_PRESET[args.dataset]
+    if PRESETS[preset].dataset != args.dataset:
+        raise ValueError(f"The preset {preset} is made for {PRESETS[preset].dataset}, not {args.dataset}.")
     config = recipe(
-        FASTEST_PRESET[args.dataset], device=args.device, seed=args.seed, val_fraction=0.0,
+        preset, device=args.device, seed=args.seed, val_fraction=0.0,
         test_every_epoch=True, target_accuracy=target, **overrides,
     )
     started = time.perf_counter()
@@ -206,7 +211,7 @@ def run_bench_train(args: argparse.Namespace) -> int:
     seconds = time.perf_counter() - started
     reached = result.test_accuracy is not None and result.test_accuracy >= target
     report = {
-        "dataset": args.dataset, "preset": FASTEST_PRESET[args.dataset], "spec": config.spec,
+        "dataset": args.dataset, "preset": preset, "spec": config.spec,
         "target": target, "reached": reached, "accuracy": result.test_accuracy,
         "seconds_to_target": round(seconds, 2) if reached else None, "seconds": round(seconds, 2),
         "epochs": result.history[-1]["epoch"] if result.history else 0,

@@ -65,15 +65,6 @@ def training_queue() -> TrainingQueue:
     return TrainingQueue(limits.training_slots(torch.cuda.device_count()), limits.max_queue)
 
 
-def training_threads() -> int:
-    """Intra-op CPU threads per run: the cores shared among the runs that may train at once."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:
-        cores = os.cpu_count() or 1
-    return max(1, cores // training_queue().slots)
-
-
 @dataclass
 class SessionJobs:
     """The training jobs this session started, so they can be stopped when the session ends."""

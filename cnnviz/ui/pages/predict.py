@@ -33,6 +33,9 @@ except ValueError as err:
     st.stop()
 accuracy = f", {loaded.test_accuracy:.2%} right on the test set" if loaded.test_accuracy else ""
 st.caption(f"{loaded.name}: {loaded.spec} on {loaded.dataset.upper()}{accuracy}.")
+if loaded.model.mirror_average:
+    st.caption("This model answers with the average of its outputs for your image and for its mirror "
+               "image (test-time augmentation); the feature maps and Grad-CAM below are those of your image.")
 
 prepared = parts.choose_input(loaded)
 if prepared is None:

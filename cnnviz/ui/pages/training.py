@@ -11,7 +11,7 @@ from cnnviz.summary import summarize_spec
 from cnnviz.training import TrainConfig, recipe
 from cnnviz.ui import training_parts as parts
 from cnnviz.ui.figures.training import compare_runs, learning_curves
-from cnnviz.ui.host import TRAINING_NICE, host_limits, session_jobs, training_queue, training_threads
+from cnnviz.ui.host import TRAINING_NICE, host_limits, session_jobs, training_queue
 
 st.title("Train a network")
 st.markdown("Choose a dataset and an architecture, press **Train**, and watch the network learn: the "
@@ -69,7 +69,7 @@ if start_col.button("Train", type="primary", key="train_start", disabled=running
     if refusal:
         st.error(refusal)
     else:
-        job = TrainingJob(config, queue=training_queue(), cpu_threads=training_threads(), nice=TRAINING_NICE)
+        job = TrainingJob(config, queue=training_queue(), nice=TRAINING_NICE)
         if job.start():
             st.session_state.train_job = job
             session_jobs().watch(job)  # stopped if this tab is closed
@@ -81,13 +81,13 @@ if stop_col.button("Stop", key="train_stop", disabled=not running, icon=":materi
     job.stop()
     job.join(timeout=60)  # it stops after the current step, then scores the test set
     running = not job.snapshot().finished
-busy, waiting = training_queue().counts()
-st.caption(f"Training on this server: {busy} of {training_queue().slots} slots in use, {waiting} run"
-           f"{'s' if waiting != 1 else ''} waiting.")
 
 
 @st.fragment(run_every=0.5 if running else None)
 def live_view() -> None:
+    busy, waiting = training_queue().counts()
+    st.caption(f"Training on this server: {busy} of {training_queue().slots} slots in use, {waiting} run"
+               f"{'s' if waiting != 1 else ''} waiting.")
     current: TrainingJob | None = st.session_state.train_job
     if current is None:
         st.info("Press **Train** to start. Curves appear here as the network learns.")
