@@ -141,6 +141,9 @@ class StreamlitSession:
         self.run_started_at: dict[int, float] = {}
         self.run_finished_at: dict[int, float] = {}
         self.bytes_received = 0
+        # When each kind of element first arrived ("progress", and "metric:<label>" for metrics):
+        # redraws replace elements, so this keeps the moment a thing was first shown.
+        self.first_seen: dict[str, float] = {}
         self._widget_states: dict[str, Any] = {}  # widget id -> WidgetState (values, not triggers)
         self._uploads: dict[str, Any] = {}  # widget id -> FileURLs of the file it holds
         self._cache: dict[str, Any] = {}  # hash -> ForwardMsg the server may refer to
@@ -415,8 +418,12 @@ class StreamlitSession:
             element = message.delta.new_element
             element_kind = element.WhichOneof("type")
             path = tuple(message.metadata.delta_path)
-            self.elements[path] = ShownElement(element_kind, getattr(element, element_kind), path,
-                                               self.runs_started, message.delta.fragment_id, now)
+            shown = ShownElement(element_kind, getattr(element, element_kind), path, self.runs_started,
+                                 message.delta.fragment_id, now)
+            self.elements[path] = shown
+            self.first_seen.setdefault(element_kind, now)
+            if element_kind == "metric":
+                self.first_seen.setdefault(f"metric:{shown.proto.label}", now)
             if element_kind == "exception":
                 error = element.exception
                 self.exceptions.append(f"{self.name}: {error.type}: {error.message}")

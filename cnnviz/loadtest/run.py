@@ -377,6 +377,7 @@ async def start_training(
     if not subset:
         raise SessionError(f"{session.name}: the Train page shows no training-images choice")
     await session.choose(subset[0], config.train_images)
+    session.first_seen.clear()
     sent, before = await session.click(TRAIN_KEY)
     await session.wait_run_end(sent, before, "the page after Train")  # Train reruns the page once more
     if session.find("alert", REFUSED_TEXT):
@@ -400,7 +401,7 @@ async def follow_training(session: StreamlitSession, record: TrainingRecord, cli
         return [e.text for e in session.find("alert") if e.format_name == "ERROR"] + session.exceptions
 
     await session.wait_until(admitted, "progress bar (training admitted)", config.training_timeout)
-    progress = min((e.received for e in session.find("progress")), default=time.perf_counter())
+    progress = session.first_seen.get("progress", time.perf_counter())
     record.queue_wait = progress - clicked
 
     def finished() -> bool:
@@ -411,7 +412,7 @@ async def follow_training(session: StreamlitSession, record: TrainingRecord, cli
         record.outcome, record.error = "error", f"{session.name}: " + "; ".join(failed())
         return
     result = session.find("metric", TEST_ACCURACY_LABEL)[0]
-    record.run_seconds = result.received - progress
+    record.run_seconds = session.first_seen[f"metric:{TEST_ACCURACY_LABEL}"] - progress
     record.test_accuracy = result.proto.body
     record.outcome = "done"
 
