@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import tempfile
-from pathlib import Path
 
 from cnnviz.loadtest import server
 from cnnviz.loadtest.run import LoadTestConfig, UploadImage, default_images, read_images, run_load_test
@@ -44,7 +42,6 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
     parser.add_argument("--no-media", action="store_true",
                         help="do not fetch each prediction's images afterwards (a browser does)")
     parser.add_argument("--seed", type=int, default=0, help="for the students' pauses (0)")
-    parser.add_argument("--server-log", metavar="PATH", help="where the started server writes its log")
     parser.add_argument("--json", action="store_true", help="print JSON")
     parser.set_defaults(func=run)
 
@@ -75,8 +72,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         # The server started here runs this checkout's models, so each answer can be checked.
         config.expected_labels = expected_labels(images)
-        log = Path(args.server_log) if args.server_log else Path(tempfile.mkdtemp()) / "streamlit-server.log"
-        where = server.start(log)
+        where = server.start()
     with where as target:
         report = asyncio.run(run_load_test(target.url, target.pid, config))
     if args.json:

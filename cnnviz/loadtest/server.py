@@ -12,8 +12,10 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +24,7 @@ from urllib.parse import urlsplit
 REPO = Path(__file__).resolve().parents[2]
 HEALTH_TIMEOUT_S = 90.0
 LISTEN_STATE = "0A"  # TCP_LISTEN in /proc/net/tcp
+LOG_LINES_KEPT = 40  # of a started server's output, for the error message when it fails
 
 
 @dataclass(frozen=True)
@@ -154,8 +157,12 @@ def attach(url: str, pid: int | None = None) -> Iterator[Server]:
 
 
 @contextlib.contextmanager
-def start(log_path: Path | None = None, env: dict[str, str] | None = None) -> Iterator[Server]:
-    """``streamlit run app.py`` on a free local port, as a teacher would run it; stopped at the end."""
+def start(env: dict[str, str] | None = None) -> Iterator[Server]:
+    """``streamlit run app.py`` on a free local port, as a teacher would run it; stopped at the end.
+
+    Its output is kept in memory (the last lines), never written to disk, and shown when the
+    server fails to start.
+    """
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [
@@ -163,11 +170,16 @@ def start(log_path: Path | None = None, env: dict[str, str] | None = None) -> It
         "--server.port", str(port), "--server.address", "127.0.0.1",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]
-    log = open(log_path, "w") if log_path else subprocess.DEVNULL  # noqa: SIM115 - closed below
     process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})},
-                               stdout=log, stderr=subprocess.STDOUT)
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+    output: deque[str] = deque(maxlen=LOG_LINES_KEPT)
+    reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)  # drains the pipe
+    reader.start()
     try:
-        wait_healthy(url, process)
+        try:
+            wait_healthy(url, process)
+        except ValueError as err:
+            raise ValueError(f"{err} Its last output:\n{''.join(output)}") from None
         yield Server(url, process.pid, started_here=True)
     finally:
         process.terminate()
@@ -176,5 +188,4 @@ def start(log_path: Path | None = None, env: dict[str, str] | None = None) -> It
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-        if log_path:
-            log.close()
+        reader.join(timeout=5)
