@@ -83,7 +83,7 @@ if stop_col.button("Stop", key="train_stop", disabled=not running, icon=":materi
     running = not job.snapshot().finished
 
 
-@st.fragment(run_every=0.5 if running else None)
+@st.fragment(run_every=2.0 if running else None)
 def live_view() -> None:
     busy, waiting = training_queue().counts()
     st.caption(f"Training on this server: {busy} of {training_queue().slots} slots in use, {waiting} run"
