@@ -60,6 +60,18 @@ def _protos() -> SimpleNamespace:
     )
 
 
+def http_session() -> requests.Session:
+    """HTTP for uploads and images. Like a browser, it tries a request once more when a kept-alive
+    connection turns out to be closed by the server (uvicorn closes idle ones after 5 s)."""
+    from urllib3.util.retry import Retry
+
+    session = requests.Session()
+    retry = Retry(total=1, connect=1, read=1, status=0, other=0, allowed_methods=None, raise_on_status=False)
+    session.mount("http://", requests.adapters.HTTPAdapter(max_retries=retry))
+    session.mount("https://", requests.adapters.HTTPAdapter(max_retries=retry))
+    return session
+
+
 def websocket_url(base_url: str) -> str:
     """``http://host:port/base`` -> ``ws://host:port/base/_stcore/stream``."""
     scheme, rest = base_url.rstrip("/").split("://", 1)
@@ -152,7 +164,7 @@ class StreamlitSession:
         self._fragment_run = False
         self._changed = asyncio.Condition()
         self._closed_reason: str | None = None
-        self._http = requests.Session()
+        self._http = http_session()
         self._xsrf: str | None = None
         self._ws: Any = None
         self._reader: asyncio.Task | None = None
@@ -163,7 +175,11 @@ class StreamlitSession:
         """Get the XSRF cookie and open the websocket, as the frontend does on load."""
         from websockets.asyncio.client import connect
 
-        response = await asyncio.to_thread(self._http.get, self.base_url + HEALTH_PATH, timeout=self.timeout)
+        try:
+            response = await asyncio.to_thread(self._http.get, self.base_url + HEALTH_PATH,
+                                               timeout=self.timeout)
+        except requests.RequestException as err:
+            raise SessionError(f"{self.name}: {HEALTH_PATH} failed: {err}") from None
         if response.status_code != 200:
             raise SessionError(f"{self.name}: {HEALTH_PATH} answered HTTP {response.status_code}")
         self._xsrf = self._http.cookies.get(XSRF_COOKIE)
@@ -330,7 +346,10 @@ class StreamlitSession:
         urls = protos.FileURLs()
         urls.CopyFrom(response.file_urls[0])
         previous = self._uploads.get(widget_id)
-        await asyncio.to_thread(self._put_file, urls, filename, data, content_type, previous)
+        try:
+            await asyncio.to_thread(self._put_file, urls, filename, data, content_type, previous)
+        except requests.RequestException as err:
+            raise SessionError(f"{self.name}: the upload failed: {err}") from None
         self._uploads[widget_id] = urls
         info = protos.UploadedFileInfo(name=filename, size=len(data), file_id=urls.file_id, file_urls=urls)
         self._widget_states[widget_id] = protos.WidgetState(
@@ -356,7 +375,10 @@ class StreamlitSession:
     async def fetch_media(self, since_run: int = 0) -> int:
         """GET the page's images as a browser would; returns the bytes read. SessionError on a failed one."""
         urls = self.media_urls(since_run)
-        return await asyncio.to_thread(self._get_all, urls) if urls else 0
+        try:
+            return await asyncio.to_thread(self._get_all, urls) if urls else 0
+        except requests.RequestException as err:
+            raise SessionError(f"{self.name}: fetching the page's images failed: {err}") from None
 
     def _get_all(self, urls: list[str]) -> int:
         total = 0
