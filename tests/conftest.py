@@ -5,17 +5,15 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cnnviz import data
+from cnnviz.loadtest.server import free_port, wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -47,33 +45,13 @@ def real_data_dir() -> Path:
 
 # --- a real Streamlit server ---------------------------------------------------------------
 
-def _free_port() -> int:
-    with contextlib.closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _wait_healthy(url: str, process: subprocess.Popen, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"streamlit exited with status {process.returncode}")
-        with contextlib.suppress(OSError), urllib.request.urlopen(
-            f"{url}/_stcore/health", timeout=2
-        ) as response:
-            if response.read().strip() == b"ok":
-                return
-        time.sleep(0.3)
-    raise TimeoutError(f"streamlit did not answer at {url} within {timeout} s")
-
-
 @contextlib.contextmanager
 def running_app(
     log_dir: Path, env_overrides: dict[str, str] | None = None, options: tuple[str, ...] = (),
 ) -> Iterator[tuple[str, subprocess.Popen]]:
     """`streamlit run app.py` on a free local port with extra environment and server options;
     yields (base URL, process) and copies the server log into tests/artifacts/ at the end."""
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = log_dir / "server.log"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -90,7 +68,7 @@ def running_app(
     with open(log_path, "w") as log:
         process = subprocess.Popen(command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
-        _wait_healthy(url, process)
+        wait_healthy(url, process, timeout=60)
         yield url, process
     finally:
         process.terminate()
