@@ -10,9 +10,11 @@ from cnnviz.models import build_model
 from cnnviz.ui.figures.inspection import (
     COLOUR_TABLE,
     GAP_RGB,
+    GRID_WIDTH_PX,
     MAP_GAP,
     architecture_strip,
     feature_map_image,
+    grid_display_width,
     probability_bars,
     tile_maps,
 )
@@ -35,12 +37,13 @@ def test_feature_map_image_colours_low_to_high() -> None:
     maps = torch.tensor([[[-2.0, 0.0], [1.0, 6.0]], [[3.0, 3.0], [3.0, 3.0]]])  # (2, 2, 2)
     picture, low, high = feature_map_image(maps, shared_scale=True, per_row=2)
     assert (low, high) == (-2.0, 6.0)
-    factor = picture.shape[1] // 5
-    assert picture.shape == (2 * factor, 5 * factor, 3)
+    assert picture.shape == (2, 5, 3)  # one pixel per value, a one-pixel gap between the maps
     np.testing.assert_array_equal(picture[0, 0], COLOUR_TABLE[0])  # the lowest value
-    np.testing.assert_array_equal(picture[factor, factor], COLOUR_TABLE[255])  # the highest
-    np.testing.assert_array_equal(picture[0, 2 * factor], GAP_RGB)
-    np.testing.assert_array_equal(picture[0, 3 * factor], COLOUR_TABLE[int((3 + 2) / 8 * 255)])
+    np.testing.assert_array_equal(picture[1, 1], COLOUR_TABLE[255])  # the highest
+    np.testing.assert_array_equal(picture[0, 2], GAP_RGB)
+    np.testing.assert_array_equal(picture[0, 3], COLOUR_TABLE[int((3 + 2) / 8 * 255)])
+    assert grid_display_width(5) % 5 == 0 and GRID_WIDTH_PX - 5 < grid_display_width(5) <= GRID_WIDTH_PX
+    assert grid_display_width(2000) == 2000
 
 
 def test_probability_bars_show_every_class_with_its_logit() -> None:

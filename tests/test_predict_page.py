@@ -13,7 +13,7 @@ from streamlit.testing.v1 import AppTest
 
 from cnnviz.checkpoint import MODELS_DIR, load_checkpoint
 from cnnviz.image_io import decode_image
-from cnnviz.inspection import predict
+from cnnviz.inspection import inspect_image, predict
 from cnnviz.preprocess import prepare_dataset_pixels, preprocess
 from cnnviz.samples import list_samples, load_sample
 from cnnviz.ui.navigation import PAGES
@@ -42,6 +42,11 @@ def choose_model(app: AppTest, stem: str) -> None:
     box.select_index(next(i for i, label in enumerate(box.options) if label.startswith(stem))).run()
 
 
+def open_view(app: AppTest, label: str) -> None:
+    app.session_state["predict_view"] = label  # as a click on that tab does
+    app.run()
+
+
 def upload(app: AppTest, data: bytes, name: str) -> None:
     app.file_uploader(key="predict_upload").set_value((name, data, "application/octet-stream")).run()
 
@@ -60,7 +65,18 @@ def test_page_is_registered_and_a_sample_is_predicted_like_the_model_does(page) 
     assert page.metric[0].label == "Prediction"
     prepared = prepare_dataset_pixels(load_sample(sample_box.value), "mnist", loaded.mean, loaded.std)
     assert page.metric[0].value == predict(loaded.model, prepared.tensor, loaded.classes).label
-    assert len(page.tabs) >= 4  # conv, ReLU, pool ... each in its own tab
+    steps = len(prepared.steps)
+    assert len(page.tabs) == 4 and len(page.get("image")) == steps  # only the open tab's content is sent
+
+    open_view(page, "Layer by layer")
+    assert not page.exception, [e.value for e in page.exception]
+    layers = [a for a in inspect_image(loaded.model, prepared.tensor, loaded.classes).activations
+              if a.kind not in ("BatchNorm2d", "Dropout", "Identity")]
+    views = [t.label for t in page.tabs][:3]
+    layer_tabs = [t.label for t in page.tabs if t.label not in views and t.label != "First-layer filters"]
+    assert layer_tabs == [a.name for a in layers]  # conv, ReLU, pool ... one tab each
+    assert len(page.get("image")) == 1  # the first layer's maps only
+    assert str(layers[0].shape[0]) in page.get("image")[0].proto.imgs[0].caption
 
 
 def test_broken_upload_gives_one_sentence_then_a_good_upload_works(page, real_data_dir) -> None:
@@ -91,6 +107,7 @@ def test_camera_and_blank_canvas_and_grad_cam_class(page) -> None:
     assert len(page.error) == 1 and "blank" in page.error[0].value  # one sentence, no prediction
 
     page.radio(key="predict_source").set_value("Test-set sample").run()
+    open_view(page, "Where it looked (Grad-CAM)")
     page.selectbox(key="predict_cam_class_mnist").set_value("3").run()
     assert not page.exception
     assert any("**3**" in c.value for c in page.caption)
@@ -117,8 +134,17 @@ def test_real_browser_upload_of_a_staged_photo(app_server, browser_page, real_da
     main.get_by_test_id("stMetricValue").wait_for()
     assert_no_exception(browser_page)
     assert main.get_by_test_id("stMetricValue").inner_text().strip() == str(label)
-    assert main.get_by_test_id("stPlotlyChart").count() >= 4
+    assert main.get_by_test_id("stPlotlyChart").count() == 1  # probabilities; other views wait for a click
     save_screenshot(browser_page, "page-predict-upload")
+    main.get_by_role("tab", name="Layer by layer").click()
+    wait_until_idle(browser_page)
+    main.get_by_text("Look closer: channel").wait_for()
+    assert_no_exception(browser_page)
+    assert main.get_by_test_id("stPlotlyChart").count() == 3  # probabilities, architecture, one map
+    rendering = main.locator("[class*='st-key-crisp_predict_maps'] img").first.evaluate(
+        "img => getComputedStyle(img).imageRendering")
+    assert rendering == "pixelated"  # the small grid is scaled up with square cells, not blurred
+    save_screenshot(browser_page, "page-predict-layers")
 
 
 def test_a_model_trained_in_this_session_can_be_picked(page) -> None:
@@ -212,3 +238,17 @@ def test_a_mirror_averaging_model_says_so_and_answers_that_way(page) -> None:
         logits = (loaded.model(x) + loaded.model(x.flip(-1)))[0] / 2
     assert page.metric[0].value == loaded.classes[int(logits.argmax())]
     assert page.metric[0].delta == f"{float(torch.softmax(logits, 0).max()):.1%} sure"
+
+
+def test_step_frames_are_square_and_big_photos_are_shrunk() -> None:
+    from cnnviz.ui.predict_parts import FRAME_RGB, STEP_PX, square_frame
+
+    digit = np.full((20, 12), 200, dtype=np.uint8)  # (H, W) tall and thin
+    framed = square_frame(digit)
+    assert framed.shape == (20, 20, 3) and (framed[:, 4:16] == 200).all()
+    assert (framed[:, :4] == FRAME_RGB).all()
+    photo = np.zeros((480, 640, 3), dtype=np.uint8)  # a landscape photo: black
+    small = square_frame(photo)
+    assert small.shape == (STEP_PX, STEP_PX, 3)
+    middle, top = small[STEP_PX // 2, STEP_PX // 2], small[2, STEP_PX // 2]
+    assert (middle == 0).all() and (top == FRAME_RGB).all()  # the photo in the middle, bands above and below

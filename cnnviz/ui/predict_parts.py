@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import streamlit as st
+from PIL import Image
 
 from cnnviz.checkpoint import MODELS_DIR, LoadedModel, list_models, load_checkpoint, saved_models_dir
 from cnnviz.image_io import UPLOAD_EXTENSIONS, ImageError, decode_array, decode_image
@@ -18,6 +19,7 @@ INPUTS = ("Test-set sample", "Upload", "Draw a digit", "Camera")
 CANVAS_SIDE = 280  # px on screen: 10 per MNIST pixel
 CANVAS_STROKE = 22  # px: about MNIST's stroke width relative to the digit
 FRAME_RGB = (243, 245, 249)  # the page's secondary background: the margin around a step's image
+STEP_PX = 224  # a step's picture is sent at most this big (shown about 100 px wide, 2x for sharp screens)
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ def drawn_digit(loaded: LoadedModel) -> Preprocessed | None:
 
 def square_frame(image: np.ndarray) -> np.ndarray:
     """A step's (H, W) or (H, W, 3) uint8 image centred on a square of the page's background, so
-    that a row of steps lines up and a thin digit keeps its true shape."""
+    that a row of steps lines up and a thin digit keeps its true shape; at most ``STEP_PX`` square."""
     rgb = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image  # (H, W, 3)
     height, width = rgb.shape[:2]
     side = max(height, width)
@@ -126,4 +128,8 @@ def square_frame(image: np.ndarray) -> np.ndarray:
     framed[:] = FRAME_RGB
     top, left = (side - height) // 2, (side - width) // 2
     framed[top:top + height, left:left + width] = rgb
-    return framed
+    if side <= STEP_PX:
+        return framed
+    # A photo's early steps are large: shrink them here (averaging, no aliasing) rather than send them
+    # whole to be shrunk by the browser.
+    return np.asarray(Image.fromarray(framed).resize((STEP_PX, STEP_PX), Image.Resampling.BOX))

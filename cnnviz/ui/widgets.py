@@ -8,8 +8,20 @@ import numpy as np
 import streamlit as st
 import torch
 from PIL import Image
+from streamlit.delta_generator import DeltaGenerator
 
 from cnnviz.samples import Sample, load_sample
+
+CRISP_KEY_PREFIX = "crisp_"
+# Images inside a container keyed crisp_* are scaled up by the browser with square pixels: the page
+# sends a small picture (one pixel per value) and the student still sees every value as a cell.
+CRISP_CSS = f"<style>[class*='st-key-{CRISP_KEY_PREFIX}'] img {{image-rendering: pixelated;}}</style>"
+
+
+def crisp_images(name: str) -> DeltaGenerator:
+    """A container whose images the browser scales up without blurring (nearest neighbour)."""
+    st.html(CRISP_CSS)  # style-only HTML takes no room on the page
+    return st.container(key=CRISP_KEY_PREFIX + name)
 
 
 def pixel_image(pixels: torch.Tensor, size: int = 112) -> Image.Image:

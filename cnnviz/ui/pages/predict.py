@@ -7,12 +7,20 @@ from cnnviz.inspection import heatmap_overlay, inspect_image, layer_summaries, s
 from cnnviz.predict import INFERENCE_THREADS
 from cnnviz.results import first_layer_filters
 from cnnviz.ui import predict_parts as parts
-from cnnviz.ui.figures.inspection import architecture_strip, feature_map_image, probability_bars, single_map
+from cnnviz.ui.figures.inspection import (
+    architecture_strip,
+    feature_map_image,
+    grid_display_width,
+    probability_bars,
+    single_map,
+)
 from cnnviz.ui.figures.training import filter_grid
-from cnnviz.ui.widgets import pixel_image
+from cnnviz.ui.widgets import crisp_images, pixel_image
 
 STEP_COLUMNS = 8
 CHART = {"width": "stretch", "config": {"displayModeBar": False}}
+VIEWS = ("How your image was prepared", "Where it looked (Grad-CAM)", "Layer by layer",
+         "First-layer filters")
 HIDDEN_KINDS = ("BatchNorm2d", "Dropout", "Dropout2d", "Identity")  # maps nearly equal to the layer before
 
 torch.set_num_threads(INFERENCE_THREADS)  # this script's thread only (see cnnviz.predict)
@@ -40,12 +48,6 @@ if loaded.model.mirror_average:
 prepared = parts.choose_input(loaded)
 if prepared is None:
     st.stop()
-
-st.subheader("1 · How your image was prepared")
-columns = st.columns(max(len(prepared.steps), STEP_COLUMNS))  # equal sizes for 2 steps or 8
-for column, step in zip(columns, prepared.steps, strict=False):
-    column.image(parts.square_frame(step.image), caption=f"{step.title}: {step.description}", width="stretch")
-
 # Grad-CAM needs one backward pass, so this runs with gradients on (no weights are changed).
 cam_key = f"predict_cam_class_{loaded.dataset}"
 cam_choice = st.session_state.get(cam_key, "predicted class")
@@ -53,7 +55,7 @@ cam_class = loaded.classes.index(cam_choice) if cam_choice in loaded.classes els
 inspection = inspect_image(loaded.model, prepared.tensor, loaded.classes, cam_class=cam_class)
 prediction = inspection.prediction
 
-st.subheader("2 · What the network answers")
+st.subheader("What the network answers")
 left, right = st.columns([1, 2], gap="large")
 with left:
     st.metric("Prediction", prediction.label, f"{prediction.probability:.1%} sure", delta_color="off",
@@ -66,48 +68,69 @@ with left:
 with right:
     st.plotly_chart(probability_bars(prediction, top_k), key="predict_bars", **CHART)
 
-st.subheader("3 · Where it looked (Grad-CAM)")
-left, right = st.columns([1, 2], gap="large")
-with left:
-    st.selectbox("Explain the class", ["predicted class", *loaded.classes], key=cam_key)
-    cam = inspection.grad_cam
-    st.caption(f"Red and yellow: the parts of the input that raised the score of "
-               f"**{loaded.classes[cam.class_index]}** most, from the gradients at layer {cam.layer_index}'s "
-               f"{tuple(cam.coarse.shape)[0]} x {tuple(cam.coarse.shape)[1]} feature maps.")
-with right:
-    pixels = prepared.pixels.permute(1, 2, 0).numpy()  # (C, H, W) -> (H, W, C)
-    overlay = heatmap_overlay(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, cam.heatmap)
-    overlay_chw = torch.from_numpy(overlay).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
-    st.image([pixel_image(prepared.pixels, 196), pixel_image(overlay_chw, 196)],
-             caption=["the network's input", f"Grad-CAM for {loaded.classes[cam.class_index]}"])
+# Only the open tab's content is computed and sent: on a class's hosted demo every upload redraws
+# this page, and the closed tabs would cost as much again.
+prepared_tab, cam_tab, layers_tab, filters_tab = st.tabs(list(VIEWS), key="predict_view", on_change="rerun")
 
-st.subheader("4 · The layers and their outputs")
-st.plotly_chart(architecture_strip(layer_summaries(loaded.model, loaded.input_shape), loaded.input_shape),
-                key="predict_architecture", **CHART)
-shared = st.toggle("One colour scale per layer (off: each map stretched to its own min..max)", value=True,
-                   key="predict_shared_scale")
-shown = [a for a in inspection.activations if a.kind not in HIDDEN_KINDS]
-for tab, activation in zip(st.tabs([a.name for a in shown]), shown, strict=True):
-    with tab:
-        picture, low, high = feature_map_image(activation.values, shared)
-        channels, height, width = activation.shape
-        scale = (f"dark purple = {low:.2f}, yellow = {high:.2f}" if shared
-                 else "each map from its own lowest (dark purple) to highest (yellow) value")
-        st.image(picture, caption=f"Output of layer {activation.name}: {channels} feature maps of "
-                 f"{height} x {width}, numbered left to right from 0; {scale}.")
+with prepared_tab:
+    if prepared_tab.open:
+        st.markdown("How your image was turned into the network's input, step by step.")
+        with crisp_images("predict_steps"):
+            columns = st.columns(max(len(prepared.steps), STEP_COLUMNS))  # equal sizes for 2 steps or 8
+            for column, step in zip(columns, prepared.steps, strict=False):
+                column.image(parts.square_frame(step.image), caption=f"{step.title}: {step.description}",
+                             width="stretch")
 
-st.markdown("**Look closer**: one feature map with its values (point at a cell).")
-pick_layer, pick_channel, chart = st.columns([1, 1, 3])
-layer = pick_layer.selectbox("Layer", range(len(shown)), format_func=lambda i: shown[i].name,
-                             key=f"predict_layer_{choice.label}")
-activation = shown[layer]
-channel = pick_channel.number_input("Channel", 0, activation.shape[0] - 1, 0,
-                                    key=f"predict_channel_{choice.label}_{activation.index}")
-chart.plotly_chart(single_map(activation.values[channel], f"{activation.name}, channel {channel}"),
-                   key="predict_single_map", **CHART)
+with cam_tab:
+    if cam_tab.open:
+        left, right = st.columns([1, 2], gap="large")
+        with left:
+            st.selectbox("Explain the class", ["predicted class", *loaded.classes], key=cam_key)
+            cam = inspection.grad_cam
+            st.caption(f"Red and yellow: the parts of the input that raised the score of "
+                       f"**{loaded.classes[cam.class_index]}** most, from the gradients at layer "
+                       f"{cam.layer_index}'s {tuple(cam.coarse.shape)[0]} x {tuple(cam.coarse.shape)[1]} "
+                       "feature maps.")
+        with right:
+            pixels = prepared.pixels.permute(1, 2, 0).numpy()  # (C, H, W) -> (H, W, C)
+            overlay = heatmap_overlay(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, cam.heatmap)
+            overlay_chw = torch.from_numpy(overlay).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
+            st.image([pixel_image(prepared.pixels, 196), pixel_image(overlay_chw, 196)],
+                     caption=["the network's input", f"Grad-CAM for {loaded.classes[cam.class_index]}"])
 
-filters = first_layer_filters(loaded.model)
-if filters is not None:
-    st.markdown(f"**The {len(filters)} first-layer filters** (bright = large weight): each slid over the "
-                "input to make one map of the first layer.")
-    st.plotly_chart(filter_grid(filters, per_row=12), key="predict_filters", **CHART)
+with layers_tab:
+    if layers_tab.open:
+        st.plotly_chart(architecture_strip(layer_summaries(loaded.model, loaded.input_shape),
+                                           loaded.input_shape), key="predict_architecture", **CHART)
+        shared = st.toggle("One colour scale per layer (off: each map stretched to its own min..max)",
+                           value=True, key="predict_shared_scale")
+        shown = [a for a in inspection.activations if a.kind not in HIDDEN_KINDS]
+        layer_tabs = st.tabs([a.name for a in shown], key=f"predict_layer_{choice.label}", on_change="rerun")
+        for tab, activation in zip(layer_tabs, shown, strict=True):
+            if not tab.open:
+                continue
+            picture, low, high = feature_map_image(activation.values, shared)
+            channels, height, width = activation.shape
+            scale = (f"dark purple = {low:.2f}, yellow = {high:.2f}" if shared
+                     else "each map from its own lowest (dark purple) to highest (yellow) value")
+            with tab, crisp_images("predict_maps"):
+                st.image(picture, width=grid_display_width(picture.shape[1]),
+                         caption=f"Output of layer {activation.name}: {channels} feature maps of "
+                         f"{height} x {width}, numbered left to right from 0; {scale}.")
+                pick, chart = st.columns([1, 3])
+                channel = pick.number_input("Look closer: channel", 0, channels - 1, 0,
+                                            key=f"predict_channel_{choice.label}_{activation.index}",
+                                            help="One feature map large, with its values (point at a cell).")
+                title = f"{activation.name}, channel {channel}"
+                chart.plotly_chart(single_map(activation.values[channel], title), key="predict_single_map",
+                                   **CHART)
+
+with filters_tab:
+    if filters_tab.open:
+        filters = first_layer_filters(loaded.model)
+        if filters is None:
+            st.info("This model has no convolution, so it has no filters to show.")
+        else:
+            st.markdown(f"**The {len(filters)} first-layer filters** (bright = large weight): each slid over "
+                        "the input to make one map of the first layer.")
+            st.plotly_chart(filter_grid(filters, per_row=12), key="predict_filters", **CHART)
