@@ -188,6 +188,7 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
         raise CheckpointError(f"{path.name} has weights that do not match its architecture ({err}).") from err
     training = metadata.get("training")
     model.mirror_average = bool(isinstance(training, dict) and training.get("mirror_tta", False))
+    model.shift_average = bool(isinstance(training, dict) and training.get("shift_tta", False))
     model.eval()
     return LoadedModel(model=model, metadata=metadata, path=path)
 

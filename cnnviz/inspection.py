@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnviz.models import class_logits
+from cnnviz.models import class_logits, uses_test_time_augmentation
 
 DEFAULT_TOP_K = 5
 # Layers that change values one by one (no mixing across positions): Grad-CAM reads the last conv
@@ -127,9 +127,9 @@ def inspect_image(
             activations.append(_activation(index, child, hidden.detach()))
         logits = model.classifier(hidden)[0]  # (K,)
         answer = logits.detach()
-        if getattr(model, "mirror_average", False):  # the answer also sees the mirror image
+        if uses_test_time_augmentation(model):  # the answer also sees the mirror / shifted images
             with torch.no_grad():
-                answer = (answer + model(x.flip(-1))[0]) / 2
+                answer = class_logits(model, x)[0]
         prediction = _prediction(answer, classes)
         target = prediction.index if cam_class is None else _check_class(cam_class, len(logits))
         (gradient,) = torch.autograd.grad(logits[target], feature_map)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cnnviz.spec import Conv, Dense, Dropout, GlobalPool, LayerSpec, Pool, Residual, SpecError, parse_spec
@@ -109,14 +110,40 @@ class SpecNet(nn.Module):
         # Test-time augmentation: the answer averages the logits of the image and its mirror image
         # (for nets trained with random flips; stored in the checkpoint's training config).
         self.mirror_average = False
+        self.shift_average = False  # also average over one-pixel shifts (see class_logits)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x))
 
 
 def class_logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The network's answer for a normalized batch: its logits, averaged with those of the mirrored
-    images when the model is marked ``mirror_average`` (flip test-time augmentation)."""
+    """The network's answer for a normalized batch: its logits, averaged over the views its
+    test-time augmentation asks for (see :func:`uses_test_time_augmentation`).
+
+    ``mirror_average``: the mean of the logits of the images and of their mirror images.
+    ``shift_average``: half that, half the mean over the images moved one pixel up-left and one
+    pixel down-right (edges reflected): the small moves the net saw in training.
+    """
+    logits = _mirror_mean(model, images)
+    if getattr(model, "shift_average", False):
+        moved = [_mirror_mean(model, shift_image(images, step)) for step in (-1, 1)]
+        logits = logits / 2 + (moved[0] + moved[1]) / 4
+    return logits
+
+
+def uses_test_time_augmentation(model: nn.Module) -> bool:
+    """True when the model answers with the mean over several views of an image."""
+    return bool(getattr(model, "mirror_average", False) or getattr(model, "shift_average", False))
+
+
+def shift_image(images: torch.Tensor, step: int) -> torch.Tensor:
+    """(N, C, H, W) images moved ``step`` (-1 or 1) pixels along both axes, the edge reflected."""
+    height, width = images.shape[-2:]
+    padded = F.pad(images, (1, 1, 1, 1), mode="reflect")
+    return padded[..., 1 - step:1 - step + height, 1 - step:1 - step + width]
+
+
+def _mirror_mean(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
     logits = model(images)
     if getattr(model, "mirror_average", False):
         logits = (logits + model(images.flip(-1))) / 2

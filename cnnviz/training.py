@@ -53,8 +53,10 @@ class TrainConfig:
     train_subset: int | None = None  # use only the first N training images (quick demos, tests)
     test_subset: int | None = None  # evaluate on only the first N test images
     augment: bool = True  # crop + flip for CIFAR-10, small shifts for MNIST
+    shift: int | None = None  # augmentation: largest shift in pixels (None: 4 for CIFAR-10, 2 for MNIST)
     whiten: bool = False  # initialise a first 2x2 conv with 2*C*4 filters as a frozen patch-whitening layer
     mirror_tta: bool = False  # answer with the mean logits of an image and its mirror (flip-trained nets)
+    shift_tta: bool = False  # and of the image moved one pixel each way (see models.class_logits)
     seed: int = 0
     device: str = "auto"  # "auto", "cpu" or "cuda"
     compile: bool = False  # torch.compile the model (CUDA only; slow to start)
@@ -79,6 +81,7 @@ class TrainConfig:
             (1 <= self.evals_per_epoch <= 100, "evals_per_epoch must be between 1 and 100"),
             (self.train_subset is None or self.train_subset >= 10, "use at least 10 training images"),
             (self.test_subset is None or self.test_subset >= 1, "use at least 1 test image"),
+            (self.shift is None or 0 <= self.shift <= 8, "the augmentation shift must be 0 to 8 pixels"),
         ]
         for ok, message in checks:
             if not ok:
@@ -347,7 +350,8 @@ def train(
     info = dataset_info(config.dataset)
     channels, size, _ = info.image_shape
     model = build_model(config.spec, channels, info.num_classes, size)
-    model.mirror_average = config.mirror_tta  # used by every evaluation, never by a training step
+    # Test-time augmentation: used by every evaluation, never by a training step.
+    model.mirror_average, model.shift_average = config.mirror_tta, config.shift_tta
 
     train_images, train_labels, val_images, val_labels = _split_train(config, info, data_dir)
     train_images, train_labels = train_images.to(device), train_labels.to(device)
@@ -368,7 +372,7 @@ def train(
     eval_steps = {
         round(steps_per_epoch * (i + 1) / config.evals_per_epoch) for i in range(config.evals_per_epoch)
     }
-    shift = 4 if info.name == "cifar10" else 2
+    shift = config.shift if config.shift is not None else 4 if info.name == "cifar10" else 2
     flip = info.name == "cifar10"
 
     history: list[dict[str, float]] = []

@@ -52,7 +52,9 @@ def test_mirror_averaging_comes_back_from_the_training_config(tmp_path):
     _, plain = _saved(tmp_path)
     assert not load_checkpoint(plain).model.mirror_average
     _, path = _saved(tmp_path, training={"mirror_tta": True, "epochs": 1})
-    assert load_checkpoint(path).model.mirror_average
+    assert load_checkpoint(path).model.mirror_average and not load_checkpoint(path).model.shift_average
+    _, path = _saved(tmp_path, training={"mirror_tta": True, "shift_tta": True, "epochs": 1})
+    assert load_checkpoint(path).model.shift_average
 
 
 def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):

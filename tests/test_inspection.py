@@ -274,3 +274,28 @@ def test_mirror_averaging_answers_with_the_mean_logits_of_image_and_mirror(model
     assert not torch.allclose(expected, plain, atol=1e-3)  # a digit's mirror is a different picture
     # the feature maps stay those of the image as given
     assert torch.equal(inspected.activations[0].values, ins.inspect_image(model, x[:1]).activations[0].values)
+
+
+def test_shift_averaging_adds_the_images_moved_one_pixel_each_way(model, mnist_test) -> None:
+    x = normalized(mnist_test.images[:4])
+    padded = torch.nn.functional.pad(x, (1, 1, 1, 1), mode="reflect")
+    down_right, up_left = padded[..., :28, :28], padded[..., 2:, 2:]
+    assert torch.equal(down_right[..., 1:, 1:], x[..., :-1, :-1])
+    assert torch.equal(up_left[..., :-1, :-1], x[..., 1:, 1:])
+
+    def both(images: torch.Tensor) -> torch.Tensor:
+        return (model(images) + model(images.flip(-1))) / 2
+
+    with torch.no_grad():
+        model.eval()
+        expected = both(x) / 2 + (both(down_right) + both(up_left)) / 4
+    model.mirror_average = model.shift_average = True
+    try:
+        batch = ins.predict_batch(model, x)
+        inspected = ins.inspect_image(model, x[:1])
+    finally:
+        model.mirror_average = model.shift_average = False
+    assert torch.allclose(torch.stack([p.logits for p in batch]), expected, atol=1e-5)
+    assert torch.allclose(inspected.prediction.logits, expected[0], atol=1e-5)
+    with torch.no_grad():
+        assert not torch.allclose(expected, both(x), atol=1e-3)  # the shifts change the answer

@@ -85,20 +85,24 @@ def hyperparameter_form(
                              "trains on.")
     seed = c2.number_input("Seed", 0, 10_000, 0, key=f"{key}_seed",
                            help="Same seed, same settings: the same run again.")
-    mirror_tta = base.mirror_tta
+    mirror_tta, shift_tta = base.mirror_tta, base.shift_tta
     if dataset == "cifar10":
         mirror_tta = c1.checkbox("Mirror at test time", value=True,
                                  key=f"{key}_mirror",
                                  help="Answer with the average of the network's outputs for the image and "
                                  "its mirror image: a cat facing left is still a cat. Free accuracy for a "
                                  "net trained with random flips.")
+        shift_tta = c2.checkbox("Shift at test time", value=base.shift_tta, key=f"{key}_shift_tta",
+                                help="Also average over the image moved one pixel up-left and one pixel "
+                                "down-right, small moves like those of training: a little more accuracy "
+                                "for three times the work per answer.")
     gamma = {"step": 0.5, "exp": 0.8}.get(schedule, base.gamma)
     return replace(
         base, dataset=dataset, spec=spec, epochs=epochs, train_subset=SUBSETS[subset], optimizer=optimizer,
         lr=lr, batch_size=batch_size, schedule=schedule, weight_decay=weight_decay, label_smoothing=smoothing,
         val_fraction=val_fraction, seed=int(seed), gamma=gamma, evals_per_epoch=4 if epochs <= 3 else 1,
         whiten=base.whiten and spec == base.spec and dataset == base.dataset,
-        mirror_tta=mirror_tta and dataset == "cifar10",
+        mirror_tta=mirror_tta and dataset == "cifar10", shift_tta=shift_tta and dataset == "cifar10",
     )
 
 

@@ -4,6 +4,7 @@ import streamlit as st
 import torch
 
 from cnnviz.inspection import heatmap_overlay, inspect_image, layer_summaries, softmax_explained
+from cnnviz.models import uses_test_time_augmentation
 from cnnviz.predict import INFERENCE_THREADS
 from cnnviz.results import first_layer_filters
 from cnnviz.ui import predict_parts as parts
@@ -41,9 +42,12 @@ except ValueError as err:
     st.stop()
 accuracy = f", {loaded.test_accuracy:.2%} right on the test set" if loaded.test_accuracy else ""
 st.caption(f"{loaded.name}: {loaded.spec} on {loaded.dataset.upper()}{accuracy}.")
-if loaded.model.mirror_average:
-    st.caption("This model answers with the average of its outputs for your image and for its mirror "
-               "image (test-time augmentation); the feature maps and Grad-CAM below are those of your image.")
+if uses_test_time_augmentation(loaded.model):
+    views = "your image and for its mirror image" if loaded.model.mirror_average else "your image"
+    if loaded.model.shift_average:
+        views += ", and for the same moved one pixel up-left and one pixel down-right"
+    st.caption(f"This model answers with the average of its outputs for {views} (test-time augmentation); "
+               "the feature maps and Grad-CAM below are those of your image.")
 
 prepared = parts.choose_input(loaded)
 if prepared is None:
