@@ -377,6 +377,7 @@ def train(
 
     history: list[dict[str, float]] = []
     step, stopped = 0, False
+    scored: tuple[int, float, torch.Tensor] | None = None  # (step, test accuracy, predictions)
     window_loss = torch.zeros((), device=device)
     window_correct = torch.zeros((), device=device)
     window_images = 0
@@ -439,7 +440,8 @@ def train(
             break
         if config.test_every_epoch:
             test_images, test_labels = _test_split(config, info, data_dir)
-            _, test_accuracy, _ = evaluate(model, test_images, test_labels, info)
+            _, test_accuracy, predictions = evaluate(model, test_images, test_labels, info)
+            scored = (step, test_accuracy, predictions)
             history[-1]["test_accuracy"] = test_accuracy
             model.train()
             if config.target_accuracy is not None and test_accuracy >= config.target_accuracy:
@@ -451,7 +453,10 @@ def train(
     test_accuracy = predictions = test_labels = None
     if step > 0:
         test_images, test_labels = _test_split(config, info, data_dir)
-        _, test_accuracy, predictions = evaluate(model, test_images, test_labels, info)
+        if scored is not None and scored[0] == step:  # scored after the last epoch: the same weights
+            _, test_accuracy, predictions = scored
+        else:
+            _, test_accuracy, predictions = evaluate(model, test_images, test_labels, info)
     result = TrainResult(
         model=model.to("cpu").eval(), config=config, info=info, history=history,
         test_accuracy=test_accuracy, test_predictions=predictions, test_labels=test_labels,
