@@ -45,6 +45,13 @@ PRESETS: dict[str, ModelPreset] = {
             "average pooling before the classifier.",
         ),
         ModelPreset(
+            "cifar10_speed", "cifar10", "C24k2p0 C32n M C32n C64n M C64n C128n M C128n G",
+            "CIFAR-10 speed-run net",
+            "The airbench speed runs' plain layout, narrow: the patch-whitening layer, then three "
+            "groups of convolution, max pool, convolution (BatchNorm each), no shortcuts. Fewer "
+            "layers than the ResNet, so more epochs fit in the same minutes on a CPU.",
+        ),
+        ModelPreset(
             "cifar10_wide", "cifar10", "C24k2p0 C32n M R32 C96n M R96 C192n M R192 G",
             "Wider CIFAR-10 ResNet",
             "The fast CIFAR-10 ResNet with three times the filters in its two low-resolution stages, "

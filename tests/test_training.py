@@ -133,6 +133,7 @@ def test_schedules():
 @pytest.mark.parametrize(("field", "value", "words"), [
     ("epochs", 0, "epochs"), ("optimizer", "rmsprop", "optimizer"), ("lr", -1.0, "learning rate"),
     ("val_fraction", 0.95, "validation"), ("dataset", "imagenet", "Unknown dataset"),
+    ("shift", 9, "shift"),
 ])
 def test_bad_settings_are_friendly_errors(field, value, words):
     with pytest.raises(ValueError, match=words):
@@ -141,6 +142,8 @@ def test_bad_settings_are_friendly_errors(field, value, words):
 
 def test_recipes_and_devices():
     assert recipe("cifar10_fast").dataset == "cifar10" and recipe("cifar10_fast").whiten
+    speed = recipe("cifar10_speed")
+    assert speed.whiten and speed.mirror_tta and speed.shift_tta and speed.shift == 1
     assert recipe("mnist_fast", epochs=3).epochs == 3
     assert resolve_device("cpu").type == "cpu"
     if not torch.cuda.is_available():

@@ -14,7 +14,7 @@ from cnnviz.commands.data_commands import add_data_dir_argument
 from cnnviz.models import PRESETS
 from cnnviz.training import Progress, TrainConfig, evaluate, recipe
 
-FASTEST_PRESET = {"mnist": "mnist_fast", "cifar10": "cifar10_fast"}
+FASTEST_PRESET = {"mnist": "mnist_fast", "cifar10": "cifar10_speed"}
 BAR_WIDTH = 30
 
 
