@@ -99,7 +99,7 @@ def recipe(preset: str, **overrides: Any) -> TrainConfig:
         "cifar10_fast": dict(epochs=12, batch_size=256, optimizer="sgd", lr=0.2, weight_decay=5e-4,
                              label_smoothing=0.2, whiten=spec.spec.startswith("C24k2p0"), mirror_tta=True),
         "cifar10_speed": dict(epochs=7, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4,
-                              label_smoothing=0.2, shift=1, whiten=True, mirror_tta=True, shift_tta=True),
+                              label_smoothing=0.2, shift=0, whiten=True, mirror_tta=True, shift_tta=True),
         "cifar10_wide": dict(epochs=16, batch_size=256, optimizer="sgd", lr=0.2, weight_decay=5e-4,
                              label_smoothing=0.2, whiten=True, mirror_tta=True),
         "vgg_classic": dict(epochs=15, batch_size=128, optimizer="adam", lr=2e-3, weight_decay=0.0,
