@@ -3,7 +3,14 @@
 import streamlit as st
 import torch
 
-from cnnviz.inspection import heatmap_overlay, inspect_image, layer_summaries, softmax_explained
+from cnnviz.inspection import (
+    Inspection,
+    heatmap_overlay,
+    inspect_image,
+    layer_summaries,
+    predict,
+    softmax_explained,
+)
 from cnnviz.models import uses_test_time_augmentation
 from cnnviz.predict import INFERENCE_THREADS
 from cnnviz.results import first_layer_filters
@@ -52,12 +59,17 @@ if uses_test_time_augmentation(loaded.model):
 prepared = parts.choose_input(loaded)
 if prepared is None:
     st.stop()
-# Grad-CAM needs one backward pass, so this runs with gradients on (no weights are changed).
+prediction = predict(loaded.model, prepared.tensor, loaded.classes)
 cam_key = f"predict_cam_class_{loaded.dataset}"
-cam_choice = st.session_state.get(cam_key, "predicted class")
-cam_class = loaded.classes.index(cam_choice) if cam_choice in loaded.classes else None
-inspection = inspect_image(loaded.model, prepared.tensor, loaded.classes, cam_class=cam_class)
-prediction = inspection.prediction
+
+
+def inspected() -> Inspection:
+    """Feature maps and Grad-CAM (one backward pass, no weights changed): only for the tabs that
+    show them, not on every upload."""
+    cam_choice = st.session_state.get(cam_key, "predicted class")
+    cam_class = loaded.classes.index(cam_choice) if cam_choice in loaded.classes else None
+    return inspect_image(loaded.model, prepared.tensor, loaded.classes, cam_class=cam_class)
+
 
 st.subheader("What the network answers")
 left, right = st.columns([1, 2], gap="large")
@@ -90,7 +102,7 @@ with cam_tab:
         left, right = st.columns([1, 2], gap="large")
         with left:
             st.selectbox("Explain the class", ["predicted class", *loaded.classes], key=cam_key)
-            cam = inspection.grad_cam
+            cam = inspected().grad_cam
             st.caption(f"Red and yellow: the parts of the input that raised the score of "
                        f"**{loaded.classes[cam.class_index]}** most, from the gradients at layer "
                        f"{cam.layer_index}'s {tuple(cam.coarse.shape)[0]} x {tuple(cam.coarse.shape)[1]} "
@@ -108,7 +120,7 @@ with layers_tab:
                                            loaded.input_shape), key="predict_architecture", **CHART)
         shared = st.toggle("One colour scale per layer (off: each map stretched to its own min..max)",
                            value=True, key="predict_shared_scale")
-        shown = [a for a in inspection.activations if a.kind not in HIDDEN_KINDS]
+        shown = [a for a in inspected().activations if a.kind not in HIDDEN_KINDS]
         layer_tabs = st.tabs([a.name for a in shown], key=f"predict_layer_{choice.label}", on_change="rerun")
         for tab, activation in zip(layer_tabs, shown, strict=True):
             if not tab.open:
