@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from cnnviz import data
-from cnnviz.loadtest.server import free_port, wait_healthy
+from cnnviz.loadtest.server import free_port, stop_process, wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"
@@ -71,11 +71,7 @@ def running_app(
         wait_healthy(url, process, timeout=60)
         yield url, process
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process, timeout=10)
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shutil.copy(log_path, ARTIFACTS / f"streamlit-server-{log_dir.name}.log")
 

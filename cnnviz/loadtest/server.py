@@ -182,10 +182,15 @@ def start(env: dict[str, str] | None = None) -> Iterator[Server]:
             raise ValueError(f"{err} Its last output:\n{''.join(output)}") from None
         yield Server(url, process.pid, started_here=True)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         reader.join(timeout=5)
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 15) -> None:
+    """Ask a server to stop; kill it if it has not within ``timeout`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
