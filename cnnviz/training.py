@@ -12,6 +12,7 @@ import datetime
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any, Protocol
@@ -100,6 +101,8 @@ def recipe(preset: str, **overrides: Any) -> TrainConfig:
                              label_smoothing=0.2, whiten=spec.spec.startswith("C24k2p0"), mirror_tta=True),
         "cifar10_speed": dict(epochs=7, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4,
                               label_smoothing=0.2, shift=0, whiten=True, mirror_tta=True, shift_tta=True),
+        "cifar10_gpu": dict(epochs=16, batch_size=1024, optimizer="sgd", lr=0.8, weight_decay=5e-4,
+                            label_smoothing=0.2, shift=2, whiten=True, mirror_tta=True, shift_tta=True),
         "cifar10_wide": dict(epochs=16, batch_size=256, optimizer="sgd", lr=0.2, weight_decay=5e-4,
                              label_smoothing=0.2, whiten=True, mirror_tta=True),
         "vgg_classic": dict(epochs=15, batch_size=128, optimizer="adam", lr=2e-3, weight_decay=0.0,
@@ -283,13 +286,14 @@ def learning_rate(config: TrainConfig, step: int, steps_per_epoch: int, total_st
 
 def make_optimizer(config: TrainConfig, model: nn.Module) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]
+    # On a GPU one fused kernel updates every parameter: small nets there are bound by kernel launches.
+    fused = all(p.is_cuda for p in params) or None
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr, momentum=config.momentum, nesterov=True,
-                               weight_decay=config.weight_decay)
+                               weight_decay=config.weight_decay, fused=fused)
     betas = (config.momentum, 0.999)
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
-    return torch.optim.AdamW(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay)
+    adam = torch.optim.Adam if config.optimizer == "adam" else torch.optim.AdamW
+    return adam(params, lr=config.lr, betas=betas, weight_decay=config.weight_decay, fused=fused)
 
 
 @torch.inference_mode()
@@ -347,6 +351,8 @@ def train(
     device = resolve_device(config.device)
     if device.type == "cpu":
         configure_cpu_threads(cpu_threads)
+    else:
+        torch.backends.cudnn.benchmark = True  # every batch has the same shape: pick the fastest kernels once
     torch.manual_seed(config.seed)
     generator = torch.Generator(device=device).manual_seed(config.seed)
     info = dataset_info(config.dataset)
@@ -365,7 +371,9 @@ def train(
         init_whitening(model.features[0], sample)
     step_model: nn.Module = model
     if config.compile and device.type == "cuda":
-        step_model = torch.compile(model)
+        # CUDA graphs replay each step's kernels in one launch; measured on an H100 this beat the default
+        # mode by 20-40% for these nets (MNIST 1.2 vs 1.9 s, cifar10_gpu 3.5 vs 4.6 s).
+        step_model = torch.compile(model, mode="reduce-overhead")
 
     optimizer = make_optimizer(config, model)
     batch_size = min(config.batch_size, len(train_labels))
@@ -399,7 +407,9 @@ def train(
 
     model.train()
     for _epoch in range(config.epochs):
-        order = torch.randperm(len(train_labels), generator=generator, device=device)
+        epoch_images, epoch_labels = _shuffled_epoch(
+            train_images, train_labels, shift if config.augment else 0, flip and config.augment, generator,
+        )
         for batch_index in range(steps_per_epoch):
             if stop.is_set():
                 stopped = True
@@ -407,18 +417,20 @@ def train(
             lr = learning_rate(config, step, steps_per_epoch, total_steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            indices = order[batch_index * batch_size:(batch_index + 1) * batch_size]
-            batch = train_images[indices]
-            if config.augment:
-                batch = random_crop_flip(batch, shift, flip, generator)
-            inputs = _to_memory_format(normalize(batch, mean, std), device)
-            targets = train_labels[indices]
-            with _autocast(device):
-                logits = step_model(inputs)
-                loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            window = slice(batch_index * batch_size, (batch_index + 1) * batch_size)
+            inputs = _to_memory_format(normalize(epoch_images[window], mean, std), device)
+            targets = epoch_labels[window]
+            try:
+                logits, loss = _optimizer_step(step_model, optimizer, inputs, targets, config, device,
+                                               compiled=step_model is not model)
+            except RuntimeError as err:
+                if step_model is model:
+                    raise
+                # Seen with torch 2.11 on an H100: CUDA-graph recording failed at batch size 256
+                # ("CUDA driver error: invalid argument"). The eager model trains on from the same weights.
+                warnings.warn(f"torch.compile failed, training on without it: {err}", stacklevel=2)
+                step_model = model
+                logits, loss = _optimizer_step(model, optimizer, inputs, targets, config, device)
             step += 1
             window_loss += loss.detach() * len(targets)
             window_correct += (logits.detach().argmax(dim=1) == targets).sum()
@@ -489,6 +501,41 @@ def _validation_point(
     if val_loss is not None:
         record.update(val_loss=val_loss, val_accuracy=val_accuracy)
     return record
+
+
+def _optimizer_step(
+    step_model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor,
+    config: TrainConfig, device: torch.device, compiled: bool = False,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, loss, backward and update on one batch; returns the logits and the loss."""
+    if compiled:
+        torch.compiler.cudagraph_mark_step_begin()  # compiled: CUDA graphs may reuse the last step's memory
+    with _autocast(device):
+        logits = step_model(inputs)
+        loss = F.cross_entropy(logits.float(), targets, label_smoothing=config.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return logits, loss
+
+
+def _shuffled_epoch(
+    images: torch.Tensor, labels: torch.Tensor, shift: int, flip: bool, generator: torch.Generator,
+    chunk: int = 10_000,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One epoch's images in a fresh random order, each shifted and mirrored at random.
+
+    Augmenting the whole epoch at once (in chunks, to bound the gather's index memory) leaves each
+    step a plain slice: a GPU training a small net is bound by how many kernels a step launches.
+    """
+    order = torch.randperm(len(labels), generator=generator, device=labels.device)
+    if shift == 0 and not flip:
+        return images[order], labels[order]
+    shuffled = torch.cat([
+        random_crop_flip(images[order[start:start + chunk]], shift, flip, generator)
+        for start in range(0, len(order), chunk)
+    ])
+    return shuffled, labels[order]
 
 
 def _split_train(
