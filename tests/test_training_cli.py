@@ -90,3 +90,11 @@ def test_bench_train_json(real_data_dir):
 def test_bench_train_refuses_a_preset_of_the_other_dataset():
     wrong = run_cli("bench", "train", "--dataset", "mnist", "--preset", "cifar10_wide", "--target", "0.5")
     assert wrong.returncode == 2 and "made for cifar10, not mnist" in wrong.stderr
+
+
+def test_the_fastest_preset_depends_on_the_device():
+    from cnnviz.commands.training_commands import FASTEST_PRESET, fastest_preset
+
+    assert fastest_preset("cifar10", "cpu") == "cifar10_speed"
+    assert fastest_preset("mnist", "cpu") == "mnist_fast"
+    assert FASTEST_PRESET["cifar10", "cuda"] == "cifar10_gpu"  # wide: a GPU is launch-bound on narrow nets
