@@ -29,6 +29,19 @@ def test_bad_spec_points_at_the_token(monkeypatch, tmp_path, real_data_dir):
     assert app.button(key="train_start").disabled
 
 
+def test_every_preset_opens_with_its_recipe(monkeypatch, tmp_path, real_data_dir):
+    from cnnviz.models import PRESETS
+    from cnnviz.training import recipe
+
+    app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
+    for name, preset in PRESETS.items():
+        app.selectbox(key="train_dataset").set_value(preset.dataset).run()
+        app.selectbox(key="train_preset").set_value(name).run()
+        assert not app.exception, (name, [e.value for e in app.exception])
+        assert app.select_slider(key=f"train_{name}_batch").value == recipe(name).batch_size
+        assert app.number_input(key=f"train_{name}_lr").value == recipe(name).lr
+
+
 def test_tiny_training_runs_to_the_end_and_saves(monkeypatch, tmp_path, real_data_dir):
     app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
     app.selectbox(key="train_preset").set_value("custom").run()

@@ -67,7 +67,8 @@ def hyperparameter_form(
                              "per weight.")
     lr = c2.number_input("Learning rate", 1e-5, 5.0, base.lr, format="%.4f", key=f"{key}_lr",
                          help="How big a step the weights take against the gradient.")
-    batch_size = c1.select_slider("Batch size", [32, 64, 128, 256, 512], base.batch_size,
+    sizes = sorted({32, 64, 128, 256, 512, 1024, base.batch_size})  # every recipe's own size is offered
+    batch_size = c1.select_slider("Batch size", sizes, base.batch_size,
                                   key=f"{key}_batch", help="Images per step: more is smoother and faster per "
                                   "image, fewer gives more steps.")
     schedule = c2.selectbox("Schedule", SCHEDULES, index=SCHEDULES.index(base.schedule),
