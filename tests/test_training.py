@@ -103,6 +103,20 @@ def test_crop_and_flip_are_real_crops_of_the_padded_image():
     assert torch.equal(random_crop_flip(images, 0, False, torch.Generator()), images)
 
 
+def test_an_augmented_epoch_keeps_every_image_with_its_label():
+    from cnnviz.training import _shuffled_epoch
+
+    labels = torch.arange(1, 26)  # image i is filled with its label, so a pixel tells whose image it is
+    images = labels.to(torch.uint8)[:, None, None, None].expand(25, 1, 8, 8).contiguous()
+    for shift, flip in ((0, False), (3, True)):
+        generator = torch.Generator().manual_seed(0)
+        out, out_labels = _shuffled_epoch(images, labels, shift, flip, generator, chunk=7)
+        assert sorted(out_labels.tolist()) == labels.tolist() and not torch.equal(out_labels, labels)
+        for image, label in zip(out, out_labels, strict=True):
+            values = set(image.unique().tolist()) - {0}  # 0: the border a shift brings in
+            assert values == {label.item()} and (image > 0).sum() >= (8 - shift) ** 2
+
+
 def test_whitening_decorrelates_patches():
     torch.manual_seed(0)
     # correlated channels, like real images
