@@ -212,7 +212,7 @@ def measure_images_per_second(config: TrainConfig, steps: int = 3) -> float:
     """Time a few real training steps of this architecture on random data (for an honest ETA)."""
     from cnnviz.data import dataset_info
     from cnnviz.models import build_model
-    from cnnviz.training import make_optimizer, resolve_device
+    from cnnviz.training import make_optimizer, optimizer_step, resolve_device
 
     info = dataset_info(config.dataset)
     channels, size, _ = info.image_shape
@@ -226,11 +226,7 @@ def measure_images_per_second(config: TrainConfig, steps: int = 3) -> float:
     elapsed = 0.0
     for i in range(steps + 1):
         start = time.perf_counter()
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            loss = torch.nn.functional.cross_entropy(model(x).float(), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+        optimizer_step(model, optimizer, x, y, config, device)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i > 0:  # the first step warms up kernels and allocations

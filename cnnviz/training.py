@@ -421,7 +421,7 @@ def train(
             inputs = _to_memory_format(normalize(epoch_images[window], mean, std), device)
             targets = epoch_labels[window]
             try:
-                logits, loss = _optimizer_step(step_model, optimizer, inputs, targets, config, device,
+                logits, loss = optimizer_step(step_model, optimizer, inputs, targets, config, device,
                                                compiled=step_model is not model)
             except RuntimeError as err:
                 if step_model is model:
@@ -430,7 +430,7 @@ def train(
                 # ("CUDA driver error: invalid argument"). The eager model trains on from the same weights.
                 warnings.warn(f"torch.compile failed, training on without it: {err}", stacklevel=2)
                 step_model = model
-                logits, loss = _optimizer_step(model, optimizer, inputs, targets, config, device)
+                logits, loss = optimizer_step(model, optimizer, inputs, targets, config, device)
             step += 1
             window_loss += loss.detach() * len(targets)
             window_correct += (logits.detach().argmax(dim=1) == targets).sum()
@@ -503,7 +503,7 @@ def _validation_point(
     return record
 
 
-def _optimizer_step(
+def optimizer_step(
     step_model: nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor, targets: torch.Tensor,
     config: TrainConfig, device: torch.device, compiled: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
