@@ -219,6 +219,13 @@ def measure_images_per_second(config: TrainConfig, steps: int = 3) -> float:
     device = resolve_device(config.device)
     model = build_model(config.spec, channels, info.num_classes, size).to(
         device, memory_format=torch.channels_last)
+    first = model.features[0] if len(model.features) else None
+    if config.whiten and isinstance(first, torch.nn.Conv2d):
+        # As in training: the whitening filters are frozen, and so is their bias for most epochs when
+        # the recipe freezes it, which spares the second layer its input gradient.
+        first.weight.requires_grad_(False)
+        if first.bias is not None and config.whiten_bias_epochs is not None:
+            first.bias.requires_grad_(False)
     optimizer = make_optimizer(config, model)
     batch = min(config.batch_size, 128)
     x = torch.randn(batch, channels, size, size, device=device).contiguous(memory_format=torch.channels_last)

@@ -147,7 +147,9 @@ def test_schedules():
 @pytest.mark.parametrize(("field", "value", "words"), [
     ("epochs", 0, "epochs"), ("optimizer", "rmsprop", "optimizer"), ("lr", -1.0, "learning rate"),
     ("val_fraction", 0.95, "validation"), ("dataset", "imagenet", "Unknown dataset"),
-    ("shift", 9, "shift"),
+    ("shift", 9, "shift"), ("whiten_bias_epochs", -1, "whiten_bias_epochs"),
+    ("batchnorm_shift_lr", 0.0, "batchnorm_shift_lr"), ("lookahead_every", -5, "lookahead_every"),
+    ("lookahead_start", 1.0, "lookahead_start"),
 ])
 def test_bad_settings_are_friendly_errors(field, value, words):
     with pytest.raises(ValueError, match=words):
@@ -158,6 +160,7 @@ def test_recipes_and_devices():
     assert recipe("cifar10_fast").dataset == "cifar10" and recipe("cifar10_fast").whiten
     speed = recipe("cifar10_speed")
     assert speed.whiten and speed.mirror_tta and speed.shift_tta and speed.shift == 0  # flips only
+    assert speed.alternating_flip and speed.dirac and speed.lookahead_every and speed.whiten_bias_epochs
     assert recipe("mnist_fast", epochs=3).epochs == 3
     assert resolve_device("cpu").type == "cpu"
     if not torch.cuda.is_available():

@@ -4,6 +4,7 @@ import json
 
 import torch
 
+from cnnviz.checkpoint import load_checkpoint
 from cnnviz.models import build_model
 from tests.test_cli import run_cli
 
@@ -38,9 +39,10 @@ def test_train_then_evaluate(real_data_dir, tmp_path):
     out = tmp_path / "tiny.pt"
     result = run_cli("train", "--dataset", "mnist", "--spec", "C8n M C16n M F32", "--epochs", "1",
                      "--batch-size", "64", "--train-subset", "2000", "--lr", "0.05", "--device", "cpu",
-                     "--data-dir", str(real_data_dir), "--out", str(out))
+                     "--data-dir", str(real_data_dir), "--out", str(out), "--set", "lookahead_every=5")
     assert result.returncode == 0, result.stderr
     assert "test accuracy:" in result.stdout and out.is_file()
+    assert load_checkpoint(out).metadata["training"]["lookahead_every"] == 5
     assert "val_acc" in result.stderr  # the progress lines
     printed = float(result.stdout.split("test accuracy:")[1].split()[0])
     assert printed > 0.7
@@ -65,6 +67,10 @@ def test_train_rejects_bad_settings():
     assert result.returncode == 2 and "epochs" in result.stderr
     result = run_cli("train", "--dataset", "mnist", "--spec", "C8 F4 M")
     assert result.returncode == 2 and "Token 3 'M'" in result.stderr
+    result = run_cli("train", "--dataset", "mnist", "--set", "speed=11")
+    assert result.returncode == 2 and "KEY=VALUE with KEY one of" in result.stderr
+    result = run_cli("train", "--dataset", "mnist", "--set", "dirac=maybe")
+    assert result.returncode == 2 and "dirac takes a value of type bool" in result.stderr
 
 
 def test_bench_train_json(real_data_dir):

@@ -54,3 +54,15 @@ def test_a_failing_compiled_step_falls_back_to_eager(real_data_dir):
                          train_subset=12000, test_subset=2000, val_fraction=0.0, device="cuda", compile=True)
     result = train(config, data_dir=real_data_dir)
     assert result.steps == 12000 // 256 and result.test_accuracy > 0.5  # chance is 0.1
+
+
+def test_cuda_speed_tricks_with_compile(real_data_dir):
+    # cifar10_speed's tricks change the model between epochs (the whitening bias freezes) and write the
+    # averaged weights back in place (lookahead): both must work under CUDA graphs.
+    from cnnviz.training import recipe
+
+    config = recipe("cifar10_speed", epochs=2, train_subset=10240, test_subset=2000, val_fraction=0.0,
+                    device="cuda", compile=True)
+    result = train(config, data_dir=real_data_dir)
+    assert result.steps == 2 * (10240 // 128) and result.test_accuracy > 0.4  # chance is 0.1
+    assert torch.count_nonzero(result.model.features[0].bias) > 0  # it learned in the first epoch

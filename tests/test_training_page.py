@@ -40,6 +40,10 @@ def test_every_preset_opens_with_its_recipe(monkeypatch, tmp_path, real_data_dir
         assert not app.exception, (name, [e.value for e in app.exception])
         assert app.select_slider(key=f"train_{name}_batch").value == recipe(name).batch_size
         assert app.number_input(key=f"train_{name}_lr").value == recipe(name).lr
+        tricks = [c.value for c in app.caption if c.value.startswith("Speed-run tricks in this recipe")]
+        assert len(tricks) == (1 if recipe(name).whiten else 0), name
+        if recipe(name).dirac:
+            assert "identity kernels" in tricks[0]
 
 
 def test_tiny_training_runs_to_the_end_and_saves(monkeypatch, tmp_path, real_data_dir):

@@ -13,7 +13,7 @@ from cnnviz import data
 from cnnviz.checkpoint import load_checkpoint, save_checkpoint
 from cnnviz.commands.data_commands import add_data_dir_argument
 from cnnviz.models import PRESETS
-from cnnviz.training import Progress, TrainConfig, evaluate, recipe, resolve_device
+from cnnviz.training import Progress, TrainConfig, apply_settings, evaluate, recipe, resolve_device
 
 # The preset that reaches a good accuracy soonest, per dataset and device type: a GPU is bound by
 # kernel launches for narrow nets, so it gets the wide speed-run net for CIFAR-10.
@@ -48,6 +48,7 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
     train.add_argument("--train-subset", type=int, help="use only the first N training images")
     train.add_argument("--seed", type=int)
     _add_device(train)
+    _add_settings(train)
     train.add_argument("--compile", action="store_true", help="torch.compile the model (GPU only; the "
                        "first steps wait for the compiler)")
     add_data_dir_argument(train)
@@ -100,6 +101,7 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
                        help="score the test set after every epoch and stop at the target (costs a test "
                        "pass per epoch)")
     bench.add_argument("--seed", type=int, default=0)
+    _add_settings(bench)
     _add_device(bench)
     add_data_dir_argument(bench)
     bench.add_argument("--json", action="store_true", help="print JSON")
@@ -108,6 +110,12 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
 
 def _add_device(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+
+
+def _add_settings(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--set", dest="settings", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other training setting, e.g. --set dirac=true --set lookahead_every=5 "
+                        "(the names are TrainConfig's fields; repeatable)")
 
 
 
@@ -124,8 +132,7 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         value = getattr(args, option, None)
         if value is not None:
             setattr(config, option, value)
-    config.validate()
-    return config
+    return apply_settings(config, args.settings)
 
 
 class ProgressBar:
@@ -234,6 +241,7 @@ def run_bench_train(args: argparse.Namespace) -> int:
         preset, device=args.device, seed=args.seed, val_fraction=0.0, compile=args.compile and on_gpu,
         test_every_epoch=args.every_epoch, target_accuracy=target if args.every_epoch else None, **overrides,
     )
+    config = apply_settings(config, args.settings)
     warmup_seconds = None
     if args.warmup and on_gpu:
         warmup_seconds = _warm_up(config, args.data_dir)
@@ -250,6 +258,7 @@ def run_bench_train(args: argparse.Namespace) -> int:
             "seconds_to_target": round(seconds, 2) if reached else None, "seconds": round(seconds, 2),
             "epochs": result.history[-1]["epoch"] if result.history else 0,
             "schedule_epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
+            "settings": args.settings,
             "compiled": config.compile,
             "seed": run_config.seed, "device": result.device, "warmup_seconds": warmup_seconds,
             "per_epoch_test_accuracy": ([h.get("test_accuracy") for h in result.history]

@@ -108,9 +108,12 @@ def hyperparameter_form(
 
 
 @st.cache_data(show_spinner="Timing a few training steps...", max_entries=64)
-def _images_per_second(spec: str, dataset: str, batch_size: int, optimizer: str) -> float:
+def _images_per_second(
+    spec: str, dataset: str, batch_size: int, optimizer: str, whiten: bool, whiten_bias_epochs: int | None,
+) -> float:
     return measure_images_per_second(TrainConfig(dataset=dataset, spec=spec, batch_size=batch_size,
-                                                 optimizer=optimizer))
+                                                 optimizer=optimizer, whiten=whiten,
+                                                 whiten_bias_epochs=whiten_bias_epochs))
 
 
 def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
@@ -124,7 +127,8 @@ def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
         where = f"Training on the **{name}** (no GPU here)"
     if summary is None:
         return where + "."
-    speed = _images_per_second(config.spec, config.dataset, config.batch_size, config.optimizer)
+    speed = _images_per_second(config.spec, config.dataset, config.batch_size, config.optimizer,
+                               config.whiten, config.whiten_bias_epochs)
     images = config.train_subset or data.DATASETS[config.dataset].train_size
     seconds = config.epochs * images * (1 - config.val_fraction) / speed
     return f"{where}: about {_duration(seconds)} for this run (measured {speed:,.0f} images/s)."

@@ -1,5 +1,7 @@
 """Train: pick a dataset and an architecture, press Train, watch it learn, compare runs, save one."""
 
+from dataclasses import asdict
+
 import streamlit as st
 
 from cnnviz import data
@@ -7,6 +9,7 @@ from cnnviz.checkpoint import sanitize_model_name, save_checkpoint, saved_models
 from cnnviz.jobs import TrainingJob
 from cnnviz.models import PRESETS
 from cnnviz.spec import SpecError, describe_error_position
+from cnnviz.speed_tricks import describe_tricks
 from cnnviz.summary import summarize_spec
 from cnnviz.training import TrainConfig, recipe
 from cnnviz.ui import training_parts as parts
@@ -52,6 +55,9 @@ with right:
     base = recipe(preset) if preset != "custom" else TrainConfig(optimizer="adam", lr=2e-3, weight_decay=0.0)
     config = parts.hyperparameter_form(base, dataset, spec, key=f"train_{preset}", limits=limits)
     st.caption(parts.device_line(config, summary))
+    tricks = describe_tricks(**asdict(config))
+    if tricks:
+        st.caption("Speed-run tricks in this recipe: " + "; ".join(tricks) + ".")
 
 job: TrainingJob | None = st.session_state.train_job
 running = job is not None and not job.snapshot().finished
