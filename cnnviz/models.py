@@ -136,7 +136,8 @@ def run_features(features: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
 
     The two orders give the same numbers and the same gradients (taking the largest of four values
     and clipping it at zero is clipping all four, then taking the largest), but pooling first leaves
-    the ReLU a quarter of the values: measured on a 2-core CPU, cifar10_speed trains ~3% faster.
+    the ReLU a quarter of the values: measured on a 2-core CPU, cifar10_speed trained 765 instead of
+    727 images/s (5%).
     """
     children = list(features)
     index = 0
