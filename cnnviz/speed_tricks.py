@@ -98,8 +98,8 @@ def describe_tricks(
     lines = []
     if whiten:
         frozen = "" if whiten_bias_epochs is None else (
-            f"; its bias learns for {whiten_bias_epochs} epoch(s), then freezes, so no gradient is needed "
-            "below the second layer")
+            f"; its bias learns for {whiten_bias_epochs} epoch{'' if whiten_bias_epochs == 1 else 's'}, "
+            "then freezes, so no gradient is needed below the second layer")
         lines.append("the first layer is a fixed patch-whitening filter bank" + frozen)
     if dirac:
         lines.append("convolutions start as identity kernels, so the deep net starts out like a shallow one")
