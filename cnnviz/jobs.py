@@ -212,20 +212,20 @@ def measure_images_per_second(config: TrainConfig, steps: int = 3) -> float:
     """Time a few real training steps of this architecture on random data (for an honest ETA)."""
     from cnnviz.data import dataset_info
     from cnnviz.models import build_model
-    from cnnviz.training import make_optimizer, optimizer_step, resolve_device
+    from cnnviz.training import make_optimizer, optimizer_step, resolve_device, whitening_layer
 
     info = dataset_info(config.dataset)
     channels, size, _ = info.image_shape
     device = resolve_device(config.device)
     model = build_model(config.spec, channels, info.num_classes, size).to(
         device, memory_format=torch.channels_last)
-    first = model.features[0] if len(model.features) else None
-    if config.whiten and isinstance(first, torch.nn.Conv2d):
+    whitening = whitening_layer(model, config.whiten)
+    if whitening is not None:
         # As in training: the whitening filters are frozen, and so is their bias for most epochs when
         # the recipe freezes it, which spares the second layer its input gradient.
-        first.weight.requires_grad_(False)
-        if first.bias is not None and config.whiten_bias_epochs is not None:
-            first.bias.requires_grad_(False)
+        whitening.weight.requires_grad_(False)
+        if whitening.bias is not None and config.whiten_bias_epochs is not None:
+            whitening.bias.requires_grad_(False)
     optimizer = make_optimizer(config, model)
     batch = min(config.batch_size, 128)
     x = torch.randn(batch, channels, size, size, device=device).contiguous(memory_format=torch.channels_last)

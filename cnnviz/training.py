@@ -303,6 +303,19 @@ def random_crop_flip(
     return images
 
 
+def whitening_layer(model: SpecNet, whiten: bool) -> nn.Conv2d | None:
+    """The model's first layer when ``whiten`` asks for a whitening layer and its shape allows one
+    (see :func:`init_whitening`); else None."""
+    first = model.features[0] if len(model.features) else None
+    return first if whiten and isinstance(first, nn.Conv2d) and _fits_whitening(first) else None
+
+
+def _fits_whitening(conv: nn.Conv2d) -> bool:
+    k = conv.kernel_size[0]
+    dims = conv.in_channels * k * k
+    return conv.kernel_size == (k, k) and conv.out_channels == 2 * dims and conv.stride == (1, 1)
+
+
 def init_whitening(conv: nn.Conv2d, images: torch.Tensor) -> bool:
     """Make ``conv`` a frozen patch-whitening layer; returns False when its shape does not allow it.
 
@@ -314,10 +327,10 @@ def init_whitening(conv: nn.Conv2d, images: torch.Tensor) -> bool:
         conv: a Conv2d with ``out_channels == 2 * in_channels * k * k``.
         images: normalized float images (N, C, H, W).
     """
+    if not _fits_whitening(conv):
+        return False
     k = conv.kernel_size[0]
     dims = conv.in_channels * k * k
-    if conv.kernel_size != (k, k) or conv.out_channels != 2 * dims or conv.stride != (1, 1):
-        return False
     with torch.no_grad():
         patches = images.unfold(2, k, 1).unfold(3, k, 1)  # (N, C, H', W', k, k)
         patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, dims).double()  # (P, C*k*k)
@@ -447,11 +460,9 @@ def train(
     mean, std = _stats(info, device)
     # channels_last suits cuDNN's tensor-core kernels and, measured here, oneDNN on the CPU too.
     model = model.to(device, memory_format=torch.channels_last)
-    whitening: nn.Conv2d | None = None
-    if config.whiten and isinstance(model.features[0], nn.Conv2d):
-        sample = normalize(train_images[:WHITENING_IMAGES], mean, std)
-        if init_whitening(model.features[0], sample):
-            whitening = model.features[0]
+    whitening = whitening_layer(model, config.whiten)
+    if whitening is not None:
+        init_whitening(whitening, normalize(train_images[:WHITENING_IMAGES], mean, std))
     if not config.batchnorm_scale:
         freeze_batchnorm_scales(model)
     if config.dirac:
