@@ -7,13 +7,15 @@ The input is the normalized float batch ``(uint8 / 255 - mean) / std``.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnviz.spec import Conv, Dense, Dropout, GlobalPool, LayerSpec, Pool, Residual, SpecError, parse_spec
+from cnnviz.spec import Conv, Dense, GlobalPool, LayerSpec, Pool, Residual, SpecError, parse_spec
+from cnnviz.spec import Dropout as DropoutSpec
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,45 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.shortcut(x) + self.body(x)
+
+
+class Dropout(nn.Dropout):
+    """``nn.Dropout`` that draws its masks from ``generator`` when one is set.
+
+    PyTorch's own dropout draws from the global generator, which every thread of the process shares:
+    on a server where two students train at once, each run's masks would depend on the other's.
+    With a generator the masks are those the global CPU generator would give with the same seed.
+    """
+
+    generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.generator is None or not self.training or self.p == 0:
+            return super().forward(x)
+        keep = torch.empty_like(x).bernoulli_(1 - self.p, generator=self.generator)
+        return x * keep.div_(1 - self.p)
+
+
+def initialize_parameters(model: nn.Module, generator: torch.Generator) -> None:
+    """PyTorch's default initialisation of every conv and dense layer, drawn from ``generator``.
+
+    The layers are visited in the order they were built, so a CPU generator seeded with s gives the
+    weights ``torch.manual_seed(s)`` then :func:`build_model` gives, without touching the global
+    generator that other threads share.
+    """
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d | nn.Linear):
+            nn.init.kaiming_uniform_(module.weight, a=math.sqrt(5), generator=generator)
+            if module.bias is not None:
+                bound = 1 / math.sqrt(module.weight[0].numel())
+                nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+
+
+def set_dropout_generator(model: nn.Module, generator: torch.Generator | None) -> None:
+    """Make every dropout layer of ``model`` draw from ``generator`` (None: the global one)."""
+    for module in model.modules():
+        if isinstance(module, Dropout):
+            module.generator = generator
 
 
 class SpecNet(nn.Module):
@@ -277,8 +318,8 @@ def _build_layer(layer: LayerSpec, index: int, channels: int, size: int, flat: i
         return _Built([pool], channels, size // layer.size)
     if isinstance(layer, GlobalPool):
         return _Built([nn.AdaptiveAvgPool2d(1)], channels, 1)
-    if isinstance(layer, Dropout):
-        return _Built([nn.Dropout(layer.rate)], channels, size)
+    if isinstance(layer, DropoutSpec):
+        return _Built([Dropout(layer.rate)], channels, size)
     if isinstance(layer, Dense):
         inputs = flat if flat is not None else channels * size * size
         return _Built([nn.Linear(inputs, layer.units), nn.ReLU(inplace=True)], layer.units, 1)

@@ -23,7 +23,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnviz.data import DatasetInfo, dataset_info, load_dataset
-from cnnviz.models import PRESETS, SpecNet, build_model, class_logits
+from cnnviz.models import (
+    PRESETS,
+    SpecNet,
+    build_model,
+    class_logits,
+    initialize_parameters,
+    set_dropout_generator,
+)
 from cnnviz.speed_tricks import (
     Lookahead,
     alternating_mirror,
@@ -447,11 +454,14 @@ def train(
         configure_cpu_threads(cpu_threads)
     else:
         torch.backends.cudnn.benchmark = True  # every batch has the same shape: pick the fastest kernels once
-    torch.manual_seed(config.seed)
-    generator = torch.Generator(device=device).manual_seed(config.seed)
+    # Every random draw comes from generators of this run, never the global ones that other threads
+    # (another student's training, the page) share: a seed gives the same run whatever else is going on.
+    generator = torch.Generator(device=device).manual_seed(config.seed)  # data order and augmentation
+    weight_generator = torch.Generator().manual_seed(config.seed)  # initial weights, then dropout on the CPU
     info = dataset_info(config.dataset)
     channels, size, _ = info.image_shape
     model = build_model(config.spec, channels, info.num_classes, size)
+    initialize_parameters(model, weight_generator)
     # Test-time augmentation: used by every evaluation, never by a training step.
     model.mirror_average, model.shift_average = config.mirror_tta, config.shift_tta
 
@@ -467,6 +477,12 @@ def train(
         freeze_batchnorm_scales(model)
     if config.dirac:
         dirac_init(model)
+    if device.type == "cpu":
+        set_dropout_generator(model, weight_generator)
+    elif not config.compile:
+        set_dropout_generator(model, torch.Generator(device=device).manual_seed(config.seed + 1))
+    else:
+        torch.cuda.manual_seed(config.seed)  # a generator argument would split the compiled graph in two
     step_model: nn.Module = model
     if config.compile and device.type == "cuda":
         # CUDA graphs replay each step's kernels in one launch; measured on an H100 this beat the default

@@ -4,9 +4,18 @@ import re
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from cnnviz.models import PRESETS, ResidualBlock, build_model, preset_spec
+from cnnviz.models import (
+    PRESETS,
+    Dropout,
+    ResidualBlock,
+    build_model,
+    initialize_parameters,
+    preset_spec,
+    set_dropout_generator,
+)
 from cnnviz.summary import summarize_model, summarize_spec
 
 SPECS = [
@@ -96,3 +105,33 @@ def test_presets_build_and_produce_logits(name):
 def test_unknown_preset_is_a_friendly_error():
     with pytest.raises(ValueError, match="Unknown preset"):
         preset_spec("resnet9000")
+
+
+@pytest.mark.parametrize("name", sorted(PRESETS))
+def test_initialization_from_a_generator_equals_the_global_seed(name):
+    torch.manual_seed(7)
+    expected = build_model(preset_spec(name), 3, 10, 32)
+    torch.manual_seed(123)  # another thread's seed: must not matter
+    model = build_model(preset_spec(name), 3, 10, 32)
+    initialize_parameters(model, torch.Generator().manual_seed(7))
+    wanted = expected.state_dict()
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, wanted[key]), key
+    # the seed matters
+    initialize_parameters(model, torch.Generator().manual_seed(8))
+    assert not torch.equal(model.classifier[-1].weight, expected.classifier[-1].weight)
+
+
+def test_dropout_with_a_generator_draws_pytorchs_masks():
+    model = build_model("C4 D0.25 F8 D0.5", 1, 10, 8)
+    assert [type(m) for m in model.modules() if isinstance(m, nn.Dropout)] == [Dropout, Dropout]
+    assert model.features[-1].__class__.__name__ == "Dropout"  # what the layer pages show
+    x = torch.randn(16, 8, 8, 8)
+    layer = Dropout(0.25)
+    set_dropout_generator(nn.Sequential(layer), torch.Generator().manual_seed(3))
+    torch.manual_seed(3)
+    assert torch.equal(layer(x), F.dropout(x, 0.25, training=True))
+    assert torch.equal(layer(x), F.dropout(x, 0.25, training=True))  # and the streams stay in step
+    assert not torch.equal(layer(x), layer(x))
+    layer.eval()
+    assert torch.equal(layer(x), x)

@@ -53,6 +53,30 @@ def test_same_seed_same_run(real_data_dir):
         assert torch.allclose(second.model.state_dict()[key], value), key
 
 
+def test_a_seed_gives_the_same_run_while_other_threads_use_the_global_generator(real_data_dir):
+    # A hosted demo trains for several students at once; each run draws from its own generators.
+    config = _tiny_config(spec="C8n M D0.25 C16n M F32 D0.5", train_subset=640, test_subset=200)
+    alone = train(config, data_dir=real_data_dir)
+    done = threading.Event()
+
+    def meddle() -> None:
+        seed = 0
+        while not done.is_set():
+            seed += 1
+            torch.manual_seed(seed)
+            torch.rand(1000)
+
+    meddler = threading.Thread(target=meddle)
+    meddler.start()
+    try:
+        crowded = train(config, data_dir=real_data_dir)
+    finally:
+        done.set()
+        meddler.join()
+    for key, value in alone.model.state_dict().items():
+        assert torch.equal(crowded.model.state_dict()[key], value), key
+
+
 def test_stop_keeps_what_was_learned(real_data_dir):
     stop = threading.Event()
 
