@@ -3,7 +3,9 @@
 Tokens are separated by spaces:
 
 - ``C<n>``: Conv2d with n filters, 3x3, "same" padding, then ReLU. Suffixes ``k<size>`` (kernel),
-  ``s<stride>``, ``p<padding>``, ``n`` (BatchNorm before the ReLU), e.g. ``C32k5n``.
+  ``s<stride>``, ``p<padding>``, ``n`` (BatchNorm before the ReLU), ``m`` or ``m<size>`` (a max pool,
+  2x2 by default, straight after the convolution, before the BatchNorm and ReLU), e.g. ``C32k5n``,
+  ``C64nm``.
 - ``R<n>``: a residual block ``x + ReLU(BN(conv(ReLU(BN(conv(x))))))`` with n filters (3x3, "same");
   when n differs from the input channels the shortcut is a 1x1 convolution.
 - ``M<size>`` max pool, ``A<size>`` average pool (default 2, stride = size); ``G`` global average pool.
@@ -26,7 +28,7 @@ MAX_KERNEL = 15
 MAX_SPEC_CHARS = 1000
 
 TOKEN_HELP = (
-    "C<n> (conv, suffixes k<size> s<stride> p<padding> n=BatchNorm), R<n> (residual block), "
+    "C<n> (conv, suffixes k<size> s<stride> p<padding> n=BatchNorm m=max pool first), R<n> (residual block), "
     "M<size> / A<size> (max / average pool), G (global average pool), D<rate> (dropout), F<n> (dense)"
 )
 
@@ -47,6 +49,7 @@ class Conv:
     stride: int = 1
     padding: int | None = None  # None = "same" for stride 1: kernel // 2
     batch_norm: bool = False
+    pool: int = 0  # size of the max pool straight after the convolution (0: none)
     token: str = ""
 
     @property
@@ -86,8 +89,8 @@ class Dense:
 
 LayerSpec = Conv | Residual | Pool | GlobalPool | Dropout | Dense
 
-_CONV = re.compile(r"C(\d+)((?:[ksp]\d+|n)*)")
-_CONV_SUFFIX = re.compile(r"([ksp])(\d+)|n")
+_CONV = re.compile(r"C(\d+)((?:[ksp]\d+|n|m\d*)*)")
+_CONV_SUFFIX = re.compile(r"([ksp])(\d+)|n|m(\d*)")
 _RESIDUAL = re.compile(r"R(\d+)")
 _POOL = re.compile(r"([MA])(\d+)?")
 _DROPOUT = re.compile(r"D(\d*\.?\d+)")
@@ -174,7 +177,8 @@ def _parse_conv(token: str, index: int) -> Conv:
     if not match:
         raise _fail(
             token, index,
-            "expected C<n> with optional suffixes k<size>, s<stride>, p<padding>, n, e.g. C32 or C64k5n.",
+            "expected C<n> with optional suffixes k<size>, s<stride>, p<padding>, n, m, e.g. C32, C64k5n "
+            "or C64nm.",
         )
     filters = _positive(match[1], token, index, "the number of filters", MAX_WIDTH)
     options: dict[str, int] = {}
@@ -184,6 +188,11 @@ def _parse_conv(token: str, index: int) -> Conv:
             if batch_norm:
                 raise _fail(token, index, "the suffix n (BatchNorm) is given twice.")
             batch_norm = True
+            continue
+        if suffix[0].startswith("m"):
+            if "m" in options:
+                raise _fail(token, index, "the suffix m (max pool) is given twice.")
+            options["m"] = _positive(suffix[3] or "2", token, index, "the pool size", MAX_KERNEL)
             continue
         letter, value = suffix[1], int(suffix[2])
         if letter in options:
@@ -198,4 +207,4 @@ def _parse_conv(token: str, index: int) -> Conv:
     padding = options.get("p")
     if padding is not None and padding > kernel:
         raise _fail(token, index, f"the padding ({padding}) must not exceed the kernel size ({kernel}).")
-    return Conv(filters, kernel, stride, padding, batch_norm, token)
+    return Conv(filters, kernel, stride, padding, batch_norm, options.get("m", 0), token)

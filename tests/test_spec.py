@@ -1,6 +1,7 @@
 """The spec parser: what it accepts, and how it points at what it refuses."""
 
 import pytest
+import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -34,6 +35,15 @@ def test_conv_suffixes_in_any_order():
     assert conv.pad == 0 and parse_spec("C8k5")[0].pad == 2  # "same" padding by default
 
 
+def test_pool_first_suffix():
+    assert parse_spec("C32nm")[0] == Conv(32, batch_norm=True, pool=2, token="C32nm")
+    assert parse_spec("C8m3k5")[0] == Conv(8, kernel=5, pool=3, token="C8m3k5")
+    model = build_model("C8nm C16 M3", 3, 10, 32)
+    kinds = [type(layer).__name__ for layer in model.features]
+    assert kinds == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU", "Conv2d", "ReLU", "MaxPool2d"]
+    assert model.features(torch.zeros(2, 3, 32, 32)).shape == (2, 16, 5, 5)  # 32 -> 16 -> 5
+
+
 def test_other_tokens():
     assert parse_spec("M3 A A4 G R64") == [
         Pool("max", 3, "M3"), Pool("avg", 2, "A"), Pool("avg", 4, "A4"), GlobalPool("G"), Residual(64, "R64"),
@@ -55,6 +65,9 @@ def test_other_tokens():
     ("F", 0, "F<n>"),
     ("C8 Gx", 1, "G alone"),
     ("C8 M2x", 1, "M<size>"),
+    ("C32mm", 0, "given twice"),
+    ("C32m0", 0, "pool size"),
+    ("C32mx", 0, "C64nm"),
     ("C8 __import__('os')", 1, "unknown layer"),
 ])
 def test_bad_tokens_are_named_with_their_position(spec, index, words):
@@ -83,6 +96,7 @@ def test_empty_and_huge_specs_are_refused():
 @pytest.mark.parametrize(("spec", "index", "words"), [
     ("C8 M M M M M", 5, "does not fit"),  # 28 -> 14 -> 7 -> 3 -> 1 -> pool of 2 on 1x1
     ("C8k15p0 C8k15p0", 1, "does not fit"),  # 28 -> 14 -> no room for a 15x15 kernel
+    ("C8 M M M M C8m", 5, "max pool does not fit"),  # 28 -> 14 -> 7 -> 3 -> 1: no 2x2 pool after the conv
     ("F32 C8", 1, "before the dense"),
     ("C8 F32 M", 2, "before the dense"),
 ])

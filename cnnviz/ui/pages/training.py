@@ -33,7 +33,8 @@ with left:
                           format_func=lambda n: "Custom spec..." if n == "custom" else PRESETS[n].title)
     if preset == "custom":
         spec = st.text_input("Spec", value="C32 C32 M D0.25 C64 C64 M D0.25 F128 D0.5", key="train_spec",
-                             help="C<n> conv (k5 kernel, s2 stride, p1 padding, n BatchNorm), R<n> residual "
+                             help="C<n> conv (k5 kernel, s2 stride, p1 padding, n BatchNorm, m a 2x2 max "
+                             "pool straight after the conv, before BatchNorm and ReLU), R<n> residual "
                              "block, M / A max / average pool, G global average pool, D0.25 dropout, "
                              "F<n> dense. The final classifier layer is added for you.")
     else:
