@@ -480,6 +480,7 @@ def train(
     if device.type == "cpu":
         set_dropout_generator(model, weight_generator)
     elif not config.compile:
+        # seed + 1: a stream apart from the augmentation's, which is on the same device
         set_dropout_generator(model, torch.Generator(device=device).manual_seed(config.seed + 1))
     else:
         torch.cuda.manual_seed(config.seed)  # a generator argument would split the compiled graph in two
@@ -595,6 +596,7 @@ def train(
         history.append(_validation_point(report, model, val_images, val_labels, info, progress))
 
     model.eval()
+    set_dropout_generator(model, None)  # the trained model holds no state of this run
     test_accuracy = predictions = test_labels = None
     if step > 0:
         test_images, test_labels = _test_split(config, info, data_dir)

@@ -75,6 +75,7 @@ def test_a_seed_gives_the_same_run_while_other_threads_use_the_global_generator(
         meddler.join()
     for key, value in alone.model.state_dict().items():
         assert torch.equal(crowded.model.state_dict()[key], value), key
+    assert all(getattr(layer, "generator", None) is None for layer in crowded.model.modules())
 
 
 def test_stop_keeps_what_was_learned(real_data_dir):

@@ -38,6 +38,19 @@ def test_cuda_whitened_cifar_net_with_test_time_averaging(real_data_dir):
     assert not result.model.features[0].weight.requires_grad  # the whitening layer stayed frozen
 
 
+@pytest.mark.parametrize("compile_", [False, True])
+def test_cuda_dropout_runs_repeat_with_their_seed(real_data_dir, compile_):
+    # Two steps: different dropout masks would already move the weights by far more than cuDNN's
+    # float rounding does.
+    config = TrainConfig(dataset="mnist", spec="C16n M D0.25 C32n M F64 D0.5", epochs=1, batch_size=128,
+                         lr=0.1, train_subset=256, test_subset=500, val_fraction=0.0, device="cuda",
+                         compile=compile_)
+    first, second = (train(config, data_dir=real_data_dir) for _ in range(2))
+    for key, value in first.model.state_dict().items():
+        assert torch.allclose(second.model.state_dict()[key], value, atol=1e-4), key
+    assert all(getattr(layer, "generator", None) is None for layer in first.model.modules())
+
+
 def test_bench_on_cuda_warms_up_first(real_data_dir, capsys):
     code = main(["bench", "train", "--dataset", "mnist", "--target", "0.5", "--device", "cuda",
                  "--train-subset", "12000", "--runs", "2", "--no-compile", "--data-dir", str(real_data_dir),

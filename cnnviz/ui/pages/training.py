@@ -120,9 +120,13 @@ if job is not None and job.snapshot().result is not None and not running:
 runs = st.session_state.train_runs
 if runs:
     st.subheader("Run history")
-    percent = st.column_config.NumberColumn(format="percent")
-    st.dataframe([r["row"] for r in runs], hide_index=True, key="train_history_table",
-                 column_config={"train acc": percent, "val acc": percent, "test acc": percent})
+    accuracies = ("train acc", "val acc", "test acc")
+    table = [{key: value * 100 if key in accuracies and value is not None else value
+              for key, value in r["row"].items()} for r in runs]
+    percent = st.column_config.NumberColumn(format="%.2f%%")  # 72.00%, not 72%, beside 72.34%
+    st.dataframe(table, hide_index=True, key="train_history_table",
+                 column_config={"params": st.column_config.NumberColumn(format="localized"),
+                                **dict.fromkeys(accuracies, percent)})
     st.plotly_chart(compare_runs([(r["row"]["run"], r["history"]) for r in runs]), key="train_compare")
     with st.form("train_save_form", border=True):
         st.markdown("**Save a run** as a named model; the predict page can then use it.")
