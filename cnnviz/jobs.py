@@ -208,15 +208,32 @@ class TrainingJob:
                 self.queue.leave(self._ticket)
 
 
-def measure_images_per_second(config: TrainConfig, steps: int = 3) -> float:
-    """Time a few real training steps of this architecture on random data (for an honest ETA)."""
+def measure_images_per_second(config: TrainConfig, steps: int = 3, cpu_threads: int | None = None) -> float:
+    """Time a few real training steps of this architecture on random data (for an honest ETA).
+
+    On the CPU the steps run on ``cpu_threads`` threads (None: as :func:`training.train` would pick),
+    and the calling thread gets its own setting back: a page's script thread may run on one.
+    """
+    from cnnviz.training import configure_cpu_threads, resolve_device
+
+    device = resolve_device(config.device)
+    if device.type != "cpu":
+        return _time_training_steps(config, device, steps)
+    previous = torch.get_num_threads()
+    configure_cpu_threads(cpu_threads)
+    try:
+        return _time_training_steps(config, device, steps)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _time_training_steps(config: TrainConfig, device: torch.device, steps: int) -> float:
     from cnnviz.data import dataset_info
     from cnnviz.models import build_model
-    from cnnviz.training import make_optimizer, optimizer_step, resolve_device, whitening_layer
+    from cnnviz.training import make_optimizer, optimizer_step, whitening_layer
 
     info = dataset_info(config.dataset)
     channels, size, _ = info.image_shape
-    device = resolve_device(config.device)
     model = build_model(config.spec, channels, info.num_classes, size).to(
         device, memory_format=torch.channels_last)
     whitening = whitening_layer(model, config.whiten)

@@ -22,8 +22,9 @@ from cnnviz.preprocess import Preprocessed, preprocess
 
 # One image is a few million multiply-adds: splitting it over threads costs more than it saves, and
 # on a busy 2-core machine torch's default pool made single images 15-40x slower. With OpenMP,
-# torch.set_num_threads applies to the calling thread only, so a web page's script thread can use 1
-# while a training thread keeps its own setting.
+# torch.set_num_threads sets the calling thread's count and the count that threads started later
+# begin with, so a training thread sets its own when it starts (training.configure_cpu_threads) and
+# the Train page times its estimate with the count a run will use.
 INFERENCE_THREADS = 1
 
 

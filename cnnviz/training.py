@@ -249,7 +249,12 @@ def device_name(device: torch.device) -> str:
     """"cpu (N threads)" or the GPU's marketing name."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({torch.get_num_threads()} threads)"
+    return cpu_name(torch.get_num_threads())
+
+
+def cpu_name(threads: int) -> str:
+    """"cpu (1 thread)", "cpu (2 threads)"."""
+    return f"cpu ({threads} thread{'s' if threads != 1 else ''})"
 
 
 def available_cores() -> int:
@@ -260,19 +265,28 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
-def configure_cpu_threads(threads: int | None = None) -> int:
-    """Use ``threads`` intra-op threads, else every core this process may run on, unless
-    $OMP_NUM_THREADS says otherwise (on a shared machine one thread per job avoids threads waiting
-    for each other)."""
+def training_threads(threads: int | None = None) -> int:
+    """The intra-op threads a CPU run uses: ``threads``, else $OMP_NUM_THREADS when set (on a shared
+    machine one thread per job avoids threads waiting for each other), else every core this process
+    may run on."""
     if threads is not None:
-        torch.set_num_threads(max(1, threads))
-        return torch.get_num_threads()
-    if os.environ.get("OMP_NUM_THREADS", "").isdigit():
-        return torch.get_num_threads()
-    cores = available_cores()
-    if torch.get_num_threads() != cores:
-        torch.set_num_threads(cores)
-    return cores
+        return max(1, threads)
+    setting = os.environ.get("OMP_NUM_THREADS", "")
+    if setting.isdigit() and int(setting) > 0:
+        return int(setting)
+    return available_cores()
+
+
+def configure_cpu_threads(threads: int | None = None) -> int:
+    """Make the calling thread use :func:`training_threads` threads; returns how many.
+
+    Set every time, never assumed: with OpenMP a thread starts with the count last set by any
+    thread (the predict page sets 1 for its own work), not the process's default.
+    """
+    count = training_threads(threads)
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+    return count
 
 
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from cnnviz.data import load_dataset
 from cnnviz.models import build_model
 from cnnviz.training import (
     TrainConfig,
+    available_cores,
     evaluate,
     init_whitening,
     learning_rate,
@@ -18,6 +19,7 @@ from cnnviz.training import (
     recipe,
     resolve_device,
     train,
+    training_threads,
 )
 
 TINY_SPEC = "C8n M C16n M F32"
@@ -76,6 +78,14 @@ def test_a_seed_gives_the_same_run_while_other_threads_use_the_global_generator(
     for key, value in alone.model.state_dict().items():
         assert torch.equal(crowded.model.state_dict()[key], value), key
     assert all(getattr(layer, "generator", None) is None for layer in crowded.model.modules())
+
+
+def test_threads_of_a_run(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert training_threads() == available_cores()
+    assert (training_threads(3), training_threads(0)) == (3, 1)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert training_threads() == 1 and training_threads(2) == 2
 
 
 def test_stop_keeps_what_was_learned(real_data_dir):

@@ -29,6 +29,22 @@ def test_bad_spec_points_at_the_token(monkeypatch, tmp_path, real_data_dir):
     assert app.button(key="train_start").disabled
 
 
+def test_the_estimate_uses_the_threads_a_run_will_get(monkeypatch, tmp_path, real_data_dir):
+    import torch
+
+    from cnnviz.training import cpu_name, training_threads
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the predict page leaves its script thread, and threads started after it
+    try:
+        app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
+        line = next(c.value for c in app.caption if c.value.startswith("Training on"))
+        assert f"**{cpu_name(training_threads())}**" in line, line
+        assert torch.get_num_threads() == 1  # the page thread got its own setting back
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_every_preset_opens_with_its_recipe(monkeypatch, tmp_path, real_data_dir):
     from cnnviz.models import PRESETS
     from cnnviz.training import recipe

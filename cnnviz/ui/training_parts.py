@@ -12,7 +12,17 @@ from cnnviz.hosting import HostLimits
 from cnnviz.jobs import JobSnapshot, measure_images_per_second
 from cnnviz.results import confusion_matrix, first_layer_filters, misclassified
 from cnnviz.summary import ModelSummary
-from cnnviz.training import OPTIMIZERS, SCHEDULES, Progress, TrainConfig, TrainResult, resolve_device
+from cnnviz.training import (
+    OPTIMIZERS,
+    SCHEDULES,
+    Progress,
+    TrainConfig,
+    TrainResult,
+    cpu_name,
+    device_name,
+    resolve_device,
+    training_threads,
+)
 from cnnviz.ui.figures.training import confusion_heatmap, filter_grid
 from cnnviz.ui.widgets import pixel_image
 
@@ -110,25 +120,26 @@ def hyperparameter_form(
 @st.cache_data(show_spinner="Timing a few training steps...", max_entries=64)
 def _images_per_second(
     spec: str, dataset: str, batch_size: int, optimizer: str, whiten: bool, whiten_bias_epochs: int | None,
+    cpu_threads: int,
 ) -> float:
     return measure_images_per_second(TrainConfig(dataset=dataset, spec=spec, batch_size=batch_size,
                                                  optimizer=optimizer, whiten=whiten,
-                                                 whiten_bias_epochs=whiten_bias_epochs))
+                                                 whiten_bias_epochs=whiten_bias_epochs),
+                                     cpu_threads=cpu_threads)
 
 
 def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
     """The device in use and an estimate of this run's time, from a few real timed steps."""
     device = resolve_device(config.device)
-    from cnnviz.training import device_name
-
-    name = device_name(device)
-    where = f"Training on **{name}**"
+    threads = training_threads()  # a run that has the machine to itself; the page's own thread may use 1
     if device.type == "cpu":
-        where = f"Training on the **{name}** (no GPU here)"
+        where = f"Training on the **{cpu_name(threads)}** (no GPU here)"
+    else:
+        where = f"Training on **{device_name(device)}**"
     if summary is None:
         return where + "."
     speed = _images_per_second(config.spec, config.dataset, config.batch_size, config.optimizer,
-                               config.whiten, config.whiten_bias_epochs)
+                               config.whiten, config.whiten_bias_epochs, threads)
     images = config.train_subset or data.DATASETS[config.dataset].train_size
     seconds = config.epochs * images * (1 - config.val_fraction) / speed
     return f"{where}: about {_duration(seconds)} for this run (measured {speed:,.0f} images/s)."

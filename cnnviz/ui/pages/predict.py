@@ -31,7 +31,7 @@ VIEWS = ("How your image was prepared", "Where it looked (Grad-CAM)", "Layer by 
          "First-layer filters")
 HIDDEN_KINDS = ("BatchNorm2d", "Dropout", "Dropout2d", "Identity")  # maps nearly equal to the layer before
 
-torch.set_num_threads(INFERENCE_THREADS)  # this script's thread only (see cnnviz.predict)
+torch.set_num_threads(INFERENCE_THREADS)  # this thread, and threads started after it (see cnnviz.predict)
 
 st.title("Inspect and predict")
 st.markdown("Give the network a picture and watch it go through, layer by layer: how it was prepared, "
