@@ -284,8 +284,7 @@ def configure_cpu_threads(threads: int | None = None) -> int:
     thread (the predict page sets 1 for its own work), not the process's default.
     """
     count = training_threads(threads)
-    if torch.get_num_threads() != count:
-        torch.set_num_threads(count)
+    torch.set_num_threads(count)
     return count
 
 
