@@ -230,7 +230,13 @@ def measure_images_per_second(config: TrainConfig, steps: int = 3, cpu_threads: 
 def _time_training_steps(config: TrainConfig, device: torch.device, steps: int) -> float:
     from cnnviz.data import dataset_info
     from cnnviz.models import build_model
-    from cnnviz.training import make_optimizer, optimizer_step, whitening_layer
+    from cnnviz.training import (
+        TrainingObjective,
+        make_optimizer,
+        normalization_tensors,
+        optimizer_step,
+        whitening_layer,
+    )
 
     info = dataset_info(config.dataset)
     channels, size, _ = info.image_shape
@@ -245,12 +251,14 @@ def _time_training_steps(config: TrainConfig, device: torch.device, steps: int) 
             whitening.bias.requires_grad_(False)
     optimizer = make_optimizer(config, model)
     batch = min(config.batch_size, 128)
-    x = torch.randn(batch, channels, size, size, device=device).contiguous(memory_format=torch.channels_last)
+    mean, std = normalization_tensors(info, device)
+    objective = TrainingObjective(model, mean, std, config.label_smoothing)
+    x = torch.randint(0, 256, (batch, channels, size, size), dtype=torch.uint8, device=device)
     y = torch.randint(0, info.num_classes, (batch,), device=device)
     elapsed = 0.0
     for i in range(steps + 1):
         start = time.perf_counter()
-        optimizer_step(model, optimizer, x, y, config, device)
+        optimizer_step(objective, optimizer, x, y)
         if device.type == "cuda":
             torch.cuda.synchronize()
         if i > 0:  # the first step warms up kernels and allocations

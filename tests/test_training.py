@@ -7,14 +7,17 @@ import torch
 import torch.nn.functional as F
 
 from cnnviz.checkpoint import load_checkpoint, save_checkpoint
-from cnnviz.data import load_dataset
-from cnnviz.models import build_model
+from cnnviz.data import dataset_info, load_dataset
+from cnnviz.models import PRESETS, build_model
 from cnnviz.training import (
     TrainConfig,
+    TrainingObjective,
     available_cores,
     evaluate,
     init_whitening,
     learning_rate,
+    normalization_tensors,
+    normalize,
     random_crop_flip,
     recipe,
     resolve_device,
@@ -201,3 +204,31 @@ def test_recipes_and_devices():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="No CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_the_training_objective_is_the_loss_of_the_normalized_batch():
+    info = dataset_info("cifar10")
+    torch.manual_seed(0)
+    model = build_model(PRESETS["cifar10_speed"].spec, 3, 10, 32).train()
+    mean, std = normalization_tensors(info, torch.device("cpu"))
+    images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (16,))
+    loss, correct = TrainingObjective(model, mean, std, label_smoothing=0.2)(images, labels)
+    logits = model(normalize(images, mean, std))  # the same batch statistics: BatchNorm in train mode
+    assert torch.allclose(loss, F.cross_entropy(logits, labels, label_smoothing=0.2), atol=1e-5)
+    assert correct.item() == (logits.argmax(dim=1) == labels).sum().item()
+
+
+@pytest.mark.parametrize("spec", [PRESETS["mnist_fast"].spec, PRESETS["cifar10_speed"].spec,
+                                  PRESETS["cifar10_gpu"].spec, "C16n M D0.25 C32n M F64 D0.5"])
+def test_the_training_objective_compiles_to_one_graph(spec):
+    # On a GPU, torch.compile turns the objective into one CUDA graph per step; a graph break would
+    # split every step into pieces launched one by one again. Tracing alone needs no GPU.
+    info = dataset_info("cifar10" if spec.startswith("C24k2p0") else "mnist")
+    channels, size, _ = info.image_shape
+    model = build_model(spec, channels, info.num_classes, size).to(memory_format=torch.channels_last)
+    mean, std = normalization_tensors(info, torch.device("cpu"))
+    objective = TrainingObjective(model, mean, std, label_smoothing=0.1)
+    images = torch.randint(0, 256, (8, channels, size, size), dtype=torch.uint8)
+    explanation = torch._dynamo.explain(objective)(images, torch.randint(0, 10, (8,)))
+    assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons
