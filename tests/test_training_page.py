@@ -45,6 +45,12 @@ def test_the_estimate_uses_the_threads_a_run_will_get(monkeypatch, tmp_path, rea
         torch.set_num_threads(threads)
 
 
+def test_durations_read_as_a_student_plans():
+    from cnnviz.ui.training_parts import duration_text
+
+    assert [duration_text(s) for s in (0.2, 7.4, 89, 95, 600)] == ["1 s", "7 s", "89 s", "2 min", "10 min"]
+
+
 def test_every_preset_opens_with_its_recipe(monkeypatch, tmp_path, real_data_dir):
     from cnnviz.models import PRESETS
     from cnnviz.training import recipe

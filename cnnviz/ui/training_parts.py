@@ -142,11 +142,12 @@ def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
                                config.whiten, config.whiten_bias_epochs, threads)
     images = config.train_subset or data.DATASETS[config.dataset].train_size
     seconds = config.epochs * images * (1 - config.val_fraction) / speed
-    return f"{where}: about {_duration(seconds)} for this run (measured {speed:,.0f} images/s)."
+    return f"{where}: about {duration_text(seconds)} for this run (measured {speed:,.0f} images/s)."
 
 
-def _duration(seconds: float) -> str:
-    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+def duration_text(seconds: float) -> str:
+    """'7 s' or '12 min', rounded as a student plans; never '0 s'."""
+    return f"{max(1, round(seconds))} s" if seconds < 90 else f"{seconds / 60:.0f} min"
 
 
 def progress_block(snapshot: JobSnapshot) -> None:
@@ -169,7 +170,7 @@ def progress_block(snapshot: JobSnapshot) -> None:
         st.progress(0.0, text="Loading the images...")
         return
     eta = snapshot.eta_seconds
-    eta_text = "" if snapshot.finished or eta is None else f" · about {_duration(eta)} left"
+    eta_text = "" if snapshot.finished or eta is None else f" · about {duration_text(eta)} left"
     st.progress(snapshot.fraction, text=f"epoch {p.epoch:.2f} of {p.epochs} · step {p.step} of "
                 f"{p.total_steps} · {p.images_per_second:,.0f} images/s{eta_text}")
     if snapshot.status == "stopped":
