@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import statistics
 import threading
 import time
 from collections import deque
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field
 import torch
 
 from cnnviz.training import Progress, TrainConfig, TrainResult, available_cores, train
+
+WARM_UP_STEPS = 2  # untimed steps before an estimate's timed ones
 
 
 class TrainingQueue:
@@ -208,7 +211,7 @@ class TrainingJob:
                 self.queue.leave(self._ticket)
 
 
-def measure_images_per_second(config: TrainConfig, steps: int = 3, cpu_threads: int | None = None) -> float:
+def measure_images_per_second(config: TrainConfig, steps: int = 5, cpu_threads: int | None = None) -> float:
     """Time a few real training steps of this architecture on random data (for an honest ETA).
 
     On the CPU the steps run on ``cpu_threads`` threads (None: as :func:`training.train` would pick),
@@ -255,12 +258,13 @@ def _time_training_steps(config: TrainConfig, device: torch.device, steps: int) 
     objective = TrainingObjective(model, mean, std, config.label_smoothing)
     x = torch.randint(0, 256, (batch, channels, size, size), dtype=torch.uint8, device=device)
     y = torch.randint(0, info.num_classes, (batch,), device=device)
-    elapsed = 0.0
-    for i in range(steps + 1):
+    durations = []
+    for i in range(steps + WARM_UP_STEPS):
         start = time.perf_counter()
         optimizer_step(objective, optimizer, x, y)
         if device.type == "cuda":
             torch.cuda.synchronize()
-        if i > 0:  # the first step warms up kernels and allocations
-            elapsed += time.perf_counter() - start
-    return batch * steps / elapsed
+        if i >= WARM_UP_STEPS:  # the first steps set up kernels, allocations and the thread pool
+            durations.append(time.perf_counter() - start)
+    # The median step: one step slowed by another process on a shared machine does not skew it.
+    return batch / statistics.median(durations)
