@@ -113,3 +113,21 @@ def test_heaviest_page_setting_stays_under_five_megabytes():
     rgb = (steps.padded.transpose(1, 2, 0) * 255).astype(np.uint8)  # (Hp, Wp, 3)
     figure = build_convolution_figure(steps, frame_positions(*steps.output_size, frames), input_rgb=rgb)
     assert len(pio.to_json(figure, validate=False)) < 5 * 2**20
+
+
+@pytest.mark.parametrize("builder", ["convolution", "pooling"])
+def test_output_map_shows_its_final_size_before_it_fills(builder):
+    feature = np.random.default_rng(3).random((1, 6, 7))
+    if builder == "convolution":
+        steps = convolve_steps(feature, np.ones((2, 1, 3, 3)), None, 1, 0)
+        figure = build_convolution_figure(steps, frame_positions(*steps.output_size, 100))
+        out_h, out_w = steps.output_size
+        tiles = [(0, out_w), (out_w + 1, 2 * out_w + 1)]  # two maps side by side, one empty column apart
+    else:
+        steps = pool_steps(feature, 2, 2, 0, "max")
+        figure = build_pooling_figure(steps, frame_positions(*steps.output.shape[1:], 100))
+        out_h, out_w = steps.output.shape[1:]
+        tiles = [(0, out_w)]
+    slots = [s for s in figure.to_dict()["layout"]["shapes"] if s.get("xref") == "x3"]
+    assert [(s["x0"] + 0.5, s["x1"] + 0.5) for s in slots] == tiles
+    assert all((s["y0"], s["y1"]) == (-0.5, out_h - 0.5) for s in slots)

@@ -22,6 +22,7 @@ from cnnviz.pool_steps import PoolSteps
 FRAME_MS = 450  # how long one step stays on screen while playing
 MAX_TEXT_SIDE = 12  # write the numbers into the cells of a map while it is at most 12 cells across
 PAD_FILL = "rgba(255, 170, 60, 0.55)"
+SLOT_FILL = "#eef0f4"  # where output cells will appear
 PAD_EDGE = "rgba(220, 110, 0, 0.9)"
 WINDOW_COLOR = "#e8175d"
 CURSOR_COLOR = "#00a676"
@@ -338,6 +339,24 @@ def _title(text: str, x_domain: list[float], y: float) -> dict:
     }
 
 
+def _output_slots(out_h: int, out_w: int, left_col: int = 0) -> list[dict]:
+    """A light rectangle under an output map, so its final size shows before its cells fill in."""
+    return [
+        {
+            "type": "rect",
+            "xref": "x3",
+            "yref": "y3",
+            "layer": "below",
+            "line": {"width": 0},
+            "fillcolor": SLOT_FILL,
+            "x0": left_col - 0.5,
+            "y0": -0.5,
+            "x1": left_col + out_w - 0.5,
+            "y1": out_h - 0.5,
+        }
+    ]
+
+
 def build_convolution_figure(
     steps: ConvSteps,
     positions: list[tuple[int, int]],
@@ -496,22 +515,7 @@ def build_convolution_figure(
     _fix_range(layout, "", padded_h, padded_w)
     _fix_range(layout, "2", *kernel_tiles.array.shape)
     _fix_range(layout, "3", *first[1]["z"].shape)
-    # light slots where the output cells will appear, so the map's final size shows from the start
-    slots = [
-        {
-            "type": "rect",
-            "xref": "x3",
-            "yref": "y3",
-            "layer": "below",
-            "line": {"width": 0},
-            "fillcolor": "#eef0f4",
-            "x0": left_col - 0.5,
-            "y0": -0.5,
-            "x1": left_col + out_w - 0.5,
-            "y1": out_h - 0.5,
-        }
-        for _, left_col in out_tiles_origin
-    ]
+    slots = [shape for _, left_col in out_tiles_origin for shape in _output_slots(out_h, out_w, left_col)]
     _fix_range(layout, "4", *first[3]["z"].shape)
     layout["shapes"] = slots + _padding_shapes(
         padded_h - top - bottom, padded_w - left - right, steps.pad, INPUT_AXES
@@ -685,7 +689,7 @@ def build_pooling_figure(steps: PoolSteps, positions: list[tuple[int, int]], hei
     _fix_range(layout, "", *shown.shape)
     _fix_range(layout, "3", out_h, out_w)
     _fix_range(layout, "4", window_h, window_w)
-    layout["shapes"] = _padding_shapes(
+    layout["shapes"] = _output_slots(out_h, out_w) + _padding_shapes(
         padded.shape[0] - top - bottom, padded.shape[1] - left - right, steps.pad, INPUT_AXES
     )
     mode = "max" if steps.mode == "max" else "average"
