@@ -103,7 +103,8 @@ def resolve_padding(
             note = f'"same": p = d(k-1)/2 = {dilation}*({kernel}-1)/2 = {before} on each side.'
         else:
             note = (
-                f'"same" with an even kernel: the window needs d(k-1) = {total} extra cells, an odd number, '
+                f'"same" with an even kernel: the window needs d(k-1) = {total} extra '
+                f'{"cell" if total == 1 else "cells"}, an odd number, '
                 f"so it cannot be split evenly: {before} before and {after} after (PyTorch and TensorFlow "
                 "put the extra zero at the bottom/right)."
             )
@@ -144,13 +145,21 @@ def axis_output_size(
             f"Pooling padding can be at most half the window: {max(pad.before, pad.after)} is more than "
             f"{span}/2, so some windows would see only padding. Use padding {span // 2} or less."
         )
-    taps = f"{kernel} taps with dilation {dilation}" if dilation > 1 else f"kernel size {kernel}"
     if span > padded:
+        padded_text = (
+            f"{padded} {singular if padded == 1 else plural} along the {axis} "
+            f"({input_size} + {pad.total} padding)"
+        )
+        if pool:
+            raise ValueError(
+                f"The pooling window spans {span} {plural} but the feature map is only {padded_text}, "
+                "so it fits nowhere. Use a smaller window, or a smaller stride or kernel above so the "
+                "feature map is larger."
+            )
+        taps = f"{kernel} taps with dilation {dilation}" if dilation > 1 else f"kernel size {kernel}"
         raise ValueError(
-            f"The window spans {span} {plural} ({taps}) but the padded input is only {padded} "
-            f"{singular if padded == 1 else plural} "
-            f"along the {axis} ({input_size} + {pad.total} padding), so it fits nowhere. "
-            "Use a smaller kernel, less dilation or more padding."
+            f"The window spans {span} {plural} ({taps}) but the padded input is only {padded_text}, "
+            "so it fits nowhere. Use a smaller kernel, less dilation or more padding."
         )
     numerator = padded - span  # n + 2p - d(k-1) - 1
     exact = Fraction(numerator, stride) + 1
@@ -178,7 +187,9 @@ def axis_output_size(
             f"(counting from 0) and one more step of {stride} would run past the padded input."
         )
     if uncovered:
-        listed = ", ".join(str(i) for i in uncovered[:12]) + (" ..." if len(uncovered) > 12 else "")
+        listed = ", ".join(str(i) for i in uncovered[:12])
+        if len(uncovered) > 12:
+            listed += f" and {len(uncovered) - 12} more"
         warnings.append(f"Input {plural} never covered by any window: {listed}.")
     return AxisSize(
         axis, input_size, kernel, stride, pad, dilation, output, exact, uncovered, formula, " ".join(warnings)

@@ -215,9 +215,16 @@ def describe_frames(
     every = total / len(positions)
     return (
         f"The output has {total} cells, too many to animate one by one, so the animation shows "
-        f"{len(positions)} of them, evenly spread in reading order (about every {every:.0f}th cell); "
+        f"{len(positions)} of them, evenly spread in reading order "
+        f"(about every {_ordinal(round(every))} cell); "
         "each frame fills in every output cell up to the current one, so the map still fills in completely."
     )
+
+
+def _ordinal(number: int) -> str:
+    """1 -> "1st", 2 -> "2nd", 3 -> "3rd", 11 -> "11th", 22 -> "22nd"."""
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
 
 
 FIGURE_BUDGET_BYTES = 4 * 2**20  # what one animated figure may weigh on the wire

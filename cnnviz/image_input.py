@@ -10,6 +10,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
+from cnnviz.image_io import DecodedImage
+
 LUMINANCE_WEIGHTS = (0.299, 0.587, 0.114)  # ITU-R BT.601: how bright R, G and B look to people
 
 
@@ -35,6 +37,28 @@ def shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, str]:
     )
 
 
+def upload_pixels(decoded: DecodedImage, max_side: int) -> tuple[np.ndarray, str]:
+    """A decoded upload made ready for the animation: (C, H, W) uint8, one channel when the picture
+    is gray (its three channels equal), shrunk to ``max_side``; and a note on all that was done."""
+    small, _ = shrink(decoded.to_array(), max_side)
+    width, height = decoded.source_size  # as stored; EXIF may have turned it a quarter turn since
+    if (decoded.size[0] > decoded.size[1]) != (width > height) and decoded.size[0] != decoded.size[1]:
+        width, height = height, width
+    notes = []
+    if (width, height) != (small.shape[1], small.shape[0]):
+        notes.append(
+            f"Your {width}x{height} picture was shrunk to {small.shape[1]}x{small.shape[0]} pixels so that "
+            "every step stays quick to compute and draw."
+        )
+    read_notes = [n for n in decoded.notes if not n.startswith("reduced from")]  # said above, in full
+    if read_notes:
+        notes.append(f"While reading it: {'; '.join(read_notes)}.")
+    chw = small.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
+    if (chw[0] == chw[1]).all() and (chw[1] == chw[2]).all():
+        chw = chw[:1]
+    return chw, " ".join(notes)
+
+
 def to_picture(pixels_chw: np.ndarray, rgb_mode: bool, note: str = "") -> Picture:
     """(C, H, W) uint8 -> values in 0..1, gray (a 1x1 convolution with luminance weights) unless rgb_mode."""
     from cnnviz.conv_steps import mix_channels
@@ -42,7 +66,7 @@ def to_picture(pixels_chw: np.ndarray, rgb_mode: bool, note: str = "") -> Pictur
     values = np.asarray(pixels_chw, dtype=np.float64) / 255.0
     notes = [note] if note else []
     if rgb_mode and values.shape[0] == 1:
-        notes.append("This picture has one channel, so it is shown in grayscale with one-channel kernels.")
+        notes.append("This picture is gray (one channel), so it is shown with one-channel kernels.")
     elif not rgb_mode and values.shape[0] == 3:
         values = mix_channels(values, np.array([LUMINANCE_WEIGHTS]))
         notes.append(

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import numpy as np
 
 RANDOM_SEED = 0
-MAX_CUSTOM_SIDE = 9
+MAX_KERNEL_SIDE = 7  # the page's kernel-size inputs go this far, and so may a custom kernel
+MAX_CUSTOM_WEIGHT = 1000.0  # larger weights only overflow the float32 drawing, they teach nothing more
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,8 @@ PRESETS: dict[str, KernelPreset] = {
         ),
         KernelPreset(
             "Laplacian",
-            "4 times the centre minus its neighbours: zero on flat areas, large on edges",
+            "its four neighbours minus 4 times the centre: zero on flat areas, large on either side of "
+            "an edge",
             np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], dtype=np.float64),
         ),
         KernelPreset(
@@ -65,7 +67,11 @@ PRESETS: dict[str, KernelPreset] = {
             "+1 on both diagonals, -1 elsewhere: largest where an X crosses",
             np.array([[1, -1, 1], [-1, 1, -1], [1, -1, 1]], dtype=np.float64),
         ),
-        KernelPreset("random", "random weights (seeded), like a layer before training", None),
+        KernelPreset(
+            "random",
+            "random weights (seeded; each kernel and channel its own), like a layer before training",
+            None,
+        ),
     ]
 }
 CUSTOM = "custom"
@@ -122,10 +128,15 @@ def parse_kernel(text: str) -> np.ndarray:
             f"{', '.join(str(len(r)) for r in rows)}."
         )
     kernel = np.array(rows, dtype=np.float64)
-    if max(kernel.shape) > MAX_CUSTOM_SIDE:
-        raise ValueError(f"Keep the custom kernel at most {MAX_CUSTOM_SIDE}x{MAX_CUSTOM_SIDE}.")
+    if max(kernel.shape) > MAX_KERNEL_SIDE:
+        raise ValueError(f"Keep the custom kernel at most {MAX_KERNEL_SIDE}x{MAX_KERNEL_SIDE}.")
     if not np.isfinite(kernel).all():
         raise ValueError("The custom kernel must contain ordinary numbers (no inf or nan).")
+    if np.abs(kernel).max() > MAX_CUSTOM_WEIGHT:
+        raise ValueError(
+            f"Keep the custom kernel's weights between -{MAX_CUSTOM_WEIGHT:g} and {MAX_CUSTOM_WEIGHT:g}: "
+            "larger ones only make every output huge."
+        )
     return kernel
 
 
@@ -164,7 +175,8 @@ def build_kernel_bank(
     """One kernel per name, each repeated over the input channels and divided by their number.
 
     Dividing by the channel count makes a preset on an RGB picture act on the channel average,
-    so "identity" still returns a picture in the input's range.
+    so "identity" still returns a picture in the input's range. A "random" kernel draws its own
+    weights for every kernel and channel (seeded by its position), as a layer before training has.
 
     Returns:
         (K, C, height, width) float64.
@@ -172,7 +184,12 @@ def build_kernel_bank(
     if not names:
         raise ValueError("Pick at least one kernel.")
     kernels = []
-    for name in names:
+    for index, name in enumerate(names):
+        if name == "random":
+            seeds = [RANDOM_SEED + index * channels + c for c in range(channels)]
+            slices = np.stack([make_kernel(name, height, width, seed=seed) for seed in seeds])
+            kernels.append(np.round(slices / channels, 2))  # (C, kH, kW)
+            continue
         if name == CUSTOM:
             kernel = parse_kernel(custom_text)
             if kernel.shape != (height, width):

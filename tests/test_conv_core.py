@@ -10,8 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnviz.conv_arith import axis_output_size, output_shape, resolve_padding
-from cnnviz.conv_steps import convolve_steps, frame_positions, mix_channels, relu
-from cnnviz.kernels import PRESET_NAMES, PRESETS, binary_picture, format_kernel, make_kernel, parse_kernel
+from cnnviz.conv_steps import convolve_steps, describe_frames, frame_positions, mix_channels, relu
+from cnnviz.kernels import (
+    PRESET_NAMES,
+    PRESETS,
+    binary_picture,
+    build_kernel_bank,
+    format_kernel,
+    make_kernel,
+    parse_kernel,
+)
 from cnnviz.pool_steps import max_pool_gradient, pool_steps
 
 
@@ -122,6 +130,17 @@ def test_impossible_settings_are_refused_with_the_reason():
         resolve_padding("some", 3)
     with pytest.raises(ValueError, match="at most half"):
         output_shape(8, 8, 2, 2, 2, pool=True)
+    with pytest.raises(ValueError, match="pooling window spans 4 rows but the feature map is only 2 rows"):
+        output_shape(2, 2, 4, 4, 0, pool=True)  # pooling has no kernel or dilation to blame
+
+
+def test_long_lists_and_counts_read_as_english():
+    size = axis_output_size(40, 1, 3, 0)  # windows at 0, 3, 6, ...: 26 inputs never used, 12 listed
+    assert size.warning.endswith(": 1, 2, 4, 5, 7, 8, 10, 11, 13, 14, 16, 17 and 14 more.")
+    assert "d(k-1) = 1 extra cell," in resolve_padding("same", 2).note
+    assert "about every 2nd cell" in describe_frames(frame_positions(10, 10, 50), 10, 10)
+    assert "about every 3rd cell" in describe_frames(frame_positions(9, 9, 27), 9, 9)
+    assert "about every 11th cell" in describe_frames(frame_positions(11, 11, 11), 11, 11)
 
 
 def test_dilation_and_stride_gaps_are_listed_as_uncovered():
@@ -193,6 +212,23 @@ def test_presets_have_the_textbook_values():
     assert "custom" in PRESET_NAMES
 
 
+def test_random_kernels_differ_by_kernel_and_channel_and_repeat_by_seed():
+    bank = build_kernel_bank(["random", "random", "Sobel x"], 3, 3, channels=3)
+    slices = [bank[k, c] for k in range(2) for c in range(3)]
+    assert all(not np.array_equal(a, b) for i, a in enumerate(slices) for b in slices[i + 1:])
+    assert np.array_equal(bank, build_kernel_bank(["random", "random", "Sobel x"], 3, 3, channels=3))
+    np.testing.assert_allclose(bank[2], np.stack([make_kernel("Sobel x", 3, 3) / 3] * 3))
+    assert np.array_equal(build_kernel_bank(["random"], 3, 3)[0, 0], make_kernel("random", 3, 3))
+
+
+def test_laplacian_is_the_neighbours_minus_four_times_the_centre():
+    dot = np.zeros((1, 5, 5))
+    dot[0, 2, 2] = 1.0
+    response = convolve_steps(dot, make_kernel("Laplacian", 3, 3)).output[0]  # 3x3, centred on the dot
+    assert response[1, 1] == -4.0 and response[0, 1] == 1.0
+    assert PRESETS["Laplacian"].description.startswith("its four neighbours minus 4 times the centre")
+
+
 def test_x_detector_fires_at_the_centre_of_the_x():
     picture = binary_picture("X 5x5")
     response = convolve_steps(picture, make_kernel("X detector", 3, 3)).output[0]
@@ -211,6 +247,8 @@ def test_custom_kernel_parsing():
         ("", "rows of numbers"),
         ("1/0", "not a number"),
         ("inf 1", "ordinary"),
+        ("1e39 1", "between -1000 and 1000"),
+        ("\n".join(["1 " * 8] * 8), "at most 7x7"),
     ]:
         with pytest.raises(ValueError, match=message):
             parse_kernel(bad)

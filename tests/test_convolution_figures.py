@@ -68,8 +68,13 @@ def test_hand_countable_equation_writes_every_product():
     steps = convolve_steps(binary_picture("X 5x5"), make_kernel("X detector", 3, 3))
     figure = build_convolution_figure(steps, frame_positions(3, 3, 100))
     centre = _frames(figure)[4].data[4].text  # output (1, 1)
-    assert centre[1] == "kernel 1: 1 + 0 + 1 + 0 + 1 + 0 + 1 + 0 + 1"
-    assert centre[2].endswith("= <b>5</b>")
+    assert centre[:2] == ("output cell (1,1)", "window: rows 1..3, cols 1..3 (padded)")
+    # a kernel row a line
+    assert centre[2:5] == ("kernel 1: 1 + 0 + 1", "        + 0 + 1 + 0", "        + 1 + 0 + 1")
+    assert centre[5].endswith("= <b>5</b>")
+    negative = convolve_steps(binary_picture("X 5x5"), make_kernel("Laplacian", 3, 3))
+    lines = _frames(build_convolution_figure(negative, frame_positions(3, 3, 100)))[0].data[4].text
+    assert lines[2:5] == ("kernel 1: 0 + 0 + 0", "        + 0 - 4 + 0", "        + 0 + 0 + 0")  # "+ -": "-"
 
 
 def test_large_input_figure_is_bounded():
@@ -95,8 +100,8 @@ def test_pooling_frames(mode):
         frame = _frames(figure)[3]
         row, col = divmod(3, steps.output.shape[2])
         values = decode_typed_array(frame.data[3].z)
-        xs = decode_typed_array(frame.data[4].x)
-        ys = decode_typed_array(frame.data[4].y)
+        xs = decode_typed_array(frame.data[5].x)
+        ys = decode_typed_array(frame.data[5].y)
         assert values[int(np.nanmin(ys) + 0.5), int(np.nanmin(xs) + 0.5)] == pytest.approx(
             steps.output[0, row, col]
         )
@@ -131,3 +136,29 @@ def test_output_map_shows_its_final_size_before_it_fills(builder):
     slots = [s for s in figure.to_dict()["layout"]["shapes"] if s.get("xref") == "x3"]
     assert [(s["x0"] + 0.5, s["x1"] + 0.5) for s in slots] == tiles
     assert all((s["y0"], s["y1"]) == (-0.5, out_h - 0.5) for s in slots)
+
+
+def test_max_pooling_window_marks_its_padding_cells():
+    feature = np.random.default_rng(4).random((1, 4, 4))
+    steps = pool_steps(feature, 3, 2, 1, "max")  # window (0,0) covers padded rows/cols 0..2: row 0, col 0 pad
+    figure = build_pooling_figure(steps, frame_positions(*steps.output.shape[1:], 100))
+    _check_frames_match_traces(figure)
+    values, padding = (decode_typed_array(d.z) for d in _frames(figure)[0].data[3:5])
+    assert np.isnan(values[0]).all() and np.isnan(values[:, 0]).all()  # padding: no number ...
+    assert (padding[0] == 0).all() and (padding[:, 0] == 0).all()  # ... but an orange "pad" cell
+    np.testing.assert_allclose(values[1:, 1:], feature[0, :2, :2], rtol=1e-6)
+    assert np.isnan(padding[1:, 1:]).all()
+
+
+def test_all_zero_feature_map_is_drawn_in_the_colour_of_zero():
+    steps = pool_steps(np.zeros((1, 4, 4)), 2, 2, 0, "max")
+    figure = build_pooling_figure(steps, frame_positions(2, 2, 100))
+    input_trace = figure.data[0]
+    assert input_trace.zmin == 0.0 and input_trace.zmax > 0.0  # not a degenerate 0..0 scale
+
+
+def test_input_is_drawn_on_a_fixed_zero_to_one_scale():
+    dark = np.full((1, 5, 5), 0.1)
+    figure = build_convolution_figure(convolve_steps(dark, make_kernel("identity", 3, 3)), [(0, 0)])
+    assert (figure.data[0].zmin, figure.data[0].zmax) == (0.0, 1.0)
+    assert figure.data[0].texttemplate == "%{z:.3~g}"  # as many digits as the products

@@ -145,6 +145,27 @@ def test_uploaded_picture_is_shrunk_with_a_note():
     assert len(_figure(app)["frames"]) == 64  # 62x36 outputs, bounded
 
 
+def test_upload_notes_give_the_original_size_and_what_reading_did():
+    import io
+
+    from PIL import Image
+
+    gray = np.tile(np.linspace(0, 60000, 3000, dtype=np.uint16), (40, 1))  # 3000x40, 16-bit gray, with alpha
+    picture = Image.fromarray(gray).convert("I;16")
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    app = _open()
+    app.radio(key="conv_source").set_value("your picture")
+    app.radio(key="conv_channels").set_value("RGB (3-channel kernels)").run()
+    app.file_uploader(key="conv_upload").set_value(("wide.png", buffer.getvalue(), "image/png")).run()
+    assert not app.exception, [e.value for e in app.exception]
+    captions = " ".join(c.value for c in app.caption)
+    assert "Your 3000x40 picture was shrunk to 64x1 pixels" in captions  # the file's size, not 1024's
+    assert "16-bit values scaled to 8 bits" in captions
+    assert "gray (one channel)" in captions and "1x1 convolution" not in captions
+    assert "RGB mode" not in captions  # a gray picture gets one-channel kernels
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
@@ -163,7 +184,7 @@ def test_uploaded_picture_is_shrunk_with_a_note():
         ),
         ({"conv_dilation": 3, "conv_stride": 3, "conv_padding": "2"}, None),
         # a 1x1 feature map cannot be pooled with a 2x2 window: said so below the convolution
-        ({"conv_dilation": 3, "conv_stride": 3, "conv_padding": "1"}, "padded input is only 1 row "),
+        ({"conv_dilation": 3, "conv_stride": 3, "conv_padding": "1"}, "the feature map is only 1 row "),
         ({"conv_preset_0": "custom", "conv_custom": "1 2\n3"}, "same number of values"),
         ({"conv_preset_0": "custom", "conv_custom": "1 0 -1\n2 0 -2"}, "custom kernel is 2x3"),
         ({"conv_preset_0": "custom", "conv_kernel_h": 2, "conv_custom": "1 0 -1\n2 0 -2"}, None),

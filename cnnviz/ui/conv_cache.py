@@ -12,7 +12,7 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from cnnviz.conv_steps import ConvSteps, convolve_steps, frame_positions, region_positions, relu
-from cnnviz.image_input import shrink
+from cnnviz.image_input import upload_pixels
 from cnnviz.image_io import decode_image
 from cnnviz.kernels import build_kernel_bank
 from cnnviz.pool_steps import max_pool_gradient, pool_steps
@@ -75,9 +75,9 @@ def make_pool_figure(
 def decoded_upload(
     digest: str, _data: bytes, max_side: int, max_bytes: int, max_pixels: int,
 ) -> tuple[np.ndarray, str]:
-    """The uploaded file decoded and shrunk once per file (``digest`` names it); ImageError if unreadable
-    or above the server's limits."""
-    return shrink(decode_image(_data, max_bytes=max_bytes, max_pixels=max_pixels).to_array(), max_side)
+    """The uploaded file decoded and shrunk once per file (``digest`` names it), as (C, H, W) uint8 and
+    a note; ImageError if unreadable or above the server's limits."""
+    return upload_pixels(decode_image(_data, max_bytes=max_bytes, max_pixels=max_pixels), max_side)
 
 
 @st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)

@@ -27,6 +27,7 @@ PAD_EDGE = "rgba(220, 110, 0, 0.9)"
 WINDOW_COLOR = "#e8175d"
 CURSOR_COLOR = "#00a676"
 DIVERGING = "RdBu_r"
+POOL_SCALE = "Blues"  # no green in it: the green cursor and winner box show on every cell
 MAX_SLIDER_LABELS = 25
 MAX_KERNEL_TEXT_SIDE = 7  # the kernel panel is narrow: numbers in the cells only while they fit
 MAX_WRITTEN_TERMS = 9  # write every product of the sum out up to a 3x3 one-channel kernel
@@ -240,14 +241,16 @@ def _animation_controls(frame_names: list[str], labels: list[str], prefix: str) 
             }
         ],
         "sliders": [
-            {
+            {  # under the buttons, not beside them: on a narrow screen they would cover its start
                 "active": 0,
-                "x": 0.17,
-                "len": 0.83,
+                "x": 0.0,
+                "len": 1.0,
                 "y": -0.02,
                 "yanchor": "top",
-                "pad": {"t": 0},
-                "currentvalue": {"prefix": prefix, "font": {"size": 13, "color": "#1d2433"}},
+                "pad": {"t": 44},
+                "currentvalue": {
+                    "prefix": prefix, "xanchor": "right", "font": {"size": 13, "color": "#1d2433"},
+                },
                 # with many steps the tick labels would overlap: the current value says where we are
                 "font": {"color": "rgba(0,0,0,0)"} if len(frame_names) > MAX_SLIDER_LABELS else {},
                 "steps": [
@@ -286,7 +289,7 @@ def _base_layout(height: int) -> dict:
     }
     layout = {
         "height": height,
-        "margin": {"l": 10, "r": 10, "t": 40, "b": 90},
+        "margin": {"l": 10, "r": 10, "t": 40, "b": 130},
         "plot_bgcolor": "white",
         "showlegend": False,
         "hovermode": "closest",
@@ -392,13 +395,14 @@ def build_convolution_figure(
             source=_png_source(input_rgb), xaxis="x", yaxis="y", name="input", hoverinfo="skip"
         )
     else:
-        input_trace = _heatmap(
+        input_trace = _heatmap(  # on a fixed 0..1 scale: a dark picture must look dark
             steps.padded[0],
             INPUT_AXES,
             "gray",
             max(padded_h, padded_w) <= MAX_TEXT_SIDE,
             "input",
-            number_format=".2~f",
+            zmin=min(0.0, float(steps.padded[0].min())),
+            zmax=max(1.0, float(steps.padded[0].max())),
         )
     kernel_tiles = tile_blocks([[steps.weight[k, c] for c in range(channels)] for k in range(kernels)])
     kernel_limit = float(np.abs(steps.weight).max()) or 1.0
@@ -543,19 +547,21 @@ def _equation_lines(steps: ConvSteps, row: int, col: int) -> list[str]:
     kernels, channels, kernel_h, kernel_w = steps.weight.shape
     rows, cols = steps.tap_rows(row), steps.tap_cols(col)
     lines = [
-        f"output ({row},{col}): window rows {rows[0]}..{rows[-1]}, columns {cols[0]}..{cols[-1]} "
-        "of the padded input"
+        f"output cell ({row},{col})",
+        f"window: rows {rows[0]}..{rows[-1]}, cols {cols[0]}..{cols[-1]} (padded)",
     ]
     count = channels * kernel_h * kernel_w
+    per_line = kernel_w if 2 <= kernel_w <= 4 else 3  # a kernel row per line: short enough for a phone
     for k in range(kernels):
         total = float(steps.sums[k, row, col])
         bias = float(steps.bias[k])
-        terms = steps.products[k, row, col].reshape(-1)  # (C*kH*kW,)
+        terms = [f"{t + 0.0:.3g}" for t in steps.products[k, row, col].reshape(-1)]  # (C*kH*kW,)
         if count <= MAX_WRITTEN_TERMS:
-            written = " + ".join(f"{t + 0.0:.3g}" for t in terms).replace("+ -", "- ")
+            chunks = [" + ".join(terms[i:i + per_line]) for i in range(0, count, per_line)]
+            written = [f"kernel {k + 1}: {chunks[0]}", *(f"        + {chunk}" for chunk in chunks[1:])]
+            lines += [line.replace("+ -", "- ") for line in written]
         else:
-            written = f"sum of the {count} products"
-        lines.append(f"kernel {k + 1}: {written}")
+            lines.append(f"kernel {k + 1}: sum of the {count} products")
         lines.append(f"   = {total:.4g};   {total:.4g} + bias {bias:.4g} = <b>{total + bias:.4g}</b>")
     return lines
 
@@ -570,6 +576,8 @@ def build_pooling_figure(steps: PoolSteps, positions: list[tuple[int, int]], hei
     output = steps.output[0].astype(np.float32)
     values = steps.windows[0].astype(np.float32)  # (Ho, Wo, kH, kW)
     show_input_text = max(padded.shape) <= MAX_TEXT_SIDE
+    low, high = float(np.nanmin(shown)), float(np.nanmax(shown))
+    high = high if high > low else low + 1.0  # an all-zero map is drawn in the colour of its lowest value
     frames, names, labels = [], [], []
     for index, (row, col) in enumerate(positions):
         filled = np.full(out_h * out_w, np.nan, dtype=np.float32)
@@ -578,6 +586,7 @@ def build_pooling_figure(steps: PoolSteps, positions: list[tuple[int, int]], hei
         window_x, window_y = _squares(steps.tap_rows(row), steps.tap_cols(col), True)
         cursor_x, cursor_y = _squares(np.array([row]), np.array([col]), True)
         window_values = np.where(np.isfinite(values[row, col]), values[row, col], np.nan).astype(np.float32)
+        window_padding = np.where(np.isfinite(values[row, col]), np.nan, 0.0).astype(np.float32)
         if steps.mode == "max":
             win_r, win_c = steps.winners[0, row, col]
             mark_x, mark_y = _squares(
@@ -586,8 +595,8 @@ def build_pooling_figure(steps: PoolSteps, positions: list[tuple[int, int]], hei
             equation = [
                 f"output ({row},{col}) = max of the {window_h}x{window_w} window = "
                 f"<b>{output[row, col]:.4g}</b>",
-                f"winner at padded row {win_r}, column {win_c} (boxed green)",
-                "backward: the gradient of this output goes to that cell only",
+                f"winner at padded row {win_r}, column {win_c} (boxed)",
+                "backward: its gradient goes to that cell only",
             ]
         else:
             mark_x, mark_y = [], []
@@ -595,18 +604,19 @@ def build_pooling_figure(steps: PoolSteps, positions: list[tuple[int, int]], hei
             equation = [
                 f"output ({row},{col}) = sum / {count} = {float(values[row, col].sum()):.4g} / {count} = "
                 f"<b>{output[row, col]:.4g}</b>",
-                "padding zeros count in the average (count_include_pad)" if any(steps.pad) else "",
-                "backward: each cell of the window gets 1/" + str(count) + " of the gradient",
+                "padding zeros count in the average" if any(steps.pad) else "",
+                f"backward: each window cell gets 1/{count} of its gradient",
             ]
         frames.append(
             {
                 "name": str(index),
-                "traces": [1, 2, 3, 4, 5, 6],
+                "traces": [1, 2, 3, 4, 5, 6, 7],
                 "data": [
                     {"type": "scatter", "x": window_x, "y": window_y},
                     {"type": "heatmap", "z": filled.reshape(out_h, out_w)},
                     {"type": "scatter", "x": cursor_x, "y": cursor_y},
                     {"type": "heatmap", "z": window_values},
+                    {"type": "heatmap", "z": window_padding},
                     {"type": "scatter", "x": mark_x, "y": mark_y},
                     {"type": "scatter", "text": equation},
                 ],
@@ -620,11 +630,11 @@ def build_pooling_figure(steps: PoolSteps, positions: list[tuple[int, int]], hei
         _heatmap(
             shown,
             INPUT_AXES,
-            "Viridis",
+            POOL_SCALE,
             show_input_text,
             "input",
-            zmin=float(np.nanmin(shown)),
-            zmax=float(np.nanmax(shown)),
+            zmin=low,
+            zmax=high,
         ),
         go.Scatter(
             x=first[0]["x"],
@@ -638,11 +648,11 @@ def build_pooling_figure(steps: PoolSteps, positions: list[tuple[int, int]], hei
         _heatmap(
             first[1]["z"],
             OUTPUT_AXES,
-            "Viridis",
+            POOL_SCALE,
             max(out_h, out_w) <= MAX_TEXT_SIDE,
             "output",
-            zmin=float(np.nanmin(shown)),
-            zmax=float(np.nanmax(shown)),
+            zmin=low,
+            zmax=high,
         ),
         go.Scatter(
             x=first[2]["x"],
@@ -656,15 +666,29 @@ def build_pooling_figure(steps: PoolSteps, positions: list[tuple[int, int]], hei
         _heatmap(
             first[3]["z"],
             PRODUCT_AXES,
-            "Viridis",
+            POOL_SCALE,
             True,
             "window values",
-            zmin=float(np.nanmin(shown)),
-            zmax=float(np.nanmax(shown)),
+            zmin=low,
+            zmax=high,
+        ),
+        go.Heatmap(  # the window's padding cells: -inf, which never wins, drawn in the padding's orange
+            z=first[4]["z"],
+            xaxis=PRODUCT_AXES[0],
+            yaxis=PRODUCT_AXES[1],
+            colorscale=[[0.0, PAD_FILL], [1.0, PAD_FILL]],
+            showscale=False,
+            xgap=1,
+            ygap=1,
+            texttemplate="pad",
+            textfont={"size": 11},
+            hovertemplate="padding (-inf): never the maximum<extra></extra>",
+            hoverongaps=False,
+            name="window padding",
         ),
         go.Scatter(
-            x=first[4]["x"],
-            y=first[4]["y"],
+            x=first[5]["x"],
+            y=first[5]["y"],
             line={"color": CURSOR_COLOR, "width": 4},
             xaxis="x4",
             yaxis="y4",
@@ -675,7 +699,7 @@ def build_pooling_figure(steps: PoolSteps, positions: list[tuple[int, int]], hei
             x=[0.0] * 3,
             y=[0, 1, 2],
             mode="text",
-            text=first[5]["text"],
+            text=first[6]["text"],
             textposition="middle right",
             xaxis="x5",
             yaxis="y5",

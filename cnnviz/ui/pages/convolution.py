@@ -9,7 +9,7 @@ from cnnviz.conv_arith import AxisSize, output_shape
 from cnnviz.conv_steps import describe_frames, frame_positions, frames_within_budget, region_positions, relu
 from cnnviz.image_input import Picture, to_picture
 from cnnviz.image_io import UPLOAD_EXTENSIONS
-from cnnviz.kernels import BINARY_PICTURES, CUSTOM, PRESET_NAMES, PRESETS, binary_picture
+from cnnviz.kernels import BINARY_PICTURES, CUSTOM, MAX_KERNEL_SIDE, PRESET_NAMES, PRESETS, binary_picture
 from cnnviz.ui.conv_cache import (
     conv_figure,
     conv_steps_for,
@@ -55,11 +55,10 @@ def choose_picture() -> tuple[str, Picture] | None:
         data = upload.getvalue()
         digest = hashlib.sha256(data).hexdigest()
         try:
-            rgb_pixels, note = decoded_upload(digest, data, MAX_INPUT_SIDE, **upload_limits())
+            chw, note = decoded_upload(digest, data, MAX_INPUT_SIDE, **upload_limits())
         except ValueError as err:
             st.warning(str(err))
             return None
-        chw = rgb_pixels.transpose(2, 0, 1)  # (H, W, C) -> (C, H, W)
         return f"upload:{digest}:{rgb}", to_picture(chw, rgb, note)
     dataset = "mnist" if source == "MNIST sample" else "cifar10"
     options = samples.list_samples(dataset)
@@ -73,8 +72,8 @@ with st.container(border=True):
         chosen = choose_picture()
     with kernel_col:
         size_h, size_w = st.columns(2)
-        kernel_h = size_h.number_input("Kernel height", 1, 7, 3, key="conv_kernel_h")
-        kernel_w = size_w.number_input("Kernel width", 1, 7, 3, key="conv_kernel_w")
+        kernel_h = size_h.number_input("Kernel height", 1, MAX_KERNEL_SIDE, 3, key="conv_kernel_h")
+        kernel_w = size_w.number_input("Kernel width", 1, MAX_KERNEL_SIDE, 3, key="conv_kernel_w")
         count = st.number_input("Number of kernels (one feature map each)", 1, 4, 1, key="conv_kernel_count")
         names = tuple(
             st.selectbox(
@@ -91,7 +90,7 @@ with st.container(border=True):
             custom = st.text_area(
                 "Custom kernel: one row per line", "0 -1 0\n-1 5 -1\n0 -1 0", key="conv_custom"
             )
-        bias = st.number_input("Bias", -5.0, 5.0, 0.0, 0.1, key="conv_bias")
+        bias = st.number_input("Bias", -5.0, 5.0, 0.0, 0.1, format="%g", key="conv_bias")  # 0.123 shows whole
     with slide_col:
         stride = st.number_input("Stride", 1, 4, 1, key="conv_stride")
         padding = st.selectbox("Padding (zeros on each side)", PADDINGS, key="conv_padding")
@@ -107,8 +106,9 @@ if picture.note:
     st.caption(picture.note)
 if picture.pixels.shape[0] == 3:
     st.caption(
-        "RGB mode: each kernel has one slice per colour channel (R, G, B). A preset is put on every "
-        "slice divided by 3, so it acts on the channel average; the sum runs over all 3 x kH x kW products."
+        "RGB mode: each kernel has one slice per colour channel (R, G, B). A preset or custom kernel is "
+        "put on every slice divided by 3, so it acts on the channel average (a random kernel draws every "
+        "slice anew); the sum runs over all 3 x kH x kW products."
     )
 settings = (int(kernel_h), int(kernel_w), int(stride), padding, int(dilation), names, custom, float(bias))
 
