@@ -4,9 +4,11 @@ import streamlit as st
 
 from cnnviz.ui.host import enabled_pages, limits_or_stop
 from cnnviz.ui.navigation import HOME
+from cnnviz.ui.widgets import keep_widget_values
 
 st.set_page_config(page_title="cnnviz", page_icon=":material/grid_on:", layout="wide")
 limits_or_stop()  # a host's typo in a limit is shown here, before any page runs
+keep_widget_values()  # settings stay as the student left them when they look at another page
 
 pages = [
     st.Page(spec.path, title=spec.title, icon=spec.icon, url_path=spec.url_path, default=spec is HOME)

@@ -101,6 +101,12 @@ class JobSnapshot:
     started: float  # time.time() when the job was started (it may have waited in line first)
     queue_position: int | None = None  # while queued: 1 = next to train
     queue_wait: float | None = None  # seconds spent in line, once admitted
+    stop_requested: bool = False  # Stop was pressed; the run ends after its step, then scores the test set
+
+    @property
+    def stopping(self) -> bool:
+        """Stop was pressed and the run has not ended yet (it is finishing a step or scoring)."""
+        return self.stop_requested and self.status == "running"
 
     @property
     def finished(self) -> bool:
@@ -174,7 +180,7 @@ class TrainingJob:
                 status = "running"
             wait = None if self._admitted is None else self._admitted - self._started
             return JobSnapshot(status, self._latest, list(self._points), self._result, self._error,
-                               self._started, position, wait)
+                               self._started, position, wait, self.stop_event.is_set())
 
     def _on_progress(self, progress: Progress) -> None:
         with self._lock:

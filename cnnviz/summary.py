@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 import torch
@@ -32,6 +33,7 @@ class ModelSummary:
     total_params: int
     trainable_params: int
     total_mult_adds: int
+    total_activations: int  # numbers every layer outputs for one image: what training keeps in memory
 
     def to_dict(self) -> dict:
         """Plain JSON-ready types."""
@@ -39,16 +41,22 @@ class ModelSummary:
 
 
 def summarize_spec(spec: str, input_shape: tuple[int, int, int], num_classes: int = 10) -> ModelSummary:
-    """Build the model for a spec and summarize it (raises SpecError for a bad spec)."""
+    """Build the model for a spec and summarize it (raises SpecError for a bad spec).
+
+    The model is built on PyTorch's "meta" device, which has shapes but no numbers: a net far too
+    big to train is summarized in milliseconds, without allocating its weights.
+    """
     channels, height, width = input_shape
     if height != width:
         raise ValueError(f"Only square images are supported, got {height}x{width}.")
-    return summarize_model(build_model(spec, channels, num_classes, height))
+    with torch.device("meta"):
+        model = build_model(spec, channels, num_classes, height)
+    return summarize_model(model)
 
 
 def summarize_model(model: SpecNet) -> ModelSummary:
     """Run one zero image through the model and describe every child of its two parts."""
-    x = torch.zeros(1, *model.input_shape)
+    x = torch.zeros(1, *model.input_shape, device=next(model.parameters()).device)
     rows: list[LayerRow] = []
     with torch.no_grad():
         for part, sequential, tokens in (
@@ -73,7 +81,41 @@ def summarize_model(model: SpecNet) -> ModelSummary:
         spec=model.spec, input_shape=model.input_shape, layers=rows, total_params=total,
         trainable_params=sum(p.numel() for p in model.parameters() if p.requires_grad),
         total_mult_adds=sum(row.mult_adds for row in rows),
+        total_activations=sum(math.prod(row.output_shape) for row in rows),
     )
+
+
+# What a run on this app may cost, per image: about 10x the largest preset (cifar10_gpu: 2.0 M
+# parameters, 118 M multiply-adds, 0.56 M activations), far beyond what these small pictures need.
+MAX_TRAIN_PARAMS = 20_000_000
+MAX_TRAIN_MULT_ADDS = 2_000_000_000
+MAX_TRAIN_ACTIVATIONS = 5_000_000
+
+
+def training_size_problem(summary: ModelSummary) -> str | None:
+    """Why this net is too big to train here (one sentence for a student), or None when it is fine."""
+    limits = [
+        (summary.total_params, MAX_TRAIN_PARAMS, "parameters", "fewer filters or a smaller dense layer "
+         "(a pool before the first F layer shrinks its input)"),
+        (summary.total_mult_adds, MAX_TRAIN_MULT_ADDS, "multiply-adds per image", "fewer filters, or a "
+         "pool or stride earlier so the later convolutions work on smaller maps"),
+        (summary.total_activations, MAX_TRAIN_ACTIVATIONS, "activations per image (memory)",
+         "fewer filters in the first layers, or a pool or stride earlier"),
+    ]
+    for value, limit, what, advice in limits:
+        if value > limit:
+            return (f"This network is too big to train here: {readable_count(value)} {what}, over the "
+                    f"limit of {readable_count(limit)}. Try {advice}.")
+    return None
+
+
+def readable_count(count: int) -> str:
+    """12,345 / 1.2 M / 3.4 G: as many digits as a person reads."""
+    if count < 1_000_000:
+        return f"{count:,}"
+    if count < 1_000_000_000:
+        return f"{count / 1e6:.1f} M"
+    return f"{count / 1e9:.1f} G"
 
 
 def _conv_formula(conv: nn.Conv2d) -> tuple[int, str]:

@@ -39,6 +39,7 @@ from cnnviz.speed_tricks import (
     freeze_batchnorm_scales,
     lookahead_decay,
 )
+from cnnviz.summary import summarize_spec, training_size_problem
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "step", "exp", "constant")
@@ -473,6 +474,9 @@ def train(
     weight_generator = torch.Generator().manual_seed(config.seed)  # initial weights, then dropout on the CPU
     info = dataset_info(config.dataset)
     channels, size, _ = info.image_shape
+    too_big = training_size_problem(summarize_spec(config.spec, info.image_shape, info.num_classes))
+    if too_big:
+        raise ValueError(too_big)
     model = build_model(config.spec, channels, info.num_classes, size)
     initialize_parameters(model, weight_generator)
     # Test-time augmentation: used by every evaluation, never by a training step.
@@ -590,6 +594,7 @@ def train(
                 window_correct.zero_()
                 window_images = 0
                 model.train()
+                rate_clock, rate_images = time.perf_counter(), 0  # the speed counts training, not checks
             elif progress is not None and now - last_report >= report_interval:
                 progress(report("train"))
                 last_report = now

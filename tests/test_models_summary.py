@@ -1,5 +1,6 @@
 """SpecNet structure and the summary's counts, shapes and multiply-adds, checked against torch."""
 
+import math
 import re
 
 import pytest
@@ -16,7 +17,7 @@ from cnnviz.models import (
     preset_spec,
     set_dropout_generator,
 )
-from cnnviz.summary import summarize_model, summarize_spec
+from cnnviz.summary import readable_count, summarize_model, summarize_spec, training_size_problem
 
 SPECS = [
     ("C32 C32 M D0.25 C64 C64 M D0.25 F128 D0.5", (1, 28, 28)),
@@ -136,3 +137,30 @@ def test_dropout_with_a_generator_draws_pytorchs_masks():
     assert not torch.equal(layer(x), layer(x))
     layer.eval()
     assert torch.equal(layer(x), x)
+
+
+@pytest.mark.parametrize(("spec", "shape"), SPECS)
+def test_shape_only_summary_equals_the_summary_of_the_real_model(spec, shape):
+    real = summarize_model(build_model(spec, shape[0], 10, shape[1]))
+    assert summarize_spec(spec, shape, num_classes=10) == real  # built on the meta device: same rows
+    assert real.total_activations == sum(math.prod(row.output_shape) for row in real.layers)
+
+
+def test_a_net_too_big_to_train_is_summarized_without_its_weights_and_refused():
+    import time
+
+    started = time.perf_counter()
+    huge = summarize_spec("C4096 F4096", (1, 28, 28))  # 13 G parameters: 52 GB if they were allocated
+    assert time.perf_counter() - started < 5
+    assert huge.total_params == (9 * 4096 + 4096) + (4096 * 28 * 28 * 4096 + 4096) + (4096 * 10 + 10)
+    problem = training_size_problem(huge)
+    assert problem.startswith("This network is too big to train here: 13.2 G parameters")
+    wide = summarize_spec("C512 C512 C512 G", (1, 28, 28))  # 4.7 M parameters, 3.7 G multiply-adds an image
+    assert "multiply-adds per image" in training_size_problem(wide)
+    for preset in PRESETS.values():
+        shape = (1, 28, 28) if preset.dataset == "mnist" else (3, 32, 32)
+        assert training_size_problem(summarize_spec(preset.spec, shape)) is None, preset.name
+
+
+def test_readable_counts():
+    assert [readable_count(n) for n in (640, 1_234_567, 118_441_100_000)] == ["640", "1.2 M", "118.4 G"]

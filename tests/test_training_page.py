@@ -1,5 +1,7 @@
 """The training page: a tiny real training run to the end, under AppTest and in a real browser."""
 
+import time
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -22,7 +24,7 @@ def _open_training_page(monkeypatch, tmp_path, real_data_dir) -> AppTest:
 
 def test_bad_spec_points_at_the_token(monkeypatch, tmp_path, real_data_dir):
     app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
-    app.selectbox(key="train_preset").set_value("custom").run()
+    app.selectbox(key="train_preset_mnist").set_value("custom").run()
     app.text_input(key="train_spec").set_value("C8 M Q3 F10").run()
     assert not app.exception
     assert "Token 3 'Q3'" in app.error[0].value
@@ -58,7 +60,7 @@ def test_every_preset_opens_with_its_recipe(monkeypatch, tmp_path, real_data_dir
     app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
     for name, preset in PRESETS.items():
         app.selectbox(key="train_dataset").set_value(preset.dataset).run()
-        app.selectbox(key="train_preset").set_value(name).run()
+        app.selectbox(key=f"train_preset_{preset.dataset}").set_value(name).run()
         assert not app.exception, (name, [e.value for e in app.exception])
         assert app.select_slider(key=f"train_{name}_batch").value == recipe(name).batch_size
         assert app.number_input(key=f"train_{name}_lr").value == recipe(name).lr
@@ -70,7 +72,7 @@ def test_every_preset_opens_with_its_recipe(monkeypatch, tmp_path, real_data_dir
 
 def test_tiny_training_runs_to_the_end_and_saves(monkeypatch, tmp_path, real_data_dir):
     app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
-    app.selectbox(key="train_preset").set_value("custom").run()
+    app.selectbox(key="train_preset_mnist").set_value("custom").run()
     app.text_input(key="train_spec").set_value(TINY_SPEC).run()
     app.selectbox(key="train_custom_subset").set_value("2,000").run()
     app.select_slider(key="train_custom_batch").set_value(64).run()
@@ -95,22 +97,60 @@ def test_tiny_training_runs_to_the_end_and_saves(monkeypatch, tmp_path, real_dat
     assert saved.spec == TINY_SPEC and saved.test_accuracy == result.test_accuracy
     assert saved.name == "my_tiny_net"
 
+    app.button(key="train_start").click().run()  # a second run: the save form now offers it first
+    app.session_state["train_job"].join(timeout=120)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert list(app.dataframe[-1].value["run"]) == ["#1", "#2"]
+    assert app.selectbox(key="train_save_run_2").value == "#2"
+
 
 def test_stop_keeps_the_partly_trained_network(monkeypatch, tmp_path, real_data_dir):
     app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
-    app.selectbox(key="train_preset").set_value("custom").run()
+    app.selectbox(key="train_preset_mnist").set_value("custom").run()
     app.text_input(key="train_spec").set_value(TINY_SPEC).run()
     app.selectbox(key="train_custom_subset").set_value("5,000").run()
     app.slider(key="train_custom_epochs").set_value(10).run()
     app.button(key="train_start").click().run()
     assert not app.button(key="train_stop").disabled
+    job = app.session_state["train_job"]
+    deadline = time.monotonic() + 60
+    while (job.snapshot().latest is None or job.snapshot().latest.step < 3) and time.monotonic() < deadline:
+        time.sleep(0.05)
     app.button(key="train_stop").click().run()
+    assert app.button(key="train_stop").disabled  # pressed once is enough
+    job.join(timeout=60)
     app.run()
     assert not app.exception, [e.value for e in app.exception]
-    result = app.session_state["train_job"].snapshot().result
-    assert result is not None and result.stopped and 0 <= result.steps < 10 * (4500 // 64)
-    assert any("Stopped after" in w.value for w in app.warning)
+    result = job.snapshot().result
+    assert result is not None and result.stopped and 3 <= result.steps < 10 * (4500 // 64)
+    assert any(f"Stopped after {result.steps} steps" in w.value for w in app.warning)
     assert app.dataframe[-1].value["stopped"][0]
+
+
+def _progress_app(job) -> AppTest:
+    def script(job):
+        from cnnviz.ui.training_parts import progress_block
+
+        progress_block(job.snapshot())
+
+    return AppTest.from_function(script, args=(job,), default_timeout=30).run()
+
+
+def test_a_run_stopped_before_its_first_step_says_so_and_is_not_a_run(real_data_dir):
+    from cnnviz.jobs import TrainingJob
+    from cnnviz.training import TrainConfig
+
+    job = TrainingJob(TrainConfig(spec=TINY_SPEC, train_subset=500), data_dir=real_data_dir)
+    job.stop()  # pressed before training began
+    job.start()
+    job.join(timeout=60)
+    snapshot = job.snapshot()
+    assert snapshot.status == "stopped" and snapshot.result.steps == 0
+    app = _progress_app(job)
+    assert not app.exception
+    assert any("before the first training step" in w.value for w in app.warning)
+    assert not app.metric  # no "Training loss 0.000" for a run that never trained
 
 
 @pytest.mark.browser
@@ -161,3 +201,41 @@ def test_missing_dataset_gets_one_sentence_and_no_training(monkeypatch, tmp_path
     errors = " ".join(e.value for e in app.error)
     assert "was not found in" in errors and str(unwritable) in errors
     assert app.session_state["train_job"] is None
+
+
+def test_each_dataset_opens_with_its_own_default_net(monkeypatch, tmp_path, real_data_dir):
+    app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
+    assert app.selectbox(key="train_preset_mnist").value == "mnist_fast"
+    app.selectbox(key="train_dataset").set_value("cifar10").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.selectbox(key="train_preset_cifar10").value == "cifar10_fast"  # not the MNIST net
+    assert not any("on MNIST" in c.value for c in app.caption)
+
+
+def test_settings_survive_a_visit_to_another_page(monkeypatch, tmp_path, real_data_dir):
+    app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
+    app.selectbox(key="train_preset_mnist").set_value("custom").run()
+    app.text_input(key="train_spec").set_value(TINY_SPEC).run()
+    app.selectbox(key="train_custom_subset").set_value("5,000").run()
+    app.switch_page(str(REPO / "cnnviz" / "ui" / "pages" / "predict.py")).run()
+    assert not app.exception, [e.value for e in app.exception]
+    app.switch_page(str(REPO / "cnnviz" / "ui" / "pages" / "training.py")).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.selectbox(key="train_preset_mnist").value == "custom"
+    assert app.text_input(key="train_spec").value == TINY_SPEC
+    assert app.selectbox(key="train_custom_subset").value == "5,000"
+
+
+def test_a_net_too_big_is_refused_as_typed_without_timing_it(monkeypatch, tmp_path, real_data_dir):
+    from cnnviz.training import TrainConfig, train
+
+    app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
+    app.selectbox(key="train_preset_mnist").set_value("custom").run()
+    started = time.perf_counter()
+    app.text_input(key="train_spec").set_value("C4096 F4096").run()  # 13 G parameters
+    assert time.perf_counter() - started < 20  # nothing built or timed
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("too big to train here" in e.value for e in app.error)
+    assert app.button(key="train_start").disabled
+    with pytest.raises(ValueError, match="too big to train here"):  # the command line says the same
+        train(TrainConfig(spec="C64 F4096 F4096"), data_dir=real_data_dir)

@@ -14,6 +14,7 @@ from cnnviz.image_io import UPLOAD_EXTENSIONS, ImageError, decode_array, decode_
 from cnnviz.preprocess import Preprocessed, prepare_dataset_pixels, preprocess
 from cnnviz.samples import list_samples, load_sample
 from cnnviz.ui.host import upload_limit_mb, upload_limits
+from cnnviz.ui.widgets import kept
 
 INPUTS = ("Test-set sample", "Upload", "Draw a digit", "Camera")
 CANVAS_SIDE = 280  # px on screen: 10 per MNIST pixel
@@ -72,12 +73,13 @@ def prepare_bytes(
 
 def choose_input(loaded: LoadedModel) -> Preprocessed | None:
     """The input widgets; the prepared image, or None (with a sentence on the page) when there is none."""
-    source = st.radio("Input", INPUTS, key="predict_source", horizontal=True)
+    source = st.radio("Input", INPUTS, key=kept("predict_source"), horizontal=True)
     mean, std = tuple(loaded.mean), tuple(loaded.std)
     try:
         if source == "Test-set sample":
             samples = list_samples(loaded.dataset)
-            sample = st.selectbox("Sample", samples, format_func=lambda s: s.caption, key="predict_sample")
+            sample = st.selectbox("Sample", samples, format_func=lambda s: s.caption,
+                                  key=kept("predict_sample"))
             return prepare_dataset_pixels(load_sample(sample), loaded.dataset, mean, std)
         if source == "Upload":
             upload = st.file_uploader("An image (PNG, JPEG, WebP, BMP, GIF, TIFF)",

@@ -24,7 +24,7 @@ from cnnviz.training import (
     training_threads,
 )
 from cnnviz.ui.figures.training import confusion_heatmap, filter_grid
-from cnnviz.ui.widgets import pixel_image
+from cnnviz.ui.widgets import kept, pixel_image
 
 SUBSETS = {"all": None, "20,000": 20_000, "10,000": 10_000, "5,000": 5_000, "2,000": 2_000}
 SCHEDULE_HELP = {
@@ -61,7 +61,7 @@ def hyperparameter_form(
     quick_epochs = min(base.epochs if on_gpu else min(base.epochs, 2), limits.max_epochs)
     c1, c2 = st.columns(2)
     if limits.max_epochs > 1:
-        epochs = c1.slider("Epochs", 1, limits.max_epochs, quick_epochs, key=f"{key}_epochs",
+        epochs = c1.slider("Epochs", 1, limits.max_epochs, quick_epochs, key=kept(f"{key}_epochs"),
                            help="How many times the network sees every training image.")
     else:
         epochs = 1
@@ -70,40 +70,40 @@ def hyperparameter_form(
     subset_default = "all" if on_gpu or dataset == "mnist" else "10,000"
     subset_default = subset_default if subset_default in subsets else subsets[0]
     subset = c2.selectbox("Training images", subsets, index=subsets.index(subset_default),
-                          key=f"{key}_subset", help="Fewer images train faster but generalize worse.")
+                          key=kept(f"{key}_subset"), help="Fewer images train faster but generalize worse.")
     optimizer = c1.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(base.optimizer),
-                             key=f"{key}_optimizer",
+                             key=kept(f"{key}_optimizer"),
                              help="SGD with Nesterov momentum, or Adam / AdamW, which adapt the step "
                              "per weight.")
-    lr = c2.number_input("Learning rate", 1e-5, 5.0, base.lr, format="%.4f", key=f"{key}_lr",
+    lr = c2.number_input("Learning rate", 1e-5, 5.0, base.lr, format="%.4f", key=kept(f"{key}_lr"),
                          help="How big a step the weights take against the gradient.")
     sizes = sorted({32, 64, 128, 256, 512, 1024, base.batch_size})  # every recipe's own size is offered
     batch_size = c1.select_slider("Batch size", sizes, base.batch_size,
-                                  key=f"{key}_batch", help="Images per step: more is smoother and faster per "
-                                  "image, fewer gives more steps.")
+                                  key=kept(f"{key}_batch"), help="Images per step: more is smoother and "
+                                  "faster per image, fewer gives more steps.")
     schedule = c2.selectbox("Schedule", SCHEDULES, index=SCHEDULES.index(base.schedule),
-                            key=f"{key}_schedule",
+                            key=kept(f"{key}_schedule"),
                             format_func=lambda s: SCHEDULE_HELP[s].split(":")[0],
                             help="How the learning rate changes: " + "; ".join(SCHEDULE_HELP.values()) + ".")
     weight_decay = c1.number_input("Weight decay", 0.0, 0.1, base.weight_decay, format="%.5f",
-                                   key=f"{key}_wd",
+                                   key=kept(f"{key}_wd"),
                                    help="Pulls every weight a little towards zero each step.")
-    smoothing = c2.slider("Label smoothing", 0.0, 0.3, base.label_smoothing, 0.05, key=f"{key}_smooth",
+    smoothing = c2.slider("Label smoothing", 0.0, 0.3, base.label_smoothing, 0.05, key=kept(f"{key}_smooth"),
                           help="Asks for 90% sure instead of 100%: a little modesty helps "
                           "generalization.")
-    val_fraction = c1.slider("Validation share", 0.0, 0.3, 0.1, 0.05, key=f"{key}_val",
+    val_fraction = c1.slider("Validation share", 0.0, 0.3, 0.1, 0.05, key=kept(f"{key}_val"),
                              help="Training images held back to check the network on images it never "
                              "trains on.")
-    seed = c2.number_input("Seed", 0, 10_000, 0, key=f"{key}_seed",
+    seed = c2.number_input("Seed", 0, 10_000, 0, key=kept(f"{key}_seed"),
                            help="Same seed, same settings: the same run again.")
     mirror_tta, shift_tta = base.mirror_tta, base.shift_tta
     if dataset == "cifar10":
         mirror_tta = c1.checkbox("Mirror at test time", value=True,
-                                 key=f"{key}_mirror",
+                                 key=kept(f"{key}_mirror"),
                                  help="Answer with the average of the network's outputs for the image and "
                                  "its mirror image: a cat facing left is still a cat. Free accuracy for a "
                                  "net trained with random flips.")
-        shift_tta = c2.checkbox("Shift at test time", value=base.shift_tta, key=f"{key}_shift_tta",
+        shift_tta = c2.checkbox("Shift at test time", value=base.shift_tta, key=kept(f"{key}_shift_tta"),
                                 help="Also average over the image moved one pixel up-left and one pixel "
                                 "down-right, small moves like those of training: a little more accuracy "
                                 "for three times the work per answer.")
@@ -170,9 +170,17 @@ def progress_block(snapshot: JobSnapshot) -> None:
         st.progress(0.0, text="Loading the images...")
         return
     eta = snapshot.eta_seconds
-    eta_text = "" if snapshot.finished or eta is None else f" · about {duration_text(eta)} left"
+    ending = snapshot.finished or snapshot.stopping or eta is None
+    eta_text = "" if ending else f" · about {duration_text(eta)} left"
     st.progress(snapshot.fraction, text=f"epoch {p.epoch:.2f} of {p.epochs} · step {p.step} of "
                 f"{p.total_steps} · {p.images_per_second:,.0f} images/s{eta_text}")
+    if snapshot.stopping:
+        st.info("Stopping: the current step ends, then the network is scored on the test set with what it "
+                "has learned so far.", icon=":material/hourglass_top:")
+    if snapshot.status == "stopped" and p.step == 0:
+        st.warning("Stopped before the first training step: the network is as it started, so there is "
+                   "nothing to score, compare or save.")
+        return
     if snapshot.status == "stopped":
         st.warning(f"Stopped after {p.step} steps; the network keeps what it learned so far.")
     elif snapshot.status == "done":

@@ -18,6 +18,28 @@ CRISP_KEY_PREFIX = "crisp_"
 CRISP_CSS = f"<style>[class*='st-key-{CRISP_KEY_PREFIX}'] img {{image-rendering: pixelated;}}</style>"
 
 
+KEPT_KEYS = "kept_widget_keys"
+
+
+def kept(key: str) -> str:
+    """Mark a widget's key so that its value survives a visit to another page; returns the key.
+
+    Streamlit forgets the state of every widget a run does not draw, so without this a student who
+    looks at another page comes back to the defaults. Only for widgets whose value may be set
+    through ``st.session_state`` (not buttons, uploaders or the camera).
+    """
+    st.session_state.setdefault(KEPT_KEYS, set()).add(key)
+    return key
+
+
+def keep_widget_values() -> None:
+    """Give every kept widget its own value again, which Streamlit then keeps while its page is not
+    shown (the documented way to carry widget state across pages). app.py calls this every run."""
+    for key in st.session_state.get(KEPT_KEYS, ()):
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
 def crisp_images(name: str) -> DeltaGenerator:
     """A container whose images the browser scales up without blurring (nearest neighbour)."""
     st.html(CRISP_CSS)  # style-only HTML takes no room on the page

@@ -19,6 +19,7 @@ from cnnviz.ui.conv_cache import (
 )
 from cnnviz.ui.figures.convolution import build_before_after_figure
 from cnnviz.ui.host import upload_limit_mb, upload_limits
+from cnnviz.ui.widgets import kept
 
 MAX_INPUT_SIDE = 64
 MAX_FRAMES = 64
@@ -37,13 +38,14 @@ st.markdown(
 
 def choose_picture() -> tuple[str, Picture] | None:
     """The input widgets; returns a cache key and the picture, or None when there is none yet."""
-    source = st.radio("Input", SOURCES, key="conv_source", horizontal=True)
+    source = st.radio("Input", SOURCES, key=kept("conv_source"), horizontal=True)
     rgb = (
-        st.radio("Channels", ("grayscale", "RGB (3-channel kernels)"), key="conv_channels", horizontal=True)
+        st.radio("Channels", ("grayscale", "RGB (3-channel kernels)"), key=kept("conv_channels"),
+                 horizontal=True)
         != "grayscale"
     )
     if source == "tiny binary picture":
-        name = st.selectbox("Picture", BINARY_PICTURES, index=1, key="conv_picture")
+        name = st.selectbox("Picture", BINARY_PICTURES, index=1, key=kept("conv_picture"))
         return f"binary:{name}:{rgb}", to_picture(binary_picture(name) * 255, rgb)
     if source == "your picture":
         upload = st.file_uploader(
@@ -62,7 +64,8 @@ def choose_picture() -> tuple[str, Picture] | None:
         return f"upload:{digest}:{rgb}", to_picture(chw, rgb, note)
     dataset = "mnist" if source == "MNIST sample" else "cifar10"
     options = samples.list_samples(dataset)
-    sample = st.selectbox("Sample", options, format_func=lambda s: s.caption, key=f"conv_sample_{dataset}")
+    sample = st.selectbox("Sample", options, format_func=lambda s: s.caption,
+                          key=kept(f"conv_sample_{dataset}"))
     return f"{sample.path}:{rgb}", to_picture(samples.load_sample(sample).numpy(), rgb)
 
 
@@ -72,15 +75,16 @@ with st.container(border=True):
         chosen = choose_picture()
     with kernel_col:
         size_h, size_w = st.columns(2)
-        kernel_h = size_h.number_input("Kernel height", 1, MAX_KERNEL_SIDE, 3, key="conv_kernel_h")
-        kernel_w = size_w.number_input("Kernel width", 1, MAX_KERNEL_SIDE, 3, key="conv_kernel_w")
-        count = st.number_input("Number of kernels (one feature map each)", 1, 4, 1, key="conv_kernel_count")
+        kernel_h = size_h.number_input("Kernel height", 1, MAX_KERNEL_SIDE, 3, key=kept("conv_kernel_h"))
+        kernel_w = size_w.number_input("Kernel width", 1, MAX_KERNEL_SIDE, 3, key=kept("conv_kernel_w"))
+        count = st.number_input("Number of kernels (one feature map each)", 1, 4, 1,
+                                key=kept("conv_kernel_count"))
         names = tuple(
             st.selectbox(
                 f"Kernel {i + 1}",
                 PRESET_NAMES,
                 index=PRESET_NAMES.index(DEFAULT_KERNELS[i]),
-                key=f"conv_preset_{i}",
+                key=kept(f"conv_preset_{i}"),
                 format_func=str.capitalize,
             )
             for i in range(count)
@@ -88,13 +92,14 @@ with st.container(border=True):
         custom = ""
         if CUSTOM in names:
             custom = st.text_area(
-                "Custom kernel: one row per line", "0 -1 0\n-1 5 -1\n0 -1 0", key="conv_custom"
+                "Custom kernel: one row per line", "0 -1 0\n-1 5 -1\n0 -1 0", key=kept("conv_custom")
             )
-        bias = st.number_input("Bias", -5.0, 5.0, 0.0, 0.1, format="%g", key="conv_bias")  # 0.123 shows whole
+        bias = st.number_input("Bias", -5.0, 5.0, 0.0, 0.1, format="%g",  # 0.123 shows whole
+                               key=kept("conv_bias"))
     with slide_col:
-        stride = st.number_input("Stride", 1, 4, 1, key="conv_stride")
-        padding = st.selectbox("Padding (zeros on each side)", PADDINGS, key="conv_padding")
-        dilation = st.number_input("Dilation (gap between taps)", 1, 3, 1, key="conv_dilation")
+        stride = st.number_input("Stride", 1, 4, 1, key=kept("conv_stride"))
+        padding = st.selectbox("Padding (zeros on each side)", PADDINGS, key=kept("conv_padding"))
+        dilation = st.number_input("Dilation (gap between taps)", 1, 3, 1, key=kept("conv_dilation"))
         for name in names:
             if name in PRESETS:
                 st.caption(f"**{name}**: {PRESETS[name].description}.")
@@ -143,7 +148,7 @@ if out_h * out_w > max_frames:
         f"The output has {out_h * out_w} cells, more than the {max_frames} steps one animation "
         "shows quickly. Show",
         ("steps spread over the whole map", f"every step of a {side}x{side} region"),
-        key="conv_large_view",
+        key=kept("conv_large_view"),
         horizontal=True,
     )
     if view.startswith("every"):
@@ -153,14 +158,14 @@ if out_h * out_w > max_frames:
             0,
             max(0, out_h - side),
             max(0, out_h - side) // 2,
-            key="conv_region_top",
+            key=kept("conv_region_top"),
         )
         first_col = left_col.number_input(
             "Region's first output column",
             0,
             max(0, out_w - side),
             max(0, out_w - side) // 2,
-            key="conv_region_left",
+            key=kept("conv_region_left"),
         )
         region = (int(first_row), int(first_col))
 positions = (
@@ -186,10 +191,10 @@ st.plotly_chart(
 
 st.subheader("Pooling: keep the strongest response in each window")
 mode_col, window_col, stride_col, pad_col = st.columns(4)
-mode = mode_col.radio("Pooling", ("max", "average"), key="pool_mode", horizontal=True)
-window = window_col.number_input("Window", 1, 4, 2, key="pool_window")
-pool_stride = stride_col.number_input("Stride", 1, 4, 2, key="pool_stride")
-pool_padding = pad_col.number_input("Padding", 0, 2, 0, key="pool_padding")
+mode = mode_col.radio("Pooling", ("max", "average"), key=kept("pool_mode"), horizontal=True)
+window = window_col.number_input("Window", 1, 4, 2, key=kept("pool_window"))
+pool_stride = stride_col.number_input("Stride", 1, 4, 2, key=kept("pool_stride"))
+pool_padding = pad_col.number_input("Padding", 0, 2, 0, key=kept("pool_padding"))
 st.caption("Pooling runs on feature map 1 after ReLU. It has no weights: it only picks (max) or averages.")
 try:
     pool_sizes = output_shape(*steps.output_size, int(window), int(pool_stride), int(pool_padding), pool=True)

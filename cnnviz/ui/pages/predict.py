@@ -23,7 +23,7 @@ from cnnviz.ui.figures.inspection import (
     single_map,
 )
 from cnnviz.ui.figures.training import filter_grid
-from cnnviz.ui.widgets import crisp_images, pixel_image
+from cnnviz.ui.widgets import crisp_images, kept, pixel_image
 
 STEP_COLUMNS = 8
 CHART = {"width": "stretch", "config": {"displayModeBar": False}}
@@ -41,7 +41,7 @@ choices = parts.model_choices()
 if not choices:
     st.warning("There is no model yet: train one on the Train page, or put a .pt file in models/.")
     st.stop()
-choice = st.selectbox("Model", choices, format_func=lambda c: c.label, key="predict_model")
+choice = st.selectbox("Model", choices, format_func=lambda c: c.label, key=kept("predict_model"))
 try:
     loaded = parts.load_choice(choice)
 except ValueError as err:
@@ -76,7 +76,7 @@ left, right = st.columns([1, 2], gap="large")
 with left:
     st.metric("Prediction", prediction.label, f"{prediction.probability:.1%} sure", delta_color="off",
               delta_arrow="off")
-    top_k = st.slider("Top k", 1, len(loaded.classes), min(3, len(loaded.classes)), key="predict_top_k")
+    top_k = st.slider("Top k", 1, len(loaded.classes), min(3, len(loaded.classes)), key=kept("predict_top_k"))
     st.dataframe([{"class": c, "logit": round(float(prediction.logits[loaded.classes.index(c)]), 3),
                    "probability": round(p, 4)} for c, p in prediction.top(top_k)],
                  hide_index=True, key="predict_top_table")
@@ -86,7 +86,8 @@ with right:
 
 # Only the open tab's content is computed and sent: on a class's hosted demo every upload redraws
 # this page, and the closed tabs would cost as much again.
-prepared_tab, cam_tab, layers_tab, filters_tab = st.tabs(list(VIEWS), key="predict_view", on_change="rerun")
+prepared_tab, cam_tab, layers_tab, filters_tab = st.tabs(list(VIEWS), key=kept("predict_view"),
+                                                         on_change="rerun")
 
 with prepared_tab:
     if prepared_tab.open:
@@ -101,7 +102,7 @@ with cam_tab:
     if cam_tab.open:
         left, right = st.columns([1, 2], gap="large")
         with left:
-            st.selectbox("Explain the class", ["predicted class", *loaded.classes], key=cam_key)
+            st.selectbox("Explain the class", ["predicted class", *loaded.classes], key=kept(cam_key))
             cam = inspected().grad_cam
             st.caption(f"Red and yellow: the parts of the input that raised the score of "
                        f"**{loaded.classes[cam.class_index]}** most, from the gradients at layer "
@@ -119,9 +120,10 @@ with layers_tab:
         st.plotly_chart(architecture_strip(layer_summaries(loaded.model, loaded.input_shape),
                                            loaded.input_shape), key="predict_architecture", **CHART)
         shared = st.toggle("One colour scale per layer (off: each map stretched to its own min..max)",
-                           value=True, key="predict_shared_scale")
+                           value=True, key=kept("predict_shared_scale"))
         shown = [a for a in inspected().activations if a.kind not in HIDDEN_KINDS]
-        layer_tabs = st.tabs([a.name for a in shown], key=f"predict_layer_{choice.label}", on_change="rerun")
+        layer_tabs = st.tabs([a.name for a in shown], key=kept(f"predict_layer_{choice.label}"),
+                             on_change="rerun")
         for tab, activation in zip(layer_tabs, shown, strict=True):
             if not tab.open:
                 continue

@@ -10,11 +10,12 @@ from cnnviz.jobs import TrainingJob
 from cnnviz.models import PRESETS
 from cnnviz.spec import SpecError, describe_error_position
 from cnnviz.speed_tricks import describe_tricks
-from cnnviz.summary import summarize_spec
+from cnnviz.summary import readable_count, summarize_spec, training_size_problem
 from cnnviz.training import TrainConfig, recipe
 from cnnviz.ui import training_parts as parts
 from cnnviz.ui.figures.training import compare_runs, learning_curves
 from cnnviz.ui.host import TRAINING_NICE, host_limits, session_jobs, training_queue
+from cnnviz.ui.widgets import kept
 
 st.title("Train a network")
 st.markdown("Choose a dataset and an architecture, press **Train**, and watch the network learn: the "
@@ -25,14 +26,16 @@ limits = host_limits()
 
 left, right = st.columns([1, 1], gap="large")
 with left:
-    dataset = st.selectbox("Dataset", list(data.DATASETS), key="train_dataset",
+    dataset = st.selectbox("Dataset", list(data.DATASETS), key=kept("train_dataset"),
                            format_func=lambda name: data.DATASETS[name].title)
     presets = [p.name for p in PRESETS.values()]
     default = presets.index("mnist_fast" if dataset == "mnist" else "cifar10_fast")
-    preset = st.selectbox("Architecture", [*presets, "custom"], index=default, key="train_preset",
+    preset = st.selectbox("Architecture", [*presets, "custom"], index=default,
+                          key=kept(f"train_preset_{dataset}"),  # each dataset keeps its own choice
                           format_func=lambda n: "Custom spec..." if n == "custom" else PRESETS[n].title)
     if preset == "custom":
-        spec = st.text_input("Spec", value="C32 C32 M D0.25 C64 C64 M D0.25 F128 D0.5", key="train_spec",
+        spec = st.text_input("Spec", value="C32 C32 M D0.25 C64 C64 M D0.25 F128 D0.5",
+                             key=kept("train_spec"),
                              help="C<n> conv (k5 kernel, s2 stride, p1 padding, n BatchNorm, m a 2x2 max "
                              "pool straight after the conv, before BatchNorm and ReLU), R<n> residual "
                              "block, M / A max / average pool, G global average pool, D0.25 dropout, "
@@ -47,15 +50,18 @@ with left:
         summary = None
         st.error(str(err), icon=":material/error:")
         st.code(describe_error_position(spec, err), language=None)
+    too_big = None if summary is None else training_size_problem(summary)
     if summary is not None:
         with st.expander(f"Layers: {summary.total_params:,} parameters, "
-                         f"{summary.total_mult_adds / 1e6:.1f} M multiply-adds per image"):
+                         f"{readable_count(summary.total_mult_adds)} multiply-adds per image"):
             st.dataframe(parts.summary_rows(summary), hide_index=True, key="train_summary_table")
+    if too_big:
+        st.error(too_big, icon=":material/memory:")
 
 with right:
     base = recipe(preset) if preset != "custom" else TrainConfig(optimizer="adam", lr=2e-3, weight_decay=0.0)
     config = parts.hyperparameter_form(base, dataset, spec, key=f"train_{preset}", limits=limits)
-    st.caption(parts.device_line(config, summary))
+    st.caption(parts.device_line(config, None if too_big else summary))  # no timing of a net too big
     tricks = describe_tricks(**asdict(config))
     if tricks:
         st.caption("Speed-run tricks in this recipe: " + "; ".join(tricks) + ".")
@@ -63,7 +69,8 @@ with right:
 job: TrainingJob | None = st.session_state.train_job
 running = job is not None and not job.snapshot().finished
 start_col, stop_col, _ = st.columns([1, 1, 4])
-if start_col.button("Train", type="primary", key="train_start", disabled=running or summary is None,
+trainable = summary is not None and not too_big
+if start_col.button("Train", type="primary", key="train_start", disabled=running or not trainable,
                     icon=":material/play_arrow:"):
     try:
         limits.check_training(config.epochs, config.train_subset, info.train_size)  # the server's caps
@@ -84,10 +91,16 @@ if start_col.button("Train", type="primary", key="train_start", disabled=running
         else:
             st.warning(f"{limits.max_queue} runs are already waiting for a training slot on this server; "
                        "try again in a few minutes.")
-if stop_col.button("Stop", key="train_stop", disabled=not running, icon=":material/stop:"):
-    job.stop()
-    job.join(timeout=60)  # it stops after the current step, then scores the test set
-    running = not job.snapshot().finished
+
+
+def stop_training() -> None:
+    """Ask the run to end after its current step; it then scores the test set (the live view says so).
+    A callback, so the page that follows already draws Stop as pressed."""
+    st.session_state.train_job.stop()
+
+
+stop_col.button("Stop", key="train_stop", disabled=not running or job.stop_event.is_set(),
+                on_click=stop_training, icon=":material/stop:")
 
 
 @st.fragment(run_every=2.0 if running else None)
@@ -106,7 +119,7 @@ def live_view() -> None:
         st.plotly_chart(learning_curves(history, current.config.epochs), key="train_live_curves")
     if snapshot.finished and st.session_state.get("train_recorded") is not current:
         st.session_state.train_recorded = current
-        if snapshot.result is not None:
+        if snapshot.result is not None and snapshot.result.steps > 0:  # a run that learned something
             runs = st.session_state.train_runs
             runs.append(parts.run_record(snapshot.result, len(runs) + 1))
         st.rerun()
@@ -131,7 +144,7 @@ if runs:
     with st.form("train_save_form", border=True):
         st.markdown("**Save a run** as a named model; the predict page can then use it.")
         run_choice = st.selectbox("Run", [r["row"]["run"] for r in runs], index=len(runs) - 1,
-                                  key="train_save_run")
+                                  key=f"train_save_run_{len(runs)}")  # a new run: the latest is chosen
         name = st.text_input("Model name", value="my_model", key="train_save_name", max_chars=40)
         if st.form_submit_button("Save model", icon=":material/save:"):
             record = next(r for r in runs if r["row"]["run"] == run_choice)
