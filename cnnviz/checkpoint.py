@@ -11,6 +11,7 @@ import os
 import pickle
 import re
 import tempfile
+import unicodedata
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
 SAVED_MODELS_ENV = "CNNVIZ_MODELS_DIR"  # where the training page saves models (default MODELS_DIR)
 REQUIRED_METADATA = ("dataset", "spec", "classes", "mean", "std", "input_shape")
 MAX_NAME_CHARS = 40
+SHIPPED_MODELS = ("mnist", "cifar10")  # the models/ files that come with cnnviz (see models/README.md)
 
 
 class CheckpointError(ValueError):
@@ -81,12 +83,14 @@ class LoadedModel:
 
 
 def sanitize_model_name(name: str) -> str:
-    """A safe file stem from a user's name: letters, digits, '-' and '_' only, at most 40 characters.
+    """A safe file stem from a user's name: letters (of any alphabet), digits, '-' and '_' only, at
+    most 40 characters; no path separator or dot survives.
 
     Raises:
         ValueError: when nothing usable is left.
     """
-    cleaned = re.sub(r"[^A-Za-z0-9_-]+", "_", name.strip()).strip("_-.")[:MAX_NAME_CHARS]
+    composed = unicodedata.normalize("NFC", name.strip())  # "è" typed as e + accent is one letter
+    cleaned = re.sub(r"[^\w-]+", "_", composed).strip("_-.")[:MAX_NAME_CHARS]
     if not cleaned:
         raise ValueError("Give the model a name with at least one letter or digit.")
     return cleaned

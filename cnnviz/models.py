@@ -298,13 +298,16 @@ def _build_layer(layer: LayerSpec, index: int, channels: int, size: int, flat: i
         return SpecError(f"Token {index + 1} '{layer.token}': {expected}", layer.token, index)
 
     if isinstance(layer, Conv):
-        out = _conv_out(size, layer.kernel, layer.stride, layer.pad)
+        # "same" with an even kernel needs one more zero after than before, which only PyTorch's own
+        # padding="same" (stride 1) gives; k // 2 on both sides would grow the map by one.
+        uneven_same = layer.padding is None and layer.stride == 1 and layer.kernel % 2 == 0
+        padding = "same" if uneven_same else layer.pad
+        out = size if uneven_same else _conv_out(size, layer.kernel, layer.stride, layer.pad)
         if out < 1:
             raise fail(f"a {layer.kernel}x{layer.kernel} kernel does not fit the {size}x{size} maps it gets.")
         # A bias before BatchNorm is cancelled by its mean subtraction, so BN layers go without.
         modules: list[nn.Module] = [
-            nn.Conv2d(channels, layer.filters, layer.kernel, layer.stride, layer.pad,
-                      bias=not layer.batch_norm)
+            nn.Conv2d(channels, layer.filters, layer.kernel, layer.stride, padding, bias=not layer.batch_norm)
         ]
         if layer.pool:
             # Pooling first leaves the BatchNorm and ReLU a quarter of the values (airbench's order).

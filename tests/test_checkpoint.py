@@ -116,7 +116,8 @@ def test_missing_file_and_metadata(tmp_path):
 
 @pytest.mark.parametrize(("name", "expected"), [
     ("my model", "my_model"), ("../../etc/passwd", "etc_passwd"), ("ok-name_2", "ok-name_2"),
-    ("a" * 80, "a" * 40), ("Ünïcode ✓", "n_code"),
+    ("a" * 80, "a" * 40), ("Ünïcode ✓", "Ünïcode"), ("日本語モデル", "日本語モデル"),
+    ("Mode\u0300le", "Modèle"), ("a/b\\c.d", "a_b_c_d"),
 ])
 def test_sanitize_model_name(name, expected):
     assert sanitize_model_name(name) == expected

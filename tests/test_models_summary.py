@@ -164,3 +164,14 @@ def test_a_net_too_big_to_train_is_summarized_without_its_weights_and_refused():
 
 def test_readable_counts():
     assert [readable_count(n) for n in (640, 1_234_567, 118_441_100_000)] == ["640", "1.2 M", "118.4 G"]
+
+
+def test_same_padding_with_an_even_kernel_keeps_the_size_as_pytorch_does():
+    model = build_model("C8k4 C4k2s2", 1, 10, 28)
+    conv = model.features[0]
+    assert summarize_spec("C8k4 C4k2s2", (1, 28, 28)).layers[0].output_shape == (8, 28, 28)
+    x = torch.randn(2, 1, 28, 28)
+    expected = F.conv2d(F.pad(x, (1, 2, 1, 2)), conv.weight, conv.bias)  # the extra zero goes after
+    torch.testing.assert_close(conv(x), expected)
+    # stride 2: "same" is not defined, k // 2 zeros on both sides: (28 + 2 - 2) // 2 + 1
+    assert model.features[2](model.features[1](conv(x))).shape[-1] == 15

@@ -144,6 +144,8 @@ def test_real_browser_upload_of_a_staged_photo(app_server, browser_page, real_da
     rendering = main.locator("[class*='st-key-crisp_predict_maps'] img").first.evaluate(
         "img => getComputedStyle(img).imageRendering")
     assert rendering == "pixelated"  # the small grid is scaled up with square cells, not blurred
+    source = main.locator("[class*='st-key-crisp_predict_maps'] img").first.get_attribute("src")
+    assert source.split("?")[0].endswith(".png"), source  # lossless: JPEG shifted the colours of 1x1 maps
     save_screenshot(browser_page, "page-predict-layers")
 
 
@@ -157,6 +159,21 @@ def test_a_model_trained_in_this_session_can_be_picked(page) -> None:
     assert not page.exception, [e.value for e in page.exception]
     assert page.selectbox(key="predict_model").value.run == "#1"
     assert page.metric[0].label == "Prediction"
+    assert page.caption[0].value.startswith("Run #1 of this session: ")  # not "mnist", the shipped one's name
+
+
+def test_models_saved_beside_the_shipped_ones_are_labelled_saved(tmp_path, monkeypatch) -> None:
+    import shutil
+
+    from cnnviz.ui import predict_parts
+
+    for name in ("cifar10", "mnist", "Zeta", "alpha", "audit_ok"):
+        shutil.copy(MNIST_MODEL, tmp_path / f"{name}.pt")
+    monkeypatch.setattr(predict_parts, "MODELS_DIR", tmp_path)  # the training page saves into models/
+    monkeypatch.setenv("CNNVIZ_MODELS_DIR", str(tmp_path))
+    labels = [choice.label for choice in predict_parts.model_choices()]
+    assert labels == ["mnist  (shipped)", "cifar10  (shipped)", "alpha  (saved)", "audit_ok  (saved)",
+                      "Zeta  (saved)"]
 
 
 @pytest.mark.browser

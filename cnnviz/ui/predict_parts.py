@@ -9,7 +9,14 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
-from cnnviz.checkpoint import MODELS_DIR, LoadedModel, list_models, load_checkpoint, saved_models_dir
+from cnnviz.checkpoint import (
+    MODELS_DIR,
+    SHIPPED_MODELS,
+    LoadedModel,
+    list_models,
+    load_checkpoint,
+    saved_models_dir,
+)
 from cnnviz.image_io import UPLOAD_EXTENSIONS, ImageError, decode_array, decode_image
 from cnnviz.preprocess import Preprocessed, prepare_dataset_pixels, preprocess
 from cnnviz.samples import list_samples, load_sample
@@ -37,13 +44,18 @@ def load_model_file(path: str, modified: float) -> LoadedModel:
 
 
 def model_choices() -> list[ModelChoice]:
-    """Shipped models, models saved from the training page, and runs trained in this session."""
-    paths = sorted(list_models(MODELS_DIR), key=lambda p: p.stem != "mnist")  # digits first: drawable
+    """Shipped models (MNIST first: it can be drawn), models saved from the training page (by name,
+    whatever the case), and runs trained in this session."""
+    paths = list_models(MODELS_DIR)
     saved = saved_models_dir()
     if saved.resolve() != MODELS_DIR.resolve():
         paths += list_models(saved)
-    choices = [ModelChoice(f"{p.stem}  ({'shipped' if p.parent == MODELS_DIR else 'saved'})", str(p))
-               for p in paths]
+
+    def shipped(path: Path) -> bool:
+        return path.parent.resolve() == MODELS_DIR.resolve() and path.stem in SHIPPED_MODELS
+
+    paths.sort(key=lambda p: (0, SHIPPED_MODELS.index(p.stem)) if shipped(p) else (1, p.stem.casefold()))
+    choices = [ModelChoice(f"{p.stem}  ({'shipped' if shipped(p) else 'saved'})", str(p)) for p in paths]
     for record in st.session_state.get("train_runs", []):
         run = record["row"]["run"]
         choices.append(ModelChoice(f"run {run} of this session ({record['row']['dataset']})", None, run))
@@ -60,7 +72,8 @@ def load_choice(choice: ModelChoice) -> LoadedModel:
     record = next((r for r in st.session_state.get("train_runs", []) if r["row"]["run"] == choice.run), None)
     if record is None:
         raise ValueError("That training run is no longer in this session: choose another model.")
-    return LoadedModel(model=record["model"].eval(), metadata=record["metadata"])
+    name = f"Run {choice.run} of this session"  # not the dataset's name, which the shipped model has
+    return LoadedModel(model=record["model"].eval(), metadata={**record["metadata"], "name": name})
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

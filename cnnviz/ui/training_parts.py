@@ -242,4 +242,4 @@ def results_block(result: TrainResult, key: str) -> None:
         test = data.load_dataset(result.info.name, "test", download=False)
         st.image([pixel_image(test.images[i], 64) for i in wrong],
                  caption=[f"{classes[result.test_predictions[i]]} / {classes[result.test_labels[i]]}"
-                          for i in wrong], width=64)
+                          for i in wrong], width=64, output_format="PNG")

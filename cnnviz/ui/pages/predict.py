@@ -113,7 +113,8 @@ with cam_tab:
             overlay = heatmap_overlay(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, cam.heatmap)
             overlay_chw = torch.from_numpy(overlay).permute(2, 0, 1)  # (H, W, 3) -> (3, H, W)
             st.image([pixel_image(prepared.pixels, 196), pixel_image(overlay_chw, 196)],
-                     caption=["the network's input", f"Grad-CAM for {loaded.classes[cam.class_index]}"])
+                     caption=["the network's input", f"Grad-CAM for {loaded.classes[cam.class_index]}"],
+                     output_format="PNG")  # square pixels: JPEG would smear their edges
 
 with layers_tab:
     if layers_tab.open:
@@ -132,7 +133,8 @@ with layers_tab:
             scale = (f"dark purple = {low:.2f}, yellow = {high:.2f}" if shared
                      else "each map from its own lowest (dark purple) to highest (yellow) value")
             with tab, crisp_images("predict_maps"):
-                st.image(picture, width=grid_display_width(picture.shape[1]),
+                # PNG: one pixel per value, enlarged by the browser; JPEG would shift every colour
+                st.image(picture, width=grid_display_width(picture.shape[1]), output_format="PNG",
                          caption=f"Output of layer {activation.name}: {channels} feature maps of "
                          f"{height} x {width}, numbered left to right from 0; {scale}.")
                 pick, chart = st.columns([1, 3])
