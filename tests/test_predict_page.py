@@ -258,12 +258,13 @@ def test_a_mirror_averaging_model_says_so_and_answers_that_way(page) -> None:
 
 
 def test_step_frames_are_square_and_big_photos_are_shrunk() -> None:
-    from cnnviz.ui.predict_parts import FRAME_RGB, STEP_PX, square_frame
+    from cnnviz.ui.predict_parts import EDGE_RGB, FRAME_RGB, STEP_PX, square_frame
 
     digit = np.full((20, 12), 200, dtype=np.uint8)  # (H, W) tall and thin
     framed = square_frame(digit)
     assert framed.shape == (20, 20, 3) and (framed[:, 4:16] == 200).all()
-    assert (framed[:, :4] == FRAME_RGB).all()
+    assert (framed[:, :3] == FRAME_RGB).all() and (framed[:, 17:] == FRAME_RGB).all()
+    assert (framed[:, [3, 16]] == EDGE_RGB).all()  # the image's edges, even when it is as pale as the page
     photo = np.zeros((480, 640, 3), dtype=np.uint8)  # a landscape photo: black
     small = square_frame(photo)
     assert small.shape == (STEP_PX, STEP_PX, 3)

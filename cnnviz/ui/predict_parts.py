@@ -27,6 +27,7 @@ INPUTS = ("Test-set sample", "Upload", "Draw a digit", "Camera")
 CANVAS_SIDE = 280  # px on screen: 10 per MNIST pixel
 CANVAS_STROKE = 22  # px: about MNIST's stroke width relative to the digit
 FRAME_RGB = (243, 245, 249)  # the page's secondary background: the margin around a step's image
+EDGE_RGB = (160, 166, 178)  # a line between the margin and the image, so a white image still shows its size
 STEP_PX = 224  # a step's picture is sent at most this big (shown about 100 px wide, 2x for sharp screens)
 
 
@@ -135,7 +136,8 @@ def drawn_digit(loaded: LoadedModel) -> Preprocessed | None:
 
 def square_frame(image: np.ndarray) -> np.ndarray:
     """A step's (H, W) or (H, W, 3) uint8 image centred on a square of the page's background, so
-    that a row of steps lines up and a thin digit keeps its true shape; at most ``STEP_PX`` square."""
+    that a row of steps lines up and a thin digit keeps its true shape; at most ``STEP_PX`` square.
+    A grey line in the margin marks the image's edges (a white crop of a "1" would vanish otherwise)."""
     rgb = np.repeat(image[:, :, None], 3, axis=2) if image.ndim == 2 else image  # (H, W, 3)
     height, width = rgb.shape[:2]
     side = max(height, width)
@@ -143,6 +145,10 @@ def square_frame(image: np.ndarray) -> np.ndarray:
     framed[:] = FRAME_RGB
     top, left = (side - height) // 2, (side - width) // 2
     framed[top:top + height, left:left + width] = rgb
+    if left > 0:  # margins left and right
+        framed[top:top + height, [left - 1, left + width]] = EDGE_RGB
+    if top > 0:  # margins above and below
+        framed[[top - 1, top + height], left:left + width] = EDGE_RGB
     if side <= STEP_PX:
         return framed
     # A photo's early steps are large: shrink them here (averaging, no aliasing) rather than send them

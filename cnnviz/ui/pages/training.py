@@ -96,7 +96,9 @@ if start_col.button("Train", type="primary", key="train_start", disabled=running
 def stop_training() -> None:
     """Ask the run to end after its current step; it then scores the test set (the live view says so).
     A callback, so the page that follows already draws Stop as pressed."""
-    st.session_state.train_job.stop()
+    job = st.session_state.train_job
+    job.stop()
+    job.join(timeout=1.0)  # a run waiting in line leaves it at once; a small net ends its step too
 
 
 stop_col.button("Stop", key="train_stop", disabled=not running or job.stop_event.is_set(),
