@@ -162,3 +162,17 @@ def test_input_is_drawn_on_a_fixed_zero_to_one_scale():
     figure = build_convolution_figure(convolve_steps(dark, make_kernel("identity", 3, 3)), [(0, 0)])
     assert (figure.data[0].zmin, figure.data[0].zmax) == (0.0, 1.0)
     assert figure.data[0].texttemplate == "%{z:.3~g}"  # as many digits as the products
+
+
+def test_several_kernels_and_channels_are_named_along_the_panels():
+    rng = np.random.default_rng(5)
+    steps = convolve_steps(rng.random((3, 8, 8)), rng.normal(size=(3, 3, 3, 3)), None, 1, 0)
+    figure = build_convolution_figure(steps, [(0, 0)], channel_names=["R", "G", "B"]).to_dict()
+    layout = figure["layout"]
+    assert list(layout["yaxis2"]["ticktext"]) == ["k1", "k2", "k3"]
+    assert list(layout["yaxis2"]["tickvals"]) == [1.0, 5.0, 9.0]  # the middle row of each 3x3 kernel
+    assert list(layout["xaxis2"]["ticktext"]) == ["R", "G", "B"]
+    assert list(layout["xaxis3"]["ticktext"]) == ["map 1", "map 2", "map 3"]
+    assert "texttemplate" not in figure["data"][5]  # 11 rows of products: too many to write in
+    single = build_convolution_figure(convolve_steps(rng.random((1, 8, 8)), np.ones((1, 1, 3, 3))), [(0, 0)])
+    assert not single.to_dict()["layout"]["yaxis2"].get("showticklabels")  # one kernel needs no name

@@ -29,6 +29,7 @@ CURSOR_COLOR = "#00a676"
 DIVERGING = "RdBu_r"
 POOL_SCALE = "Blues"  # no green in it: the green cursor and winner box show on every cell
 MAX_SLIDER_LABELS = 25
+MAX_PRODUCT_TEXT_ROWS = 7
 MAX_KERNEL_TEXT_SIDE = 7  # the kernel panel is narrow: numbers in the cells only while they fit
 MAX_WRITTEN_TERMS = 9  # write every product of the sum out up to a 3x3 one-channel kernel
 GAP = 1  # empty cells between tiled blocks (channels, kernels, feature maps)
@@ -120,6 +121,24 @@ def tile_blocks(blocks: list[list[np.ndarray]], gap: int = GAP) -> Tiling:
             array[top : top + block_h, left : left + block_w] = block
             origins[-1].append((top, left))
     return Tiling(array, origins)
+
+
+def _label_tiles(
+    layout: dict, suffix: str, tiling: Tiling, block_shape: tuple[int, int],
+    row_names: list[str] | None, col_names: list[str] | None, rows_on_right: bool = False,
+) -> None:
+    """Name the blocks of a tiled panel along its axes ("k1", "k2" down the side, "R G B" along
+    the bottom), so several kernels or channels stay tellable apart when their cells carry no numbers."""
+    block_h, block_w = block_shape
+    font = {"size": 11, "color": "#5a6275"}
+    if row_names:
+        centres = [row[0][0] + (block_h - 1) / 2 for row in tiling.origins]
+        layout[f"yaxis{suffix}"].update(showticklabels=True, tickvals=centres, ticktext=row_names,
+                                        tickfont=font, side="right" if rows_on_right else "left")
+    if col_names:
+        centres = [left + (block_w - 1) / 2 for _, left in tiling.origins[0]]
+        layout[f"xaxis{suffix}"].update(showticklabels=True, tickvals=centres, ticktext=col_names,
+                                        tickfont=font)
 
 
 def _squares(rows: np.ndarray, cols: np.ndarray, one_box: bool) -> tuple[list, list]:
@@ -495,7 +514,9 @@ def build_convolution_figure(
             first[3]["z"],
             PRODUCT_AXES,
             DIVERGING,
-            max(kernels * (kernel_h + GAP), channels * (kernel_w + GAP)) - GAP <= MAX_TEXT_SIDE,
+            # the panel is about twice as wide as it is high: numbers fit 12 cells across, 7 down
+            kernels * (kernel_h + GAP) - GAP <= MAX_PRODUCT_TEXT_ROWS
+            and channels * (kernel_w + GAP) - GAP <= MAX_TEXT_SIDE,
             "product",
             zmid=0.0,
             zmin=-product_limit,
@@ -521,6 +542,14 @@ def build_convolution_figure(
     _fix_range(layout, "3", *first[1]["z"].shape)
     slots = [shape for _, left_col in out_tiles_origin for shape in _output_slots(out_h, out_w, left_col)]
     _fix_range(layout, "4", *first[3]["z"].shape)
+    kernel_names = [f"k{k + 1}" for k in range(kernels)] if kernels > 1 else None
+    slice_names = channel_names if channels > 1 else None
+    kernel_shape = (kernel_h, kernel_w)
+    _label_tiles(layout, "2", kernel_tiles, kernel_shape, kernel_names, slice_names)
+    _label_tiles(layout, "4", kernel_tiles, kernel_shape, kernel_names, slice_names, rows_on_right=True)
+    if kernels > 1:
+        maps = tile_blocks([[output[k] for k in range(kernels)]])
+        _label_tiles(layout, "3", maps, (out_h, out_w), None, [f"map {k + 1}" for k in range(kernels)])
     layout["shapes"] = slots + _padding_shapes(
         padded_h - top - bottom, padded_w - left - right, steps.pad, INPUT_AXES
     )
