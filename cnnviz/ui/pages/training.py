@@ -68,9 +68,9 @@ with right:
 
 job: TrainingJob | None = st.session_state.train_job
 running = job is not None and not job.snapshot().finished
-start_col, stop_col, _ = st.columns([1, 1, 4])
+buttons = st.container(horizontal=True)  # side by side at their own width, also on a narrow screen
 trainable = summary is not None and not too_big
-if start_col.button("Train", type="primary", key="train_start", disabled=running or not trainable,
+if buttons.button("Train", type="primary", key="train_start", disabled=running or not trainable,
                     icon=":material/play_arrow:"):
     try:
         limits.check_training(config.epochs, config.train_subset, info.train_size)  # the server's caps
@@ -101,8 +101,8 @@ def stop_training() -> None:
     job.join(timeout=1.0)  # a run waiting in line leaves it at once; a small net ends its step too
 
 
-stop_col.button("Stop", key="train_stop", disabled=not running or job.stop_event.is_set(),
-                on_click=stop_training, icon=":material/stop:")
+buttons.button("Stop", key="train_stop", disabled=not running or job.stop_event.is_set(),
+               on_click=stop_training, icon=":material/stop:")
 
 
 @st.fragment(run_every=2.0 if running else None)
