@@ -43,15 +43,18 @@ class ModelSummary:
 def summarize_spec(spec: str, input_shape: tuple[int, int, int], num_classes: int = 10) -> ModelSummary:
     """Build the model for a spec and summarize it (raises SpecError for a bad spec).
 
-    The model is built on PyTorch's "meta" device, which has shapes but no numbers: a net far too
-    big to train is summarized in milliseconds, without allocating its weights.
+    The model is first built on PyTorch's "meta" device, which has shapes but no numbers, to count
+    its parameters without allocating them. A net too big to train is summarized there; any other
+    is built for real, because a meta forward pass costs about 2 s the first time in a process.
     """
     channels, height, width = input_shape
     if height != width:
         raise ValueError(f"Only square images are supported, got {height}x{width}.")
     with torch.device("meta"):
-        model = build_model(spec, channels, num_classes, height)
-    return summarize_model(model)
+        skeleton = build_model(spec, channels, num_classes, height)
+    if sum(p.numel() for p in skeleton.parameters()) > MAX_TRAIN_PARAMS:
+        return summarize_model(skeleton)
+    return summarize_model(build_model(spec, channels, num_classes, height))
 
 
 def summarize_model(model: SpecNet) -> ModelSummary:

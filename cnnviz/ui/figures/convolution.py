@@ -361,22 +361,20 @@ def _title(text: str, x_domain: list[float], y: float) -> dict:
     }
 
 
-def _output_slots(out_h: int, out_w: int, left_col: int = 0) -> list[dict]:
+def _output_slot(out_h: int, out_w: int, left_col: int = 0) -> dict:
     """A light rectangle under an output map, so its final size shows before its cells fill in."""
-    return [
-        {
-            "type": "rect",
-            "xref": "x3",
-            "yref": "y3",
-            "layer": "below",
-            "line": {"width": 0},
-            "fillcolor": SLOT_FILL,
-            "x0": left_col - 0.5,
-            "y0": -0.5,
-            "x1": left_col + out_w - 0.5,
-            "y1": out_h - 0.5,
-        }
-    ]
+    return {
+        "type": "rect",
+        "xref": "x3",
+        "yref": "y3",
+        "layer": "below",
+        "line": {"width": 0},
+        "fillcolor": SLOT_FILL,
+        "x0": left_col - 0.5,
+        "y0": -0.5,
+        "x1": left_col + out_w - 0.5,
+        "y1": out_h - 0.5,
+    }
 
 
 def build_convolution_figure(
@@ -439,7 +437,7 @@ def build_convolution_figure(
     # moving parts, one entry per frame
     output = steps.output.astype(np.float32)  # (K, Ho, Wo)
     out_limit = float(np.abs(output).max()) or 1.0
-    out_tiles_origin = tile_blocks([[output[k] for k in range(kernels)]]).origins[0]
+    out_tiles = tile_blocks([[output[k] for k in range(kernels)]])  # the maps side by side
     products = steps.products.astype(np.float32)
     product_limit = float(np.abs(products).max()) or 1.0
     show_output_text = max(out_h, kernels * (out_w + GAP) - GAP) <= MAX_TEXT_SIDE
@@ -453,7 +451,7 @@ def build_convolution_figure(
         output_z = tile_blocks([[np.where(computed, output[k], np.nan) for k in range(kernels)]]).array
         window_x, window_y = _squares(steps.tap_rows(row), steps.tap_cols(col), one_box)
         cursor_x, cursor_y = [], []
-        for top_left in out_tiles_origin:
+        for top_left in out_tiles.origins[0]:
             xs, ys = _squares(np.array([top_left[0] + row]), np.array([top_left[1] + col]), True)
             cursor_x += [*xs, None]
             cursor_y += [*ys, None]
@@ -540,7 +538,7 @@ def build_convolution_figure(
     _fix_range(layout, "", padded_h, padded_w)
     _fix_range(layout, "2", *kernel_tiles.array.shape)
     _fix_range(layout, "3", *first[1]["z"].shape)
-    slots = [shape for _, left_col in out_tiles_origin for shape in _output_slots(out_h, out_w, left_col)]
+    slots = [_output_slot(out_h, out_w, left_col) for _, left_col in out_tiles.origins[0]]
     _fix_range(layout, "4", *first[3]["z"].shape)
     kernel_names = [f"k{k + 1}" for k in range(kernels)] if kernels > 1 else None
     slice_names = channel_names if channels > 1 else None
@@ -548,8 +546,7 @@ def build_convolution_figure(
     _label_tiles(layout, "2", kernel_tiles, kernel_shape, kernel_names, slice_names)
     _label_tiles(layout, "4", kernel_tiles, kernel_shape, kernel_names, slice_names, rows_on_right=True)
     if kernels > 1:
-        maps = tile_blocks([[output[k] for k in range(kernels)]])
-        _label_tiles(layout, "3", maps, (out_h, out_w), None, [f"map {k + 1}" for k in range(kernels)])
+        _label_tiles(layout, "3", out_tiles, (out_h, out_w), None, [f"map {k + 1}" for k in range(kernels)])
     layout["shapes"] = slots + _padding_shapes(
         padded_h - top - bottom, padded_w - left - right, steps.pad, INPUT_AXES
     )
@@ -742,7 +739,7 @@ def build_pooling_figure(steps: PoolSteps, positions: list[tuple[int, int]], hei
     _fix_range(layout, "", *shown.shape)
     _fix_range(layout, "3", out_h, out_w)
     _fix_range(layout, "4", window_h, window_w)
-    layout["shapes"] = _output_slots(out_h, out_w) + _padding_shapes(
+    layout["shapes"] = [_output_slot(out_h, out_w)] + _padding_shapes(
         padded.shape[0] - top - bottom, padded.shape[1] - left - right, steps.pad, INPUT_AXES
     )
     mode = "max" if steps.mode == "max" else "average"
