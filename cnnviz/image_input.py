@@ -23,14 +23,21 @@ class Picture:
     note: str = ""
 
 
-def shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, str]:
-    """Scale an (H, W, 3) uint8 picture so its longer side is at most ``max_side``; returns a note."""
+def shrink(
+    rgb: np.ndarray, max_side: int, original_size: tuple[int, int] | None = None,
+) -> tuple[np.ndarray, str]:
+    """Scale an (H, W, 3) uint8 picture so its longer side is at most ``max_side``; returns a note.
+
+    ``original_size`` (width, height) is the size the note names when the picture was already
+    reduced once (as the decoder does to large files); by default, the size of ``rgb``.
+    """
     height, width = rgb.shape[:2]
     if max(height, width) <= max_side:
         return rgb, ""
     scale = max_side / max(height, width)
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
+    width, height = original_size or (width, height)
     return small, (
         f"Your {width}x{height} picture was shrunk to {size[0]}x{size[1]} pixels so that every step "
         "stays quick to compute and draw."
@@ -40,16 +47,11 @@ def shrink(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, str]:
 def upload_pixels(decoded: DecodedImage, max_side: int) -> tuple[np.ndarray, str]:
     """A decoded upload made ready for the animation: (C, H, W) uint8, one channel when the picture
     is gray (its three channels equal), shrunk to ``max_side``; and a note on all that was done."""
-    small, _ = shrink(decoded.to_array(), max_side)
     width, height = decoded.source_size  # as stored; EXIF may have turned it a quarter turn since
     if (decoded.size[0] > decoded.size[1]) != (width > height) and decoded.size[0] != decoded.size[1]:
         width, height = height, width
-    notes = []
-    if (width, height) != (small.shape[1], small.shape[0]):
-        notes.append(
-            f"Your {width}x{height} picture was shrunk to {small.shape[1]}x{small.shape[0]} pixels so that "
-            "every step stays quick to compute and draw."
-        )
+    small, shrunk = shrink(decoded.to_array(), max_side, original_size=(width, height))
+    notes = [shrunk] if shrunk else []
     read_notes = [n for n in decoded.notes if not n.startswith("reduced from")]  # said above, in full
     if read_notes:
         notes.append(f"While reading it: {'; '.join(read_notes)}.")
