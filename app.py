@@ -1,4 +1,4 @@
-"""cnnviz: `streamlit run app.py`. Builds the navigation; each page is a script in cnnviz/ui/pages/."""
+"""cnnviz: `streamlit run app.py`. Builds the navigation from the pages cnnviz/ui/navigation.py lists."""
 
 import streamlit as st
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from cnnviz import data
-from cnnviz.loadtest.server import free_port, stop_process, wait_healthy
+from cnnviz.datasets import files as data
+from cnnviz.hosting.server_process import free_port, stop_process, wait_healthy
 
 REPO = Path(__file__).resolve().parent.parent
 ARTIFACTS = REPO / "tests" / "artifacts"

@@ -3,15 +3,15 @@
 import pytest
 import torch
 
-from cnnviz.checkpoint import (
+from cnnviz.datasets.files import dataset_info
+from cnnviz.networks.build import build_model
+from cnnviz.training.checkpoint import (
     CheckpointError,
     list_models,
     load_checkpoint,
     sanitize_model_name,
     save_checkpoint,
 )
-from cnnviz.data import dataset_info
-from cnnviz.models import build_model
 
 SPEC = "C8n M C16 M F32 D0.1"
 

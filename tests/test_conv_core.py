@@ -9,9 +9,8 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnviz.conv_arith import axis_output_size, output_shape, resolve_padding
-from cnnviz.conv_steps import convolve_steps, describe_frames, frame_positions, mix_channels, relu
-from cnnviz.kernels import (
+from cnnviz.convolution.arithmetic import axis_output_size, output_shape, resolve_padding
+from cnnviz.convolution.kernels import (
     PRESET_NAMES,
     PRESETS,
     binary_picture,
@@ -20,7 +19,8 @@ from cnnviz.kernels import (
     make_kernel,
     parse_kernel,
 )
-from cnnviz.pool_steps import max_pool_gradient, pool_steps
+from cnnviz.convolution.pooling import max_pool_gradient, pool_steps
+from cnnviz.convolution.steps import convolve_steps, describe_frames, frame_positions, mix_channels, relu
 
 
 @st.composite

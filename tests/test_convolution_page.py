@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnnviz.kernels import binary_picture, make_kernel
-from cnnviz.ui.figures.convolution import decode_typed_array
+from cnnviz.convolution.kernels import binary_picture, make_kernel
+from cnnviz.ui.convolution.figures import decode_typed_array
 from cnnviz.ui.navigation import PAGES
 from tests.conftest import REPO, assert_no_exception, open_page, save_screenshot, wait_until_idle
 

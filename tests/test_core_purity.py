@@ -19,7 +19,7 @@ def core_modules() -> list[str]:
 
 def test_core_imports_without_streamlit_or_plotly():
     modules = [m for m in core_modules() if m != "cnnviz.__main__"]
-    assert "cnnviz.data" in modules
+    assert "cnnviz.datasets.files" in modules
     code = (
         "import sys\n"
         "sys.modules['streamlit'] = None\nsys.modules['plotly'] = None\n"
@@ -32,5 +32,5 @@ def test_core_imports_without_streamlit_or_plotly():
 
 def test_ui_modules_import():
     for info in pkgutil.walk_packages(importlib.import_module("cnnviz.ui").__path__, "cnnviz.ui."):
-        if not info.name.startswith("cnnviz.ui.pages"):  # page scripts run only inside streamlit
+        if not info.name.endswith("page"):  # page scripts run only inside streamlit
             importlib.import_module(info.name)

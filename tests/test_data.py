@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from cnnviz import data
+from cnnviz.datasets import files as data
 
 
 @pytest.fixture(autouse=True)

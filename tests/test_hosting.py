@@ -10,12 +10,13 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from cnnviz.hosting import CPU_TRAININGS, PAGE_NAMES, HostLimits, load_limits
-from cnnviz.jobs import TrainingJob, TrainingQueue
-from cnnviz.training import TrainConfig
+from cnnviz.hosting.limits import CPU_TRAININGS, PAGE_NAMES, HostLimits, load_limits
+from cnnviz.training.jobs import TrainingJob, TrainingQueue
+from cnnviz.training.loop import TrainConfig
+from cnnviz.ui.navigation import page_spec
 from tests.conftest import REPO, open_page, running_app
 
-TRAIN_PAGE = str(REPO / "cnnviz" / "ui" / "pages" / "training.py")
+TRAIN_PAGE = str(page_spec("train").path)
 
 
 # --- limits ---------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from cnnviz.image_input import LUMINANCE_WEIGHTS, shrink, to_picture
+from cnnviz.images.picture import LUMINANCE_WEIGHTS, shrink, to_picture
 
 
 def _encode(image: Image.Image, fmt: str = "PNG") -> bytes:

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnviz.image_io import (
+from cnnviz.datasets.samples import list_samples, load_sample
+from cnnviz.images.decode import (
     ALLOWED_FORMATS,
     MAX_IMAGE_PIXELS,
     WORKING_MAX_SIDE,
@@ -21,7 +22,6 @@ from cnnviz.image_io import (
     decode_image,
     read_image_file,
 )
-from cnnviz.samples import list_samples, load_sample
 
 
 def encode(image: Image.Image, fmt: str, **params) -> bytes:

@@ -8,16 +8,16 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnviz import data
-from cnnviz import inspection as ins
-from cnnviz.preprocess import normalize
+from cnnviz.datasets import files as data
+from cnnviz.images import inspection as ins
+from cnnviz.images.preprocess import normalize
 
 TRAIN_IMAGES = 10_000
 TRAIN_EPOCHS = 2
 
 
 class SmallCnn(nn.Module):
-    """The shape of cnnviz.models.SpecNet: features + classifier (global average pooling)."""
+    """The shape of cnnviz.networks.build.SpecNet: features + classifier (global average pooling)."""
 
     def __init__(self) -> None:
         super().__init__()

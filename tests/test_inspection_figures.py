@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cnnviz.inspection import Prediction, layer_summaries
-from cnnviz.models import build_model
-from cnnviz.ui.figures.inspection import (
+from cnnviz.images.inspection import Prediction, layer_summaries
+from cnnviz.networks.build import build_model
+from cnnviz.ui.predict.figures import (
     COLOUR_TABLE,
     GAP_RGB,
     GRID_WIDTH_PX,

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from cnnviz.checkpoint import load_checkpoint
 from cnnviz.cli import main
-from cnnviz.data import DATASETS
-from cnnviz.loadtest.run import default_images, percentile
-from cnnviz.loadtest.server import find_listening_pid, rss_mb
-from cnnviz.predict import predict_image
+from cnnviz.datasets.files import DATASETS
+from cnnviz.hosting.loadtest import default_images, percentile
+from cnnviz.hosting.server_process import find_listening_pid, rss_mb
+from cnnviz.images.predict import predict_image
+from cnnviz.training.checkpoint import load_checkpoint
 from tests.conftest import REPO
 
 

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnviz.models import (
+from cnnviz.networks.build import (
     PRESETS,
     Dropout,
     ResidualBlock,
@@ -17,7 +17,7 @@ from cnnviz.models import (
     preset_spec,
     set_dropout_generator,
 )
-from cnnviz.summary import readable_count, summarize_model, summarize_spec, training_size_problem
+from cnnviz.networks.summary import readable_count, summarize_model, summarize_spec, training_size_problem
 
 SPECS = [
     ("C32 C32 M D0.25 C64 C64 M D0.25 F128 D0.5", (1, 28, 28)),

@@ -13,13 +13,13 @@ import torch
 from PIL import Image
 from torch import nn
 
-from cnnviz import data
-from cnnviz import inspection as ins
-from cnnviz.image_io import decode_image
-from cnnviz.predict import ImagePrediction, predict_files, predict_image, staged_photo_accuracy
-from cnnviz.preprocess import preprocess
-from cnnviz.samples import list_samples, load_sample
-from cnnviz.staged_photos import stage_photo_set
+from cnnviz.datasets import files as data
+from cnnviz.datasets.samples import list_samples, load_sample
+from cnnviz.images import inspection as ins
+from cnnviz.images.decode import decode_image
+from cnnviz.images.predict import ImagePrediction, predict_files, predict_image, staged_photo_accuracy
+from cnnviz.images.preprocess import preprocess
+from cnnviz.images.staged_photos import stage_photo_set
 
 
 class TinyCnn(nn.Module):
@@ -34,7 +34,7 @@ class TinyCnn(nn.Module):
 
 @dataclass
 class Loaded:
-    """The fields of cnnviz.checkpoint.LoadedModel that prediction reads, around a real network."""
+    """The fields of cnnviz.training.checkpoint.LoadedModel that prediction reads, around a real network."""
 
     model: nn.Module
     dataset: str
@@ -113,6 +113,6 @@ def test_staged_photo_accuracy_counts_what_the_model_says() -> None:
 
 def test_the_core_modules_import_without_streamlit() -> None:
     code = ("import sys; sys.modules['streamlit'] = None; sys.modules['plotly'] = None\n"
-            "import cnnviz.image_io, cnnviz.preprocess, cnnviz.inspection, cnnviz.predict, "
-            "cnnviz.staged_photos")
+            "import cnnviz.images.decode, cnnviz.images.preprocess, cnnviz.images.inspection, "
+            "cnnviz.images.predict, cnnviz.images.staged_photos")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])

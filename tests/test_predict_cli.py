@@ -8,10 +8,10 @@ import pytest
 import torch
 from PIL import Image
 
-from cnnviz.checkpoint import MODELS_DIR, load_checkpoint
-from cnnviz.image_io import read_image_file
-from cnnviz.preprocess import preprocess
-from cnnviz.samples import list_samples, load_sample
+from cnnviz.datasets.samples import list_samples, load_sample
+from cnnviz.images.decode import read_image_file
+from cnnviz.images.preprocess import preprocess
+from cnnviz.training.checkpoint import MODELS_DIR, load_checkpoint
 from tests.test_cli import run_cli
 
 MNIST_MODEL = MODELS_DIR / "mnist.pt"

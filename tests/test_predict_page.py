@@ -11,15 +11,15 @@ import torch
 from PIL import Image
 from streamlit.testing.v1 import AppTest
 
-from cnnviz.checkpoint import MODELS_DIR, load_checkpoint
-from cnnviz.image_io import decode_image
-from cnnviz.inspection import inspect_image, predict
-from cnnviz.preprocess import prepare_dataset_pixels, preprocess
-from cnnviz.samples import list_samples, load_sample
-from cnnviz.ui.navigation import PAGES
-from tests.conftest import REPO, assert_no_exception, open_page, save_screenshot, wait_until_idle
+from cnnviz.datasets.samples import list_samples, load_sample
+from cnnviz.images.decode import decode_image
+from cnnviz.images.inspection import inspect_image, predict
+from cnnviz.images.preprocess import prepare_dataset_pixels, preprocess
+from cnnviz.training.checkpoint import MODELS_DIR, load_checkpoint
+from cnnviz.ui.navigation import PAGES, page_spec
+from tests.conftest import assert_no_exception, open_page, save_screenshot, wait_until_idle
 
-PAGE = REPO / "cnnviz" / "ui" / "pages" / "predict.py"
+PAGE = page_spec("predict").path
 MNIST_MODEL = MODELS_DIR / "mnist.pt"
 CIFAR_MODEL = MODELS_DIR / "cifar10.pt"
 
@@ -52,14 +52,14 @@ def upload(app: AppTest, data: bytes, name: str) -> None:
 
 
 def staged_jpeg(real_data_dir) -> tuple[bytes, int]:
-    from cnnviz.staged_photos import stage_photo_set
+    from cnnviz.images.staged_photos import stage_photo_set
 
     photo = stage_photo_set(1, seed=3, data_dir=real_data_dir)[0]
     return photo.jpeg, photo.label
 
 
 def test_page_is_registered_and_a_sample_is_predicted_like_the_model_does(page) -> None:
-    assert any(spec.script == "predict.py" for spec in PAGES)
+    assert any(spec.script == "predict/page.py" for spec in PAGES)
     loaded = load_checkpoint(MNIST_MODEL)
     sample_box = page.selectbox(key="predict_sample")
     assert page.metric[0].label == "Prediction"
@@ -165,7 +165,7 @@ def test_a_model_trained_in_this_session_can_be_picked(page) -> None:
 def test_models_saved_beside_the_shipped_ones_are_labelled_saved(tmp_path, monkeypatch) -> None:
     import shutil
 
-    from cnnviz.ui import predict_parts
+    from cnnviz.ui.predict import parts as predict_parts
 
     for name in ("cifar10", "mnist", "Zeta", "alpha", "audit_ok"):
         shutil.copy(MNIST_MODEL, tmp_path / f"{name}.pt")
@@ -258,7 +258,7 @@ def test_a_mirror_averaging_model_says_so_and_answers_that_way(page) -> None:
 
 
 def test_step_frames_are_square_and_big_photos_are_shrunk() -> None:
-    from cnnviz.ui.predict_parts import EDGE_RGB, FRAME_RGB, STEP_PX, square_frame
+    from cnnviz.ui.predict.parts import EDGE_RGB, FRAME_RGB, STEP_PX, square_frame
 
     digit = np.full((20, 12), 200, dtype=np.uint8)  # (H, W) tall and thin
     framed = square_frame(digit)

@@ -11,11 +11,11 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image
 
-from cnnviz import data
-from cnnviz import preprocess as pp
-from cnnviz.image_io import ImageError, decode_array, decode_image
-from cnnviz.samples import list_samples, load_sample
-from cnnviz.staged_photos import PhotoStyle, StagedPhoto, stage_photo, stage_photo_set
+from cnnviz.datasets import files as data
+from cnnviz.datasets.samples import list_samples, load_sample
+from cnnviz.images import preprocess as pp
+from cnnviz.images.decode import ImageError, decode_array, decode_image
+from cnnviz.images.staged_photos import PhotoStyle, StagedPhoto, stage_photo, stage_photo_set
 
 MNIST_SAMPLES = list_samples("mnist")
 CIFAR_SAMPLES = list_samples("cifar10")

@@ -2,7 +2,8 @@
 
 import torch
 
-from cnnviz import data, samples
+from cnnviz.datasets import files as data
+from cnnviz.datasets import samples
 
 
 def test_bundle_is_small_and_covers_every_class():

@@ -5,8 +5,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from cnnviz.models import build_model
-from cnnviz.spec import (
+from cnnviz.networks.build import build_model
+from cnnviz.networks.spec import (
     Conv,
     Dense,
     Dropout,

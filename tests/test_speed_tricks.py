@@ -5,8 +5,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnviz.models import build_model
-from cnnviz.speed_tricks import (
+from cnnviz.networks.build import build_model
+from cnnviz.training.loop import TrainConfig, _shuffled_epoch, make_optimizer, set_learning_rate, train
+from cnnviz.training.tricks import (
     Lookahead,
     alternating_mirror,
     batchnorm_shift_parameters,
@@ -14,7 +15,6 @@ from cnnviz.speed_tricks import (
     freeze_batchnorm_scales,
     lookahead_decay,
 )
-from cnnviz.training import TrainConfig, _shuffled_epoch, make_optimizer, set_learning_rate, train
 
 
 def test_dirac_init_passes_the_input_through_the_first_filters():
@@ -126,7 +126,7 @@ def test_a_run_with_every_trick_learns(real_data_dir):
 def test_pooling_before_relu_gives_the_same_numbers_and_gradients():
     import copy
 
-    from cnnviz.models import run_features
+    from cnnviz.networks.build import run_features
 
     torch.manual_seed(0)
     model = build_model("C24k2p0 C16n M C32n M R32 A C32 G", 3, 10, 32).train()
@@ -143,7 +143,7 @@ def test_pooling_before_relu_gives_the_same_numbers_and_gradients():
 
 
 def test_settings_from_the_command_line_are_typed_and_checked():
-    from cnnviz.training import apply_settings, recipe
+    from cnnviz.training.loop import apply_settings, recipe
 
     config = apply_settings(recipe("cifar10_speed"), ["dirac=true", "lookahead-every=5", "lr=0.05",
                                                       "whiten_bias_epochs=none", "schedule=step"])
@@ -159,8 +159,8 @@ def test_settings_from_the_command_line_are_typed_and_checked():
 def test_the_page_and_the_notes_describe_each_trick_in_words():
     from dataclasses import asdict
 
-    from cnnviz.speed_tricks import describe_tricks
-    from cnnviz.training import TrainConfig
+    from cnnviz.training.loop import TrainConfig
+    from cnnviz.training.tricks import describe_tricks
 
     assert describe_tricks(**asdict(TrainConfig())) == []
     lines = describe_tricks(**asdict(TrainConfig(whiten=True, whiten_bias_epochs=2, dirac=True,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cnnviz import data
-from cnnviz.image_io import decode_image
-from cnnviz.staged_photos import PhotoStyle, stage_photo_set
+from cnnviz.datasets import files as data
+from cnnviz.images.decode import decode_image
+from cnnviz.images.staged_photos import PhotoStyle, stage_photo_set
 
 
 @pytest.fixture(scope="module")

@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cnnviz.checkpoint import load_checkpoint, save_checkpoint
-from cnnviz.data import dataset_info, load_dataset
-from cnnviz.models import PRESETS, build_model
-from cnnviz.training import (
+from cnnviz.datasets.files import dataset_info, load_dataset
+from cnnviz.networks.build import PRESETS, build_model
+from cnnviz.training.checkpoint import load_checkpoint, save_checkpoint
+from cnnviz.training.loop import (
     TrainConfig,
     TrainingObjective,
     available_cores,
@@ -142,7 +142,7 @@ def test_crop_and_flip_are_real_crops_of_the_padded_image():
 
 
 def test_an_augmented_epoch_keeps_every_image_with_its_label():
-    from cnnviz.training import _shuffled_epoch
+    from cnnviz.training.loop import _shuffled_epoch
 
     labels = torch.arange(1, 26)  # image i is filled with its label, so a pixel tells whose image it is
     images = labels.to(torch.uint8)[:, None, None, None].expand(25, 1, 8, 8).contiguous()

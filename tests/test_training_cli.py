@@ -4,8 +4,8 @@ import json
 
 import torch
 
-from cnnviz.checkpoint import load_checkpoint
-from cnnviz.models import build_model
+from cnnviz.networks.build import build_model
+from cnnviz.training.checkpoint import load_checkpoint
 from tests.test_cli import run_cli
 
 

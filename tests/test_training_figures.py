@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from cnnviz.ui.figures.training import filter_grid, learning_curves
+from cnnviz.ui.training.figures import filter_grid, learning_curves
 
 HISTORY = [
     {"epoch": 0.5, "train_loss": 1.2, "train_accuracy": 0.61, "val_loss": 0.9, "val_accuracy": 0.70},

@@ -5,7 +5,8 @@ import time
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnnviz.checkpoint import load_checkpoint
+from cnnviz.training.checkpoint import load_checkpoint
+from cnnviz.ui.navigation import page_spec
 from tests.conftest import REPO, assert_no_exception, open_page, save_screenshot, wait_until_idle
 
 TINY_SPEC = "C8n M C16n M F32"
@@ -16,7 +17,7 @@ def _open_training_page(monkeypatch, tmp_path, real_data_dir) -> AppTest:
     monkeypatch.setenv("CNNVIZ_MODELS_DIR", str(tmp_path))
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
     app.run()
-    app.switch_page(str(REPO / "cnnviz" / "ui" / "pages" / "training.py"))
+    app.switch_page(str(page_spec("train").path))
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     return app
@@ -34,7 +35,7 @@ def test_bad_spec_points_at_the_token(monkeypatch, tmp_path, real_data_dir):
 def test_the_estimate_uses_the_threads_a_run_will_get(monkeypatch, tmp_path, real_data_dir):
     import torch
 
-    from cnnviz.training import cpu_name, training_threads
+    from cnnviz.training.loop import cpu_name, training_threads
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the predict page leaves its script thread, and threads started after it
@@ -48,14 +49,14 @@ def test_the_estimate_uses_the_threads_a_run_will_get(monkeypatch, tmp_path, rea
 
 
 def test_durations_read_as_a_student_plans():
-    from cnnviz.ui.training_parts import duration_text
+    from cnnviz.ui.training.parts import duration_text
 
     assert [duration_text(s) for s in (0.2, 7.4, 89, 95, 600)] == ["1 s", "7 s", "89 s", "2 min", "10 min"]
 
 
 def test_every_preset_opens_with_its_recipe(monkeypatch, tmp_path, real_data_dir):
-    from cnnviz.models import PRESETS
-    from cnnviz.training import recipe
+    from cnnviz.networks.build import PRESETS
+    from cnnviz.training.loop import recipe
 
     app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
     for name, preset in PRESETS.items():
@@ -130,7 +131,7 @@ def test_stop_keeps_the_partly_trained_network(monkeypatch, tmp_path, real_data_
 
 def _progress_app(job) -> AppTest:
     def script(job):
-        from cnnviz.ui.training_parts import progress_block
+        from cnnviz.ui.training.parts import progress_block
 
         progress_block(job.snapshot())
 
@@ -138,8 +139,8 @@ def _progress_app(job) -> AppTest:
 
 
 def test_a_run_stopped_before_its_first_step_says_so_and_is_not_a_run(real_data_dir):
-    from cnnviz.jobs import TrainingJob
-    from cnnviz.training import TrainConfig
+    from cnnviz.training.jobs import TrainingJob
+    from cnnviz.training.loop import TrainConfig
 
     job = TrainingJob(TrainConfig(spec=TINY_SPEC, train_subset=500), data_dir=real_data_dir)
     job.stop()  # pressed before training began
@@ -217,9 +218,9 @@ def test_settings_survive_a_visit_to_another_page(monkeypatch, tmp_path, real_da
     app.selectbox(key="train_preset_mnist").set_value("custom").run()
     app.text_input(key="train_spec").set_value(TINY_SPEC).run()
     app.selectbox(key="train_custom_subset").set_value("5,000").run()
-    app.switch_page(str(REPO / "cnnviz" / "ui" / "pages" / "predict.py")).run()
+    app.switch_page(str(page_spec("predict").path)).run()
     assert not app.exception, [e.value for e in app.exception]
-    app.switch_page(str(REPO / "cnnviz" / "ui" / "pages" / "training.py")).run()
+    app.switch_page(str(page_spec("train").path)).run()
     assert not app.exception, [e.value for e in app.exception]
     assert app.selectbox(key="train_preset_mnist").value == "custom"
     assert app.text_input(key="train_spec").value == TINY_SPEC
@@ -227,7 +228,7 @@ def test_settings_survive_a_visit_to_another_page(monkeypatch, tmp_path, real_da
 
 
 def test_a_net_too_big_is_refused_as_typed_without_timing_it(monkeypatch, tmp_path, real_data_dir):
-    from cnnviz.training import TrainConfig, train
+    from cnnviz.training.loop import TrainConfig, train
 
     app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
     app.selectbox(key="train_preset_mnist").set_value("custom").run()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnviz.conv_arith import describe, output_shape
+from cnnviz.convolution.arithmetic import describe, output_shape
 
 
 def register(commands: argparse._SubParsersAction, benches: argparse._SubParsersAction) -> None:
@@ -69,6 +69,8 @@ def run_bench(args: argparse.Namespace) -> int:
     import streamlit.logger
 
     streamlit.logger.set_log_level("error")
-    from cnnviz.ui.conv_bench import run_conv_bench  # imports plotly and streamlit: only when benchmarking
+    from cnnviz.ui.convolution.bench import (
+        run_conv_bench,  # imports plotly and streamlit: only when benchmarking
+    )
 
     return run_conv_bench(args.json, args.repeat)

@@ -7,7 +7,7 @@ import json
 import resource
 import time
 
-from cnnviz import data
+from cnnviz.datasets import files as data
 
 
 def register(commands: argparse._SubParsersAction, benches: argparse._SubParsersAction) -> None:

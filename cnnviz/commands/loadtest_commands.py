@@ -6,8 +6,8 @@ import argparse
 import asyncio
 import json
 
-from cnnviz.loadtest import server
-from cnnviz.loadtest.run import LoadTestConfig, UploadImage, default_images, read_images, run_load_test
+from cnnviz.hosting import server_process as server
+from cnnviz.hosting.loadtest import LoadTestConfig, UploadImage, default_images, read_images, run_load_test
 
 SHIPPED_MNIST_MODEL = server.REPO / "models" / "mnist.pt"  # the predict page's default model
 
@@ -50,8 +50,8 @@ def expected_labels(images: list[UploadImage]) -> dict[str, str] | None:
     """What the shipped MNIST model (the predict page's default) answers for each image, computed here."""
     if not SHIPPED_MNIST_MODEL.is_file():
         return None
-    from cnnviz.checkpoint import load_checkpoint
-    from cnnviz.predict import predict_image
+    from cnnviz.images.predict import predict_image
+    from cnnviz.training.checkpoint import load_checkpoint
 
     model = load_checkpoint(SHIPPED_MNIST_MODEL)
     answers = {image.name: predict_image(model, image.data, image.name) for image in images}

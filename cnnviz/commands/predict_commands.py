@@ -10,12 +10,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from cnnviz.checkpoint import MODELS_DIR, LoadedModel, list_models, load_checkpoint
-from cnnviz.image_io import decode_image
-from cnnviz.inspection import DEFAULT_TOP_K, inspect_image
-from cnnviz.predict import INFERENCE_THREADS, predict_files, staged_photo_accuracy
-from cnnviz.preprocess import preprocess
+from cnnviz.images.decode import decode_image
+from cnnviz.images.inspection import DEFAULT_TOP_K, inspect_image
+from cnnviz.images.predict import INFERENCE_THREADS, predict_files, staged_photo_accuracy
+from cnnviz.images.preprocess import preprocess
 from cnnviz.timing import median_ms
+from cnnviz.training.checkpoint import MODELS_DIR, LoadedModel, list_models, load_checkpoint
 
 BENCH_REPEATS = 30  # timed runs per model; the median is reported
 BENCH_PHOTOS = 1000  # staged photos for the MNIST accuracy
@@ -89,7 +89,7 @@ def run_bench(args: argparse.Namespace) -> int:
         import streamlit.logger
 
         streamlit.logger.set_log_level("error")
-        from cnnviz.ui.predict_bench import page_rerun_ms  # imports streamlit and plotly: only here
+        from cnnviz.ui.predict.bench import page_rerun_ms  # imports streamlit and plotly: only here
 
         for path, report in zip(paths, reports, strict=True):
             if path.parent.resolve() == MODELS_DIR.resolve():  # the page lists models/ only by default
@@ -140,10 +140,10 @@ def bench_model(loaded: LoadedModel, photos: int) -> dict:
 def _bench_photo(loaded: LoadedModel) -> bytes:
     """A 640 x 480 phone-style JPEG: a staged handwritten digit, or a test image enlarged."""
     if loaded.dataset == "mnist":
-        from cnnviz.staged_photos import stage_photo_set
+        from cnnviz.images.staged_photos import stage_photo_set
 
         return stage_photo_set(1, seed=0)[0].jpeg
-    from cnnviz.samples import list_samples, load_sample
+    from cnnviz.datasets.samples import list_samples, load_sample
 
     pixels = load_sample(list_samples(loaded.dataset)[0]).permute(1, 2, 0).numpy()  # (H, W, C)
     image = Image.fromarray(pixels).resize((640, 480), Image.Resampling.BICUBIC)

@@ -9,11 +9,11 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
-from cnnviz import data
-from cnnviz.checkpoint import load_checkpoint, save_checkpoint
 from cnnviz.commands.data_commands import add_data_dir_argument
-from cnnviz.models import PRESETS
-from cnnviz.training import Progress, TrainConfig, apply_settings, evaluate, recipe, resolve_device
+from cnnviz.datasets import files as data
+from cnnviz.networks.build import PRESETS
+from cnnviz.training.checkpoint import load_checkpoint, save_checkpoint
+from cnnviz.training.loop import Progress, TrainConfig, apply_settings, evaluate, recipe, resolve_device
 
 # The preset that reaches a good accuracy soonest, per dataset and device type: a GPU is bound by
 # kernel launches for narrow nets, so it gets the wide speed-run net for CIFAR-10.
@@ -161,7 +161,7 @@ class ProgressBar:
 
 def run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    from cnnviz.training import train  # the trainer pulls in torch only when a command needs it
+    from cnnviz.training.loop import train  # the trainer pulls in torch only when a command needs it
 
     print(f"training {config.spec!r} on {config.dataset} for {config.epochs} epochs", file=sys.stderr)
     result = train(config, progress=ProgressBar(), data_dir=args.data_dir)
@@ -175,7 +175,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from cnnviz.training import resolve_device
+    from cnnviz.training.loop import resolve_device
 
     loaded = load_checkpoint(args.model)
     test = data.load_dataset(loaded.dataset, "test", args.data_dir, download=False)
@@ -205,7 +205,7 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 
 def run_summary(args: argparse.Namespace) -> int:
-    from cnnviz.summary import summarize_spec
+    from cnnviz.networks.summary import summarize_spec
 
     summary = summarize_spec(args.spec, parse_shape(args.input), args.classes)
     if args.json:
@@ -223,7 +223,7 @@ def run_summary(args: argparse.Namespace) -> int:
 
 
 def run_bench_train(args: argparse.Namespace) -> int:
-    from cnnviz.training import train
+    from cnnviz.training.loop import train
 
     target = args.target / 100 if args.target > 1 else args.target
     if not 0 < target < 1:
@@ -278,7 +278,7 @@ def run_bench_train(args: argparse.Namespace) -> int:
 def _warm_up(config: TrainConfig, data_dir: str | None) -> float:
     """An untimed short run of the same model and batch shapes: starts CUDA, lets cuDNN pick its
     kernels and reads the data into memory, as speed records do before their clock starts."""
-    from cnnviz.training import train
+    from cnnviz.training.loop import train
 
     started = time.perf_counter()
     steps = 20

@@ -1,4 +1,6 @@
-"""The browser app: Streamlit pages (``pages/``) and the Plotly figures they show (``figures/``).
+"""The browser app, one sub-package per page (``convolution/``, ``training/``, ``predict/``: its
+Streamlit script ``page``, the cached work and widgets behind it, its Plotly figures, its benchmark),
+with the parts every page shares beside them (``navigation``, ``host``, ``widgets``, ``home_page``).
 
 Only this sub-package imports Streamlit and Plotly.
 """

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 import streamlit as st
 import torch
 
-from cnnviz.hosting import HostLimits, load_limits
-from cnnviz.jobs import TrainingJob, TrainingQueue
+from cnnviz.hosting.limits import HostLimits, load_limits
+from cnnviz.training.jobs import TrainingJob, TrainingQueue
 from cnnviz.ui.navigation import PAGES, PageSpec
 
 TRAINING_NICE = 10  # training threads yield the CPU to page reruns (predictions) of other students
@@ -54,7 +54,7 @@ def upload_limit_mb() -> int:
 
 
 def upload_limits() -> dict[str, int]:
-    """Keyword arguments for :func:`cnnviz.image_io.decode_image`."""
+    """Keyword arguments for :func:`cnnviz.images.decode.decode_image`."""
     return {"max_bytes": upload_limit_mb() * 2**20, "max_pixels": host_limits().max_image_pixels}
 
 

@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-PAGES_DIR = Path(__file__).parent / "pages"
+UI_DIR = Path(__file__).parent
 
 
 @dataclass(frozen=True)
 class PageSpec:
-    script: str  # file name in cnnviz/ui/pages/
+    script: str  # the Streamlit script, relative to cnnviz/ui/
     title: str
     icon: str  # a Material icon, ":material/name:"
     url_path: str
@@ -18,21 +18,29 @@ class PageSpec:
 
     @property
     def path(self) -> Path:
-        return PAGES_DIR / self.script
+        return UI_DIR / self.script
 
 
-HOME = PageSpec("home.py", "Home", ":material/home:", "home", "What cnnviz shows and where to start.")
+HOME = PageSpec("home_page.py", "Home", ":material/home:", "home", "What cnnviz shows and where to start.")
 
 PAGES: list[PageSpec] = [
     PageSpec(
-        "convolution.py",
+        "convolution/page.py",
         "Convolution",
         ":material/grid_on:",
         "convolution",
         "Watch a kernel slide over a picture: every product, sum and pooled value on screen.",
     ),
-    PageSpec("training.py", "Train", ":material/model_training:", "train",
+    PageSpec("training/page.py", "Train", ":material/model_training:", "train",
              "Train a small CNN on MNIST or CIFAR-10 and watch it learn; compare runs and save one."),
-    PageSpec("predict.py", "Inspect and predict", ":material/image_search:", "predict",
+    PageSpec("predict/page.py", "Inspect and predict", ":material/image_search:", "predict",
              "Upload, draw or snap an image and follow it through a trained network, layer by layer."),
 ]
+
+
+def page_spec(url_path: str) -> PageSpec:
+    """The page served at ``url_path`` ("home", "convolution", "train", "predict")."""
+    for spec in [HOME, *PAGES]:
+        if spec.url_path == url_path:
+            return spec
+    raise KeyError(url_path)

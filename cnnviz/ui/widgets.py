@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from streamlit.delta_generator import DeltaGenerator
 
-from cnnviz.samples import Sample, load_sample
+from cnnviz.datasets.samples import Sample, load_sample
 
 CRISP_KEY_PREFIX = "crisp_"
 # Images inside a container keyed crisp_* are scaled up by the browser with square pixels: the page
@@ -62,8 +62,8 @@ def _sample_png(path: str, size: int) -> np.ndarray:
 
 @st.cache_resource(show_spinner=False)
 def _all_samples() -> list[Sample]:
-    from cnnviz.data import DATASETS
-    from cnnviz.samples import list_samples
+    from cnnviz.datasets.files import DATASETS
+    from cnnviz.datasets.samples import list_samples
 
     return [s for name in DATASETS for s in list_samples(name)]
 

@@ -1,0 +1,242 @@
+"""Convolution written out step by step: for every output cell, which input cells the kernel
+covers, the element-wise products, their sum, the bias and the output value.
+
+All numbers are float64 so they can be shown to the last digit; the assembled output equals
+``torch.nn.functional.conv2d`` (what deep-learning libraries call convolution is, strictly,
+cross-correlation: the kernel is not flipped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
+
+from cnnviz.convolution.arithmetic import AxisSize, output_shape
+
+
+@dataclass(frozen=True)
+class ConvStep:
+    """One output cell of one kernel."""
+
+    kernel_index: int
+    row: int  # output row
+    col: int  # output column
+    rows: np.ndarray  # (kH,) padded-input rows the kernel taps
+    cols: np.ndarray  # (kW,) padded-input columns the kernel taps
+    inputs: np.ndarray  # (C, kH, kW) input values under the kernel
+    products: np.ndarray  # (C, kH, kW) input * kernel weight
+    total: float  # sum of the products
+    bias: float
+    value: float  # total + bias
+
+
+@dataclass(frozen=True)
+class ConvSteps:
+    """Every step of a convolution, held as arrays so that any step is one index away."""
+
+    padded: np.ndarray  # (C, Hp, Wp) the input with its zero padding
+    pad: tuple[int, int, int, int]  # zeros added (top, bottom, left, right)
+    weight: np.ndarray  # (K, C, kH, kW)
+    bias: np.ndarray  # (K,)
+    stride: tuple[int, int]
+    dilation: tuple[int, int]
+    sizes: tuple[AxisSize, AxisSize]  # height and width arithmetic
+    products: np.ndarray  # (K, Ho, Wo, C, kH, kW)
+    sums: np.ndarray  # (K, Ho, Wo) sum of the products, before the bias
+
+    @property
+    def output(self) -> np.ndarray:
+        """(K, Ho, Wo) the feature maps: sums + bias."""
+        return self.sums + self.bias[:, None, None]
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        return self.sums.shape[1], self.sums.shape[2]
+
+    def tap_rows(self, row: int) -> np.ndarray:
+        """Padded-input rows the kernel covers for output row ``row``."""
+        kernel_h = self.weight.shape[2]
+        return row * self.stride[0] + np.arange(kernel_h) * self.dilation[0]
+
+    def tap_cols(self, col: int) -> np.ndarray:
+        """Padded-input columns the kernel covers for output column ``col``."""
+        kernel_w = self.weight.shape[3]
+        return col * self.stride[1] + np.arange(kernel_w) * self.dilation[1]
+
+    def step(self, kernel_index: int, row: int, col: int) -> ConvStep:
+        """The numbers behind output cell (row, col) of kernel ``kernel_index``."""
+        rows, cols = self.tap_rows(row), self.tap_cols(col)
+        inputs = self.padded[:, rows][:, :, cols]  # (C, kH, kW)
+        total = float(self.sums[kernel_index, row, col])
+        bias = float(self.bias[kernel_index])
+        return ConvStep(
+            kernel_index,
+            row,
+            col,
+            rows,
+            cols,
+            inputs,
+            self.products[kernel_index, row, col],
+            total,
+            bias,
+            total + bias,
+        )
+
+
+def pad_input(image: np.ndarray, pad: tuple[int, int, int, int], value: float = 0.0) -> np.ndarray:
+    """(C, H, W) -> (C, H + top + bottom, W + left + right) filled with ``value`` around."""
+    top, bottom, left, right = pad
+    return np.pad(image, ((0, 0), (top, bottom), (left, right)), constant_values=value)
+
+
+def extract_windows(
+    padded: np.ndarray,
+    kernel: tuple[int, int],
+    stride: tuple[int, int],
+    dilation: tuple[int, int],
+    output: tuple[int, int],
+) -> np.ndarray:
+    """(C, Hp, Wp) -> (C, Ho, Wo, kH, kW): the input values under each window, a view not a copy."""
+    span_h = dilation[0] * (kernel[0] - 1) + 1
+    span_w = dilation[1] * (kernel[1] - 1) + 1
+    windows = sliding_window_view(padded, (span_h, span_w), axis=(1, 2))  # (C, Hp-span+1, Wp-span+1, sh, sw)
+    windows = windows[:, :: stride[0], :: stride[1], :: dilation[0], :: dilation[1]]
+    return windows[:, : output[0], : output[1]]
+
+
+def convolve_steps(
+    image: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | str | tuple = 0,
+    dilation: int | tuple[int, int] = 1,
+) -> ConvSteps:
+    """Every step of a 2-D convolution; ValueError (with the reason) when the setting does not fit.
+
+    Args:
+        image: (C, H, W) input values.
+        weight: (K, C, kH, kW) one kernel per output feature map; a (kH, kW) array is one kernel
+            for a one-channel input.
+        bias: (K,) added to each feature map (zeros if None).
+        padding: zeros per side, "same", "valid", or a (height, width) pair of those.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)
+    if weight.ndim == 2:
+        weight = weight[None, None]  # (kH, kW) -> (1, 1, kH, kW)
+    if image.ndim != 3 or weight.ndim != 4:
+        raise ValueError(
+            "The input must be channels x height x width and the kernels count x channels x height x width."
+        )
+    if weight.shape[1] != image.shape[0]:
+        raise ValueError(
+            f"Each kernel has {weight.shape[1]} channel(s) but the input has {image.shape[0]}; "
+            "a kernel needs one slice per input channel."
+        )
+    bias = np.zeros(weight.shape[0]) if bias is None else np.asarray(bias, dtype=np.float64).reshape(-1)
+    if bias.shape[0] != weight.shape[0]:
+        raise ValueError(f"There are {weight.shape[0]} kernels but {bias.shape[0]} bias values.")
+    kernel = (weight.shape[2], weight.shape[3])
+    sizes = output_shape(image.shape[1], image.shape[2], kernel, stride, padding, dilation)
+    height, width = sizes
+    pad = (height.padding.before, height.padding.after, width.padding.before, width.padding.after)
+    padded = pad_input(image, pad)
+    stride_hw = (height.stride, width.stride)
+    dilation_hw = (height.dilation, width.dilation)
+    windows = extract_windows(padded, kernel, stride_hw, dilation_hw, (height.output, width.output))
+    windows = windows.transpose(1, 2, 0, 3, 4)  # (Ho, Wo, C, kH, kW)
+    products = windows[None] * weight[:, None, None]  # (K, Ho, Wo, C, kH, kW)
+    sums = products.sum(axis=(3, 4, 5))  # (K, Ho, Wo)
+    return ConvSteps(padded, pad, weight, bias, stride_hw, dilation_hw, sizes, products, sums)
+
+
+def relu(feature_map: np.ndarray) -> np.ndarray:
+    """max(0, x) cell by cell: negative responses become 0, positive ones pass unchanged."""
+    return np.maximum(np.asarray(feature_map, dtype=np.float64), 0.0)
+
+
+def mix_channels(image: np.ndarray, weights: np.ndarray, bias: np.ndarray | None = None) -> np.ndarray:
+    """A 1x1 convolution: each output channel is a weighted sum of the input channels at every pixel.
+
+    Args:
+        image: (C, H, W).
+        weights: (K, C) one row of channel weights per output channel.
+        bias: (K,) or None.
+    Returns:
+        (K, H, W), equal to conv2d with a (K, C, 1, 1) kernel.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != 2 or weights.shape[1] != image.shape[0]:
+        raise ValueError(
+            f"A 1x1 convolution needs one weight per input channel ({image.shape[0]}) "
+            "for each output channel."
+        )
+    mixed = np.einsum("kc,chw->khw", weights, image)
+    return mixed if bias is None else mixed + np.asarray(bias, dtype=np.float64)[:, None, None]
+
+
+def frame_positions(output_height: int, output_width: int, max_frames: int) -> list[tuple[int, int]]:
+    """Output cells to animate, in reading order: all of them, or ``max_frames`` evenly spread ones.
+
+    The last cell is always included so the final frame shows the finished feature map.
+    """
+    total = output_height * output_width
+    count = min(total, max(1, max_frames))
+    indices = np.unique(np.round(np.linspace(0, total - 1, count)).astype(int))
+    return [(int(i) // output_width, int(i) % output_width) for i in indices]
+
+
+def region_positions(
+    output_height: int, output_width: int, top: int, left: int, side: int
+) -> list[tuple[int, int]]:
+    """Every output cell of a side x side block (clipped to the map) from (top, left), reading order."""
+    rows = range(max(0, top), min(output_height, top + side))
+    cols = range(max(0, left), min(output_width, left + side))
+    return [(r, c) for r in rows for c in cols]
+
+
+def describe_frames(
+    positions: list[tuple[int, int]], output_height: int, output_width: int, region: bool = False
+) -> str:
+    """One sentence on how the animation covers the output (every cell, a region, or spread cells)."""
+    total = output_height * output_width
+    if region:
+        (top, left), (bottom, right) = positions[0], positions[-1]
+        return (
+            f"The animation shows every step of output rows {top}..{bottom} and columns {left}..{right}: "
+            f"{len(positions)} of the {total} output cells; move the region to see others."
+        )
+    if len(positions) == total:
+        return f"The animation shows all {total} steps, one per output cell."
+    every = total / len(positions)
+    return (
+        f"The output has {total} cells, too many to animate one by one, so the animation shows "
+        f"{len(positions)} of them, evenly spread in reading order "
+        f"(about every {_ordinal(round(every))} cell); "
+        "each frame fills in every output cell up to the current one, so the map still fills in completely."
+    )
+
+
+def _ordinal(number: int) -> str:
+    """1 -> "1st", 2 -> "2nd", 3 -> "3rd", 11 -> "11th", 22 -> "22nd"."""
+    suffix = "th" if 10 <= number % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(number % 10, "th")
+    return f"{number}{suffix}"
+
+
+FIGURE_BUDGET_BYTES = 4 * 2**20  # what one animated figure may weigh on the wire
+
+
+def frames_within_budget(steps: ConvSteps, max_frames: int, budget_bytes: int = FIGURE_BUDGET_BYTES) -> int:
+    """How many animation frames fit the budget: each frame carries every output map and the
+    products grid as float32 numbers in base64 (4 bytes -> 5.33 characters). Cells not computed
+    yet are NaN, whose base64 always holds a "/" that Plotly's JSON writes as 6 characters, so
+    about 7 characters a number is the honest count."""
+    kernels, channels, kernel_h, kernel_w = steps.weight.shape
+    out_h, out_w = steps.output_size
+    values = out_h * kernels * (out_w + 1) + kernels * (kernel_h + 1) * channels * (kernel_w + 1)
+    per_frame = values * 7 + 2_000  # plus window outline, equation text, slider step
+    return max(1, min(max_frames, int(budget_bytes // per_frame)))

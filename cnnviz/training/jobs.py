@@ -1,0 +1,276 @@
+"""Training in a background thread, with progress a web page can poll (no Streamlit in here).
+
+The thread never touches the UI: it writes each :class:`~cnnviz.training.loop.Progress` into the job
+under a lock; the page reads a consistent :class:`JobSnapshot` whenever it redraws. On a shared
+server every job enters one :class:`TrainingQueue`: a few run, the others wait their turn in order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import statistics
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import torch
+
+from cnnviz.training.loop import Progress, TrainConfig, TrainResult, available_cores, train
+
+WARM_UP_STEPS = 2  # untimed steps before an estimate's timed ones
+
+
+class TrainingQueue:
+    """First come, first served admission of training runs across every session of one server.
+
+    At most ``slots`` runs train at once; up to ``max_waiting`` more wait in line, each knowing its
+    place. A run that is stopped while waiting leaves the line without ever starting.
+    """
+
+    def __init__(self, slots: int, max_waiting: int = 30) -> None:
+        if slots < 1:
+            raise ValueError("A training queue needs at least one slot.")
+        self.slots = slots
+        self.max_waiting = max_waiting
+        self._condition = threading.Condition()
+        self._running: set[int] = set()
+        self._waiting: deque[int] = deque()
+        self._tickets = itertools.count(1)
+
+    def enter(self) -> int | None:
+        """A ticket for a new run, or None when the line is full."""
+        with self._condition:
+            if len(self._waiting) >= self.max_waiting:
+                return None
+            ticket = next(self._tickets)
+            self._waiting.append(ticket)
+            self._condition.notify_all()
+            return ticket
+
+    def position(self, ticket: int) -> int | None:
+        """0 while the run trains, k when k - 1 runs wait ahead of it, None once it has left."""
+        with self._condition:
+            if ticket in self._running:
+                return 0
+            try:
+                return self._waiting.index(ticket) + 1
+            except ValueError:
+                return None
+
+    def wait_turn(self, ticket: int, stop: threading.Event, poll_seconds: float = 0.2) -> bool:
+        """Block until the run may train (True), or until ``stop`` is set (False, and it leaves the line)."""
+        with self._condition:
+            while not (self._waiting and self._waiting[0] == ticket and len(self._running) < self.slots):
+                if stop.is_set() or ticket not in self._waiting:
+                    self._discard(ticket)
+                    return False
+                self._condition.wait(poll_seconds)
+            self._waiting.popleft()
+            self._running.add(ticket)
+            self._condition.notify_all()  # the next in line may also fit
+            return True
+
+    def leave(self, ticket: int) -> None:
+        """Free the run's slot (or its place in line)."""
+        with self._condition:
+            self._discard(ticket)
+
+    def counts(self) -> tuple[int, int]:
+        """(runs training, runs waiting)."""
+        with self._condition:
+            return len(self._running), len(self._waiting)
+
+    def _discard(self, ticket: int) -> None:
+        self._running.discard(ticket)
+        if ticket in self._waiting:
+            self._waiting.remove(ticket)
+        self._condition.notify_all()
+
+
+@dataclass(frozen=True)
+class JobSnapshot:
+    """What the page needs to draw the job at one moment."""
+
+    status: str  # "queued", "running", "done", "stopped", "cancelled" (stopped while queued) or "failed"
+    latest: Progress | None
+    points: list[Progress]  # the validation points so far (the live curves)
+    result: TrainResult | None
+    error: str | None
+    started: float  # time.time() when the job was started (it may have waited in line first)
+    queue_position: int | None = None  # while queued: 1 = next to train
+    queue_wait: float | None = None  # seconds spent in line, once admitted
+    stop_requested: bool = False  # Stop was pressed; the run ends after its step, then scores the test set
+
+    @property
+    def stopping(self) -> bool:
+        """Stop was pressed and the run has not ended yet (it is finishing a step or scoring)."""
+        return self.stop_requested and self.status == "running"
+
+    @property
+    def finished(self) -> bool:
+        return self.status not in ("queued", "running")
+
+    @property
+    def fraction(self) -> float:
+        if self.latest is None:
+            return 0.0
+        return min(1.0, self.latest.step / max(1, self.latest.total_steps))
+
+    @property
+    def eta_seconds(self) -> float | None:
+        """Seconds left at the average pace so far (None before the first step)."""
+        if self.latest is None or self.latest.step == 0:
+            return None
+        return self.latest.elapsed * (1 - self.fraction) / max(self.fraction, 1e-9)
+
+
+@dataclass
+class TrainingJob:
+    """One training run on its own thread; ``stop()`` ends it early and keeps what was learned."""
+
+    config: TrainConfig
+    data_dir: str | os.PathLike | None = None
+    queue: TrainingQueue | None = None  # shared by all sessions of a server; None = start at once
+    cpu_threads: int | None = None  # intra-op threads for this run (None: share the cores, see below)
+    nice: int = 0  # Linux: lower this thread's priority so page reruns of other students stay quick
+    stop_event: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _latest: Progress | None = None
+    _points: list[Progress] = field(default_factory=list)
+    _result: TrainResult | None = None
+    _error: str | None = None
+    _thread: threading.Thread | None = None
+    _started: float = 0.0
+    _ticket: int | None = None
+    _admitted: float | None = None  # time.time() when it left the line
+    _cancelled: bool = False
+
+    def start(self) -> bool:
+        """Start the thread (it waits its turn in the queue first); False when the line is full."""
+        if self.queue is not None:
+            self._ticket = self.queue.enter()
+            if self._ticket is None:
+                return False
+        self._started = time.time()
+        self._thread = threading.Thread(target=self._run, name="cnnviz-training", daemon=True)
+        self._thread.start()
+        return True
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+    def join(self, timeout: float | None = None) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def snapshot(self) -> JobSnapshot:
+        with self._lock:
+            position = None
+            if self._error is not None:
+                status = "failed"
+            elif self._cancelled:
+                status = "cancelled"
+            elif self._result is not None:
+                status = "stopped" if self._result.stopped else "done"
+            elif self._ticket is not None and self._admitted is None:
+                status, position = "queued", self.queue.position(self._ticket) if self.queue else None
+            else:
+                status = "running"
+            wait = None if self._admitted is None else self._admitted - self._started
+            return JobSnapshot(status, self._latest, list(self._points), self._result, self._error,
+                               self._started, position, wait, self.stop_event.is_set())
+
+    def _on_progress(self, progress: Progress) -> None:
+        with self._lock:
+            self._latest = progress
+            if progress.phase == "eval":
+                self._points.append(progress)
+
+    def _run(self) -> None:
+        try:
+            if self.nice > 0 and hasattr(os, "setpriority"):
+                # Linux gives each thread its own niceness; torch's worker threads inherit it.
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+            admitted = self.queue is None or self._ticket is None or self.queue.wait_turn(
+                self._ticket, self.stop_event)
+            if not admitted:
+                with self._lock:
+                    self._cancelled = True
+                return
+            with self._lock:
+                self._admitted = time.time()
+            threads = self.cpu_threads
+            if threads is None and self.queue is not None:
+                # A lone run gets every core; one admitted beside others gets its share of them.
+                threads = max(1, available_cores() // max(1, self.queue.counts()[0]))
+            result = train(self.config, progress=self._on_progress, stop=self.stop_event,
+                           data_dir=self.data_dir, cpu_threads=threads)
+            with self._lock:
+                self._result = result
+        except Exception as err:  # noqa: BLE001 - shown to the student instead of killing the thread
+            with self._lock:
+                self._error = f"{type(err).__name__}: {err}" if not isinstance(err, ValueError) else str(err)
+        finally:
+            if self.queue is not None and self._ticket is not None:
+                self.queue.leave(self._ticket)
+
+
+def measure_images_per_second(config: TrainConfig, steps: int = 5, cpu_threads: int | None = None) -> float:
+    """Time a few real training steps of this architecture on random data (for an honest ETA).
+
+    On the CPU the steps run on ``cpu_threads`` threads (None: as :func:`training.train` would pick),
+    and the calling thread gets its own setting back: a page's script thread may run on one.
+    """
+    from cnnviz.training.loop import configure_cpu_threads, resolve_device
+
+    device = resolve_device(config.device)
+    if device.type != "cpu":
+        return _time_training_steps(config, device, steps)
+    previous = torch.get_num_threads()
+    configure_cpu_threads(cpu_threads)
+    try:
+        return _time_training_steps(config, device, steps)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _time_training_steps(config: TrainConfig, device: torch.device, steps: int) -> float:
+    from cnnviz.datasets.files import dataset_info
+    from cnnviz.networks.build import build_model
+    from cnnviz.training.loop import (
+        TrainingObjective,
+        make_optimizer,
+        normalization_tensors,
+        optimizer_step,
+        whitening_layer,
+    )
+
+    info = dataset_info(config.dataset)
+    channels, size, _ = info.image_shape
+    model = build_model(config.spec, channels, info.num_classes, size).to(
+        device, memory_format=torch.channels_last)
+    whitening = whitening_layer(model, config.whiten)
+    if whitening is not None:
+        # As in training: the whitening filters are frozen, and so is their bias for most epochs when
+        # the recipe freezes it, which spares the second layer its input gradient.
+        whitening.weight.requires_grad_(False)
+        if whitening.bias is not None and config.whiten_bias_epochs is not None:
+            whitening.bias.requires_grad_(False)
+    optimizer = make_optimizer(config, model)
+    batch = min(config.batch_size, 128)
+    mean, std = normalization_tensors(info, device)
+    objective = TrainingObjective(model, mean, std, config.label_smoothing)
+    x = torch.randint(0, 256, (batch, channels, size, size), dtype=torch.uint8, device=device)
+    y = torch.randint(0, info.num_classes, (batch,), device=device)
+    durations = []
+    for i in range(steps + WARM_UP_STEPS):
+        start = time.perf_counter()
+        optimizer_step(objective, optimizer, x, y)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i >= WARM_UP_STEPS:  # the first steps set up kernels, allocations and the thread pool
+            durations.append(time.perf_counter() - start)
+    # The median step: one step slowed by another process on a shared machine does not skew it.
+    return batch / statistics.median(durations)

@@ -1,0 +1,237 @@
+"""Convolution and pooling: the kernel slides over a picture and every number shows."""
+
+import hashlib
+
+import streamlit as st
+
+from cnnviz.convolution.arithmetic import AxisSize, output_shape
+from cnnviz.convolution.kernels import (
+    BINARY_PICTURES,
+    CUSTOM,
+    MAX_KERNEL_SIDE,
+    PRESET_NAMES,
+    PRESETS,
+    binary_picture,
+)
+from cnnviz.convolution.steps import (
+    describe_frames,
+    frame_positions,
+    frames_within_budget,
+    region_positions,
+    relu,
+)
+from cnnviz.datasets import samples
+from cnnviz.images.decode import UPLOAD_EXTENSIONS
+from cnnviz.images.picture import Picture, to_picture
+from cnnviz.ui.convolution.cache import (
+    conv_figure,
+    conv_steps_for,
+    decoded_upload,
+    pool_figure_and_gradient,
+    region_side,
+)
+from cnnviz.ui.convolution.figures import build_before_after_figure
+from cnnviz.ui.host import upload_limit_mb, upload_limits
+from cnnviz.ui.widgets import kept
+
+MAX_INPUT_SIDE = 64
+MAX_FRAMES = 64
+SOURCES = ("tiny binary picture", "MNIST sample", "CIFAR-10 sample", "your picture")
+DEFAULT_KERNELS = ("X detector", "Sobel x", "Sobel y", "Laplacian")
+PADDINGS = ("0", "1", "2", "3", "same", "valid")
+CHART = {"width": "stretch", "config": {"displayModeBar": False}}
+
+st.title("Convolution and pooling")
+st.markdown(
+    "A **kernel** (a small grid of weights) slides over the picture. At every stop it multiplies "
+    "each weight with the pixel under it and adds the products and a **bias**: that sum is one cell "
+    "of the **feature map**. Press ▶ Play, or drag the slider to any step."
+)
+
+
+def choose_picture() -> tuple[str, Picture] | None:
+    """The input widgets; returns a cache key and the picture, or None when there is none yet."""
+    source = st.radio("Input", SOURCES, key=kept("conv_source"), horizontal=True)
+    rgb = (
+        st.radio("Channels", ("grayscale", "RGB (3-channel kernels)"), key=kept("conv_channels"),
+                 horizontal=True)
+        != "grayscale"
+    )
+    if source == "tiny binary picture":
+        name = st.selectbox("Picture", BINARY_PICTURES, index=1, key=kept("conv_picture"))
+        return f"binary:{name}:{rgb}", to_picture(binary_picture(name) * 255, rgb)
+    if source == "your picture":
+        upload = st.file_uploader(
+            "Your picture", type=list(UPLOAD_EXTENSIONS), key="conv_upload", max_upload_size=upload_limit_mb()
+        )
+        if upload is None:
+            st.info("Upload a picture to see the kernel slide over it.")
+            return None
+        data = upload.getvalue()
+        digest = hashlib.sha256(data).hexdigest()
+        try:
+            chw, note = decoded_upload(digest, data, MAX_INPUT_SIDE, **upload_limits())
+        except ValueError as err:
+            st.warning(str(err))
+            return None
+        return f"upload:{digest}:{rgb}", to_picture(chw, rgb, note)
+    dataset = "mnist" if source == "MNIST sample" else "cifar10"
+    options = samples.list_samples(dataset)
+    sample = st.selectbox("Sample", options, format_func=lambda s: s.caption,
+                          key=kept(f"conv_sample_{dataset}"))
+    return f"{sample.path}:{rgb}", to_picture(samples.load_sample(sample).numpy(), rgb)
+
+
+with st.container(border=True):
+    input_col, kernel_col, slide_col = st.columns([1.3, 1.2, 1])
+    with input_col:
+        chosen = choose_picture()
+    with kernel_col:
+        size_h, size_w = st.columns(2)
+        kernel_h = size_h.number_input("Kernel height", 1, MAX_KERNEL_SIDE, 3, key=kept("conv_kernel_h"))
+        kernel_w = size_w.number_input("Kernel width", 1, MAX_KERNEL_SIDE, 3, key=kept("conv_kernel_w"))
+        count = st.number_input("Number of kernels (one feature map each)", 1, 4, 1,
+                                key=kept("conv_kernel_count"))
+        names = tuple(
+            st.selectbox(
+                f"Kernel {i + 1}",
+                PRESET_NAMES,
+                index=PRESET_NAMES.index(DEFAULT_KERNELS[i]),
+                key=kept(f"conv_preset_{i}"),
+                format_func=str.capitalize,
+            )
+            for i in range(count)
+        )
+        custom = ""
+        if CUSTOM in names:
+            custom = st.text_area(
+                "Custom kernel: one row per line", "0 -1 0\n-1 5 -1\n0 -1 0", key=kept("conv_custom")
+            )
+        bias = st.number_input("Bias", -5.0, 5.0, 0.0, 0.1, format="%g",  # 0.123 shows whole
+                               key=kept("conv_bias"))
+    with slide_col:
+        stride = st.number_input("Stride", 1, 4, 1, key=kept("conv_stride"))
+        padding = st.selectbox("Padding (zeros on each side)", PADDINGS, key=kept("conv_padding"))
+        dilation = st.number_input("Dilation (gap between taps)", 1, 3, 1, key=kept("conv_dilation"))
+        for name in names:
+            if name in PRESETS:
+                st.caption(f"**{name}**: {PRESETS[name].description}.")
+
+if chosen is None:
+    st.stop()
+picture_key, picture = chosen
+if picture.note:
+    st.caption(picture.note)
+if picture.pixels.shape[0] == 3:
+    st.caption(
+        "RGB mode: each kernel has one slice per colour channel (R, G, B). A preset or custom kernel is "
+        "put on every slice divided by 3, so it acts on the channel average (a random kernel draws every "
+        "slice anew); the sum runs over all 3 x kH x kW products."
+    )
+settings = (int(kernel_h), int(kernel_w), int(stride), padding, int(dilation), names, custom, float(bias))
+
+
+def show_sizes(sizes: tuple[AxisSize, AxisSize]) -> None:
+    """The formula with the numbers of each axis, and any note on padding or fit."""
+    height, width = sizes
+    st.markdown(f"**Output: {height.output} x {width.output}** (height x width)")
+    for size in sizes:
+        st.markdown(f"{size.axis.capitalize()}: `{size.formula}`")
+        if size.padding.note:
+            st.caption(size.padding.note)
+        if size.warning:
+            st.info(size.warning, icon=":material/straighten:")
+
+
+with st.container(border=True):
+    st.latex(r"\text{out} = \left\lfloor \frac{n + 2p - d\,(k-1) - 1}{s} \right\rfloor + 1")
+    try:
+        steps = conv_steps_for(picture_key, picture.pixels, settings)
+    except ValueError as err:
+        st.warning(str(err), icon=":material/block:")
+        st.stop()
+    show_sizes(steps.sizes)
+
+out_h, out_w = steps.output_size
+max_frames = frames_within_budget(steps, MAX_FRAMES)  # fewer when several large maps fill each frame
+region = None
+if out_h * out_w > max_frames:
+    side = region_side(max_frames)
+    view = st.radio(
+        f"The output has {out_h * out_w} cells, more than the {max_frames} steps one animation "
+        "shows quickly. Show",
+        ("steps spread over the whole map", f"every step of a {side}x{side} region"),
+        key=kept("conv_large_view"),
+        horizontal=True,
+    )
+    if view.startswith("every"):
+        top_col, left_col = st.columns(2)
+        first_row = top_col.number_input(
+            "Region's first output row",
+            0,
+            max(0, out_h - side),
+            max(0, out_h - side) // 2,
+            key=kept("conv_region_top"),
+        )
+        first_col = left_col.number_input(
+            "Region's first output column",
+            0,
+            max(0, out_w - side),
+            max(0, out_w - side) // 2,
+            key=kept("conv_region_left"),
+        )
+        region = (int(first_row), int(first_col))
+positions = (
+    frame_positions(out_h, out_w, max_frames)
+    if region is None
+    else region_positions(out_h, out_w, *region, region_side(max_frames))
+)
+st.caption(describe_frames(positions, out_h, out_w, region=region is not None))
+st.plotly_chart(
+    conv_figure(picture_key, picture.pixels, settings, max_frames, region), key="conv_chart", **CHART
+)
+
+st.subheader("ReLU: negative responses become zero")
+before = steps.output[0]
+after = relu(before)
+st.markdown(
+    f"ReLU keeps positive values and replaces negative ones by 0: **{int((before < 0).sum())} of "
+    f"{before.size}** cells of feature map 1 were negative."
+)
+st.plotly_chart(
+    build_before_after_figure(before, after, ("before ReLU", "after ReLU")), key="relu_chart", **CHART
+)
+
+st.subheader("Pooling: keep the strongest response in each window")
+mode_col, window_col, stride_col, pad_col = st.columns(4)
+mode = mode_col.radio("Pooling", ("max", "average"), key=kept("pool_mode"), horizontal=True)
+window = window_col.number_input("Window", 1, 4, 2, key=kept("pool_window"))
+pool_stride = stride_col.number_input("Stride", 1, 4, 2, key=kept("pool_stride"))
+pool_padding = pad_col.number_input("Padding", 0, 2, 0, key=kept("pool_padding"))
+st.caption("Pooling runs on feature map 1 after ReLU. It has no weights: it only picks (max) or averages.")
+try:
+    pool_sizes = output_shape(*steps.output_size, int(window), int(pool_stride), int(pool_padding), pool=True)
+    pool_fig, gradient = pool_figure_and_gradient(
+        picture_key,
+        picture.pixels,
+        settings,
+        (mode, int(window), int(pool_stride), int(pool_padding)),
+        MAX_FRAMES,
+    )
+except ValueError as err:
+    st.warning(str(err), icon=":material/block:")
+    st.stop()
+show_sizes(pool_sizes)
+st.plotly_chart(pool_fig, key="pool_chart", **CHART)
+if gradient is not None:
+    st.markdown(
+        "**Backward pass of max pooling.** Every pooled cell sends a gradient of 1 back; it lands only "
+        "on the cell that won its window (a cell that won two overlapping windows gets 2), the rest get 0."
+    )
+    st.plotly_chart(
+        build_before_after_figure(
+            *gradient, ("gradient arriving (1 per pooled cell)", "gradient at the feature map")
+        ),
+        key="grad_chart",
+        **CHART,
+    )

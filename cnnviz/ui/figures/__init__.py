@@ -1,1 +1,0 @@
-"""Every Plotly figure of the app is built here, from plain data computed by :mod:`cnnviz`."""

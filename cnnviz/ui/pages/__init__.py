@@ -1,1 +1,0 @@
-"""One Streamlit script per page; :mod:`cnnviz.ui.navigation` lists them."""

@@ -1,0 +1,2 @@
+"""The Inspect and predict page: its script (``page``), cached work and inputs (``parts``),
+its figures and benchmark."""

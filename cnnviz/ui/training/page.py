@@ -1,0 +1,161 @@
+"""Train: pick a dataset and an architecture, press Train, watch it learn, compare runs, save one."""
+
+from dataclasses import asdict
+
+import streamlit as st
+
+from cnnviz.datasets import files as data
+from cnnviz.networks.build import PRESETS
+from cnnviz.networks.spec import SpecError, describe_error_position
+from cnnviz.networks.summary import readable_count, summarize_spec, training_size_problem
+from cnnviz.training.checkpoint import sanitize_model_name, save_checkpoint, saved_models_dir
+from cnnviz.training.jobs import TrainingJob
+from cnnviz.training.loop import TrainConfig, recipe
+from cnnviz.training.tricks import describe_tricks
+from cnnviz.ui.host import TRAINING_NICE, host_limits, session_jobs, training_queue
+from cnnviz.ui.training import parts
+from cnnviz.ui.training.figures import compare_runs, learning_curves
+from cnnviz.ui.widgets import kept
+
+st.title("Train a network")
+st.markdown("Choose a dataset and an architecture, press **Train**, and watch the network learn: the "
+            "loss falls and the accuracy climbs while it sees the training images again and again.")
+st.session_state.setdefault("train_job", None)
+st.session_state.setdefault("train_runs", [])
+limits = host_limits()
+
+left, right = st.columns([1, 1], gap="large")
+with left:
+    dataset = st.selectbox("Dataset", list(data.DATASETS), key=kept("train_dataset"),
+                           format_func=lambda name: data.DATASETS[name].title)
+    presets = [p.name for p in PRESETS.values()]
+    default = presets.index("mnist_fast" if dataset == "mnist" else "cifar10_fast")
+    preset = st.selectbox("Architecture", [*presets, "custom"], index=default,
+                          key=kept(f"train_preset_{dataset}"),  # each dataset keeps its own choice
+                          format_func=lambda n: "Custom spec..." if n == "custom" else PRESETS[n].title)
+    if preset == "custom":
+        spec = st.text_input("Spec", value="C32 C32 M D0.25 C64 C64 M D0.25 F128 D0.5",
+                             key=kept("train_spec"),
+                             help="C<n> conv (k5 kernel, s2 stride, p1 padding, n BatchNorm, m a 2x2 max "
+                             "pool straight after the conv, before BatchNorm and ReLU), R<n> residual "
+                             "block, M / A max / average pool, G global average pool, D0.25 dropout, "
+                             "F<n> dense. The final classifier layer is added for you.")
+    else:
+        spec = PRESETS[preset].spec
+        st.caption(f"`{spec}` — {PRESETS[preset].description}")
+    info = data.DATASETS[dataset]
+    try:
+        summary = summarize_spec(spec, info.image_shape, info.num_classes)
+    except SpecError as err:
+        summary = None
+        st.error(str(err), icon=":material/error:")
+        st.code(describe_error_position(spec, err), language=None)
+    too_big = None if summary is None else training_size_problem(summary)
+    if summary is not None:
+        with st.expander(f"Layers: {summary.total_params:,} parameters, "
+                         f"{readable_count(summary.total_mult_adds)} multiply-adds per image"):
+            st.dataframe(parts.summary_rows(summary), hide_index=True, key="train_summary_table")
+    if too_big:
+        st.error(too_big, icon=":material/memory:")
+
+with right:
+    base = recipe(preset) if preset != "custom" else TrainConfig(optimizer="adam", lr=2e-3, weight_decay=0.0)
+    config = parts.hyperparameter_form(base, dataset, spec, key=f"train_{preset}", limits=limits)
+    st.caption(parts.device_line(config, None if too_big else summary))  # no timing of a net too big
+    tricks = describe_tricks(**asdict(config))
+    if tricks:
+        st.caption("Speed-run tricks in this recipe: " + "; ".join(tricks) + ".")
+
+job: TrainingJob | None = st.session_state.train_job
+running = job is not None and not job.snapshot().finished
+buttons = st.container(horizontal=True)  # side by side at their own width, also on a narrow screen
+trainable = summary is not None and not too_big
+if buttons.button("Train", type="primary", key="train_start", disabled=running or not trainable,
+                    icon=":material/play_arrow:"):
+    try:
+        limits.check_training(config.epochs, config.train_subset, info.train_size)  # the server's caps
+        if not data.is_available(dataset):
+            with st.spinner(f"Downloading {info.title} (first time only) ..."):
+                data.load_dataset(dataset, "test")
+        refusal = None
+    except (ValueError, data.DataNotFoundError) as err:
+        refusal = str(err)
+    if refusal:
+        st.error(refusal)
+    else:
+        job = TrainingJob(config, queue=training_queue(), nice=TRAINING_NICE)
+        if job.start():
+            st.session_state.train_job = job
+            session_jobs().watch(job)  # stopped if this tab is closed
+            st.rerun()  # redraw with Train disabled and Stop enabled
+        else:
+            st.warning(f"{limits.max_queue} runs are already waiting for a training slot on this server; "
+                       "try again in a few minutes.")
+
+
+def stop_training() -> None:
+    """Ask the run to end after its current step; it then scores the test set (the live view says so).
+    A callback, so the page that follows already draws Stop as pressed."""
+    job = st.session_state.train_job
+    job.stop()
+    job.join(timeout=1.0)  # a run waiting in line leaves it at once; a small net ends its step too
+
+
+buttons.button("Stop", key="train_stop", disabled=not running or job.stop_event.is_set(),
+               on_click=stop_training, icon=":material/stop:")
+
+
+@st.fragment(run_every=2.0 if running else None)
+def live_view() -> None:
+    busy, waiting = training_queue().counts()
+    st.caption(f"Training on this server: {busy} of {training_queue().slots} slots in use, {waiting} run"
+               f"{'s' if waiting != 1 else ''} waiting.")
+    current: TrainingJob | None = st.session_state.train_job
+    if current is None:
+        st.info("Press **Train** to start. Curves appear here as the network learns.")
+        return
+    snapshot = current.snapshot()
+    parts.progress_block(snapshot)
+    if snapshot.points:
+        history = [parts.point_record(p) for p in snapshot.points]
+        st.plotly_chart(learning_curves(history, current.config.epochs), key="train_live_curves")
+    if snapshot.finished and st.session_state.get("train_recorded") is not current:
+        st.session_state.train_recorded = current
+        if snapshot.result is not None and snapshot.result.steps > 0:  # a run that learned something
+            runs = st.session_state.train_runs
+            runs.append(parts.run_record(snapshot.result, len(runs) + 1))
+        st.rerun()
+
+
+live_view()
+job = st.session_state.train_job
+if job is not None and job.snapshot().result is not None and not running:
+    parts.results_block(job.snapshot().result, key="train_results")
+
+runs = st.session_state.train_runs
+if runs:
+    st.subheader("Run history")
+    accuracies = ("train acc", "val acc", "test acc")
+    table = [{key: value * 100 if key in accuracies and value is not None else value
+              for key, value in r["row"].items()} for r in runs]
+    percent = st.column_config.NumberColumn(format="%.2f%%")  # 72.00%, not 72%, beside 72.34%
+    st.dataframe(table, hide_index=True, key="train_history_table",
+                 column_config={"params": st.column_config.NumberColumn(format="localized"),
+                                **dict.fromkeys(accuracies, percent)})
+    st.plotly_chart(compare_runs([(r["row"]["run"], r["history"]) for r in runs]), key="train_compare")
+    with st.form("train_save_form", border=True):
+        st.markdown("**Save a run** as a named model; the predict page can then use it.")
+        run_choice = st.selectbox("Run", [r["row"]["run"] for r in runs], index=len(runs) - 1,
+                                  key=f"train_save_run_{len(runs)}")  # a new run: the latest is chosen
+        name = st.text_input("Model name", value="my_model", key="train_save_name", max_chars=40)
+        if st.form_submit_button("Save model", icon=":material/save:"):
+            record = next(r for r in runs if r["row"]["run"] == run_choice)
+            try:
+                clean = sanitize_model_name(name)
+                path = saved_models_dir() / f"{clean}.pt"
+                if path.exists():
+                    raise ValueError(f"A model named {clean} already exists: choose another name.")
+                save_checkpoint(path, record["model"], {**record["metadata"], "name": clean})
+                st.success(f"Saved as {clean} ({path.stat().st_size / 1e6:.2f} MB).", icon=":material/check:")
+            except ValueError as err:
+                st.error(str(err))

@@ -1,0 +1,245 @@
+"""Streamlit pieces of the training page: the settings form, live progress, results, run records."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import replace
+
+import streamlit as st
+
+from cnnviz.datasets import files as data
+from cnnviz.hosting.limits import HostLimits
+from cnnviz.networks.summary import ModelSummary
+from cnnviz.training.jobs import JobSnapshot, measure_images_per_second
+from cnnviz.training.loop import (
+    OPTIMIZERS,
+    SCHEDULES,
+    Progress,
+    TrainConfig,
+    TrainResult,
+    cpu_name,
+    device_name,
+    resolve_device,
+    training_threads,
+)
+from cnnviz.training.results import confusion_matrix, first_layer_filters, misclassified
+from cnnviz.ui.training.figures import confusion_heatmap, filter_grid
+from cnnviz.ui.widgets import kept, pixel_image
+
+SUBSETS = {"all": None, "20,000": 20_000, "10,000": 10_000, "5,000": 5_000, "2,000": 2_000}
+SCHEDULE_HELP = {
+    "onecycle": "one-cycle: warm up to the peak rate, then fall to zero",
+    "step": "step decay: halve the rate every epoch",
+    "exp": "per-epoch decay: multiply the rate by 0.8 every epoch",
+    "constant": "constant: the same rate throughout",
+}
+
+
+def summary_rows(summary: ModelSummary) -> list[dict]:
+    """The summary as table rows."""
+    return [{
+        "layer": f"{row.part[0]}{row.index}", "type": row.kind, "from": row.token,
+        "output shape": " x ".join(str(d) for d in row.output_shape),
+        "parameters": row.params, "formula": row.formula if row.params else "",
+        "multiply-adds": row.mult_adds,
+    } for row in summary.layers]
+
+
+def subset_choices(dataset: str, limits: HostLimits) -> list[str]:
+    """The training-set sizes on offer, within the host's cap."""
+    train_size = data.DATASETS[dataset].train_size
+    cap = limits.max_train_images
+    return [name for name, size in SUBSETS.items()
+            if cap is None or min(size or train_size, train_size) <= cap]
+
+
+def hyperparameter_form(
+    base: TrainConfig, dataset: str, spec: str, key: str, limits: HostLimits,
+) -> TrainConfig:
+    """Widgets for the settings, each with a one-line explanation; returns the chosen config."""
+    on_gpu = resolve_device("auto").type == "cuda"
+    quick_epochs = min(base.epochs if on_gpu else min(base.epochs, 2), limits.max_epochs)
+    c1, c2 = st.columns(2)
+    if limits.max_epochs > 1:
+        epochs = c1.slider("Epochs", 1, limits.max_epochs, quick_epochs, key=kept(f"{key}_epochs"),
+                           help="How many times the network sees every training image.")
+    else:
+        epochs = 1
+        c1.caption("Epochs: 1 (this server's limit per run).")
+    subsets = subset_choices(dataset, limits) or [list(SUBSETS)[-1]]
+    subset_default = "all" if on_gpu or dataset == "mnist" else "10,000"
+    subset_default = subset_default if subset_default in subsets else subsets[0]
+    subset = c2.selectbox("Training images", subsets, index=subsets.index(subset_default),
+                          key=kept(f"{key}_subset"), help="Fewer images train faster but generalize worse.")
+    optimizer = c1.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(base.optimizer),
+                             key=kept(f"{key}_optimizer"),
+                             help="SGD with Nesterov momentum, or Adam / AdamW, which adapt the step "
+                             "per weight.")
+    lr = c2.number_input("Learning rate", 1e-5, 5.0, base.lr, format="%.4f", key=kept(f"{key}_lr"),
+                         help="How big a step the weights take against the gradient.")
+    sizes = sorted({32, 64, 128, 256, 512, 1024, base.batch_size})  # every recipe's own size is offered
+    batch_size = c1.select_slider("Batch size", sizes, base.batch_size,
+                                  key=kept(f"{key}_batch"), help="Images per step: more is smoother and "
+                                  "faster per image, fewer gives more steps.")
+    schedule = c2.selectbox("Schedule", SCHEDULES, index=SCHEDULES.index(base.schedule),
+                            key=kept(f"{key}_schedule"),
+                            format_func=lambda s: SCHEDULE_HELP[s].split(":")[0],
+                            help="How the learning rate changes: " + "; ".join(SCHEDULE_HELP.values()) + ".")
+    weight_decay = c1.number_input("Weight decay", 0.0, 0.1, base.weight_decay, format="%.5f",
+                                   key=kept(f"{key}_wd"),
+                                   help="Pulls every weight a little towards zero each step.")
+    smoothing = c2.slider("Label smoothing", 0.0, 0.3, base.label_smoothing, 0.05, key=kept(f"{key}_smooth"),
+                          help="Asks for 90% sure instead of 100%: a little modesty helps "
+                          "generalization.")
+    val_fraction = c1.slider("Validation share", 0.0, 0.3, 0.1, 0.05, key=kept(f"{key}_val"),
+                             help="Training images held back to check the network on images it never "
+                             "trains on.")
+    seed = c2.number_input("Seed", 0, 10_000, 0, key=kept(f"{key}_seed"),
+                           help="Same seed, same settings: the same run again.")
+    mirror_tta, shift_tta = base.mirror_tta, base.shift_tta
+    if dataset == "cifar10":
+        mirror_tta = c1.checkbox("Mirror at test time", value=True,
+                                 key=kept(f"{key}_mirror"),
+                                 help="Answer with the average of the network's outputs for the image and "
+                                 "its mirror image: a cat facing left is still a cat. Free accuracy for a "
+                                 "net trained with random flips.")
+        shift_tta = c2.checkbox("Shift at test time", value=base.shift_tta, key=kept(f"{key}_shift_tta"),
+                                help="Also average over the image moved one pixel up-left and one pixel "
+                                "down-right, small moves like those of training: a little more accuracy "
+                                "for three times the work per answer.")
+    gamma = {"step": 0.5, "exp": 0.8}.get(schedule, base.gamma)
+    return replace(
+        base, dataset=dataset, spec=spec, epochs=epochs, train_subset=SUBSETS[subset], optimizer=optimizer,
+        lr=lr, batch_size=batch_size, schedule=schedule, weight_decay=weight_decay, label_smoothing=smoothing,
+        val_fraction=val_fraction, seed=int(seed), gamma=gamma, evals_per_epoch=4 if epochs <= 3 else 1,
+        whiten=base.whiten and spec == base.spec and dataset == base.dataset,
+        mirror_tta=mirror_tta and dataset == "cifar10", shift_tta=shift_tta and dataset == "cifar10",
+    )
+
+
+@st.cache_data(show_spinner="Timing a few training steps...", max_entries=64)
+def _images_per_second(
+    spec: str, dataset: str, batch_size: int, optimizer: str, whiten: bool, whiten_bias_epochs: int | None,
+    cpu_threads: int,
+) -> float:
+    return measure_images_per_second(TrainConfig(dataset=dataset, spec=spec, batch_size=batch_size,
+                                                 optimizer=optimizer, whiten=whiten,
+                                                 whiten_bias_epochs=whiten_bias_epochs),
+                                     cpu_threads=cpu_threads)
+
+
+def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
+    """The device in use and an estimate of this run's time, from a few real timed steps."""
+    device = resolve_device(config.device)
+    threads = training_threads()  # a run that has the machine to itself; the page's own thread may use 1
+    if device.type == "cpu":
+        where = f"Training on the **{cpu_name(threads)}** (no GPU here)"
+    else:
+        where = f"Training on **{device_name(device)}**"
+    if summary is None:
+        return where + "."
+    speed = _images_per_second(config.spec, config.dataset, config.batch_size, config.optimizer,
+                               config.whiten, config.whiten_bias_epochs, threads)
+    images = config.train_subset or data.DATASETS[config.dataset].train_size
+    seconds = config.epochs * images * (1 - config.val_fraction) / speed
+    return f"{where}: about {duration_text(seconds)} for this run (measured {speed:,.0f} images/s)."
+
+
+def duration_text(seconds: float) -> str:
+    """'7 s' or '12 min', rounded as a student plans; never '0 s'."""
+    return f"{max(1, round(seconds))} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+
+
+def progress_block(snapshot: JobSnapshot) -> None:
+    """Progress bar with ETA, and the latest numbers."""
+    p = snapshot.latest
+    if snapshot.status == "failed":
+        st.error(f"Training failed: {snapshot.error}")
+        return
+    if snapshot.status == "queued":
+        ahead = (snapshot.queue_position or 1) - 1
+        st.info(f"In line for a training slot: position {snapshot.queue_position} "
+                f"({ahead} run{'s' if ahead != 1 else ''} waiting ahead of yours, waiting "
+                f"{time.time() - snapshot.started:.0f} s). Training starts by itself when a slot frees up; "
+                "Stop leaves the line.", icon=":material/hourglass_top:")
+        return
+    if snapshot.status == "cancelled":
+        st.warning("You left the line before training started.")
+        return
+    if p is None:
+        st.progress(0.0, text="Loading the images...")
+        return
+    eta = snapshot.eta_seconds
+    ending = snapshot.finished or snapshot.stopping or eta is None
+    eta_text = "" if ending else f" · about {duration_text(eta)} left"
+    st.progress(snapshot.fraction, text=f"epoch {p.epoch:.2f} of {p.epochs} · step {p.step} of "
+                f"{p.total_steps} · {p.images_per_second:,.0f} images/s{eta_text}")
+    if snapshot.stopping:
+        st.info("Stopping: the current step ends, then the network is scored on the test set with what it "
+                "has learned so far.", icon=":material/hourglass_top:")
+    if snapshot.status == "stopped" and p.step == 0:
+        st.warning("Stopped before the first training step: the network is as it started, so there is "
+                   "nothing to score, compare or save.")
+        return
+    if snapshot.status == "stopped":
+        st.warning(f"Stopped after {p.step} steps; the network keeps what it learned so far.")
+    elif snapshot.status == "done":
+        st.success(f"Done in {p.elapsed:.0f} s.")
+    cols = st.columns(4)
+    during = "Measured on the training batches since the last check, while the weights were still moving"
+    cols[0].metric("Training loss", f"{p.loss:.3f}", help=during + ".")
+    cols[1].metric("Training accuracy", f"{p.accuracy:.1%}",
+                   help=during + " (with augmentation and dropout on), so it can trail the "
+                   "validation accuracy.")
+    last_val = next((q for q in reversed(snapshot.points) if q.val_accuracy is not None), None)
+    cols[2].metric("Validation accuracy", "–" if last_val is None else f"{last_val.val_accuracy:.1%}")
+    cols[3].metric("Learning rate", f"{p.lr:.3g}")
+
+
+def point_record(p: Progress) -> dict:
+    """A validation point as a history record (the same keys the trainer stores)."""
+    return {"epoch": p.epoch, "train_loss": p.loss, "train_accuracy": p.accuracy,
+            "val_loss": p.val_loss, "val_accuracy": p.val_accuracy}
+
+
+def run_record(result: TrainResult, number: int) -> dict:
+    """A finished run for the history table, with what saving it needs."""
+    last = result.history[-1] if result.history else {}
+    params = sum(p.numel() for p in result.model.parameters())
+    row = {
+        "run": f"#{number}", "dataset": result.info.title, "spec": result.model.spec, "params": params,
+        "epochs": last.get("epoch", 0.0), "train acc": last.get("train_accuracy"),
+        "val acc": last.get("val_accuracy"), "test acc": result.test_accuracy,
+        "time (s)": round(result.seconds, 1), "device": result.device, "stopped": result.stopped,
+    }
+    return {"row": row, "history": result.history, "model": result.model, "metadata": result.metadata()}
+
+
+def results_block(result: TrainResult, key: str) -> None:
+    """Test accuracy, confusion matrix, misclassified test images and the first-layer filters."""
+    st.subheader("Results on the test set")
+    if result.test_accuracy is None:
+        st.info("It stopped before the first step, so there is nothing to score.")
+        return
+    images = len(result.test_labels)
+    st.metric("Test accuracy", f"{result.test_accuracy:.2%}",
+              help=f"On {images:,} test images the network never saw during training.")
+    classes = result.info.classes
+    left, right = st.columns(2, gap="large")
+    with left:
+        st.markdown("**Confusion matrix**: rows are the true classes, columns what the network said.")
+        matrix = confusion_matrix(result.test_predictions, result.test_labels, len(classes))
+        st.plotly_chart(confusion_heatmap(matrix, classes), key=f"{key}_confusion",
+                        config={"displayModeBar": False})
+    with right:
+        filters = first_layer_filters(result.model)
+        if filters is not None:
+            st.markdown(f"**The {len(filters)} first-layer filters it learned** (bright = large weight).")
+            st.plotly_chart(filter_grid(filters), key=f"{key}_filters")
+        wrong = misclassified(result.test_predictions, result.test_labels, limit=24)
+        st.markdown(f"**Mistakes** ({int((result.test_predictions != result.test_labels).sum()):,} of "
+                    f"{images:,}), labelled predicted / true:")
+        test = data.load_dataset(result.info.name, "test", download=False)
+        st.image([pixel_image(test.images[i], 64) for i in wrong],
+                 caption=[f"{classes[result.test_predictions[i]]} / {classes[result.test_labels[i]]}"
+                          for i in wrong], width=64, output_format="PNG")
