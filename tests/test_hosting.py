@@ -11,8 +11,8 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from cnnviz.hosting.limits import CPU_TRAININGS, PAGE_NAMES, HostLimits, load_limits
+from cnnviz.training.config import TrainConfig
 from cnnviz.training.jobs import TrainingJob, TrainingQueue
-from cnnviz.training.loop import TrainConfig
 from cnnviz.ui.navigation import page_spec
 from tests.conftest import REPO, open_page, running_app
 

@@ -6,7 +6,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnviz.networks.build import build_model
-from cnnviz.training.loop import TrainConfig, _shuffled_epoch, make_optimizer, set_learning_rate, train
+from cnnviz.training.augment import shuffled_epoch
+from cnnviz.training.config import TrainConfig
+from cnnviz.training.loop import train
+from cnnviz.training.step import make_optimizer, set_learning_rate
 from cnnviz.training.tricks import (
     Lookahead,
     alternating_mirror,
@@ -94,7 +97,7 @@ def test_alternating_mirror_flips_each_image_once_in_two_epochs():
     assert torch.equal(even ^ odd, torch.ones(1000, dtype=torch.bool))  # each image once in two epochs
     images = torch.arange(1000 * 4).view(1000, 1, 1, 4)  # each row rises, so it differs from its mirror
     labels = torch.arange(1000)
-    out, out_labels = _shuffled_epoch(images, labels, 0, True, torch.Generator().manual_seed(1),
+    out, out_labels = shuffled_epoch(images, labels, 0, True, torch.Generator().manual_seed(1),
                                       chunk=300, mirror=odd)
     for image, label in zip(out, out_labels, strict=True):
         expected = images[label].flip(-1) if odd[label] else images[label]
@@ -143,7 +146,8 @@ def test_pooling_before_relu_gives_the_same_numbers_and_gradients():
 
 
 def test_settings_from_the_command_line_are_typed_and_checked():
-    from cnnviz.training.loop import apply_settings, recipe
+    from cnnviz.training.config import apply_settings
+    from cnnviz.training.recipes import recipe
 
     config = apply_settings(recipe("cifar10_speed"), ["dirac=true", "lookahead-every=5", "lr=0.05",
                                                       "whiten_bias_epochs=none", "schedule=step"])
@@ -159,7 +163,7 @@ def test_settings_from_the_command_line_are_typed_and_checked():
 def test_the_page_and_the_notes_describe_each_trick_in_words():
     from dataclasses import asdict
 
-    from cnnviz.training.loop import TrainConfig
+    from cnnviz.training.config import TrainConfig
     from cnnviz.training.tricks import describe_tricks
 
     assert describe_tricks(**asdict(TrainConfig())) == []

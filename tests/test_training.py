@@ -8,22 +8,15 @@ import torch.nn.functional as F
 
 from cnnviz.datasets.files import dataset_info, load_dataset
 from cnnviz.networks.build import PRESETS, build_model
+from cnnviz.runtime import available_cores, resolve_device, training_threads
+from cnnviz.training.augment import random_crop_flip
 from cnnviz.training.checkpoint import load_checkpoint, save_checkpoint
-from cnnviz.training.loop import (
-    TrainConfig,
-    TrainingObjective,
-    available_cores,
-    evaluate,
-    init_whitening,
-    learning_rate,
-    normalization_tensors,
-    normalize,
-    random_crop_flip,
-    recipe,
-    resolve_device,
-    train,
-    training_threads,
-)
+from cnnviz.training.config import TrainConfig
+from cnnviz.training.evaluate import evaluate
+from cnnviz.training.loop import train
+from cnnviz.training.recipes import recipe
+from cnnviz.training.step import TrainingObjective, learning_rate, normalization_tensors, normalize
+from cnnviz.training.whitening import init_whitening
 
 TINY_SPEC = "C8n M C16n M F32"
 
@@ -142,13 +135,13 @@ def test_crop_and_flip_are_real_crops_of_the_padded_image():
 
 
 def test_an_augmented_epoch_keeps_every_image_with_its_label():
-    from cnnviz.training.loop import _shuffled_epoch
+    from cnnviz.training.augment import shuffled_epoch
 
     labels = torch.arange(1, 26)  # image i is filled with its label, so a pixel tells whose image it is
     images = labels.to(torch.uint8)[:, None, None, None].expand(25, 1, 8, 8).contiguous()
     for shift, flip in ((0, False), (3, True)):
         generator = torch.Generator().manual_seed(0)
-        out, out_labels = _shuffled_epoch(images, labels, shift, flip, generator, chunk=7)
+        out, out_labels = shuffled_epoch(images, labels, shift, flip, generator, chunk=7)
         assert sorted(out_labels.tolist()) == labels.tolist() and not torch.equal(out_labels, labels)
         for image, label in zip(out, out_labels, strict=True):
             values = set(image.unique().tolist()) - {0}  # 0: the border a shift brings in

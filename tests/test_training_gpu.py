@@ -10,7 +10,9 @@ import torch
 
 from cnnviz.cli import main
 from cnnviz.datasets.files import load_dataset
-from cnnviz.training.loop import TrainConfig, evaluate, train
+from cnnviz.training.config import TrainConfig
+from cnnviz.training.evaluate import evaluate
+from cnnviz.training.loop import train
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -72,7 +74,7 @@ def test_a_failing_compiled_step_falls_back_to_eager(real_data_dir):
 def test_cuda_speed_tricks_with_compile(real_data_dir):
     # cifar10_speed's tricks change the model between epochs (the whitening bias freezes) and write the
     # averaged weights back in place (lookahead): both must work under CUDA graphs.
-    from cnnviz.training.loop import recipe
+    from cnnviz.training.recipes import recipe
 
     config = recipe("cifar10_speed", epochs=2, train_subset=10240, test_subset=2000, val_fraction=0.0,
                     device="cuda", compile=True)

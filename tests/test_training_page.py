@@ -35,7 +35,7 @@ def test_bad_spec_points_at_the_token(monkeypatch, tmp_path, real_data_dir):
 def test_the_estimate_uses_the_threads_a_run_will_get(monkeypatch, tmp_path, real_data_dir):
     import torch
 
-    from cnnviz.training.loop import cpu_name, training_threads
+    from cnnviz.runtime import cpu_name, training_threads
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the predict page leaves its script thread, and threads started after it
@@ -56,7 +56,7 @@ def test_durations_read_as_a_student_plans():
 
 def test_every_preset_opens_with_its_recipe(monkeypatch, tmp_path, real_data_dir):
     from cnnviz.networks.build import PRESETS
-    from cnnviz.training.loop import recipe
+    from cnnviz.training.recipes import recipe
 
     app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
     for name, preset in PRESETS.items():
@@ -139,8 +139,8 @@ def _progress_app(job) -> AppTest:
 
 
 def test_a_run_stopped_before_its_first_step_says_so_and_is_not_a_run(real_data_dir):
+    from cnnviz.training.config import TrainConfig
     from cnnviz.training.jobs import TrainingJob
-    from cnnviz.training.loop import TrainConfig
 
     job = TrainingJob(TrainConfig(spec=TINY_SPEC, train_subset=500), data_dir=real_data_dir)
     job.stop()  # pressed before training began
@@ -228,7 +228,8 @@ def test_settings_survive_a_visit_to_another_page(monkeypatch, tmp_path, real_da
 
 
 def test_a_net_too_big_is_refused_as_typed_without_timing_it(monkeypatch, tmp_path, real_data_dir):
-    from cnnviz.training.loop import TrainConfig, train
+    from cnnviz.training.config import TrainConfig
+    from cnnviz.training.loop import train
 
     app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
     app.selectbox(key="train_preset_mnist").set_value("custom").run()

@@ -12,8 +12,12 @@ from pathlib import Path
 from cnnviz.commands.data_commands import add_data_dir_argument
 from cnnviz.datasets import files as data
 from cnnviz.networks.build import PRESETS
+from cnnviz.runtime import resolve_device
 from cnnviz.training.checkpoint import load_checkpoint, save_checkpoint
-from cnnviz.training.loop import Progress, TrainConfig, apply_settings, evaluate, recipe, resolve_device
+from cnnviz.training.config import TrainConfig, apply_settings
+from cnnviz.training.evaluate import evaluate
+from cnnviz.training.loop import Progress
+from cnnviz.training.recipes import recipe
 
 # The preset that reaches a good accuracy soonest, per dataset and device type: a GPU is bound by
 # kernel launches for narrow nets, so it gets the wide speed-run net for CIFAR-10.
@@ -175,7 +179,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from cnnviz.training.loop import resolve_device
+    from cnnviz.runtime import resolve_device
 
     loaded = load_checkpoint(args.model)
     test = data.load_dataset(loaded.dataset, "test", args.data_dir, download=False)

@@ -9,8 +9,9 @@ from cnnviz.networks.build import PRESETS
 from cnnviz.networks.spec import SpecError, describe_error_position
 from cnnviz.networks.summary import readable_count, summarize_spec, training_size_problem
 from cnnviz.training.checkpoint import sanitize_model_name, save_checkpoint, saved_models_dir
+from cnnviz.training.config import TrainConfig
 from cnnviz.training.jobs import TrainingJob
-from cnnviz.training.loop import TrainConfig, recipe
+from cnnviz.training.recipes import recipe
 from cnnviz.training.tricks import describe_tricks
 from cnnviz.ui.host import TRAINING_NICE, host_limits, session_jobs, training_queue
 from cnnviz.ui.training import parts

@@ -10,18 +10,11 @@ import streamlit as st
 from cnnviz.datasets import files as data
 from cnnviz.hosting.limits import HostLimits
 from cnnviz.networks.summary import ModelSummary
-from cnnviz.training.jobs import JobSnapshot, measure_images_per_second
-from cnnviz.training.loop import (
-    OPTIMIZERS,
-    SCHEDULES,
-    Progress,
-    TrainConfig,
-    TrainResult,
-    cpu_name,
-    device_name,
-    resolve_device,
-    training_threads,
-)
+from cnnviz.runtime import cpu_name, device_name, resolve_device, training_threads
+from cnnviz.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from cnnviz.training.estimate import measure_images_per_second
+from cnnviz.training.jobs import JobSnapshot
+from cnnviz.training.loop import Progress, TrainResult
 from cnnviz.training.results import confusion_matrix, first_layer_filters, misclassified
 from cnnviz.ui.training.figures import confusion_heatmap, filter_grid
 from cnnviz.ui.widgets import kept, pixel_image

@@ -1,0 +1,63 @@
+"""Where work runs: the device a run asks for, and how many CPU threads it uses."""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """"auto" picks CUDA when available; asking for CUDA without one is a friendly error."""
+    if name not in DEVICES:
+        raise ValueError(f"Unknown device {name!r}: choose auto, cpu or cuda.")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("No CUDA GPU is available here; use --device cpu (or auto).")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def device_name(device: torch.device) -> str:
+    """"cpu (N threads)" or the GPU's marketing name."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_name(torch.get_num_threads())
+
+
+def cpu_name(threads: int) -> str:
+    """"cpu (1 thread)", "cpu (2 threads)"."""
+    return f"cpu ({threads} thread{'s' if threads != 1 else ''})"
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def training_threads(threads: int | None = None) -> int:
+    """The intra-op threads a CPU run uses: ``threads``, else $OMP_NUM_THREADS when set (on a shared
+    machine one thread per job avoids threads waiting for each other), else every core this process
+    may run on."""
+    if threads is not None:
+        return max(1, threads)
+    setting = os.environ.get("OMP_NUM_THREADS", "")
+    if setting.isdigit() and int(setting) > 0:
+        return int(setting)
+    return available_cores()
+
+
+def configure_cpu_threads(threads: int | None = None) -> int:
+    """Make the calling thread use :func:`training_threads` threads; returns how many.
+
+    Set every time, never assumed: with OpenMP a thread starts with the count last set by any
+    thread (the predict page sets 1 for its own work), not the process's default.
+    """
+    count = training_threads(threads)
+    torch.set_num_threads(count)
+    return count
