@@ -20,6 +20,7 @@ is ever evaluated as code.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 MAX_TOKENS = 64  # a spec longer than this is a typo or an attack, not a teaching net
@@ -137,39 +138,50 @@ def _positive(value: str, token: str, index: int, what: str, limit: int) -> int:
 
 
 def _parse_token(token: str, index: int) -> LayerSpec:
+    parse = _PARSERS.get(token[0])
+    if parse is None:
+        hint = " (letters are upper case)" if token[0].upper() in _PARSERS else ""
+        raise _fail(token, index, f"unknown layer{hint}; expected one of {TOKEN_HELP}.")
+    return parse(token, index)
+
+
+def _parse_residual(token: str, index: int) -> Residual:
+    match = _RESIDUAL.fullmatch(token)
+    if not match:
+        raise _fail(token, index, "expected R<n>, a residual block with n filters, e.g. R64.")
+    return Residual(_positive(match[1], token, index, "the number of filters", MAX_WIDTH), token)
+
+
+def _parse_pool(token: str, index: int) -> Pool:
     head = token[0]
-    if head == "C":
-        return _parse_conv(token, index)
-    if head == "R":
-        match = _RESIDUAL.fullmatch(token)
-        if not match:
-            raise _fail(token, index, "expected R<n>, a residual block with n filters, e.g. R64.")
-        return Residual(_positive(match[1], token, index, "the number of filters", MAX_WIDTH), token)
-    if head in "MA":
-        match = _POOL.fullmatch(token)
-        if not match:
-            raise _fail(token, index, f"expected {head} or {head}<size>, e.g. {head}2.")
-        size = _positive(match[2] or "2", token, index, "the pool size", MAX_KERNEL)
-        return Pool("max" if head == "M" else "avg", size, token)
-    if head == "G":
-        if token != "G":
-            raise _fail(token, index, "expected G alone (global average pool).")
-        return GlobalPool(token)
-    if head == "D":
-        match = _DROPOUT.fullmatch(token)
-        if not match:
-            raise _fail(token, index, "expected D<rate> with a rate such as 0.25, e.g. D0.25.")
-        rate = float(match[1])
-        if not 0.0 <= rate < 1.0:
-            raise _fail(token, index, f"the dropout rate must be at least 0 and below 1, got {rate}.")
-        return Dropout(rate, token)
-    if head == "F":
-        match = _DENSE.fullmatch(token)
-        if not match:
-            raise _fail(token, index, "expected F<n>, a dense layer with n units, e.g. F128.")
-        return Dense(_positive(match[1], token, index, "the number of units", MAX_WIDTH), token)
-    hint = " (letters are upper case)" if head.upper() in "CRMAGDF" else ""
-    raise _fail(token, index, f"unknown layer{hint}; expected one of {TOKEN_HELP}.")
+    match = _POOL.fullmatch(token)
+    if not match:
+        raise _fail(token, index, f"expected {head} or {head}<size>, e.g. {head}2.")
+    size = _positive(match[2] or "2", token, index, "the pool size", MAX_KERNEL)
+    return Pool("max" if head == "M" else "avg", size, token)
+
+
+def _parse_global_pool(token: str, index: int) -> GlobalPool:
+    if token != "G":
+        raise _fail(token, index, "expected G alone (global average pool).")
+    return GlobalPool(token)
+
+
+def _parse_dropout(token: str, index: int) -> Dropout:
+    match = _DROPOUT.fullmatch(token)
+    if not match:
+        raise _fail(token, index, "expected D<rate> with a rate such as 0.25, e.g. D0.25.")
+    rate = float(match[1])
+    if not 0.0 <= rate < 1.0:
+        raise _fail(token, index, f"the dropout rate must be at least 0 and below 1, got {rate}.")
+    return Dropout(rate, token)
+
+
+def _parse_dense(token: str, index: int) -> Dense:
+    match = _DENSE.fullmatch(token)
+    if not match:
+        raise _fail(token, index, "expected F<n>, a dense layer with n units, e.g. F128.")
+    return Dense(_positive(match[1], token, index, "the number of units", MAX_WIDTH), token)
 
 
 def _parse_conv(token: str, index: int) -> Conv:
@@ -208,3 +220,9 @@ def _parse_conv(token: str, index: int) -> Conv:
     if padding is not None and padding > kernel:
         raise _fail(token, index, f"the padding ({padding}) must not exceed the kernel size ({kernel}).")
     return Conv(filters, kernel, stride, padding, batch_norm, options.get("m", 0), token)
+
+
+_PARSERS: dict[str, Callable[[str, int], LayerSpec]] = {
+    "C": _parse_conv, "R": _parse_residual, "M": _parse_pool, "A": _parse_pool, "G": _parse_global_pool,
+    "D": _parse_dropout, "F": _parse_dense,
+}
