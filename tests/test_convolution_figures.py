@@ -7,9 +7,10 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
 
+from cnnviz.convolution.frames import frame_positions
 from cnnviz.convolution.kernels import binary_picture, make_kernel
 from cnnviz.convolution.pooling import pool_steps
-from cnnviz.convolution.steps import convolve_steps, frame_positions
+from cnnviz.convolution.steps import convolve_steps
 from cnnviz.ui.convolution.figures import (
     build_convolution_figure,
     build_pooling_figure,
@@ -108,7 +109,7 @@ def test_pooling_frames(mode):
 
 
 def test_heaviest_page_setting_stays_under_five_megabytes():
-    from cnnviz.convolution.steps import frames_within_budget
+    from cnnviz.convolution.frames import frames_within_budget
 
     # the largest upload (64 px), four 1x1 kernels, padding 3: four 70x70 maps in every frame
     image = np.random.default_rng(3).random((3, 64, 64))
