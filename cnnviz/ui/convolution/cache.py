@@ -16,7 +16,8 @@ from cnnviz.convolution.frames import FramePlan
 from cnnviz.convolution.scene import ConvScene, ConvSettings, PoolScene, PoolSettings
 from cnnviz.images.decode import decode_image
 from cnnviz.images.picture import upload_pixels
-from cnnviz.ui.convolution.figures import build_convolution_figure, build_pooling_figure
+from cnnviz.ui.convolution.figures import build_convolution_figure
+from cnnviz.ui.convolution.pool_figure import build_pooling_figure
 
 CACHE_ENTRIES = 32
 RGB_CHANNELS = ["R", "G", "B"]
