@@ -58,9 +58,16 @@ def conv_scene(picture_key: str, _pixels: np.ndarray, settings: ConvSettings, fr
 
 
 @st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner="Drawing every step ...")
-def conv_figure(picture_key: str, settings: ConvSettings, plan: FramePlan, _scene: ConvScene) -> go.Figure:
-    """The animation of ``_scene`` (the scene of ``picture_key`` and ``settings``) over ``plan``."""
-    return make_conv_figure(_scene, plan)
+def conv_figure(
+    picture_key: str,
+    settings: ConvSettings,
+    region: tuple[int, int] | None,
+    _scene: ConvScene,
+    _plan: FramePlan,
+) -> go.Figure:
+    """The animation of ``_scene`` (the scene of ``picture_key`` and ``settings``) over ``_plan``, the
+    scene's frame plan for ``region``: the region keys it, as hashing the plan's positions costs more."""
+    return make_conv_figure(_scene, _plan)
 
 
 @st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)

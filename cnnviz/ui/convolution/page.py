@@ -175,7 +175,7 @@ if scene.too_many_steps:
         region = (int(first_row), int(first_col))
 plan = scene.frame_plan(region)
 st.caption(describe_frames(plan.positions, out_h, out_w, region=region is not None))
-st.plotly_chart(conv_figure(picture_key, settings, plan, scene), key="conv_chart", **CHART)
+st.plotly_chart(conv_figure(picture_key, settings, region, scene, plan), key="conv_chart", **CHART)
 
 st.subheader("ReLU: negative responses become zero")
 before, after = scene.feature, scene.activated
