@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from cnnviz.convolution.arithmetic import axis_output_size, output_shape, resolve_padding
+from cnnviz.convolution.frames import describe_frames, frame_positions
 from cnnviz.convolution.kernels import (
     PRESET_NAMES,
     PRESETS,
@@ -20,7 +21,7 @@ from cnnviz.convolution.kernels import (
     parse_kernel,
 )
 from cnnviz.convolution.pooling import max_pool_gradient, pool_steps
-from cnnviz.convolution.steps import convolve_steps, describe_frames, frame_positions, mix_channels, relu
+from cnnviz.convolution.steps import convolve_steps, mix_channels, relu
 
 
 @st.composite
@@ -307,3 +308,57 @@ def test_bench_conv_reports_the_issue_case():
     assert 0 < report["figure_mb"] <= report["target_figure_mb"]  # a size, not a time: safe to assert
     for key in ("steps_ms", "frames_ms", "rerun_compute_ms", "apptest_rerun_ms"):
         assert report[key] > 0
+
+
+def test_settings_are_hashable_and_padding_text_is_read_once():
+    from cnnviz.convolution.arithmetic import parse_padding
+    from cnnviz.convolution.scene import ConvSettings, PoolSettings
+
+    typed = ConvSettings(padding=" 1", kernels=["Sobel x"])
+    same = ConvSettings(padding=1, kernels=("Sobel x",))
+    assert typed == same and hash(typed) == hash(same)  # one cache key, however the padding was written
+    assert ConvSettings(padding="SAME").padding == "same" and parse_padding("valid") == "valid"
+    assert {PoolSettings(): 1}[PoolSettings("max", 2, 2, 0)] == 1
+    with pytest.raises(ValueError, match="Padding must be"):
+        ConvSettings(padding="lots")
+    with pytest.raises(ValueError, match="Padding must be"):
+        parse_padding("-1")
+
+
+def test_scene_computes_once_what_every_figure_draws():
+    from cnnviz.convolution.pooling import AVERAGE, MAX
+    from cnnviz.convolution.scene import ConvScene, ConvSettings, PoolSettings
+
+    image = np.random.default_rng(7).random((3, 12, 10))
+    settings = ConvSettings(3, 3, 1, "1", 1, ("Sobel x", "random"), "", -0.25)
+    scene = ConvScene.compute(image, settings, 64)
+    bias = torch.full((2,), -0.25, dtype=torch.float64)
+    weight = torch.from_numpy(settings.weight(3))
+    expected = F.conv2d(torch.from_numpy(image)[None], weight, bias, padding=1)[0]
+    np.testing.assert_allclose(scene.feature, expected[0].numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_array_equal(scene.activated, F.relu(torch.from_numpy(scene.feature)).numpy())
+    assert scene.max_frames == 64 and scene.too_many_steps  # 12x10 = 120 outputs
+    spread, region = scene.frame_plan(), scene.frame_plan((2, 1))
+    assert len(spread.positions) == 64 and spread.fill_reading_order
+    assert region.positions[0] == (2, 1) and len(region.positions) == 64 and not region.fill_reading_order
+
+    x = torch.from_numpy(scene.activated)[None, None].requires_grad_(True)  # what the pooling pools
+    pooled = scene.pool(PoolSettings(MAX, 2, 2, 0))
+    torch_pooled = F.max_pool2d(x, 2, 2)
+    np.testing.assert_array_equal(pooled.steps.output, torch_pooled[0].detach().numpy())
+    torch_pooled.sum().backward()
+    upstream, at_input = pooled.gradient
+    assert (upstream == 1).all()
+    np.testing.assert_array_equal(at_input, x.grad[0, 0].numpy())
+    assert len(pooled.positions) == 30  # 6x5 pooled cells, all shown
+    average = scene.pool(PoolSettings(AVERAGE, 3, 1, 1))
+    assert average.gradient is None
+    np.testing.assert_allclose(average.steps.output, F.avg_pool2d(x.detach(), 3, 1, 1)[0].numpy(), rtol=1e-12)
+
+
+def test_pooling_refuses_bad_arguments_with_a_sentence():
+    steps = pool_steps(np.zeros((1, 4, 4)), 2)
+    with pytest.raises(ValueError, match="one value per pooled cell"):
+        max_pool_gradient(steps, np.ones((1, 3, 3)))
+    with pytest.raises(ValueError, match="'max' or 'average', not 'avg'"):
+        pool_steps(np.zeros((1, 4, 4)), 2, mode="avg")

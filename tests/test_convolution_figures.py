@@ -7,15 +7,14 @@ import plotly.graph_objects as go
 import plotly.io as pio
 import pytest
 
+from cnnviz.convolution.frames import frame_positions
 from cnnviz.convolution.kernels import binary_picture, make_kernel
 from cnnviz.convolution.pooling import pool_steps
-from cnnviz.convolution.steps import convolve_steps, frame_positions
-from cnnviz.ui.convolution.figures import (
-    build_convolution_figure,
-    build_pooling_figure,
-    decode_typed_array,
-    tile_blocks,
-)
+from cnnviz.convolution.steps import convolve_steps
+from cnnviz.ui.convolution.figures import build_convolution_figure
+from cnnviz.ui.convolution.pool_figure import build_pooling_figure
+from cnnviz.ui.panels import tile_grid
+from cnnviz.ui.plotly_wire import decode_typed_array
 
 
 def _frames(figure: go.Figure) -> tuple:
@@ -58,7 +57,7 @@ def test_convolution_frames_show_each_step(dilation):
             np.testing.assert_allclose(flat[:done], steps.output[k].reshape(-1)[:done], rtol=1e-6, atol=1e-6)
             assert np.isnan(flat[done:]).all()
         # the products grid holds this step's products, the equation its sum + bias = output
-        expected = tile_blocks([[steps.products[k, row, col, c] for c in range(3)] for k in range(2)]).array
+        expected = tile_grid([[steps.products[k, row, col, c] for c in range(3)] for k in range(2)]).array
         np.testing.assert_allclose(decode_typed_array(products.z), expected, rtol=1e-6, equal_nan=True)
         value = steps.output[1, row, col]
         assert f"<b>{value:.4g}</b>" in equation.text[-1]
@@ -108,7 +107,7 @@ def test_pooling_frames(mode):
 
 
 def test_heaviest_page_setting_stays_under_five_megabytes():
-    from cnnviz.convolution.steps import frames_within_budget
+    from cnnviz.convolution.frames import frames_within_budget
 
     # the largest upload (64 px), four 1x1 kernels, padding 3: four 70x70 maps in every frame
     image = np.random.default_rng(3).random((3, 64, 64))
@@ -176,3 +175,36 @@ def test_several_kernels_and_channels_are_named_along_the_panels():
     assert "texttemplate" not in figure["data"][5]  # 11 rows of products: too many to write in
     single = build_convolution_figure(convolve_steps(rng.random((1, 8, 8)), np.ones((1, 1, 3, 3))), [(0, 0)])
     assert not single.to_dict()["layout"]["yaxis2"].get("showticklabels")  # one kernel needs no name
+
+
+def test_frames_name_the_moving_traces_wherever_they_are_declared():
+    from cnnviz.ui.panels import Moving, animated_figure
+
+    traces = [
+        go.Scatter(x=[0], y=[0]),
+        Moving("dot", "scatter", lambda v: go.Scatter(x=v["x"], y=v["y"], name="dot")),
+        go.Heatmap(z=[[1.0]]),
+        Moving("map", "heatmap", lambda v: go.Heatmap(z=v["z"], name="map")),
+    ]
+    frames = [{"dot": {"x": [i], "y": [-i]}, "map": {"z": [[float(i)]]}} for i in range(3)]
+    figure = animated_figure(traces, frames, ["one", "two", "three"], {}, "step: ")
+    _check_frames_match_traces(figure)
+    assert [frame.traces for frame in _frames(figure)] == [(1, 3)] * 3  # counted from the declaration
+    # the moving traces are drawn from the first frame
+    assert list(figure.data[1].x) == [0] and np.asarray(figure.data[3].z).tolist() == [[0.0]]
+    assert decode_typed_array(_frames(figure)[2].data[0].y).tolist() == [-2]
+    steps = figure.to_dict()["layout"]["sliders"][0]["steps"]
+    assert [(s["label"], s["args"][0]) for s in steps] == [("one", ["0"]), ("two", ["1"]), ("three", ["2"])]
+
+
+def test_one_tiler_lays_out_maps_kernels_and_filters():
+    from cnnviz.ui.panels import in_rows
+
+    tiling = tile_grid(in_rows([np.full((2, 3), float(v)) for v in range(5)], 2))  # 3 rows: 2, 2, 1
+    assert tiling.array.shape == (3 * 3 - 1, 2 * 4 - 1) and tiling.array.dtype == np.float32
+    assert tiling.origins == [[(0, 0), (0, 4)], [(3, 0), (3, 4)], [(6, 0)]]
+    assert (tiling.array[3:5, 4:7] == 3).all() and np.isnan(tiling.array[6:, 3:]).all()  # gap, empty slot
+    black = np.zeros((2, 2, 3), np.uint8)
+    colours = tile_grid([[black]], fill=255, dtype=np.uint8, columns=3, gap_after=True)
+    assert colours.array.shape == (3, 9, 3) and (colours.array[:, 2:] == 255).all()
+    assert (colours.array[:2, :2] == 0).all()

@@ -9,8 +9,8 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnnviz.convolution.kernels import binary_picture, make_kernel
-from cnnviz.ui.convolution.figures import decode_typed_array
 from cnnviz.ui.navigation import PAGES
+from cnnviz.ui.plotly_wire import decode_typed_array
 from tests.conftest import REPO, assert_no_exception, open_page, save_screenshot, wait_until_idle
 
 PAGE = next(spec for spec in PAGES if spec.url_path == "convolution")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from cnnviz.convolution.arithmetic import describe, output_shape
+from cnnviz.convolution.arithmetic import describe, output_shape, parse_padding
 
 
 def register(commands: argparse._SubParsersAction, benches: argparse._SubParsersAction) -> None:
@@ -54,7 +54,7 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
 
 
 def run_conv_size(args: argparse.Namespace) -> int:
-    padding: int | str = int(args.padding) if args.padding.strip().isdigit() else args.padding
+    padding = parse_padding(args.padding)
     width = args.input if args.input_width is None else args.input_width
     stride = args.stride if args.stride is not None else (args.kernel if args.pool else 1)
     if args.dilation != 1 and args.pool:

@@ -71,6 +71,22 @@ def _check_positive(name: str, value: int, minimum: int = 1) -> None:
         raise ValueError(f"The {name} must be a whole number of at least {minimum}, not {value!r}.")
 
 
+def parse_padding(padding: int | str) -> int | str:
+    """Padding as a person gives it ("1", " same", "VALID", or a number) -> a number, "same" or "valid".
+
+    The one reader of padding text: the page's choice, the command line and the core all pass
+    through here. ValueError with a friendly sentence for anything else.
+    """
+    if not isinstance(padding, str):
+        return padding
+    mode = padding.strip().lower()
+    if mode.isdecimal():
+        return int(mode)
+    if mode not in PADDING_MODES:
+        raise ValueError(f'Padding must be a whole number, "same" or "valid", not {padding!r}.')
+    return mode
+
+
 def resolve_padding(
     padding: int | str, kernel: int, stride: int = 1, dilation: int = 1, pool: bool = False
 ) -> Padding:
@@ -84,14 +100,10 @@ def resolve_padding(
     _check_positive("kernel size", kernel)
     _check_positive("stride", stride)
     _check_positive("dilation", dilation)
-    if isinstance(padding, str):
-        mode = padding.strip().lower()
-        if mode == "valid":
-            return Padding(0, 0, '"valid" means no padding: windows only where they fit inside the input.')
-        if mode != "same":
-            if mode.isdigit():
-                return resolve_padding(int(mode), kernel, stride, dilation, pool)
-            raise ValueError(f'Padding must be a whole number, "same" or "valid", not {padding!r}.')
+    padding = parse_padding(padding)
+    if padding == "valid":
+        return Padding(0, 0, '"valid" means no padding: windows only where they fit inside the input.')
+    if padding == "same":
         if stride != 1:
             raise ValueError(
                 f'"same" padding keeps the size only at stride 1 (PyTorch refuses it at stride {stride}); '

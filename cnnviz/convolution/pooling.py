@@ -13,14 +13,16 @@ import numpy as np
 from cnnviz.convolution.arithmetic import AxisSize, output_shape
 from cnnviz.convolution.steps import extract_windows, pad_input
 
-POOL_MODES = ("max", "average")
+MAX = "max"
+AVERAGE = "average"  # spelled out as on the page ("avg" is only the network spec's short word)
+POOL_MODES = (MAX, AVERAGE)
 
 
 @dataclass(frozen=True)
 class PoolSteps:
     """Every window of a pooling layer over a (C, H, W) input."""
 
-    mode: str  # "max" or "average"
+    mode: str  # MAX or AVERAGE
     padded: np.ndarray  # (C, Hp, Wp); -inf padding for max, 0 for average
     pad: tuple[int, int, int, int]  # (top, bottom, left, right)
     window: tuple[int, int]
@@ -42,7 +44,7 @@ def pool_steps(
     window: int | tuple[int, int],
     stride: int | tuple[int, int] | None = None,
     padding: int | str | tuple = 0,
-    mode: str = "max",
+    mode: str = MAX,
 ) -> PoolSteps:
     """Every window of max or average pooling; ValueError with the reason when it does not fit.
 
@@ -51,7 +53,7 @@ def pool_steps(
         window: pooling window size; stride defaults to the window (non-overlapping windows).
     """
     if mode not in POOL_MODES:
-        raise ValueError(f"Pooling is 'max' or 'average', not {mode!r}.")
+        raise ValueError(f"Pooling is {MAX!r} or {AVERAGE!r}, not {mode!r}.")
     image = np.asarray(image, dtype=np.float64)
     if image.ndim != 3:
         raise ValueError("The pooling input must be channels x height x width.")
@@ -59,12 +61,12 @@ def pool_steps(
     sizes = output_shape(image.shape[1], image.shape[2], window, stride, padding, 1, pool=True)
     height, width = sizes
     pad = (height.padding.before, height.padding.after, width.padding.before, width.padding.after)
-    padded = pad_input(image, pad, -np.inf if mode == "max" else 0.0)
+    padded = pad_input(image, pad, -np.inf if mode == MAX else 0.0)
     window_hw = (height.kernel, width.kernel)
     stride_hw = (height.stride, width.stride)
     windows = extract_windows(padded, window_hw, stride_hw, (1, 1), (height.output, width.output))
     flat = windows.reshape(*windows.shape[:3], -1)  # (C, Ho, Wo, kH*kW)
-    if mode == "max":
+    if mode == MAX:
         best = flat.argmax(axis=-1)  # the first maximum in reading order, as PyTorch picks
         output = np.take_along_axis(flat, best[..., None], axis=-1)[..., 0]
         rows = np.arange(height.output)[:, None] * stride_hw[0] + best // window_hw[1]
@@ -87,10 +89,14 @@ def max_pool_gradient(steps: PoolSteps, upstream: np.ndarray) -> np.ndarray:
     Returns:
         (C, H, W) the gradient at the (unpadded) input.
     """
-    if steps.mode != "max":
+    if steps.mode != MAX:
         raise ValueError("Gradient routing is shown for max pooling.")
     upstream = np.asarray(upstream, dtype=np.float64)
-    assert upstream.shape == steps.output.shape
+    if upstream.shape != steps.output.shape:
+        raise ValueError(
+            f"The upstream gradient must have the pooled output's shape {steps.output.shape} "
+            f"(one value per pooled cell), not {upstream.shape}."
+        )
     gradient = np.zeros(steps.padded.shape)
     channels = np.arange(upstream.shape[0])[:, None, None] * np.ones(upstream.shape, dtype=np.int64)
     np.add.at(gradient, (channels, steps.winners[..., 0], steps.winners[..., 1]), upstream)

@@ -16,10 +16,12 @@ from pathlib import Path
 import numpy as np
 import plotly.io as pio
 
+from cnnviz.convolution.frames import frame_positions
 from cnnviz.convolution.kernels import build_kernel_bank
-from cnnviz.convolution.steps import convolve_steps, frame_positions, relu
+from cnnviz.convolution.scene import ConvScene, ConvSettings, PoolSettings
+from cnnviz.convolution.steps import convolve_steps
 from cnnviz.timing import median_ms
-from cnnviz.ui.convolution.cache import make_conv_figure, make_pool_figure
+from cnnviz.ui.convolution.cache import make_conv_figure, make_pool_view
 from cnnviz.ui.convolution.figures import build_before_after_figure, build_convolution_figure
 from cnnviz.ui.navigation import page_spec
 
@@ -27,19 +29,19 @@ BENCH_SIZE = 64
 MAX_FRAMES = 64  # as on the page
 TARGETS_MS = {"steps_ms": 100.0, "frames_ms": 100.0, "rerun_compute_ms": 300.0, "apptest_rerun_ms": 300.0}
 TARGET_FIGURE_MB = 5.0
-APP = Path(__file__).resolve().parents[2] / "app.py"
+APP = Path(__file__).resolve().parents[3] / "app.py"
 
 
-def _page_compute(pixels: np.ndarray, settings: tuple) -> None:
+def _page_compute(pixels: np.ndarray, settings: ConvSettings) -> None:
     """What the page computes on a rerun whose settings are not cached yet, serialisation included."""
-    figure = make_conv_figure(pixels, settings, MAX_FRAMES)
-    pool_figure, gradient = make_pool_figure(pixels, settings, ("max", 2, 2, 0), MAX_FRAMES)
-    feature = convolve_steps(pixels, build_kernel_bank(settings[5], 3, 3, 3), None, 1, 1).output[0]
+    scene = ConvScene.compute(pixels, settings, MAX_FRAMES)
+    figure = make_conv_figure(scene, scene.frame_plan())
+    pooled, pool_figure = make_pool_view(scene, PoolSettings())
     figures = [
         figure,
         pool_figure,
-        build_before_after_figure(feature, relu(feature), ("before", "after")),
-        build_before_after_figure(*gradient, ("upstream", "input")),
+        build_before_after_figure(scene.feature, scene.activated, ("before", "after")),
+        build_before_after_figure(*pooled.gradient, ("upstream", "input")),
     ]
     for each in figures:  # what st.plotly_chart does with every figure on every run
         pio.to_json(each.to_dict(), validate=False)
@@ -78,7 +80,7 @@ def run_conv_bench(as_json: bool, repeat: int = 5) -> int:
     positions = frame_positions(*steps.output_size, MAX_FRAMES)
     rgb = (steps.padded.transpose(1, 2, 0) * 255).round().astype(np.uint8)  # (Hp, Wp, 3)
     figure = build_convolution_figure(steps, positions, input_rgb=rgb, channel_names=["R", "G", "B"])
-    settings = (3, 3, 1, "1", 1, ("Sobel x",), "", 0.0)
+    settings = ConvSettings(kernel_h=3, kernel_w=3, stride=1, padding=1, dilation=1, kernels=("Sobel x",))
     results = {
         "case": "64x64 RGB input, one 3x3 kernel, stride 1, padding 1",
         "output_cells": int(steps.sums.size),

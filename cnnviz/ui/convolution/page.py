@@ -4,7 +4,8 @@ import hashlib
 
 import streamlit as st
 
-from cnnviz.convolution.arithmetic import AxisSize, output_shape
+from cnnviz.convolution.arithmetic import AxisSize
+from cnnviz.convolution.frames import describe_frames, region_side
 from cnnviz.convolution.kernels import (
     BINARY_PICTURES,
     CUSTOM,
@@ -13,23 +14,12 @@ from cnnviz.convolution.kernels import (
     PRESETS,
     binary_picture,
 )
-from cnnviz.convolution.steps import (
-    describe_frames,
-    frame_positions,
-    frames_within_budget,
-    region_positions,
-    relu,
-)
+from cnnviz.convolution.pooling import POOL_MODES
+from cnnviz.convolution.scene import ConvSettings, PoolSettings
 from cnnviz.datasets import samples
 from cnnviz.images.decode import UPLOAD_EXTENSIONS
 from cnnviz.images.picture import Picture, to_picture
-from cnnviz.ui.convolution.cache import (
-    conv_figure,
-    conv_steps_for,
-    decoded_upload,
-    pool_figure_and_gradient,
-    region_side,
-)
+from cnnviz.ui.convolution.cache import conv_figure, conv_scene, decoded_upload, pool_view
 from cnnviz.ui.convolution.figures import build_before_after_figure
 from cnnviz.ui.host import upload_limit_mb, upload_limits
 from cnnviz.ui.widgets import kept
@@ -128,7 +118,9 @@ if picture.pixels.shape[0] == 3:
         "put on every slice divided by 3, so it acts on the channel average (a random kernel draws every "
         "slice anew); the sum runs over all 3 x kH x kW products."
     )
-settings = (int(kernel_h), int(kernel_w), int(stride), padding, int(dilation), names, custom, float(bias))
+settings = ConvSettings(
+    int(kernel_h), int(kernel_w), int(stride), padding, int(dilation), names, custom, float(bias)
+)
 
 
 def show_sizes(sizes: tuple[AxisSize, AxisSize]) -> None:
@@ -146,16 +138,16 @@ def show_sizes(sizes: tuple[AxisSize, AxisSize]) -> None:
 with st.container(border=True):
     st.latex(r"\text{out} = \left\lfloor \frac{n + 2p - d\,(k-1) - 1}{s} \right\rfloor + 1")
     try:
-        steps = conv_steps_for(picture_key, picture.pixels, settings)
+        scene = conv_scene(picture_key, picture.pixels, settings, MAX_FRAMES)
     except ValueError as err:
         st.warning(str(err), icon=":material/block:")
         st.stop()
-    show_sizes(steps.sizes)
+    show_sizes(scene.steps.sizes)
 
-out_h, out_w = steps.output_size
-max_frames = frames_within_budget(steps, MAX_FRAMES)  # fewer when several large maps fill each frame
+out_h, out_w = scene.steps.output_size
+max_frames = scene.max_frames  # fewer than MAX_FRAMES when several large maps fill each frame
 region = None
-if out_h * out_w > max_frames:
+if scene.too_many_steps:
     side = region_side(max_frames)
     view = st.radio(
         f"The output has {out_h * out_w} cells, more than the {max_frames} steps one animation "
@@ -181,19 +173,12 @@ if out_h * out_w > max_frames:
             key=kept("conv_region_left"),
         )
         region = (int(first_row), int(first_col))
-positions = (
-    frame_positions(out_h, out_w, max_frames)
-    if region is None
-    else region_positions(out_h, out_w, *region, region_side(max_frames))
-)
-st.caption(describe_frames(positions, out_h, out_w, region=region is not None))
-st.plotly_chart(
-    conv_figure(picture_key, picture.pixels, settings, max_frames, region), key="conv_chart", **CHART
-)
+plan = scene.frame_plan(region)
+st.caption(describe_frames(plan.positions, out_h, out_w, region=region is not None))
+st.plotly_chart(conv_figure(picture_key, settings, region, scene, plan), key="conv_chart", **CHART)
 
 st.subheader("ReLU: negative responses become zero")
-before = steps.output[0]
-after = relu(before)
+before, after = scene.feature, scene.activated
 st.markdown(
     f"ReLU keeps positive values and replaces negative ones by 0: **{int((before < 0).sum())} of "
     f"{before.size}** cells of feature map 1 were negative."
@@ -204,33 +189,27 @@ st.plotly_chart(
 
 st.subheader("Pooling: keep the strongest response in each window")
 mode_col, window_col, stride_col, pad_col = st.columns(4)
-mode = mode_col.radio("Pooling", ("max", "average"), key=kept("pool_mode"), horizontal=True)
+mode = mode_col.radio("Pooling", POOL_MODES, key=kept("pool_mode"), horizontal=True)
 window = window_col.number_input("Window", 1, 4, 2, key=kept("pool_window"))
 pool_stride = stride_col.number_input("Stride", 1, 4, 2, key=kept("pool_stride"))
 pool_padding = pad_col.number_input("Padding", 0, 2, 0, key=kept("pool_padding"))
 st.caption("Pooling runs on feature map 1 after ReLU. It has no weights: it only picks (max) or averages.")
+pool = PoolSettings(mode, int(window), int(pool_stride), int(pool_padding))
 try:
-    pool_sizes = output_shape(*steps.output_size, int(window), int(pool_stride), int(pool_padding), pool=True)
-    pool_fig, gradient = pool_figure_and_gradient(
-        picture_key,
-        picture.pixels,
-        settings,
-        (mode, int(window), int(pool_stride), int(pool_padding)),
-        MAX_FRAMES,
-    )
+    pooled, pool_fig = pool_view(picture_key, settings, pool, scene)
 except ValueError as err:
     st.warning(str(err), icon=":material/block:")
     st.stop()
-show_sizes(pool_sizes)
+show_sizes(pooled.steps.sizes)
 st.plotly_chart(pool_fig, key="pool_chart", **CHART)
-if gradient is not None:
+if pooled.gradient is not None:
     st.markdown(
         "**Backward pass of max pooling.** Every pooled cell sends a gradient of 1 back; it lands only "
         "on the cell that won its window (a cell that won two overlapping windows gets 2), the rest get 0."
     )
     st.plotly_chart(
         build_before_after_figure(
-            *gradient, ("gradient arriving (1 per pooled cell)", "gradient at the feature map")
+            *pooled.gradient, ("gradient arriving (1 per pooled cell)", "gradient at the feature map")
         ),
         key="grad_chart",
         **CHART,

@@ -10,6 +10,7 @@ import torch
 from plotly.colors import hex_to_rgb, sequential
 
 from cnnviz.images.inspection import LayerSummary, Prediction
+from cnnviz.ui.panels import in_rows, tile_grid
 
 PREDICTED_COLOUR = "#2f6fdf"
 TOP_COLOUR = "#8fb1ee"
@@ -72,16 +73,7 @@ def tile_maps(maps: torch.Tensor, per_row: int = MAPS_PER_ROW, shared_scale: boo
         low = values.min(axis=(1, 2), keepdims=True)
         high = values.max(axis=(1, 2), keepdims=True)
         values = (values - low) / np.maximum(high - low, 1e-12)
-    count, height, width = values.shape
-    per_row = min(per_row, count)
-    rows = -(-count // per_row)  # ceil
-    canvas = np.full((rows * (height + MAP_GAP) - MAP_GAP, per_row * (width + MAP_GAP) - MAP_GAP),
-                     np.nan, dtype=np.float32)
-    for channel in range(count):
-        row, col = divmod(channel, per_row)
-        top, left = row * (height + MAP_GAP), col * (width + MAP_GAP)
-        canvas[top:top + height, left:left + width] = values[channel]
-    return canvas
+    return tile_grid(in_rows(values, per_row), MAP_GAP).array
 
 
 def feature_map_image(

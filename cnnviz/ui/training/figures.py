@@ -8,6 +8,8 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from cnnviz.ui.panels import in_rows, tile_grid
+
 TRAIN_COLOR = "#1f77b4"
 VAL_COLOR = "#ff7f0e"
 RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
@@ -79,16 +81,15 @@ def confusion_heatmap(matrix: torch.Tensor, classes: Sequence[str]) -> go.Figure
 
 def filter_grid(filters: torch.Tensor, per_row: int = 8) -> go.Figure:
     """First-layer filters (out, C, k, k) scaled 0..1: grayscale for one channel, RGB for three."""
-    count, channels, k, _ = filters.shape
-    rows = (count + per_row - 1) // per_row
-    gap = 1
-    canvas = np.full((rows * (k + gap), per_row * (k + gap), 3), 255, dtype=np.uint8)  # white gaps
-    for i in range(count):
-        r, c = divmod(i, per_row)
-        tile = filters[i].permute(1, 2, 0).numpy()  # (k, k, C)
+    channels = filters.shape[1]
+    tiles = []
+    for tile in filters.permute(0, 2, 3, 1).numpy():  # (k, k, C) each
         tile = np.repeat(tile, 3, axis=2) if channels == 1 else tile[:, :, :3]
-        top, left = r * (k + gap), c * (k + gap)
-        canvas[top:top + k, left:left + k] = (tile * 255).astype(np.uint8)
+        tiles.append((tile * 255).astype(np.uint8))
+    grid = in_rows(tiles, per_row)
+    # white gaps, also after the last row and column
+    canvas = tile_grid(grid, fill=255, dtype=np.uint8, columns=per_row, gap_after=True).array
+    rows = len(grid)
     return go.Figure({
         "data": [{"type": "image", "z": canvas, "hoverinfo": "skip"}],
         "layout": {"height": max(120, 40 * rows + 20), "margin": {"l": 0, "r": 0, "t": 0, "b": 0},

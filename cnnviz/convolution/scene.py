@@ -1,0 +1,108 @@
+"""What the Convolution page computes, named: its settings and the scene its figures draw from.
+
+The settings are frozen (hashable, so they key a cache); a scene holds the convolution's steps
+computed once, with everything the page's figures read from them: how many frames the animation
+may have, feature map 1 before and after ReLU, and the pooling of that map.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from cnnviz.convolution.arithmetic import parse_padding
+from cnnviz.convolution.frames import FramePlan, frame_positions, frames_within_budget, plan_frames
+from cnnviz.convolution.kernels import build_kernel_bank
+from cnnviz.convolution.pooling import MAX, PoolSteps, max_pool_gradient, pool_steps
+from cnnviz.convolution.steps import ConvSteps, convolve_steps, relu
+
+
+@dataclass(frozen=True)
+class ConvSettings:
+    """One convolution layer as the page sets it: every kernel shares size, stride, padding, bias."""
+
+    kernel_h: int = 3
+    kernel_w: int = 3
+    stride: int = 1
+    padding: int | str = 0  # zeros on each side, "same" or "valid"; text such as "1" is read once here
+    dilation: int = 1
+    kernels: tuple[str, ...] = ("X detector",)  # preset names (or "custom"), one feature map each
+    custom: str = ""  # the custom kernel's text, rows of numbers
+    bias: float = 0.0  # added to every feature map
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "padding", parse_padding(self.padding))
+        object.__setattr__(self, "kernels", tuple(self.kernels))
+
+    def weight(self, channels: int) -> np.ndarray:
+        """(K, C, kH, kW) the kernels for a ``channels``-channel input; ValueError when one cannot be made."""
+        return build_kernel_bank(self.kernels, self.kernel_h, self.kernel_w, channels, self.custom)
+
+    def convolve(self, pixels: np.ndarray) -> ConvSteps:
+        """Every step over (C, H, W) ``pixels``; ValueError with the reason when the setting does not fit."""
+        bias = np.full(len(self.kernels), self.bias)
+        weight = self.weight(pixels.shape[0])
+        return convolve_steps(pixels, weight, bias, self.stride, self.padding, self.dilation)
+
+
+@dataclass(frozen=True)
+class PoolSettings:
+    """The pooling layer as the page sets it (it pools feature map 1 after ReLU)."""
+
+    mode: str = MAX  # pooling.MAX or pooling.AVERAGE
+    window: int = 2
+    stride: int = 2
+    padding: int = 0
+
+
+@dataclass(frozen=True)
+class PoolScene:
+    """A pooling of the scene's ReLU'd feature map, the frames of its animation, and (max pooling)
+    the gradient it routes back."""
+
+    settings: PoolSettings
+    steps: PoolSteps
+    positions: tuple[tuple[int, int], ...]
+    gradient: tuple[np.ndarray, np.ndarray] | None  # (arriving at the output, at the feature map); max only
+
+
+@dataclass(frozen=True)
+class ConvScene:
+    """The page's convolution computed once, and what its figures take from it."""
+
+    settings: ConvSettings
+    steps: ConvSteps
+    frame_limit: int  # the most frames an animation shows
+    max_frames: int  # frames of the convolution animation: fewer when several large maps fill each frame
+    feature: np.ndarray  # (Ho, Wo) feature map 1
+    activated: np.ndarray  # (Ho, Wo) relu(feature)
+
+    @classmethod
+    def compute(cls, pixels: np.ndarray, settings: ConvSettings, frame_limit: int) -> ConvScene:
+        """Convolve (C, H, W) ``pixels``; ValueError with the reason when the setting does not fit."""
+        steps = settings.convolve(pixels)
+        feature = steps.output[0]
+        max_frames = frames_within_budget(steps, frame_limit)
+        return cls(settings, steps, frame_limit, max_frames, feature, relu(feature))
+
+    @property
+    def too_many_steps(self) -> bool:
+        """More output cells than frames: the animation spreads its frames or shows a region."""
+        out_h, out_w = self.steps.output_size
+        return out_h * out_w > self.max_frames
+
+    def frame_plan(self, region: tuple[int, int] | None = None) -> FramePlan:
+        """The animation's frames: spread over the map, or every cell of the region from ``region``."""
+        return plan_frames(*self.steps.output_size, self.max_frames, region)
+
+    def pool(self, settings: PoolSettings) -> PoolScene:
+        """Pool feature map 1 after ReLU; ValueError with the reason when the window does not fit."""
+        feature = self.activated[None]  # (1, Ho, Wo)
+        steps = pool_steps(feature, settings.window, settings.stride, settings.padding, settings.mode)
+        positions = tuple(frame_positions(*steps.output.shape[1:], self.frame_limit))
+        gradient = None
+        if settings.mode == MAX:
+            upstream = np.ones_like(steps.output)
+            gradient = (upstream[0], max_pool_gradient(steps, upstream)[0])
+        return PoolScene(settings, steps, positions, gradient)
