@@ -13,10 +13,10 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from cnnviz.images.decode import MAX_IMAGE_PIXELS
+from cnnviz.pages import PAGE_NAMES
 
 ENV_PREFIX = "CNNVIZ_"
 SECRETS_TABLE = "cnnviz"
-PAGE_NAMES = ("convolution", "train", "predict")  # the url paths of the pages a host may switch off
 CPU_TRAININGS = 2  # concurrent runs on a CPU-only server; each gets a share of the cores
 
 
