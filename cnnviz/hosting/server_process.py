@@ -18,10 +18,10 @@ import urllib.request
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parents[2]
+from cnnviz import paths
+
 HEALTH_TIMEOUT_S = 90.0
 LISTEN_STATE = "0A"  # TCP_LISTEN in /proc/net/tcp
 LOG_LINES_KEPT = 40  # of a started server's output, for the error message when it fails
@@ -166,11 +166,11 @@ def start(env: dict[str, str] | None = None) -> Iterator[Server]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [
-        sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+        sys.executable, "-m", "streamlit", "run", str(paths.APP_SCRIPT), "--server.headless", "true",
         "--server.port", str(port), "--server.address", "127.0.0.1",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]
-    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})},
+    process = subprocess.Popen(command, cwd=paths.REPO_DIR, env={**os.environ, **(env or {})},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
     output: deque[str] = deque(maxlen=LOG_LINES_KEPT)
     reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)  # drains the pipe
