@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gzip
 import pickle
+import socket
+import urllib.error
 from pathlib import Path
 
 import numpy as np
@@ -143,6 +145,47 @@ def test_missing_data_names_the_folder_and_files(tmp_path):
     assert data.DATA_DIR_ENV in message and "\n" not in message
     with pytest.raises(data.DataNotFoundError, match=r"MNIST/raw/train-images-idx3-ubyte"):
         data.load_dataset("mnist", "train", tmp_path, download=False)
+
+
+def test_a_download_that_fails_for_another_reason_than_the_network_says_what_failed(tmp_path):
+    not_a_folder = tmp_path / "data"
+    not_a_folder.write_text("a file where the data folder should be")
+    with pytest.raises(data.DataNotFoundError) as caught:
+        data.load_dataset("mnist", "test", not_a_folder)  # a real failure: the folder cannot be made
+    message = str(caught.value)
+    assert "offline" not in message and "FileExistsError" in message and "\n" not in message, message
+    assert "MNIST/raw/t10k-images-idx3-ubyte" in message
+
+
+@pytest.mark.parametrize(("name", "module"), [("mnist", "mnist"), ("cifar10", "cifar")])
+def test_a_download_without_a_network_still_says_offline(tmp_path, monkeypatch, name, module):
+    import torchvision.datasets
+
+    def unreachable(*args, **kwargs):  # what urllib raises without a network
+        raise urllib.error.URLError(socket.gaierror(-3, "Temporary failure in name resolution"))
+
+    # torchvision's own downloader: the real one cannot reach the internet from here
+    monkeypatch.setattr(getattr(torchvision.datasets, module), "download_and_extract_archive", unreachable)
+    with pytest.raises(data.DataNotFoundError, match=r"downloading it failed \(offline\?\)"):
+        data.load_dataset(name, "test", tmp_path)
+
+
+@pytest.mark.parametrize(("error", "words"), [
+    (RuntimeError("File not found or corrupted."), ["RuntimeError", "File not found or corrupted"]),
+    (urllib.error.HTTPError("https://example.org/x", 404, "Not Found", None, None), ["HTTP Error 404"]),
+    (PermissionError(13, "Permission denied"), ["PermissionError", "Permission denied"]),
+])
+def test_a_download_failure_is_named_unless_it_is_the_network(tmp_path, monkeypatch, error, words):
+    import torchvision.datasets
+
+    def fails(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(torchvision.datasets.cifar, "download_and_extract_archive", fails)
+    with pytest.raises(data.DataNotFoundError) as caught:
+        data.load_dataset("cifar10", "test", tmp_path)
+    message = str(caught.value)
+    assert "offline" not in message and all(w in message for w in words), message
 
 
 def test_truncated_mnist_file_is_reported(tmp_path):

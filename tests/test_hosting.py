@@ -4,16 +4,19 @@ from __future__ import annotations
 
 import ast
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from cnnviz.hosting.limits import CPU_TRAININGS, PAGE_NAMES, HostLimits, load_limits
+from cnnviz.hosting.limits import CPU_TRAININGS, HostLimits, load_limits
+from cnnviz.images.decode import MAX_IMAGE_BYTES, MAX_UPLOAD_MB
+from cnnviz.pages import PAGE_NAMES
 from cnnviz.training.config import TrainConfig
 from cnnviz.training.jobs import TrainingJob, TrainingQueue
-from cnnviz.ui.navigation import page_spec
+from cnnviz.ui.navigation import PAGES, page_spec
 from tests.conftest import REPO, open_page, running_app
 
 TRAIN_PAGE = str(page_spec("train").path)
@@ -27,6 +30,17 @@ def test_defaults_suit_one_student_on_a_laptop():
     assert limits.pages == PAGE_NAMES and limits.max_train_images is None
     assert limits.training_slots(gpu_count=0) == CPU_TRAININGS
     assert limits.training_slots(gpu_count=2) == 2  # one per GPU
+
+
+def test_the_pages_a_host_may_switch_off_are_the_menu_pages():
+    assert tuple(page.url_path for page in PAGES) == PAGE_NAMES
+    assert all(page_spec(name).path.is_file() for name in PAGE_NAMES)
+
+
+def test_one_upload_limit_for_the_server_the_uploaders_and_the_command_line():
+    config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
+    assert config["server"]["maxUploadSize"] == MAX_UPLOAD_MB == HostLimits().max_upload_mb
+    assert MAX_IMAGE_BYTES == MAX_UPLOAD_MB * 2**20  # Streamlit counts maxUploadSize in MB of 2**20 bytes
 
 
 def test_environment_wins_over_secrets_which_win_over_defaults():

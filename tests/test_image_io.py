@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import io
 import struct
+import subprocess
+import sys
 import tracemalloc
+import warnings
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -314,5 +318,21 @@ def test_read_image_file(tmp_path) -> None:
         read_image_file(path, max_bytes=10)
 
 
-def test_the_pixel_limit_is_the_process_wide_pillow_limit() -> None:
-    assert Image.MAX_IMAGE_PIXELS == MAX_IMAGE_PIXELS
+def test_importing_the_decoder_leaves_pillow_and_the_warning_filters_alone() -> None:
+    code = ("import warnings\nimport numpy\nfrom PIL import Image\n"  # numpy adds filters of its own
+            "limit, filters = Image.MAX_IMAGE_PIXELS, list(warnings.filters)\n"
+            "import cnnviz.images.decode\n"
+            "assert Image.MAX_IMAGE_PIXELS == limit, Image.MAX_IMAGE_PIXELS\n"
+            "assert warnings.filters == filters\n")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
+    assert Image.MAX_IMAGE_PIXELS > MAX_IMAGE_PIXELS  # Pillow's own, larger guard is still in place
+
+
+def test_the_pixel_limit_applies_per_call_where_pillow_only_warns() -> None:
+    data = png_header(10_000, 10_000)  # 100 MP: over Pillow's warning limit, under its error limit
+    assert Image.MAX_IMAGE_PIXELS < 10_000 * 10_000 < 2 * Image.MAX_IMAGE_PIXELS
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        assert_refused(data, "10000 x 10000 pixels", "40 megapixels", "smaller image")
+        with pytest.raises(ImageError, match="300 x 200 pixels"):
+            decode_image(encode(Image.new("RGB", (300, 200)), "PNG"), max_pixels=59_999)

@@ -6,6 +6,8 @@ import contextlib
 import json
 import os
 import socket
+import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -13,8 +15,16 @@ import pytest
 
 from cnnviz.cli import main
 from cnnviz.datasets.files import DATASETS
-from cnnviz.hosting.loadtest import default_images, percentile
-from cnnviz.hosting.server_process import find_listening_pid, rss_mb
+from cnnviz.hosting.loadtest.report import percentile
+from cnnviz.hosting.loadtest.sampling import (
+    ServerSampler,
+    machine_busy_seconds,
+    process_cpu_seconds,
+    rss_mb,
+    thread_cpu,
+)
+from cnnviz.hosting.loadtest.scenario import default_images
+from cnnviz.hosting.server_process import find_listening_pid
 from cnnviz.images.predict import predict_image
 from cnnviz.training.checkpoint import load_checkpoint
 from tests.conftest import REPO
@@ -29,6 +39,57 @@ def test_the_server_is_found_from_its_port_and_its_memory_read() -> None:
         vm_rss_kb = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
     assert rss_mb(os.getpid()) == pytest.approx(vm_rss_kb / 1024, rel=0.2)
     assert rss_mb(None) is None
+
+
+def proc_stat_seconds(path: str, first: int, last: int) -> float:
+    """Sum of fields first..last (0-based, after "pid (name)") of a /proc stat file, in seconds."""
+    with open(path) as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[first:last + 1]) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_machine_busy() -> float:
+    with open("/proc/stat") as stat:
+        fields = [int(v) for v in stat.readline().split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")  # all but idle, iowait
+
+
+def test_cpu_times_are_the_kernel_s_numbers_and_niced_threads_are_told_apart() -> None:
+    before = proc_machine_busy(), proc_stat_seconds("/proc/self/stat", 11, 12)
+    read = machine_busy_seconds(), process_cpu_seconds(os.getpid())
+    after = proc_machine_busy(), proc_stat_seconds("/proc/self/stat", 11, 12)
+    assert before[0] <= read[0] <= after[0] + 0.05 and before[1] <= read[1] <= after[1] + 0.05
+    assert process_cpu_seconds(None) is None and thread_cpu(None) == {}
+
+    sampler = ServerSampler(os.getpid())
+    sampler.sample()
+    started, burned, done = threading.Event(), threading.Event(), threading.Event()
+
+    def niced_work() -> None:  # what a training thread does: lower its own priority, then compute
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 7)
+        started.set()
+        end = time.thread_time() + 0.3
+        while time.thread_time() < end:
+            pass
+        burned.set()
+        done.wait()
+
+    worker = threading.Thread(target=niced_work)
+    worker.start()
+    try:
+        assert started.wait(30)
+        sampler.sample()  # the new thread is seen, counting from zero
+        assert burned.wait(60)
+        threads = thread_cpu(os.getpid())
+        assert threads[worker.native_id][0] == 7
+        seconds = proc_stat_seconds(f"/proc/self/task/{worker.native_id}/stat", 11, 12)
+        assert threads[worker.native_id][1] == pytest.approx(seconds, abs=0.02)
+        sampler.sample()
+    finally:
+        done.set()
+        worker.join()
+    assert sampler.cpu_by_nice.get(7, 0.0) >= 0.25  # 0.3 s of the thread's CPU, in clock ticks
+    assert sampler.peak is not None and sampler.peak > 0
 
 
 def test_percentiles_are_nearest_rank() -> None:

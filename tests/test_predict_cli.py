@@ -11,7 +11,8 @@ from PIL import Image
 from cnnviz.datasets.samples import list_samples, load_sample
 from cnnviz.images.decode import read_image_file
 from cnnviz.images.preprocess import preprocess
-from cnnviz.training.checkpoint import MODELS_DIR, load_checkpoint
+from cnnviz.paths import MODELS_DIR
+from cnnviz.training.checkpoint import load_checkpoint
 from tests.test_cli import run_cli
 
 MNIST_MODEL = MODELS_DIR / "mnist.pt"

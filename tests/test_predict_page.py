@@ -15,7 +15,8 @@ from cnnviz.datasets.samples import list_samples, load_sample
 from cnnviz.images.decode import decode_image
 from cnnviz.images.inspection import inspect_image, predict
 from cnnviz.images.preprocess import prepare_dataset_pixels, preprocess
-from cnnviz.training.checkpoint import MODELS_DIR, load_checkpoint
+from cnnviz.paths import MODELS_DIR
+from cnnviz.training.checkpoint import load_checkpoint
 from cnnviz.ui.navigation import PAGES, page_spec
 from tests.conftest import assert_no_exception, open_page, save_screenshot, wait_until_idle
 

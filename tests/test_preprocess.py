@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import io
 from dataclasses import dataclass
 
@@ -16,6 +17,8 @@ from cnnviz.datasets.samples import list_samples, load_sample
 from cnnviz.images import preprocess as pp
 from cnnviz.images.decode import ImageError, decode_array, decode_image
 from cnnviz.images.staged_photos import PhotoStyle, StagedPhoto, stage_photo, stage_photo_set
+from cnnviz.training.step import normalization_tensors
+from cnnviz.training.step import normalize as step_normalize
 
 MNIST_SAMPLES = list_samples("mnist")
 CIFAR_SAMPLES = list_samples("cifar10")
@@ -180,6 +183,17 @@ def test_normalization_equals_torchvision() -> None:
     rgb = load_sample(CIFAR_SAMPLES[0])
     expected = TF.normalize(rgb.float() / 255, data.CIFAR10_MEAN, data.CIFAR10_STD).unsqueeze(0)
     torch.testing.assert_close(pp.normalize(rgb, data.CIFAR10_MEAN, data.CIFAR10_STD), expected)
+
+
+def test_an_image_is_normalized_exactly_as_training_normalizes_its_batches() -> None:
+    for name, sample in (("mnist", MNIST_SAMPLES[0]), ("cifar10", CIFAR_SAMPLES[0])):
+        info = data.dataset_info(name)
+        pixels = load_sample(sample)  # (C, H, W) uint8
+        mean, std = normalization_tensors(info, torch.device("cpu"))
+        assert torch.equal(pp.normalize(pixels, info.mean, info.std), step_normalize(pixels[None], mean, std))
+    # The defaults are the datasets' own statistics, not a copy of them.
+    assert inspect.signature(pp.preprocess_digit).parameters["mean"].default is data.DATASETS["mnist"].mean
+    assert inspect.signature(pp.preprocess_photo).parameters["std"].default is data.DATASETS["cifar10"].std
 
 
 def test_staged_photos_become_the_digit_they_show(photos) -> None:

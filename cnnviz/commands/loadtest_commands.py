@@ -7,9 +7,16 @@ import asyncio
 import json
 
 from cnnviz.hosting import server_process as server
-from cnnviz.hosting.loadtest import LoadTestConfig, UploadImage, default_images, read_images, run_load_test
+from cnnviz.hosting.loadtest.scenario import (
+    LoadTestConfig,
+    UploadImage,
+    default_images,
+    read_images,
+    run_load_test,
+)
+from cnnviz.paths import MODELS_DIR
 
-SHIPPED_MNIST_MODEL = server.REPO / "models" / "mnist.pt"  # the predict page's default model
+SHIPPED_MNIST_MODEL = MODELS_DIR / "mnist.pt"  # the predict page's default model
 
 
 def register(commands: argparse._SubParsersAction, benches: argparse._SubParsersAction) -> None:

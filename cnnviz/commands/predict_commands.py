@@ -14,8 +14,9 @@ from cnnviz.images.decode import decode_image
 from cnnviz.images.inspection import DEFAULT_TOP_K, inspect_image
 from cnnviz.images.predict import INFERENCE_THREADS, predict_files, staged_photo_accuracy
 from cnnviz.images.preprocess import preprocess
+from cnnviz.paths import MODELS_DIR
 from cnnviz.timing import median_ms
-from cnnviz.training.checkpoint import MODELS_DIR, LoadedModel, list_models, load_checkpoint
+from cnnviz.training.checkpoint import LoadedModel, list_models, load_checkpoint
 
 BENCH_REPEATS = 30  # timed runs per model; the median is reported
 BENCH_PHOTOS = 1000  # staged photos for the MNIST accuracy

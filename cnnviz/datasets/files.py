@@ -13,8 +13,11 @@ Decoded splits are cached in memory for the life of the process.
 from __future__ import annotations
 
 import functools
+import http.client
 import os
 import pickle
+import socket
+import urllib.error
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +26,11 @@ import numpy as np
 import torch
 
 DATA_DIR_ENV = "CNNVIZ_DATA_DIR"
+# A download that failed with one of these (or because of one) failed for want of a network. An
+# HTTPError is a URLError too, but the server answered: it is reported as what it is (404, 503, ...).
+NETWORK_ERRORS = (urllib.error.URLError, http.client.HTTPException, ConnectionError, TimeoutError,
+                  socket.gaierror)
+_URL_ERROR_MARK = "<urlopen error"  # how str() of a URLError (not an HTTPError) begins
 
 MNIST_MEAN = (0.1307,)
 MNIST_STD = (0.3081,)
@@ -174,10 +182,9 @@ def load_dataset(
 def _load_cached(name: str, split: str, root_str: str, download: bool) -> LabeledImages:
     root = Path(root_str)
     if not is_available(name, root):
-        if download:
-            _download(name, root)
+        failure = _download(name, root) if download else None
         if not is_available(name, root):
-            raise DataNotFoundError(_missing_message(name, root, download))
+            raise DataNotFoundError(_missing_message(name, root, download, failure))
     reader = _read_mnist if name == "mnist" else _read_cifar10
     images, labels = reader(root, split)
     info = DATASETS[name]
@@ -190,18 +197,28 @@ def clear_cache() -> None:
     _load_cached.cache_clear()
 
 
-def _missing_message(name: str, root: Path, tried_download: bool) -> str:
+def _missing_message(name: str, root: Path, tried_download: bool, failure: BaseException | None) -> str:
     info = DATASETS[name]
     files = ", ".join(str(p.relative_to(root)) for p in expected_files(name, root))
-    how = "and downloading it failed (offline?)" if tried_download else "and downloading is off"
+    if not tried_download:
+        how = "and downloading is off"
+    elif failure is None:
+        how = "and the download did not put its files there"
+    elif is_network_error(failure):
+        how = "and downloading it failed (offline?)"
+    else:
+        how = f"and downloading it failed ({_one_line(failure)})"
     return (
         f"{info.title} was not found in {root} {how}: put {files} there "
         f"(MNIST files may be .gz), or point {DATA_DIR_ENV} or --data-dir at a folder that has them."
     )
 
 
-def _download(name: str, root: Path) -> None:
-    """Let torchvision fetch the dataset into ``root``; any failure leaves the files missing."""
+def _download(name: str, root: Path) -> Exception | None:
+    """Let torchvision fetch the dataset into ``root``; what went wrong, or None.
+
+    A failure leaves the files missing, and the caller says so with the reason.
+    """
     try:
         import torchvision.datasets as tvd
 
@@ -211,8 +228,26 @@ def _download(name: str, root: Path) -> None:
                 tvd.MNIST(str(root), train=train, download=True)
         else:
             tvd.CIFAR10(str(root), train=True, download=True)
-    except Exception:  # noqa: BLE001 - offline, refused, read-only folder: all mean "not available"
-        return
+    except Exception as err:  # noqa: BLE001 - offline, refused, read-only folder, bad checksum: reported
+        return err
+    return None
+
+
+def is_network_error(err: BaseException) -> bool:
+    """True when ``err`` (or what caused it) means the download site could not be reached."""
+    cause: BaseException | None = err
+    while cause is not None:
+        if isinstance(cause, NETWORK_ERRORS):
+            return not isinstance(cause, urllib.error.HTTPError)
+        cause = cause.__cause__ or cause.__context__
+    # torchvision's MNIST tries each mirror and reports their URLErrors together as one RuntimeError.
+    return isinstance(err, RuntimeError) and _URL_ERROR_MARK in str(err)
+
+
+def _one_line(err: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(err).split()) or "no details"
+    text = f"{type(err).__name__}: {text}"
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _find_file(path: Path) -> Path | None:

@@ -15,8 +15,8 @@ import torch
 from PIL import Image
 
 from cnnviz.datasets.files import DATASETS, dataset_info, load_dataset
+from cnnviz.paths import SAMPLES_DIR
 
-SAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "samples"
 SAMPLES_PER_CLASS = 5
 
 

@@ -12,11 +12,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from typing import Any
 
-from cnnviz.images.decode import MAX_IMAGE_PIXELS
+from cnnviz.images.decode import MAX_IMAGE_PIXELS, MAX_UPLOAD_MB
+from cnnviz.pages import PAGE_NAMES
 
 ENV_PREFIX = "CNNVIZ_"
 SECRETS_TABLE = "cnnviz"
-PAGE_NAMES = ("convolution", "train", "predict")  # the url paths of the pages a host may switch off
 CPU_TRAININGS = 2  # concurrent runs on a CPU-only server; each gets a share of the cores
 
 
@@ -24,7 +24,7 @@ CPU_TRAININGS = 2  # concurrent runs on a CPU-only server; each gets a share of 
 class HostLimits:
     """What one server allows. ``None`` means no limit beyond the app's own."""
 
-    max_upload_mb: int = 10  # largest image file a student may upload (within server.maxUploadSize)
+    max_upload_mb: int = MAX_UPLOAD_MB  # largest image file a student may upload (<= server.maxUploadSize)
     max_image_pixels: int = MAX_IMAGE_PIXELS  # width x height read from the header, checked before decoding
     max_trainings: int | None = None  # concurrent training runs; None = one per GPU, else CPU_TRAININGS
     max_queue: int = 30  # runs that may wait for a slot; beyond this a student is asked to retry later

@@ -1,8 +1,7 @@
-"""The server under test: start one (``streamlit run app.py``) or find a running one, and read its memory.
+"""The server under test: start one (``streamlit run app.py``) or find a running one.
 
-Memory is the resident set size from ``/proc/PID/status`` (Linux). A server given only by URL is
-found from its listening port: ``/proc/net/tcp*`` maps the port to a socket inode, and the process
-holding that inode is the one with a ``/proc/PID/fd`` link to ``socket:[inode]``.
+A server given only by URL is found from its listening port (through psutil), so that the load
+test can read its memory and CPU time (:mod:`cnnviz.hosting.loadtest.sampling`).
 """
 
 from __future__ import annotations
@@ -18,12 +17,13 @@ import urllib.request
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from urllib.parse import urlsplit
 
-REPO = Path(__file__).resolve().parents[2]
+import psutil
+
+from cnnviz import paths
+
 HEALTH_TIMEOUT_S = 90.0
-LISTEN_STATE = "0A"  # TCP_LISTEN in /proc/net/tcp
 LOG_LINES_KEPT = 40  # of a started server's output, for the error message when it fails
 
 
@@ -36,71 +36,16 @@ class Server:
     started_here: bool = False
 
 
-def rss_mb(pid: int | None) -> float | None:
-    """The process's resident memory in MB (2**20 bytes), or None when it cannot be read."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/status") as status:
-            for line in status:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024  # kB -> MB
-    except OSError:
-        return None
-    return None
-
-
-def machine_busy_seconds() -> float | None:
-    """CPU seconds the whole machine has spent busy (all cores, all processes) since boot, from /proc/stat."""
-    try:
-        with open("/proc/stat") as stat:
-            fields = [int(v) for v in stat.readline().split()[1:]]
-    except (OSError, ValueError):
-        return None
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
-
-
-def thread_cpu(pid: int | None) -> dict[int, tuple[int, float]]:
-    """Each live thread of a process: thread id -> (its nice value, its CPU seconds so far).
-
-    Python 3.11 does not name its OS threads, but the training threads lower their own priority
-    (``nice``), so the nice value tells training work from page work.
-    """
-    threads: dict[int, tuple[int, float]] = {}
-    if pid is None:
-        return threads
-    ticks = os.sysconf("SC_CLK_TCK")
-    with contextlib.suppress(OSError):
-        for task in os.scandir(f"/proc/{pid}/task"):
-            with contextlib.suppress(OSError, IndexError, ValueError), open(f"{task.path}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()  # after "pid (name)": state is fields[0]
-                threads[int(task.name)] = (int(fields[16]), (int(fields[11]) + int(fields[12])) / ticks)
-    return threads
-
-
 def find_listening_pid(port: int) -> int | None:
-    """The process listening on a local TCP port (via /proc), or None where that cannot be read."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        with contextlib.suppress(OSError), open(table) as lines:
-            next(lines)  # the header
-            for line in lines:
-                fields = line.split()
-                local_port = int(fields[1].rsplit(":", 1)[1], 16)
-                if local_port == port and fields[3] == LISTEN_STATE:
-                    inodes.add(fields[9])
-    if not inodes:
+    """The process listening on a local TCP port, or None where that cannot be seen (another
+    user's process, a system that hides its sockets)."""
+    try:
+        connections = psutil.net_connections(kind="tcp")
+    except (psutil.AccessDenied, OSError):
         return None
-    targets = {f"socket:[{inode}]" for inode in inodes}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            for fd in os.scandir(f"/proc/{entry.name}/fd"):
-                with contextlib.suppress(OSError):
-                    if os.readlink(fd.path) in targets:
-                        return int(entry.name)
+    for connection in connections:
+        if connection.status == psutil.CONN_LISTEN and connection.laddr and connection.laddr.port == port:
+            return connection.pid
     return None
 
 
@@ -166,11 +111,11 @@ def start(env: dict[str, str] | None = None) -> Iterator[Server]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
     command = [
-        sys.executable, "-m", "streamlit", "run", "app.py", "--server.headless", "true",
+        sys.executable, "-m", "streamlit", "run", str(paths.APP_SCRIPT), "--server.headless", "true",
         "--server.port", str(port), "--server.address", "127.0.0.1",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
     ]
-    process = subprocess.Popen(command, cwd=REPO, env={**os.environ, **(env or {})},
+    process = subprocess.Popen(command, cwd=paths.REPO_DIR, env={**os.environ, **(env or {})},
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
     output: deque[str] = deque(maxlen=LOG_LINES_KEPT)
     reader = threading.Thread(target=lambda: output.extend(process.stdout), daemon=True)  # drains the pipe

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import io
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,17 +25,18 @@ ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 ALLOWED_FORMATS_TEXT = "PNG, JPEG, WebP, BMP, GIF or TIFF"
 # File name endings for upload widgets (they check names only; decode_image checks the content).
 UPLOAD_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff")
-MAX_IMAGE_BYTES = 20 * 2**20  # 20 MiB: a phone photo is 2-8 MiB
+# The largest file accepted, in MB of 2**20 bytes, as Streamlit counts server.maxUploadSize (which
+# .streamlit/config.toml sets to the same number): a phone photo is 2-8 MB. Hosts lower it per server.
+MAX_UPLOAD_MB = 10
+MAX_IMAGE_BYTES = MAX_UPLOAD_MB * 2**20
 MAX_IMAGE_PIXELS = 40_000_000  # 40 MP, about 7300 x 5500: more than a phone camera, far below a bomb
 WORKING_MAX_SIDE = 1024  # px: larger pictures are reduced after decoding; 28 or 32 px is the goal
 BACKGROUND_RGB = (255, 255, 255)  # transparency is composited on white paper
 
-# Pillow refuses images above twice MAX_IMAGE_PIXELS at Image.open and only warns between one and
-# two times. cnnviz lowers the limit for the whole process and makes the warning an error as well;
-# decode_image also compares the header's size with its own limit, so the refusal does not depend
-# on warning filters (pytest and Streamlit both reset or wrap them).
-Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS
-warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
+# decode_image compares the size in the header with its own max_pixels before a pixel is decoded,
+# so the limit applies per call and Pillow's process-wide Image.MAX_IMAGE_PIXELS is left alone.
+# Pillow's own guard (a warning above its limit, an error above twice it) stays a backstop for
+# headers far beyond any limit.
 
 # Formats people upload that Pillow is not asked to read, recognised by their first bytes so the
 # message can name them.
@@ -120,15 +120,7 @@ def decode_image(
             f"The file is {len(data) / 2**20:.1f} MB, more than the {max_bytes / 2**20:.0f} MB "
             "cnnviz accepts: use a smaller image."
         )
-    try:
-        image = Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
-    except UnidentifiedImageError:
-        raise ImageError(_not_an_image_message(data)) from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise ImageError(_too_many_pixels_message(None, max_pixels)) from None
-    except Exception as err:  # noqa: BLE001 - any decoder failure on a header means a broken file
-        raise ImageError(f"The image file is damaged and cannot be read ({_short(err)}).") from None
-
+    image = _open_header(data, max_pixels)
     with image:
         width, height = image.size
         if width * height > max_pixels:
@@ -138,31 +130,48 @@ def decode_image(
         source_format = image.format or "unknown"
         frame_count = int(getattr(image, "n_frames", 1) or 1)
         source_mode = image.mode
-        notes: list[str] = []
-        if frame_count > 1:
-            notes.append(f"first frame of {frame_count}")
-        if max_side is not None and source_format == "JPEG":
-            # JPEG can decode at 1/2, 1/4 or 1/8 scale directly, which makes a 12 MP photo fast.
-            image.draft("RGB", (max_side, max_side))
-        try:
-            image.seek(0)
-            image.load()
-            upright = _apply_exif_orientation(image, notes)
-            rgb = _to_rgb(upright, notes)
-            if rgb is image:  # closing the file below would release these pixels
-                rgb = image.copy()
-        except ImageError:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-            raise ImageError(_too_many_pixels_message((width, height), max_pixels)) from None
-        except Exception as err:  # noqa: BLE001 - truncated data, bad chunks, decoder errors
-            raise ImageError(
-                f"The {source_format} file is damaged or incomplete (was the upload cut off?): "
-                f"{_short(err)}."
-            ) from None
+        notes = [f"first frame of {frame_count}"] if frame_count > 1 else []
+        rgb = _decode_pixels(image, source_format, max_side, max_pixels, notes)
 
     rgb = _limit_side(rgb, max_side, notes)
     return DecodedImage(rgb, source_format, source_mode, (width, height), frame_count, tuple(notes))
+
+
+def _open_header(data: bytes, max_pixels: int) -> Image.Image:
+    """Pillow's lazy open: the header is read, no pixel is decoded yet."""
+    try:
+        return Image.open(io.BytesIO(data), formats=ALLOWED_FORMATS)
+    except UnidentifiedImageError:
+        raise ImageError(_not_an_image_message(data)) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(_too_many_pixels_message(None, max_pixels)) from None
+    except Exception as err:  # noqa: BLE001 - any decoder failure on a header means a broken file
+        raise ImageError(f"The image file is damaged and cannot be read ({_short(err)}).") from None
+
+
+def _decode_pixels(
+    image: Image.Image, source_format: str, max_side: int | None, max_pixels: int, notes: list[str],
+) -> Image.Image:
+    """The first frame's pixels, upright and in RGB, as a picture that outlives ``image``'s file."""
+    header_size = image.size  # draft() below may reduce image.size
+    if max_side is not None and source_format == "JPEG":
+        # JPEG can decode at 1/2, 1/4 or 1/8 scale directly, which makes a 12 MP photo fast.
+        image.draft("RGB", (max_side, max_side))
+    try:
+        image.seek(0)
+        image.load()
+        upright = _apply_exif_orientation(image, notes)
+        rgb = _to_rgb(upright, notes)
+        return image.copy() if rgb is image else rgb  # closing the file would release these pixels
+    except ImageError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise ImageError(_too_many_pixels_message(header_size, max_pixels)) from None
+    except Exception as err:  # noqa: BLE001 - truncated data, bad chunks, decoder errors
+        raise ImageError(
+            f"The {source_format} file is damaged or incomplete (was the upload cut off?): "
+            f"{_short(err)}."
+        ) from None
 
 
 def read_image_file(path: str | os.PathLike, **limits) -> DecodedImage:

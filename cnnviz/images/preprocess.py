@@ -20,8 +20,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from cnnviz.datasets.files import dataset_info
+from cnnviz.datasets.files import DATASETS, dataset_info
 from cnnviz.images.decode import DecodedImage, ImageError, decode_array
+from cnnviz.training.step import normalize as normalize_batch
 
 MNIST_FRAME = 28  # px, the side of an MNIST image
 MNIST_DIGIT_BOX = 20  # px, MNIST digits were scaled so that their longer side is 20
@@ -106,19 +107,19 @@ def prepare_dataset_pixels(
 
 
 def normalize(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
-    """(C, H, W) uint8 -> (1, C, H, W) float32 ``(pixels / 255 - mean) / std``, per channel."""
-    values = pixels.to(torch.float32) / 255.0
-    mean_t = torch.tensor(mean, dtype=torch.float32).view(-1, 1, 1)  # (C, 1, 1)
-    std_t = torch.tensor(std, dtype=torch.float32).view(-1, 1, 1)
-    return ((values - mean_t) / std_t).unsqueeze(0)  # (1, C, H, W)
+    """(C, H, W) uint8 -> (1, C, H, W) float32 ``(pixels / 255 - mean) / std``, per channel: the
+    training step's own normalization, of a batch of one image, so both sides compute the same."""
+    mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)  # (1, C, 1, 1)
+    std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
+    return normalize_batch(pixels.unsqueeze(0), mean_t, std_t)
 
 
 # --- MNIST-style ---------------------------------------------------------------------------------
 
 def preprocess_digit(
     image: DecodedImage | Image.Image | np.ndarray,
-    mean: Sequence[float] = (0.1307,),
-    std: Sequence[float] = (0.3081,),
+    mean: Sequence[float] = DATASETS["mnist"].mean,
+    std: Sequence[float] = DATASETS["mnist"].std,
 ) -> Preprocessed:
     """A picture of one handwritten digit, in any colours and light, to an MNIST-style input.
 
@@ -331,8 +332,8 @@ def centre_by_mass(image: np.ndarray, frame: int, centre: float) -> tuple[np.nda
 
 def preprocess_photo(
     image: DecodedImage | Image.Image | np.ndarray,
-    mean: Sequence[float] = (0.4914, 0.4822, 0.4465),
-    std: Sequence[float] = (0.2470, 0.2435, 0.2616),
+    mean: Sequence[float] = DATASETS["cifar10"].mean,
+    std: Sequence[float] = DATASETS["cifar10"].std,
     side: int = CIFAR_SIDE,
 ) -> Preprocessed:
     """A photo to a CIFAR-style input: RGB, centre square, antialiased resize, normalization."""

@@ -21,13 +21,13 @@ import torch
 from torch import nn
 from torch.torch_version import TorchVersion
 
+from cnnviz import paths
 from cnnviz.networks.build import SpecNet, build_model
 from cnnviz.networks.spec import SpecError
 
 CHECKPOINT_FORMAT = "cnnviz-checkpoint"
 CHECKPOINT_VERSION = 1
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
-SAVED_MODELS_ENV = "CNNVIZ_MODELS_DIR"  # where the training page saves models (default MODELS_DIR)
+SAVED_MODELS_ENV = "CNNVIZ_MODELS_DIR"  # where the training page saves models (default paths.MODELS_DIR)
 REQUIRED_METADATA = ("dataset", "spec", "classes", "mean", "std", "input_shape")
 MAX_NAME_CHARS = 40
 SHIPPED_MODELS = ("mnist", "cifar10")  # the models/ files that come with cnnviz (see models/README.md)
@@ -199,10 +199,10 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
 
 def saved_models_dir() -> Path:
     """Where the training page saves models: $CNNVIZ_MODELS_DIR, else the repository's models/."""
-    return Path(os.environ.get(SAVED_MODELS_ENV) or MODELS_DIR)
+    return Path(os.environ.get(SAVED_MODELS_ENV) or paths.MODELS_DIR)
 
 
-def list_models(models_dir: str | os.PathLike = MODELS_DIR) -> list[Path]:
+def list_models(models_dir: str | os.PathLike = paths.MODELS_DIR) -> list[Path]:
     """The ``*.pt`` files in a models folder, sorted by name (none when the folder is missing)."""
     folder = Path(models_dir)
     return sorted(p for p in folder.glob("*.pt") if p.is_file()) if folder.is_dir() else []

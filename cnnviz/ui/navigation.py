@@ -1,9 +1,13 @@
-"""The app's pages, in menu order. A capability adds its page here, and nowhere else."""
+"""The app's pages, in menu order: each page's script, title, icon and summary, on the url paths that
+``cnnviz.pages`` names (the core knows the pages by those). A new page adds its url path there and
+its spec here."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+
+from cnnviz.pages import CONVOLUTION_PAGE, HOME_PAGE, PREDICT_PAGE, TRAIN_PAGE
 
 UI_DIR = Path(__file__).parent
 
@@ -21,19 +25,19 @@ class PageSpec:
         return UI_DIR / self.script
 
 
-HOME = PageSpec("home_page.py", "Home", ":material/home:", "home", "What cnnviz shows and where to start.")
+HOME = PageSpec("home_page.py", "Home", ":material/home:", HOME_PAGE, "What cnnviz shows and where to start.")
 
 PAGES: list[PageSpec] = [
     PageSpec(
         "convolution/page.py",
         "Convolution",
         ":material/grid_on:",
-        "convolution",
+        CONVOLUTION_PAGE,
         "Watch a kernel slide over a picture: every product, sum and pooled value on screen.",
     ),
-    PageSpec("training/page.py", "Train", ":material/model_training:", "train",
+    PageSpec("training/page.py", "Train", ":material/model_training:", TRAIN_PAGE,
              "Train a small CNN on MNIST or CIFAR-10 and watch it learn; compare runs and save one."),
-    PageSpec("predict/page.py", "Inspect and predict", ":material/image_search:", "predict",
+    PageSpec("predict/page.py", "Inspect and predict", ":material/image_search:", PREDICT_PAGE,
              "Upload, draw or snap an image and follow it through a trained network, layer by layer."),
 ]
 

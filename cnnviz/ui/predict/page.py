@@ -3,6 +3,7 @@
 import streamlit as st
 import torch
 
+from cnnviz import pages
 from cnnviz.images.inspection import (
     Inspection,
     heatmap_overlay,
@@ -74,8 +75,8 @@ def inspected() -> Inspection:
 st.subheader("What the network answers")
 left, right = st.columns([1, 2], gap="large")
 with left:
-    st.metric("Prediction", prediction.label, f"{prediction.probability:.1%} sure", delta_color="off",
-              delta_arrow="off")
+    st.metric(pages.PREDICTION_LABEL, prediction.label, f"{prediction.probability:.1%} sure",
+              delta_color="off", delta_arrow="off")
     top_k = st.slider("Top k", 1, len(loaded.classes), min(3, len(loaded.classes)), key=kept("predict_top_k"))
     st.dataframe([{"class": c, "logit": round(float(prediction.logits[loaded.classes.index(c)]), 3),
                    "probability": round(p, 4)} for c, p in prediction.top(top_k)],

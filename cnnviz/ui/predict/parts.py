@@ -9,11 +9,12 @@ import numpy as np
 import streamlit as st
 from PIL import Image
 
+from cnnviz import pages
 from cnnviz.datasets.samples import list_samples, load_sample
 from cnnviz.images.decode import UPLOAD_EXTENSIONS, ImageError, decode_array, decode_image
 from cnnviz.images.preprocess import Preprocessed, prepare_dataset_pixels, preprocess
+from cnnviz.paths import MODELS_DIR
 from cnnviz.training.checkpoint import (
-    MODELS_DIR,
     SHIPPED_MODELS,
     LoadedModel,
     list_models,
@@ -23,7 +24,7 @@ from cnnviz.training.checkpoint import (
 from cnnviz.ui.host import upload_limit_mb, upload_limits
 from cnnviz.ui.widgets import kept
 
-INPUTS = ("Test-set sample", "Upload", "Draw a digit", "Camera")
+INPUTS = ("Test-set sample", pages.UPLOAD_INPUT, "Draw a digit", "Camera")
 CANVAS_SIDE = 280  # px on screen: 10 per MNIST pixel
 CANVAS_STROKE = 22  # px: about MNIST's stroke width relative to the digit
 FRAME_RGB = (243, 245, 249)  # the page's secondary background: the margin around a step's image
@@ -87,7 +88,7 @@ def prepare_bytes(
 
 def choose_input(loaded: LoadedModel) -> Preprocessed | None:
     """The input widgets; the prepared image, or None (with a sentence on the page) when there is none."""
-    source = st.radio("Input", INPUTS, key=kept("predict_source"), horizontal=True)
+    source = st.radio("Input", INPUTS, key=kept(pages.PREDICT_SOURCE_KEY), horizontal=True)
     mean, std = tuple(loaded.mean), tuple(loaded.std)
     try:
         if source == "Test-set sample":
@@ -95,9 +96,9 @@ def choose_input(loaded: LoadedModel) -> Preprocessed | None:
             sample = st.selectbox("Sample", samples, format_func=lambda s: s.caption,
                                   key=kept("predict_sample"))
             return prepare_dataset_pixels(load_sample(sample), loaded.dataset, mean, std)
-        if source == "Upload":
+        if source == pages.UPLOAD_INPUT:
             upload = st.file_uploader("An image (PNG, JPEG, WebP, BMP, GIF, TIFF)",
-                                      type=list(UPLOAD_EXTENSIONS), key="predict_upload",
+                                      type=list(UPLOAD_EXTENSIONS), key=pages.PREDICT_UPLOAD_KEY,
                                       max_upload_size=upload_limit_mb())
             if upload is None:
                 st.info("Upload a photo: a handwritten digit for an MNIST model, an object for CIFAR-10.")

@@ -4,6 +4,7 @@ from dataclasses import asdict
 
 import streamlit as st
 
+from cnnviz import pages
 from cnnviz.datasets import files as data
 from cnnviz.networks.build import PRESETS
 from cnnviz.networks.spec import SpecError, describe_error_position
@@ -27,7 +28,7 @@ limits = host_limits()
 
 left, right = st.columns([1, 1], gap="large")
 with left:
-    dataset = st.selectbox("Dataset", list(data.DATASETS), key=kept("train_dataset"),
+    dataset = st.selectbox("Dataset", list(data.DATASETS), key=kept(pages.TRAIN_DATASET_KEY),
                            format_func=lambda name: data.DATASETS[name].title)
     presets = [p.name for p in PRESETS.values()]
     default = presets.index("mnist_fast" if dataset == "mnist" else "cifar10_fast")
@@ -61,7 +62,7 @@ with left:
 
 with right:
     base = recipe(preset) if preset != "custom" else TrainConfig(optimizer="adam", lr=2e-3, weight_decay=0.0)
-    config = parts.hyperparameter_form(base, dataset, spec, key=f"train_{preset}", limits=limits)
+    config = parts.hyperparameter_form(base, dataset, spec, key=pages.train_form_key(preset), limits=limits)
     st.caption(parts.device_line(config, None if too_big else summary))  # no timing of a net too big
     tricks = describe_tricks(**asdict(config))
     if tricks:
@@ -71,7 +72,7 @@ job: TrainingJob | None = st.session_state.train_job
 running = job is not None and not job.snapshot().finished
 buttons = st.container(horizontal=True)  # side by side at their own width, also on a narrow screen
 trainable = summary is not None and not too_big
-if buttons.button("Train", type="primary", key="train_start", disabled=running or not trainable,
+if buttons.button("Train", type="primary", key=pages.TRAIN_START_KEY, disabled=running or not trainable,
                     icon=":material/play_arrow:"):
     try:
         limits.check_training(config.epochs, config.train_subset, info.train_size)  # the server's caps
@@ -91,7 +92,7 @@ if buttons.button("Train", type="primary", key="train_start", disabled=running o
             st.rerun()  # redraw with Train disabled and Stop enabled
         else:
             st.warning(f"{limits.max_queue} runs are already waiting for a training slot on this server; "
-                       "try again in a few minutes.")
+                       f"{pages.QUEUE_FULL_TEXT}.")
 
 
 def stop_training() -> None:

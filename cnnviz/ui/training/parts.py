@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import streamlit as st
 
+from cnnviz import pages
 from cnnviz.datasets import files as data
 from cnnviz.hosting.limits import HostLimits
 from cnnviz.networks.summary import ModelSummary
@@ -54,7 +55,7 @@ def hyperparameter_form(
     quick_epochs = min(base.epochs if on_gpu else min(base.epochs, 2), limits.max_epochs)
     c1, c2 = st.columns(2)
     if limits.max_epochs > 1:
-        epochs = c1.slider("Epochs", 1, limits.max_epochs, quick_epochs, key=kept(f"{key}_epochs"),
+        epochs = c1.slider("Epochs", 1, limits.max_epochs, quick_epochs, key=kept(key + pages.EPOCHS_SUFFIX),
                            help="How many times the network sees every training image.")
     else:
         epochs = 1
@@ -63,7 +64,8 @@ def hyperparameter_form(
     subset_default = "all" if on_gpu or dataset == "mnist" else "10,000"
     subset_default = subset_default if subset_default in subsets else subsets[0]
     subset = c2.selectbox("Training images", subsets, index=subsets.index(subset_default),
-                          key=kept(f"{key}_subset"), help="Fewer images train faster but generalize worse.")
+                          key=kept(key + pages.SUBSET_SUFFIX),
+                          help="Fewer images train faster but generalize worse.")
     optimizer = c1.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(base.optimizer),
                              key=kept(f"{key}_optimizer"),
                              help="SGD with Nesterov momentum, or Adam / AdamW, which adapt the step "
@@ -151,7 +153,7 @@ def progress_block(snapshot: JobSnapshot) -> None:
         return
     if snapshot.status == "queued":
         ahead = (snapshot.queue_position or 1) - 1
-        st.info(f"In line for a training slot: position {snapshot.queue_position} "
+        st.info(f"{pages.QUEUED_TEXT}: position {snapshot.queue_position} "
                 f"({ahead} run{'s' if ahead != 1 else ''} waiting ahead of yours, waiting "
                 f"{time.time() - snapshot.started:.0f} s). Training starts by itself when a slot frees up; "
                 "Stop leaves the line.", icon=":material/hourglass_top:")
@@ -215,7 +217,7 @@ def results_block(result: TrainResult, key: str) -> None:
         st.info("It stopped before the first step, so there is nothing to score.")
         return
     images = len(result.test_labels)
-    st.metric("Test accuracy", f"{result.test_accuracy:.2%}",
+    st.metric(pages.TEST_ACCURACY_LABEL, f"{result.test_accuracy:.2%}",
               help=f"On {images:,} test images the network never saw during training.")
     classes = result.info.classes
     left, right = st.columns(2, gap="large")

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import mimetypes
 import os
 import random
@@ -27,28 +26,19 @@ import resource
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit
 
+from cnnviz import pages
 from cnnviz.datasets.files import DATASETS
-from cnnviz.hosting.server_process import machine_busy_seconds, rss_mb, thread_cpu
+from cnnviz.hosting.loadtest.report import LoadTestReport, PredictionRecord, TrainingRecord
+from cnnviz.hosting.loadtest.sampling import ServerSampler, machine_busy_seconds, process_cpu_seconds, rss_mb
 from cnnviz.hosting.session_client import SessionError, ShownElement, StreamlitSession
 
-PREDICT_PAGE = "predict"  # url paths and widget keys of the pages under test
-TRAIN_PAGE = "train"
-SOURCE_KEY, UPLOAD_OPTION, UPLOAD_KEY = "predict_source", "Upload", "predict_upload"
-PREDICTION_LABEL = "Prediction"
-DATASET_KEY, TRAIN_KEY = "train_dataset", "train_start"
-EPOCHS_KEY = re.compile(r"^train_.+_epochs$")  # train_<preset>_epochs
-SUBSET_KEY = re.compile(r"^train_.+_subset$")
-QUEUED_TEXT = "In line for a training slot"
-REFUSED_TEXT = "try again in a"  # "try again in a minute" / "... in a few minutes": the line is full
-TEST_ACCURACY_LABEL = "Test accuracy"
-TARGET_P95_SECONDS = 2.0  # the class-hosting targets (issue 6)
-TARGET_MB_PER_IDLE_SESSION = 30.0
-MEMORY_SAMPLE_SECONDS = 0.25
+# The Train page's settings for the chosen architecture, whatever its name: train_<preset>_epochs.
+EPOCHS_KEY = re.compile(f"^{re.escape(pages.TRAIN_FORM_PREFIX)}.+{re.escape(pages.EPOCHS_SUFFIX)}$")
+SUBSET_KEY = re.compile(f"^{re.escape(pages.TRAIN_FORM_PREFIX)}.+{re.escape(pages.SUBSET_SUFFIX)}$")
 ALL_CLASSES = frozenset(c for info in DATASETS.values() for c in info.classes)
 
 
@@ -92,126 +82,6 @@ class LoadTestConfig:
             raise ValueError("--think-seconds needs MIN and MAX with 0 <= MIN <= MAX.")
 
 
-@dataclass
-class PredictionRecord:
-    session: str
-    image: str
-    label: str | None = None
-    seconds: float | None = None  # the upload's rerun sent -> "Prediction" metric received
-    start_delay: float | None = None  # rerun sent -> the server started the script run
-    run_seconds: float | None = None  # rerun sent -> the run's end (whole page drawn)
-    upload_seconds: float | None = None  # upload URL asked -> file PUT done
-    media_bytes: int = 0
-    error: str | None = None
-
-
-@dataclass
-class TrainingRecord:
-    session: str
-    outcome: str = "not started"  # "done", "refused" (line full), "error", "not started"
-    open_seconds: float | None = None  # the Train page's first run
-    queue_wait: float | None = None  # Train clicked -> first progress bar
-    run_seconds: float | None = None  # first progress bar -> "Test accuracy" shown
-    queue_positions: list[int] = field(default_factory=list)  # positions the page showed while waiting
-    test_accuracy: str | None = None
-    error: str | None = None
-
-
-@dataclass
-class MemoryReport:
-    """Server RSS in MB; None where the server's process could not be read."""
-
-    before: float | None = None  # after the warm-up, before the students
-    idle: float | None = None  # all predicting sessions open and idle
-    peak: float | None = None  # highest sample from "before" to the end
-    end: float | None = None  # after every session closed
-    per_idle_session: float | None = None  # (idle - before) / sessions
-
-
-@dataclass
-class LoadTestReport:
-    url: str
-    pid: int | None
-    config: dict[str, Any]
-    cpus: int
-    load_before: tuple[float, float, float]
-    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    warmup: PredictionRecord | None = None
-    page_opens: list[float] = field(default_factory=list)  # predict page's first run, all at once
-    predictions: list[PredictionRecord] = field(default_factory=list)
-    trainings: list[TrainingRecord] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
-    memory: MemoryReport = field(default_factory=MemoryReport)
-    server_cpu_seconds: float | None = None  # server process CPU time during the prediction phase
-    prediction_phase_seconds: float = 0.0
-    training_cpu_seconds: float | None = None  # of which threads with a lowered priority (the trainings)
-    health_latency: list[float] = field(default_factory=list)  # /_stcore/health answers during predictions
-    machine_cpu_seconds: float | None = None  # every process on the machine, during the predictions
-    machine_busy_before: float | None = None  # share of all CPUs busy in the seconds before the test
-    client_cpu_seconds: float = 0.0  # this load generator's own CPU time (it shares the machine)
-    seconds: float = 0.0
-
-    @property
-    def done(self) -> list[PredictionRecord]:
-        return [p for p in self.predictions if p.seconds is not None and p.error is None]
-
-    def targets(self) -> dict[str, bool | None]:
-        """Each class-hosting target: met (True), missed (False), or not measurable (None)."""
-        times = [p.seconds for p in self.done]
-        per_session = self.memory.per_idle_session
-        return {
-            "no errors": not self.errors,
-            f"p95 time to a prediction <= {TARGET_P95_SECONDS:g} s":
-                percentile(times, 95) <= TARGET_P95_SECONDS if times else None,
-            f"memory per idle session <= {TARGET_MB_PER_IDLE_SESSION:g} MB":
-                None if per_session is None else per_session <= TARGET_MB_PER_IDLE_SESSION,
-        }
-
-    def summary(self) -> dict[str, Any]:
-        times = [p.seconds for p in self.done]
-        return {
-            "predictions_done": len(self.done),
-            "predictions_planned": self.config["sessions"] * self.config["predictions_per_session"],
-            "errors": len(self.errors),
-            "time_to_prediction_s": spread(times),
-            "server_start_delay_s": spread([p.start_delay for p in self.done]),
-            "script_to_metric_s": spread([p.seconds - p.start_delay for p in self.done]),
-            "whole_run_s": spread([p.run_seconds for p in self.done if p.run_seconds is not None]),
-            "upload_s": spread([p.upload_seconds for p in self.done if p.upload_seconds is not None]),
-            "page_open_s": spread(self.page_opens),
-            "queue_wait_s": spread([t.queue_wait for t in self.trainings if t.queue_wait is not None]),
-            "training_run_s": spread([t.run_seconds for t in self.trainings if t.run_seconds is not None]),
-            "health_latency_s": spread(self.health_latency),
-            "server_cpu_share_during_predictions": self.cpu_share(),
-            "targets": self.targets(),
-        }
-
-    def cpu_share(self) -> float | None:
-        """Server CPU time / (wall time x cores) during the prediction phase."""
-        if self.server_cpu_seconds is None or self.prediction_phase_seconds <= 0:
-            return None
-        return round(self.server_cpu_seconds / (self.prediction_phase_seconds * self.cpus), 3)
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "summary": self.summary()}
-
-    def to_text(self) -> str:
-        return format_report(self)
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(p / 100 * len(ordered)) - 1)]
-
-
-def spread(values: Sequence[float]) -> dict[str, float] | None:
-    """count, p50, p95 and max of some seconds (None when there are none)."""
-    if not values:
-        return None
-    return {"count": len(values), "p50": round(percentile(values, 50), 3),
-            "p95": round(percentile(values, 95), 3), "max": round(max(values), 3)}
-
 
 def default_images() -> list[UploadImage]:
     """The bundled real MNIST test digits, as the PNG files a student could upload."""
@@ -230,55 +100,6 @@ def read_images(paths: Sequence[str | os.PathLike]) -> list[UploadImage]:
         images.append(UploadImage(path.name, path.read_bytes(), kind))
     return images
 
-
-def process_cpu_seconds(pid: int | None) -> float | None:
-    """User + system CPU seconds of a process so far (from /proc/PID/stat), or None."""
-    if pid is None:
-        return None
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-    except OSError:
-        return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime, in ticks
-
-
-class ServerSampler:
-    """Samples the server in the background: RSS (keeping the peak) and CPU time by thread niceness."""
-
-    def __init__(self, pid: int | None) -> None:
-        self.pid = pid
-        self.peak: float | None = None
-        self.cpu_by_nice: dict[int, float] = {}  # CPU seconds used since start, by thread nice value
-        self._threads: dict[int, tuple[int, float]] = {}
-        self._task: asyncio.Task | None = None
-
-    def sample(self) -> float | None:
-        value = rss_mb(self.pid)
-        if value is not None:
-            self.peak = value if self.peak is None else max(self.peak, value)
-        threads = thread_cpu(self.pid)
-        for tid, (nice, seconds) in threads.items():
-            # A thread seen for the first time counts from zero (script threads come and go).
-            used = seconds - self._threads.get(tid, (nice, 0.0 if self._threads else seconds))[1]
-            self.cpu_by_nice[nice] = self.cpu_by_nice.get(nice, 0.0) + max(0.0, used)
-        self._threads = threads
-        return value
-
-    def start(self) -> None:
-        async def loop() -> None:
-            while True:
-                self.sample()
-                await asyncio.sleep(MEMORY_SAMPLE_SECONDS)
-
-        if self.pid is not None:
-            self._task = asyncio.create_task(loop(), name="server-sampler")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-        self.sample()
 
 
 async def probe_health(url: str, latencies: list[float], every: float = 0.5) -> None:
@@ -301,14 +122,14 @@ async def probe_health(url: str, latencies: list[float], every: float = 0.5) -> 
 # --- one student predicting ---------------------------------------------------------------
 
 def is_prediction(after_run: int) -> Callable[[ShownElement], bool]:
-    return lambda e: e.kind == "metric" and e.proto.label == PREDICTION_LABEL and e.run > after_run
+    return lambda e: e.kind == "metric" and e.proto.label == pages.PREDICTION_LABEL and e.run > after_run
 
 
 async def open_predict_page(session: StreamlitSession) -> float:
     """Connect and open the predict page; seconds until its first run ended."""
     start = time.perf_counter()
     await session.connect()
-    await session.open_page(PREDICT_PAGE)
+    await session.open_page(pages.PREDICT_PAGE)
     return time.perf_counter() - start
 
 
@@ -319,7 +140,7 @@ async def predict_once(
     record = PredictionRecord(session.name, image.name)
     exceptions_before = len(session.exceptions)
     upload_start = time.perf_counter()
-    await session.stage_upload(UPLOAD_KEY, image.name, image.data, image.content_type)
+    await session.stage_upload(pages.PREDICT_UPLOAD_KEY, image.name, image.data, image.content_type)
     record.upload_seconds = time.perf_counter() - upload_start
     sent, before = await session.send_rerun()
     metric = await session.wait_for_element(is_prediction(before), "prediction")
@@ -346,7 +167,7 @@ async def predicting_student(session: StreamlitSession, index: int, config: Load
                              images: Sequence[UploadImage], rng: random.Random) -> list[PredictionRecord]:
     """Switch to Upload, then upload ``predictions_per_session`` different images, pausing before each."""
     records: list[PredictionRecord] = []
-    await session.choose(SOURCE_KEY, UPLOAD_OPTION)
+    await session.choose(pages.PREDICT_SOURCE_KEY, pages.UPLOAD_INPUT)
     for j in range(config.predictions_per_session):
         image = images[(index * config.predictions_per_session + j) % len(images)]
         await asyncio.sleep(rng.uniform(*config.think_seconds))
@@ -367,9 +188,9 @@ async def start_training(
     """Open the Train page, choose a small run, press Train; the click's time, or None when refused."""
     start = time.perf_counter()
     await session.connect()
-    await session.open_page(TRAIN_PAGE)
+    await session.open_page(pages.TRAIN_PAGE)
     record.open_seconds = time.perf_counter() - start
-    await session.choose(DATASET_KEY, config.train_dataset)
+    await session.choose(pages.TRAIN_DATASET_KEY, config.train_dataset)
     epochs = [k for k in session.widget_keys() if EPOCHS_KEY.match(k)]
     if epochs:  # absent when the host allows one epoch only
         await session.set_slider(epochs[0], config.train_epochs)
@@ -378,9 +199,9 @@ async def start_training(
         raise SessionError(f"{session.name}: the Train page shows no training-images choice")
     await session.choose(subset[0], config.train_images)
     session.first_seen.clear()
-    sent, before = await session.click(TRAIN_KEY)
+    sent, before = await session.click(pages.TRAIN_START_KEY)
     await session.wait_run_end(sent, before, "the page after Train")  # Train reruns the page once more
-    if session.find("alert", REFUSED_TEXT):
+    if session.find("alert", pages.QUEUE_FULL_TEXT):
         record.outcome = "refused"
         return None
     return sent
@@ -390,7 +211,7 @@ async def follow_training(session: StreamlitSession, record: TrainingRecord, cli
                           config: LoadTestConfig) -> None:
     """Watch the queue, the progress and the result; fill in the record."""
     def admitted() -> bool:
-        for alert in session.find("alert", QUEUED_TEXT):
+        for alert in session.find("alert", pages.QUEUED_TEXT):
             found = re.search(r"position (\d+)", alert.text)
             position = int(found.group(1)) if found else None
             if position is not None and record.queue_positions[-1:] != [position]:
@@ -405,14 +226,14 @@ async def follow_training(session: StreamlitSession, record: TrainingRecord, cli
     record.queue_wait = progress - clicked
 
     def finished() -> bool:
-        return bool(session.find("metric", TEST_ACCURACY_LABEL)) or bool(failed())
+        return bool(session.find("metric", pages.TEST_ACCURACY_LABEL)) or bool(failed())
 
     await session.wait_until(finished, "test accuracy", config.training_timeout)
     if failed():
         record.outcome, record.error = "error", f"{session.name}: " + "; ".join(failed())
         return
-    result = session.find("metric", TEST_ACCURACY_LABEL)[0]
-    record.run_seconds = session.first_seen[f"metric:{TEST_ACCURACY_LABEL}"] - progress
+    result = session.find("metric", pages.TEST_ACCURACY_LABEL)[0]
+    record.run_seconds = session.first_seen[f"metric:{pages.TEST_ACCURACY_LABEL}"] - progress
     record.test_accuracy = result.proto.body
     record.outcome = "done"
 
@@ -437,7 +258,7 @@ async def warm_up(url: str, image: UploadImage, config: LoadTestConfig) -> Predi
     session = StreamlitSession(url, "warm-up", config.timeout)
     try:
         await open_predict_page(session)
-        await session.choose(SOURCE_KEY, UPLOAD_OPTION)
+        await session.choose(pages.PREDICT_SOURCE_KEY, pages.UPLOAD_INPUT)
         return await predict_once(session, image, config)
     except SessionError as err:
         return PredictionRecord(session.name, image.name, error=str(err))
@@ -530,86 +351,3 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
     used = usage.ru_utime + usage.ru_stime - client_cpu.ru_utime - client_cpu.ru_stime
     report.client_cpu_seconds = round(used, 2)
     return report
-
-
-# --- the report as text -------------------------------------------------------------------
-
-def _seconds(values: dict[str, float] | None) -> str:
-    if values is None:
-        return "none"
-    return (f"p50 {values['p50']:.2f} s, p95 {values['p95']:.2f} s, max {values['max']:.2f} s "
-            f"(n={values['count']})")
-
-
-def _mb(value: float | None) -> str:
-    return "unknown" if value is None else f"{value:,.0f} MB"
-
-
-def format_report(report: LoadTestReport) -> str:
-    """A plain-text report: the targets first, then where the time and memory went."""
-    summary = report.summary()
-    config = report.config
-    load = ", ".join(f"{v:.2f}" for v in report.load_before)
-    lines = [
-        f"cnnviz load test of {report.url} (server pid {report.pid or 'unknown'}), "
-        f"{report.cpus} CPUs, load average before {load}"
-        + ("" if report.machine_busy_before is None else
-           f"; {report.machine_busy_before:.0%} of the CPUs busy just before"),
-        f"{config['sessions']} students predicting ({config['predictions_per_session']} upload"
-        f"{'s' if config['predictions_per_session'] != 1 else ''} each, {config['images']} different images) "
-        f"+ {config['trainings']} students training ({config['train_dataset']}, "
-        f"{config['train_epochs']} epoch, "
-        f"{config['train_images']} images); pauses before uploads {config['think_seconds'][0]:g}-"
-        f"{config['think_seconds'][1]:g} s; {report.seconds:.0f} s in all",
-        "",
-        "targets:",
-    ]
-    for name, met in summary["targets"].items():
-        lines.append(f"  {'met   ' if met else 'MISSED' if met is False else 'n/a   '}  {name}")
-    lines += [
-        "",
-        f"errors: {len(report.errors)}",
-        *(f"  {e}" for e in report.errors[:5]),
-        *([f"  ... and {len(report.errors) - 5} more"] if len(report.errors) > 5 else []),
-        f"predictions: {summary['predictions_done']} of {summary['predictions_planned']} done",
-        f"  time to a prediction:       {_seconds(summary['time_to_prediction_s'])}",
-        f"    waiting for the server:   {_seconds(summary['server_start_delay_s'])}",
-        f"    page script to the metric: {_seconds(summary['script_to_metric_s'])}",
-        f"  whole page run:             {_seconds(summary['whole_run_s'])}",
-        f"  upload (URL + PUT):         {_seconds(summary['upload_s'])}",
-    ]
-    if report.warmup is not None and report.warmup.seconds is not None:
-        lines.append(f"  alone (warm-up session):    {report.warmup.seconds:.2f} s to the prediction, "
-                     f"{report.warmup.run_seconds:.2f} s whole run")
-    lines.append(f"predict page opened by all at once: {_seconds(summary['page_open_s'])}")
-    share = summary["server_cpu_share_during_predictions"]
-    if share is not None:
-        training = "" if report.training_cpu_seconds is None else (
-            f" ({report.training_cpu_seconds:.1f} s of it in the niced training threads)")
-        lines.append(f"server CPU during the predictions: {report.server_cpu_seconds:.1f} s in "
-                     f"{report.prediction_phase_seconds:.1f} s = {share:.0%} of {report.cpus} CPUs{training}")
-    if report.machine_cpu_seconds is not None and report.server_cpu_seconds is not None:
-        others = report.machine_cpu_seconds - report.server_cpu_seconds
-        lines.append(f"the rest of the machine (this load generator and other processes) used {others:.1f} "
-                     "CPU seconds meanwhile")
-    lines.append(f"server health check answered in: {_seconds(summary['health_latency_s'])}")
-    if report.trainings:
-        lines += ["", "trainings:", f"  {'session':<11} {'outcome':<8} {'queue wait':>10} {'run time':>9} "
-                  f"{'positions':<10} test accuracy"]
-        for t in report.trainings:
-            wait = "-" if t.queue_wait is None else f"{t.queue_wait:.1f} s"
-            run = "-" if t.run_seconds is None else f"{t.run_seconds:.1f} s"
-            positions = ",".join(map(str, t.queue_positions)) or "-"
-            lines.append(f"  {t.session:<11} {t.outcome:<8} {wait:>10} {run:>9} {positions:<10} "
-                         f"{t.test_accuracy or '-'}")
-    memory = report.memory
-    per = "unknown" if memory.per_idle_session is None else f"{memory.per_idle_session:.1f} MB"
-    lines += [
-        "",
-        f"server memory (RSS): {_mb(memory.before)} before the students, {_mb(memory.idle)} with "
-        f"{config['sessions']} idle on the predict page => {per} per idle session; peak {_mb(memory.peak)}, "
-        f"{_mb(memory.end)} after all closed",
-        f"load average after: {', '.join(f'{v:.2f}' for v in report.load_after)}; this load generator used "
-        f"{report.client_cpu_seconds:.1f} CPU seconds on the same machine",
-    ]
-    return "\n".join(lines)

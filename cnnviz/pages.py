@@ -1,0 +1,35 @@
+"""The app's pages as the core knows them: url paths, and the widget keys and on-screen words that
+code outside the UI drives (the load test, the host's page list).
+
+The UI builds on these names (``cnnviz.ui.navigation`` adds scripts, titles and icons), so a page
+renamed or reworded here changes the UI and the load test together.
+"""
+
+from __future__ import annotations
+
+HOME_PAGE = "home"  # always on
+CONVOLUTION_PAGE = "convolution"
+TRAIN_PAGE = "train"
+PREDICT_PAGE = "predict"
+PAGE_NAMES = (CONVOLUTION_PAGE, TRAIN_PAGE, PREDICT_PAGE)  # in menu order: the pages a host may switch off
+
+# Inspect and predict: the input choice, the uploader, the answer.
+PREDICT_SOURCE_KEY = "predict_source"
+UPLOAD_INPUT = "Upload"  # the input choice that shows the uploader
+PREDICT_UPLOAD_KEY = "predict_upload"
+PREDICTION_LABEL = "Prediction"  # the metric that shows the predicted class
+
+# Train: the dataset, the per-architecture form, the button, the queue and the result.
+TRAIN_DATASET_KEY = "train_dataset"
+TRAIN_FORM_PREFIX = "train_"  # the form's widgets are keyed train_<preset>_epochs, train_<preset>_subset
+EPOCHS_SUFFIX = "_epochs"
+SUBSET_SUFFIX = "_subset"
+TRAIN_START_KEY = "train_start"
+QUEUED_TEXT = "In line for a training slot"  # followed by ": position N ..."
+QUEUE_FULL_TEXT = "try again in a few minutes"  # the line is full: the run was refused
+TEST_ACCURACY_LABEL = "Test accuracy"  # the metric shown when a run has been scored
+
+
+def train_form_key(preset: str) -> str:
+    """The key prefix of the Train page's settings for one architecture: ``train_mnist_fast``."""
+    return TRAIN_FORM_PREFIX + preset
