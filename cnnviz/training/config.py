@@ -7,8 +7,8 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cnnviz.datasets.files import dataset_info
-from cnnviz.networks.build import PRESETS
 from cnnviz.runtime import DEVICES
+from cnnviz.training.presets import NET_PRESETS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "step", "exp", "constant")
@@ -19,7 +19,7 @@ class TrainConfig:
     """Everything that decides a training run (stored in the checkpoint)."""
 
     dataset: str = "mnist"
-    spec: str = PRESETS["mnist_fast"].spec
+    spec: str = NET_PRESETS["mnist_fast"].spec
     epochs: int = 2
     batch_size: int = 256
     optimizer: str = "sgd"  # "sgd" (Nesterov momentum), "adam" or "adamw"
