@@ -11,11 +11,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cnnviz.networks.spec import Conv, Dense, GlobalPool, LayerSpec, Pool, Residual, SpecError, parse_spec
 from cnnviz.networks.spec import Dropout as DropoutSpec
+from cnnviz.networks.tta import NO_TTA, TestTimeAugmentation
 
 
 class ResidualBlock(nn.Module):
@@ -86,7 +86,7 @@ class SpecNet(nn.Module):
     def __init__(
         self, spec: str, features: nn.Sequential, classifier: nn.Sequential,
         feature_tokens: list[str], classifier_tokens: list[str],
-        input_shape: tuple[int, int, int], num_classes: int,
+        input_shape: tuple[int, int, int], num_classes: int, tta: TestTimeAugmentation = NO_TTA,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -97,10 +97,8 @@ class SpecNet(nn.Module):
         self.classifier_tokens = classifier_tokens
         self.input_shape = input_shape  # (C, H, W)
         self.num_classes = num_classes
-        # Test-time augmentation: the answer averages the logits of the image and its mirror image
-        # (for nets trained with random flips; stored in the checkpoint's training config).
-        self.mirror_average = False
-        self.shift_average = False  # also average over one-pixel shifts (see class_logits)
+        # The views its answers average over (see cnnviz.networks.tta; stored in the checkpoint).
+        self.tta = tta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(run_features(self.features, x))
@@ -128,45 +126,13 @@ def run_features(features: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def class_logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The network's answer for a normalized batch: its logits, averaged over the views its
-    test-time augmentation asks for (see :func:`uses_test_time_augmentation`).
-
-    ``mirror_average``: the mean of the logits of the images and of their mirror images.
-    ``shift_average``: half that, half the mean over the images moved one pixel up-left and one
-    pixel down-right (edges reflected): the small moves the net saw in training.
-    """
-    logits = _mirror_mean(model, images)
-    if getattr(model, "shift_average", False):
-        moved = [_mirror_mean(model, shift_image(images, step)) for step in (-1, 1)]
-        logits = logits / 2 + (moved[0] + moved[1]) / 4
-    return logits
-
-
-def uses_test_time_augmentation(model: nn.Module) -> bool:
-    """True when the model answers with the mean over several views of an image."""
-    return bool(getattr(model, "mirror_average", False) or getattr(model, "shift_average", False))
-
-
-def shift_image(images: torch.Tensor, step: int) -> torch.Tensor:
-    """(N, C, H, W) images moved ``step`` (-1 or 1) pixels along both axes, the edge reflected."""
-    height, width = images.shape[-2:]
-    padded = F.pad(images, (1, 1, 1, 1), mode="reflect")
-    return padded[..., 1 - step:1 - step + height, 1 - step:1 - step + width]
-
-
-def _mirror_mean(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    logits = model(images)
-    if getattr(model, "mirror_average", False):
-        logits = (logits + model(images.flip(-1))) / 2
-    return logits
-
-
 def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def build_model(spec: str, in_channels: int, num_classes: int, image_size: int) -> SpecNet:
+def build_model(
+    spec: str, in_channels: int, num_classes: int, image_size: int, tta: TestTimeAugmentation = NO_TTA,
+) -> SpecNet:
     """Build the network a spec describes for square images.
 
     Args:
@@ -174,6 +140,7 @@ def build_model(spec: str, in_channels: int, num_classes: int, image_size: int) 
         in_channels: 1 for MNIST, 3 for CIFAR-10.
         num_classes: size of the final Linear layer (the logits).
         image_size: height = width of the input images.
+        tta: the views its answers average over (:func:`cnnviz.networks.tta.class_logits`).
 
     Raises:
         SpecError: when the spec does not parse or a layer does not fit the shape it receives.
@@ -215,7 +182,7 @@ def build_model(spec: str, in_channels: int, num_classes: int, image_size: int) 
     return SpecNet(
         spec=" ".join(spec.split()), features=nn.Sequential(*features), classifier=nn.Sequential(*classifier),
         feature_tokens=feature_tokens, classifier_tokens=classifier_tokens,
-        input_shape=(in_channels, image_size, image_size), num_classes=num_classes,
+        input_shape=(in_channels, image_size, image_size), num_classes=num_classes, tta=tta,
     )
 
 

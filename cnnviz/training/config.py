@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cnnviz.datasets.files import dataset_info
+from cnnviz.networks.tta import TestTimeAugmentation
 from cnnviz.runtime import DEVICES
 from cnnviz.training.presets import NET_PRESETS
 
@@ -39,7 +40,7 @@ class TrainConfig:
     shift: int | None = None  # augmentation: largest shift in pixels (None: 4 for CIFAR-10, 2 for MNIST)
     whiten: bool = False  # initialise a first 2x2 conv with 2*C*4 filters as a frozen patch-whitening layer
     mirror_tta: bool = False  # answer with the mean logits of an image and its mirror (flip-trained nets)
-    shift_tta: bool = False  # and of the image moved one pixel each way (see models.class_logits)
+    shift_tta: bool = False  # and of the image moved one pixel each way (see cnnviz.networks.tta)
     # Speed-run tricks (see cnnviz.training.tricks):
     whiten_bias_epochs: int | None = None  # train the whitening layer's bias this many epochs, then freeze it
     dirac: bool = False  # convolutions start as identity kernels in their first in_channels filters
@@ -53,6 +54,10 @@ class TrainConfig:
     compile: bool = False  # torch.compile the model (CUDA only; slow to start)
     test_every_epoch: bool = False  # evaluate the test set after every epoch (benchmarks)
     target_accuracy: float | None = None  # stop once the test accuracy reaches this (needs test_every_epoch)
+
+    def test_time_augmentation(self) -> TestTimeAugmentation:
+        """The views the trained model answers from (its constructor argument)."""
+        return TestTimeAugmentation(mirror=self.mirror_tta, shift=self.shift_tta)
 
     def validate(self) -> None:
         """Raise ValueError with a friendly sentence for settings that cannot work."""
