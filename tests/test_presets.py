@@ -5,7 +5,7 @@ from dataclasses import asdict, fields
 
 import pytest
 
-from cnnviz.training.config import TrainConfig
+from cnnviz.training.config import DEFAULT_GAMMA, LR_RANGE, TrainConfig
 from cnnviz.training.presets import CUSTOM_PRESET, NET_PRESETS, TRAIN_PAGE_CHOICES
 from cnnviz.training.recipes import FASTEST_PRESET, default_preset, fastest_preset, find_preset, recipe
 
@@ -103,3 +103,19 @@ def test_an_unknown_preset_gets_a_friendly_error():
     with pytest.raises(ValueError, match="Unknown preset"):
         find_preset("nope")
 
+
+def test_a_run_accepts_the_learning_rates_of_the_range_and_no_others():
+    low, high = LR_RANGE
+    for lr in (low, 0.1, high):
+        TrainConfig(lr=lr).validate()
+    for lr in (0.0, low / 2, high * 1.01):
+        with pytest.raises(ValueError, match=f"between {low:g} and {high:g}"):
+            TrainConfig(lr=lr).validate()
+
+
+def test_the_step_schedule_help_names_the_default_decay_factor():
+    from cnnviz.ui.training.parts import SCHEDULE_GAMMA, SCHEDULE_HELP
+
+    assert SCHEDULE_GAMMA["step"] == TrainConfig().gamma == DEFAULT_GAMMA
+    assert f"multiply the rate by {DEFAULT_GAMMA:g} every epoch" in SCHEDULE_HELP["step"]
+    assert f"multiply the rate by {SCHEDULE_GAMMA['exp']:g} every epoch" in SCHEDULE_HELP["exp"]

@@ -13,6 +13,8 @@ from cnnviz.training.presets import NET_PRESETS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "step", "exp", "constant")
+LR_RANGE = (1e-5, 10.0)  # the peak learning rates a run accepts, both ends included (also the page's input)
+DEFAULT_GAMMA = 0.5  # step / per-epoch decay factor unless one is chosen: step decay halves the rate
 
 
 @dataclass
@@ -31,7 +33,7 @@ class TrainConfig:
     schedule: str = "onecycle"  # "onecycle", "step" (x gamma every step_epochs), "exp" (x gamma per epoch)
     warmup_fraction: float = 0.2  # one-cycle: share of the steps spent rising to the peak
     step_epochs: int = 1  # step decay: epochs between drops
-    gamma: float = 0.5  # step / per-epoch decay factor
+    gamma: float = DEFAULT_GAMMA  # step / per-epoch decay factor
     val_fraction: float = 0.1  # share of the training images held out for validation
     evals_per_epoch: int = 1  # validation points per epoch (more = smoother live curves)
     train_subset: int | None = None  # use only the first N training images (quick demos, tests)
@@ -68,7 +70,8 @@ class TrainConfig:
             (self.optimizer in OPTIMIZERS, f"the optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.schedule in SCHEDULES, f"the schedule must be one of {', '.join(SCHEDULES)}"),
             (self.device in DEVICES, f"the device must be one of {', '.join(DEVICES)}"),
-            (0 < self.lr <= 10, "the learning rate must be above 0 and at most 10"),
+            (LR_RANGE[0] <= self.lr <= LR_RANGE[1],
+             f"the learning rate must be between {LR_RANGE[0]:g} and {LR_RANGE[1]:g}"),
             (0 <= self.weight_decay < 1, "the weight decay must be at least 0 and below 1"),
             (0 <= self.label_smoothing < 1, "label smoothing must be at least 0 and below 1"),
             (0 <= self.val_fraction < 0.9, "the validation share must be at least 0 and below 0.9"),
