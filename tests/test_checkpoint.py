@@ -5,7 +5,10 @@ import torch
 
 from cnnviz.datasets.files import dataset_info
 from cnnviz.networks.build import build_model
+from cnnviz.networks.tta import TestTimeAugmentation
 from cnnviz.training.checkpoint import (
+    MODELS_DIR,
+    SHIPPED_MODELS,
     CheckpointError,
     list_models,
     load_checkpoint,
@@ -23,12 +26,24 @@ def _metadata(**extra):
             "test_accuracy": 0.5, **extra}
 
 
-def _saved(tmp_path, **extra):
+NO_TTA = TestTimeAugmentation()
+
+
+def _saved(tmp_path, tta=NO_TTA, **extra):
     torch.manual_seed(0)
-    model = build_model(SPEC, 1, 10, 28)
+    model = build_model(SPEC, 1, 10, 28, tta=tta)
     model.features[1].running_mean.fill_(0.25)  # a buffer, so buffers are checked too
     path = save_checkpoint(tmp_path / "tiny.pt", model, _metadata(**extra))
     return model.eval(), path
+
+
+def _saved_before_tta_was_stored(tmp_path, **extra):
+    """A file as cnnviz wrote it before the metadata held the model's test-time augmentation."""
+    _, path = _saved(tmp_path, **extra)
+    payload = torch.load(path, weights_only=True)
+    del payload["metadata"]["tta"]
+    torch.save(payload, path)
+    return path
 
 
 def test_round_trip_keeps_weights_buffers_and_metadata(tmp_path):
@@ -49,12 +64,35 @@ def test_round_trip_keeps_weights_buffers_and_metadata(tmp_path):
 
 
 def test_mirror_averaging_comes_back_from_the_training_config(tmp_path):
-    _, plain = _saved(tmp_path)
-    assert not load_checkpoint(plain).model.mirror_average
-    _, path = _saved(tmp_path, training={"mirror_tta": True, "epochs": 1})
-    assert load_checkpoint(path).model.mirror_average and not load_checkpoint(path).model.shift_average
-    _, path = _saved(tmp_path, training={"mirror_tta": True, "shift_tta": True, "epochs": 1})
-    assert load_checkpoint(path).model.shift_average
+    plain = _saved_before_tta_was_stored(tmp_path)
+    assert not load_checkpoint(plain).model.tta.mirror
+    path = _saved_before_tta_was_stored(tmp_path, training={"mirror_tta": True, "epochs": 1})
+    assert load_checkpoint(path).model.tta.mirror and not load_checkpoint(path).model.tta.shift
+    both = {"mirror_tta": True, "shift_tta": True, "epochs": 1}
+    path = _saved_before_tta_was_stored(tmp_path, training=both)
+    assert load_checkpoint(path).model.tta.shift
+
+
+@pytest.mark.parametrize("tta", [TestTimeAugmentation(), TestTimeAugmentation(mirror=True),
+                                 TestTimeAugmentation(mirror=True, shift=True)])
+def test_the_models_test_time_augmentation_is_stored_with_it(tmp_path, tta):
+    # The record the model was built with wins over a training config that says otherwise.
+    _, path = _saved(tmp_path, tta=tta, training={"mirror_tta": not tta.mirror, "epochs": 1})
+    stored = torch.load(path, weights_only=True)["metadata"]["tta"]
+    assert stored == {"mirror": tta.mirror, "shift": tta.shift}
+    assert load_checkpoint(path).model.tta == tta
+
+
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_the_shipped_models_answer_with_the_views_they_were_trained_for(name):
+    path = MODELS_DIR / f"{name}.pt"
+    if not path.is_file():
+        pytest.skip(f"models/{name}.pt is missing")
+    training = torch.load(path, weights_only=True)["metadata"]["training"]
+    tta = load_checkpoint(path).model.tta
+    assert tta == TestTimeAugmentation(mirror=bool(training.get("mirror_tta")),
+                                       shift=bool(training.get("shift_tta")))
+    assert tta.mirror == (name == "cifar10")
 
 
 def test_save_is_atomic_and_leaves_no_temporary_files(tmp_path):
@@ -144,3 +182,21 @@ def test_torch_version_in_old_metadata_still_loads(tmp_path):
     torch.save(payload, path)
     metadata = load_checkpoint(path).metadata
     assert metadata["torch_version"] == str(torch.__version__) and type(metadata["torch_version"]) is str
+
+
+def test_a_trained_model_keeps_the_views_its_config_asked_for(real_data_dir, tmp_path):
+    from cnnviz.datasets.files import load_dataset
+    from cnnviz.training.config import TrainConfig
+    from cnnviz.training.evaluate import evaluate
+    from cnnviz.training.loop import train
+
+    config = TrainConfig(dataset="mnist", spec="C8n M C16n M F32", epochs=1, batch_size=64, optimizer="adam",
+                         lr=3e-3, weight_decay=0.0, train_subset=1000, test_subset=500, device="cpu",
+                         mirror_tta=True, shift_tta=True)
+    result = train(config, data_dir=real_data_dir)
+    assert result.model.tta == TestTimeAugmentation(mirror=True, shift=True)
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "run.pt", result.model, result.metadata("run")))
+    assert loaded.model.tta == result.model.tta
+    test = load_dataset("mnist", "test", real_data_dir)
+    _, accuracy, _ = evaluate(loaded.model, test.images[:500], test.labels[:500], test.info)
+    assert accuracy == pytest.approx(result.test_accuracy)  # scored with the same views as in training

@@ -11,6 +11,7 @@ from torch import nn
 from cnnviz.datasets import files as data
 from cnnviz.images import inspection as ins
 from cnnviz.images.preprocess import normalize
+from cnnviz.networks.tta import TestTimeAugmentation
 
 TRAIN_IMAGES = 10_000
 TRAIN_EPOCHS = 2
@@ -260,13 +261,13 @@ def test_mirror_averaging_answers_with_the_mean_logits_of_image_and_mirror(model
     x = normalized(mnist_test.images[:4])
     with torch.no_grad():
         plain, mirrored = model.eval()(x), model(x.flip(-1))
-    model.mirror_average = True
+    model.tta = TestTimeAugmentation(mirror=True)
     try:
         batch = ins.predict_batch(model, x)
         single = ins.predict(model, x[:1])
         inspected = ins.inspect_image(model, x[:1])
     finally:
-        model.mirror_average = False
+        del model.tta
     expected = (plain + mirrored) / 2
     assert torch.allclose(torch.stack([p.logits for p in batch]), expected, atol=1e-5)
     assert torch.allclose(single.logits, expected[0], atol=1e-5)
@@ -289,12 +290,12 @@ def test_shift_averaging_adds_the_images_moved_one_pixel_each_way(model, mnist_t
     with torch.no_grad():
         model.eval()
         expected = both(x) / 2 + (both(down_right) + both(up_left)) / 4
-    model.mirror_average = model.shift_average = True
+    model.tta = TestTimeAugmentation(mirror=True, shift=True)
     try:
         batch = ins.predict_batch(model, x)
         inspected = ins.inspect_image(model, x[:1])
     finally:
-        model.mirror_average = model.shift_average = False
+        del model.tta
     assert torch.allclose(torch.stack([p.logits for p in batch]), expected, atol=1e-5)
     assert torch.allclose(inspected.prediction.logits, expected[0], atol=1e-5)
     with torch.no_grad():

@@ -9,15 +9,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnviz.networks.build import (
-    PRESETS,
     Dropout,
     ResidualBlock,
     build_model,
     initialize_parameters,
-    preset_spec,
     set_dropout_generator,
 )
 from cnnviz.networks.summary import readable_count, summarize_model, summarize_spec, training_size_problem
+from cnnviz.training.presets import NET_PRESETS
+from cnnviz.training.recipes import find_preset
 
 SPECS = [
     ("C32 C32 M D0.25 C64 C64 M D0.25 F128 D0.5", (1, 28, 28)),
@@ -94,11 +94,11 @@ def test_conv_with_batch_norm_has_no_bias():
     assert conv_plain.bias is not None
 
 
-@pytest.mark.parametrize("name", list(PRESETS))
+@pytest.mark.parametrize("name", list(NET_PRESETS))
 def test_presets_build_and_produce_logits(name):
-    preset = PRESETS[name]
+    preset = NET_PRESETS[name]
     channels, size = (1, 28) if preset.dataset == "mnist" else (3, 32)
-    model = build_model(preset_spec(name), channels, 10, size)
+    model = build_model(find_preset(name).spec, channels, 10, size)
     assert model(torch.randn(2, channels, size, size)).shape == (2, 10)
     assert re.fullmatch(r"[A-Za-z0-9. ]+", model.spec)
     assert model.features(torch.randn(1, channels, size, size)).ndim == 4
@@ -106,15 +106,15 @@ def test_presets_build_and_produce_logits(name):
 
 def test_unknown_preset_is_a_friendly_error():
     with pytest.raises(ValueError, match="Unknown preset"):
-        preset_spec("resnet9000")
+        find_preset("resnet9000")
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(NET_PRESETS))
 def test_initialization_from_a_generator_equals_the_global_seed(name):
     torch.manual_seed(7)
-    expected = build_model(preset_spec(name), 3, 10, 32)
+    expected = build_model(find_preset(name).spec, 3, 10, 32)
     torch.manual_seed(123)  # another thread's seed: must not matter
-    model = build_model(preset_spec(name), 3, 10, 32)
+    model = build_model(find_preset(name).spec, 3, 10, 32)
     initialize_parameters(model, torch.Generator().manual_seed(7))
     wanted = expected.state_dict()
     for key, value in model.state_dict().items():
@@ -159,7 +159,7 @@ def test_a_net_too_big_to_train_is_summarized_without_its_weights_and_refused():
     assert problem.startswith("This network is too big to train here: 13.2 G parameters")
     wide = summarize_spec("C512 C512 C512 G", (1, 28, 28))  # 4.7 M parameters, 3.7 G multiply-adds an image
     assert "multiply-adds per image" in training_size_problem(wide)
-    for preset in PRESETS.values():
+    for preset in NET_PRESETS.values():
         shape = (1, 28, 28) if preset.dataset == "mnist" else (3, 32, 32)
         assert training_size_problem(summarize_spec(preset.spec, shape)) is None, preset.name
 

@@ -248,7 +248,7 @@ def test_a_mirror_averaging_model_says_so_and_answers_that_way(page) -> None:
     choose_model(page, "cifar10")
     assert not page.exception, [e.value for e in page.exception]
     loaded = load_checkpoint(CIFAR_MODEL)
-    assert loaded.model.mirror_average
+    assert loaded.model.tta.mirror
     assert any("mirror image (test-time augmentation)" in c.value for c in page.caption)
     sample = page.selectbox(key="predict_sample").value
     x = prepare_dataset_pixels(load_sample(sample), "cifar10", loaded.mean, loaded.std).tensor

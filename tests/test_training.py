@@ -7,13 +7,14 @@ import torch
 import torch.nn.functional as F
 
 from cnnviz.datasets.files import dataset_info, load_dataset
-from cnnviz.networks.build import PRESETS, build_model
+from cnnviz.networks.build import build_model
 from cnnviz.runtime import available_cores, resolve_device, training_threads
 from cnnviz.training.augment import random_crop_flip
 from cnnviz.training.checkpoint import load_checkpoint, save_checkpoint
 from cnnviz.training.config import TrainConfig
 from cnnviz.training.evaluate import evaluate
 from cnnviz.training.loop import train
+from cnnviz.training.presets import NET_PRESETS
 from cnnviz.training.recipes import recipe
 from cnnviz.training.step import TrainingObjective, learning_rate, normalization_tensors, normalize
 from cnnviz.training.whitening import init_whitening
@@ -202,7 +203,7 @@ def test_recipes_and_devices():
 def test_the_training_objective_is_the_loss_of_the_normalized_batch():
     info = dataset_info("cifar10")
     torch.manual_seed(0)
-    model = build_model(PRESETS["cifar10_speed"].spec, 3, 10, 32).train()
+    model = build_model(NET_PRESETS["cifar10_speed"].spec, 3, 10, 32).train()
     mean, std = normalization_tensors(info, torch.device("cpu"))
     images = torch.randint(0, 256, (16, 3, 32, 32), dtype=torch.uint8)
     labels = torch.randint(0, 10, (16,))
@@ -212,8 +213,8 @@ def test_the_training_objective_is_the_loss_of_the_normalized_batch():
     assert correct.item() == (logits.argmax(dim=1) == labels).sum().item()
 
 
-@pytest.mark.parametrize("spec", [PRESETS["mnist_fast"].spec, PRESETS["cifar10_speed"].spec,
-                                  PRESETS["cifar10_gpu"].spec, "C16n M D0.25 C32n M F64 D0.5"])
+@pytest.mark.parametrize("spec", [NET_PRESETS["mnist_fast"].spec, NET_PRESETS["cifar10_speed"].spec,
+                                  NET_PRESETS["cifar10_gpu"].spec, "C16n M D0.25 C32n M F64 D0.5"])
 def test_the_training_objective_compiles_to_one_graph(spec):
     # On a GPU, torch.compile turns the objective into one CUDA graph per step; a graph break would
     # split every step into pieces launched one by one again. Tracing alone needs no GPU.

@@ -99,7 +99,7 @@ def test_bench_train_refuses_a_preset_of_the_other_dataset():
 
 
 def test_the_fastest_preset_depends_on_the_device():
-    from cnnviz.commands.training_commands import FASTEST_PRESET, fastest_preset
+    from cnnviz.training.recipes import FASTEST_PRESET, fastest_preset
 
     assert fastest_preset("cifar10", "cpu") == "cifar10_speed"
     assert fastest_preset("mnist", "cpu") == "mnist_fast"

@@ -55,16 +55,19 @@ def test_durations_read_as_a_student_plans():
 
 
 def test_every_preset_opens_with_its_recipe(monkeypatch, tmp_path, real_data_dir):
-    from cnnviz.networks.build import PRESETS
+    from cnnviz.training.config import LR_RANGE
+    from cnnviz.training.presets import NET_PRESETS
     from cnnviz.training.recipes import recipe
 
     app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
-    for name, preset in PRESETS.items():
+    for name, preset in NET_PRESETS.items():
         app.selectbox(key="train_dataset").set_value(preset.dataset).run()
         app.selectbox(key=f"train_preset_{preset.dataset}").set_value(name).run()
         assert not app.exception, (name, [e.value for e in app.exception])
         assert app.select_slider(key=f"train_{name}_batch").value == recipe(name).batch_size
         assert app.number_input(key=f"train_{name}_lr").value == recipe(name).lr
+        assert (app.number_input(key=f"train_{name}_lr").min, app.number_input(key=f"train_{name}_lr").max) \
+            == LR_RANGE
         tricks = [c.value for c in app.caption if c.value.startswith("Speed-run tricks in this recipe")]
         assert len(tricks) == (1 if recipe(name).whiten else 0), name
         if recipe(name).dirac:

@@ -11,23 +11,14 @@ from pathlib import Path
 
 from cnnviz.commands.data_commands import add_data_dir_argument
 from cnnviz.datasets import files as data
-from cnnviz.networks.build import PRESETS
 from cnnviz.runtime import resolve_device
 from cnnviz.training.checkpoint import load_checkpoint, save_checkpoint
 from cnnviz.training.config import TrainConfig, apply_settings
 from cnnviz.training.evaluate import evaluate
 from cnnviz.training.loop import Progress
-from cnnviz.training.recipes import recipe
+from cnnviz.training.presets import NET_PRESETS
+from cnnviz.training.recipes import fastest_preset, recipe
 
-# The preset that reaches a good accuracy soonest, per dataset and device type: a GPU is bound by
-# kernel launches for narrow nets, so it gets the wide speed-run net for CIFAR-10.
-FASTEST_PRESET = {("mnist", "cpu"): "mnist_fast", ("mnist", "cuda"): "mnist_fast",
-                  ("cifar10", "cpu"): "cifar10_speed", ("cifar10", "cuda"): "cifar10_gpu"}
-
-
-def fastest_preset(dataset: str, device: str = "auto") -> str:
-    """The preset ``train`` and ``bench train`` use when none is named."""
-    return FASTEST_PRESET[dataset, resolve_device(device).type]
 BAR_WIDTH = 30
 
 
@@ -39,7 +30,7 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
     )
     train.add_argument("--dataset", required=True, choices=list(data.DATASETS))
     which = train.add_mutually_exclusive_group()
-    which.add_argument("--preset", choices=list(PRESETS), help="a named architecture with tuned settings")
+    which.add_argument("--preset", choices=list(NET_PRESETS), help="a named architecture with tuned settings")
     which.add_argument("--spec", help='an architecture such as "C32 C32 M D0.25 C64 C64 M D0.25 F128 D0.5"')
     train.add_argument("--epochs", type=int)
     train.add_argument("--batch-size", type=int)
@@ -88,7 +79,7 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
     )
     bench.add_argument("--dataset", required=True, choices=list(data.DATASETS))
     bench.add_argument("--target", required=True, type=float, help="test accuracy to reach, 0..1 or percent")
-    bench.add_argument("--preset", choices=list(PRESETS),
+    bench.add_argument("--preset", choices=list(NET_PRESETS),
                        help="the preset to train (default: the dataset's fastest)")
     bench.add_argument("--epochs", type=int, help="length of the learning-rate schedule (default: recipe's)")
     bench.add_argument("--batch-size", type=int, help="images per step (default: recipe's)")
@@ -126,8 +117,8 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The training settings: the preset's recipe (or the dataset's fastest one), then the options."""
     preset = args.preset or fastest_preset(args.dataset, args.device)
-    if args.preset and PRESETS[preset].dataset != args.dataset:
-        print(f"note: preset {preset} was tuned for {PRESETS[preset].dataset}", file=sys.stderr)
+    if args.preset and NET_PRESETS[preset].dataset != args.dataset:
+        print(f"note: preset {preset} was tuned for {NET_PRESETS[preset].dataset}", file=sys.stderr)
     config = recipe(preset, dataset=args.dataset, device=args.device)
     if args.spec:
         config.spec, config.whiten = args.spec, False
@@ -236,8 +227,9 @@ def run_bench_train(args: argparse.Namespace) -> int:
         ("epochs", args.epochs), ("train_subset", args.train_subset), ("batch_size", args.batch_size),
         ("lr", args.lr)) if value}
     preset = args.preset or fastest_preset(args.dataset, args.device)
-    if PRESETS[preset].dataset != args.dataset:
-        raise ValueError(f"The preset {preset} is made for {PRESETS[preset].dataset}, not {args.dataset}.")
+    made_for = NET_PRESETS[preset].dataset
+    if made_for != args.dataset:
+        raise ValueError(f"The preset {preset} is made for {made_for}, not {args.dataset}.")
     if args.runs < 1:
         raise ValueError("--runs must be at least 1.")
     on_gpu = resolve_device(args.device).type == "cuda"

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnviz.networks.build import class_logits, uses_test_time_augmentation
+from cnnviz.networks.tta import augmentation_of, class_logits
 
 DEFAULT_TOP_K = 5
 # Layers that change values one by one (no mixing across positions): Grad-CAM reads the last conv
@@ -127,7 +127,7 @@ def inspect_image(
             activations.append(_activation(index, child, hidden.detach()))
         logits = model.classifier(hidden)[0]  # (K,)
         answer = logits.detach()
-        if uses_test_time_augmentation(model):  # the answer also sees the mirror / shifted images
+        if augmentation_of(model).active:  # the answer also sees the mirror / shifted images
             with torch.no_grad():
                 answer = class_logits(model, x)[0]
         prediction = _prediction(answer, classes)

@@ -11,78 +11,11 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from cnnviz.networks.spec import Conv, Dense, GlobalPool, LayerSpec, Pool, Residual, SpecError, parse_spec
 from cnnviz.networks.spec import Dropout as DropoutSpec
-
-
-@dataclass(frozen=True)
-class ModelPreset:
-    """A named architecture with the dataset it was tuned for."""
-
-    name: str
-    dataset: str  # "mnist" or "cifar10"
-    spec: str
-    title: str
-    description: str
-
-
-PRESETS: dict[str, ModelPreset] = {
-    preset.name: preset
-    for preset in (
-        ModelPreset(
-            "mnist_fast", "mnist", "C16k5s2p2n C32n M F128",
-            "Fast MNIST net",
-            "A 5x5 convolution with stride 2 (it halves the image at once), a 3x3 convolution and a "
-            "max pool, each with BatchNorm, then one dense layer: 99% on MNIST in one epoch, "
-            "about ten seconds on a laptop CPU.",
-        ),
-        ModelPreset(
-            "cifar10_fast", "cifar10", "C24k2p0 C32n M R32 C64n M R64 C128n M R128 G",
-            "Fast CIFAR-10 ResNet",
-            "A small residual network with BatchNorm in the spirit of the airbench speed runs: a "
-            "2x2 patch-whitening layer, then widen, pool, add a residual block, three times; global "
-            "average pooling before the classifier.",
-        ),
-        ModelPreset(
-            "cifar10_speed", "cifar10", "C24k2p0 C32nm C32n C64nm C64n C128nm C128n G",
-            "CIFAR-10 speed-run net",
-            "The airbench speed runs' plain layout, narrow: the patch-whitening layer, then three "
-            "groups of convolution, max pool, convolution (BatchNorm each), no shortcuts. As in the "
-            "speed runs, each group pools straight after its first convolution, so that BatchNorm "
-            "and ReLU work on a quarter of the values. Fewer layers than the ResNet, so more epochs "
-            "fit in the same minutes on a CPU; its recipe adds the speed runs' training tricks.",
-        ),
-        ModelPreset(
-            "cifar10_gpu", "cifar10", "C24k2p0 C64n M C64n C256n M C256n C256n M C256n G",
-            "CIFAR-10 speed-run net, GPU width",
-            "The speed-run layout at the airbench widths (64, 256, 256 filters): six times the "
-            "multiply-adds of the narrow net, which a GPU hardly notices. Made for a GPU: about 90% "
-            "in under five seconds on an H100; on a laptop CPU each epoch takes minutes.",
-        ),
-        ModelPreset(
-            "cifar10_wide", "cifar10", "C24k2p0 C32n M R32 C96n M R96 C192n M R192 G",
-            "Wider CIFAR-10 ResNet",
-            "The fast CIFAR-10 ResNet with three times the filters in its two low-resolution stages, "
-            "where extra filters cost little: slower to train, more accurate.",
-        ),
-        ModelPreset(
-            "vgg_classic", "cifar10", "C32 C32 M D0.25 C64 C64 M D0.25 F512 D0.5",
-            "Classic VGG-like net",
-            "The textbook design: pairs of 3x3 convolutions, max pooling, dropout, a big dense layer. "
-            "No BatchNorm, so it learns more slowly.",
-        ),
-    )
-}
-
-
-def preset_spec(name: str) -> str:
-    """The spec string of a preset, with a friendly error for an unknown name."""
-    if name not in PRESETS:
-        raise ValueError(f"Unknown preset {name!r}: choose one of {', '.join(PRESETS)}.")
-    return PRESETS[name].spec
+from cnnviz.networks.tta import NO_TTA, TestTimeAugmentation
 
 
 class ResidualBlock(nn.Module):
@@ -153,7 +86,7 @@ class SpecNet(nn.Module):
     def __init__(
         self, spec: str, features: nn.Sequential, classifier: nn.Sequential,
         feature_tokens: list[str], classifier_tokens: list[str],
-        input_shape: tuple[int, int, int], num_classes: int,
+        input_shape: tuple[int, int, int], num_classes: int, tta: TestTimeAugmentation = NO_TTA,
     ) -> None:
         super().__init__()
         self.spec = spec
@@ -164,10 +97,8 @@ class SpecNet(nn.Module):
         self.classifier_tokens = classifier_tokens
         self.input_shape = input_shape  # (C, H, W)
         self.num_classes = num_classes
-        # Test-time augmentation: the answer averages the logits of the image and its mirror image
-        # (for nets trained with random flips; stored in the checkpoint's training config).
-        self.mirror_average = False
-        self.shift_average = False  # also average over one-pixel shifts (see class_logits)
+        # The views its answers average over (see cnnviz.networks.tta; stored in the checkpoint).
+        self.tta = tta
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(run_features(self.features, x))
@@ -195,45 +126,13 @@ def run_features(features: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def class_logits(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    """The network's answer for a normalized batch: its logits, averaged over the views its
-    test-time augmentation asks for (see :func:`uses_test_time_augmentation`).
-
-    ``mirror_average``: the mean of the logits of the images and of their mirror images.
-    ``shift_average``: half that, half the mean over the images moved one pixel up-left and one
-    pixel down-right (edges reflected): the small moves the net saw in training.
-    """
-    logits = _mirror_mean(model, images)
-    if getattr(model, "shift_average", False):
-        moved = [_mirror_mean(model, shift_image(images, step)) for step in (-1, 1)]
-        logits = logits / 2 + (moved[0] + moved[1]) / 4
-    return logits
-
-
-def uses_test_time_augmentation(model: nn.Module) -> bool:
-    """True when the model answers with the mean over several views of an image."""
-    return bool(getattr(model, "mirror_average", False) or getattr(model, "shift_average", False))
-
-
-def shift_image(images: torch.Tensor, step: int) -> torch.Tensor:
-    """(N, C, H, W) images moved ``step`` (-1 or 1) pixels along both axes, the edge reflected."""
-    height, width = images.shape[-2:]
-    padded = F.pad(images, (1, 1, 1, 1), mode="reflect")
-    return padded[..., 1 - step:1 - step + height, 1 - step:1 - step + width]
-
-
-def _mirror_mean(model: nn.Module, images: torch.Tensor) -> torch.Tensor:
-    logits = model(images)
-    if getattr(model, "mirror_average", False):
-        logits = (logits + model(images.flip(-1))) / 2
-    return logits
-
-
 def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
-def build_model(spec: str, in_channels: int, num_classes: int, image_size: int) -> SpecNet:
+def build_model(
+    spec: str, in_channels: int, num_classes: int, image_size: int, tta: TestTimeAugmentation = NO_TTA,
+) -> SpecNet:
     """Build the network a spec describes for square images.
 
     Args:
@@ -241,6 +140,7 @@ def build_model(spec: str, in_channels: int, num_classes: int, image_size: int) 
         in_channels: 1 for MNIST, 3 for CIFAR-10.
         num_classes: size of the final Linear layer (the logits).
         image_size: height = width of the input images.
+        tta: the views its answers average over (:func:`cnnviz.networks.tta.class_logits`).
 
     Raises:
         SpecError: when the spec does not parse or a layer does not fit the shape it receives.
@@ -282,7 +182,7 @@ def build_model(spec: str, in_channels: int, num_classes: int, image_size: int) 
     return SpecNet(
         spec=" ".join(spec.split()), features=nn.Sequential(*features), classifier=nn.Sequential(*classifier),
         feature_tokens=feature_tokens, classifier_tokens=classifier_tokens,
-        input_shape=(in_channels, image_size, image_size), num_classes=num_classes,
+        input_shape=(in_channels, image_size, image_size), num_classes=num_classes, tta=tta,
     )
 
 

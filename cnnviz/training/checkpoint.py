@@ -3,10 +3,15 @@
 File layout (``torch.save`` of plain types and tensors only, so ``weights_only=True`` loads it)::
 
     {"format": "cnnviz-checkpoint", "version": 1, "state_dict": {...}, "metadata": {...}}
+
+The metadata holds the model's test-time augmentation as ``"tta": {"mirror": bool, "shift": bool}``;
+files written before it was stored there take it from their training config's ``mirror_tta`` and
+``shift_tta`` (the shipped ``models/*.pt`` among them).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import pickle
 import re
@@ -18,12 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from torch.torch_version import TorchVersion
 
 from cnnviz import paths
 from cnnviz.networks.build import SpecNet, build_model
 from cnnviz.networks.spec import SpecError
+from cnnviz.networks.tta import TestTimeAugmentation
 
 CHECKPOINT_FORMAT = "cnnviz-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -96,8 +101,9 @@ def sanitize_model_name(name: str) -> str:
     return cleaned
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: dict[str, Any]) -> Path:
-    """Write the weights and metadata to ``path`` atomically (a temporary file, then a rename).
+def save_checkpoint(path: str | os.PathLike, model: SpecNet, metadata: dict[str, Any]) -> Path:
+    """Write the weights and metadata to ``path`` atomically (a temporary file, then a rename); the
+    metadata gains the model's test-time augmentation.
 
     Returns:
         The path written.
@@ -110,7 +116,7 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, metadata: dict[st
     state = {k: v.detach().to("cpu").contiguous().clone() for k, v in model.state_dict().items()}
     payload = {
         "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
-        "state_dict": state, "metadata": to_plain(metadata),
+        "state_dict": state, "metadata": to_plain({**metadata, "tta": dataclasses.asdict(model.tta)}),
     }
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -186,15 +192,27 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
         raise CheckpointError(f"{path.name} lacks the metadata {', '.join(missing)}.")
     try:
         channels, size, _ = (int(v) for v in metadata["input_shape"])
-        model = build_model(metadata["spec"], channels, len(metadata["classes"]), size)
+        model = build_model(metadata["spec"], channels, len(metadata["classes"]), size,
+                            tta=stored_augmentation(metadata))
         model.load_state_dict(state)
     except (SpecError, RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path.name} has weights that do not match its architecture ({err}).") from err
-    training = metadata.get("training")
-    model.mirror_average = bool(isinstance(training, dict) and training.get("mirror_tta", False))
-    model.shift_average = bool(isinstance(training, dict) and training.get("shift_tta", False))
     model.eval()
     return LoadedModel(model=model, metadata=metadata, path=path)
+
+
+def stored_augmentation(metadata: dict[str, Any]) -> TestTimeAugmentation:
+    """The test-time augmentation a checkpoint's metadata names: its ``tta`` record, or for a file
+    written before that record was stored, its training config's ``mirror_tta`` and ``shift_tta``."""
+    stored = metadata.get("tta")
+    if isinstance(stored, dict):
+        return TestTimeAugmentation(mirror=bool(stored.get("mirror", False)),
+                                    shift=bool(stored.get("shift", False)))
+    training = metadata.get("training")
+    if not isinstance(training, dict):
+        return TestTimeAugmentation()
+    return TestTimeAugmentation(mirror=bool(training.get("mirror_tta", False)),
+                                shift=bool(training.get("shift_tta", False)))
 
 
 def saved_models_dir() -> Path:

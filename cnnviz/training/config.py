@@ -7,11 +7,14 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from cnnviz.datasets.files import dataset_info
-from cnnviz.networks.build import PRESETS
+from cnnviz.networks.tta import TestTimeAugmentation
 from cnnviz.runtime import DEVICES
+from cnnviz.training.presets import NET_PRESETS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "step", "exp", "constant")
+LR_RANGE = (1e-5, 10.0)  # the peak learning rates a run accepts, both ends included (also the page's input)
+DEFAULT_GAMMA = 0.5  # step / per-epoch decay factor unless one is chosen: step decay halves the rate
 
 
 @dataclass
@@ -19,7 +22,7 @@ class TrainConfig:
     """Everything that decides a training run (stored in the checkpoint)."""
 
     dataset: str = "mnist"
-    spec: str = PRESETS["mnist_fast"].spec
+    spec: str = NET_PRESETS["mnist_fast"].spec
     epochs: int = 2
     batch_size: int = 256
     optimizer: str = "sgd"  # "sgd" (Nesterov momentum), "adam" or "adamw"
@@ -30,7 +33,7 @@ class TrainConfig:
     schedule: str = "onecycle"  # "onecycle", "step" (x gamma every step_epochs), "exp" (x gamma per epoch)
     warmup_fraction: float = 0.2  # one-cycle: share of the steps spent rising to the peak
     step_epochs: int = 1  # step decay: epochs between drops
-    gamma: float = 0.5  # step / per-epoch decay factor
+    gamma: float = DEFAULT_GAMMA  # step / per-epoch decay factor
     val_fraction: float = 0.1  # share of the training images held out for validation
     evals_per_epoch: int = 1  # validation points per epoch (more = smoother live curves)
     train_subset: int | None = None  # use only the first N training images (quick demos, tests)
@@ -39,7 +42,7 @@ class TrainConfig:
     shift: int | None = None  # augmentation: largest shift in pixels (None: 4 for CIFAR-10, 2 for MNIST)
     whiten: bool = False  # initialise a first 2x2 conv with 2*C*4 filters as a frozen patch-whitening layer
     mirror_tta: bool = False  # answer with the mean logits of an image and its mirror (flip-trained nets)
-    shift_tta: bool = False  # and of the image moved one pixel each way (see models.class_logits)
+    shift_tta: bool = False  # and of the image moved one pixel each way (see cnnviz.networks.tta)
     # Speed-run tricks (see cnnviz.training.tricks):
     whiten_bias_epochs: int | None = None  # train the whitening layer's bias this many epochs, then freeze it
     dirac: bool = False  # convolutions start as identity kernels in their first in_channels filters
@@ -54,6 +57,10 @@ class TrainConfig:
     test_every_epoch: bool = False  # evaluate the test set after every epoch (benchmarks)
     target_accuracy: float | None = None  # stop once the test accuracy reaches this (needs test_every_epoch)
 
+    def test_time_augmentation(self) -> TestTimeAugmentation:
+        """The views the trained model answers from (its constructor argument)."""
+        return TestTimeAugmentation(mirror=self.mirror_tta, shift=self.shift_tta)
+
     def validate(self) -> None:
         """Raise ValueError with a friendly sentence for settings that cannot work."""
         dataset_info(self.dataset)
@@ -63,7 +70,8 @@ class TrainConfig:
             (self.optimizer in OPTIMIZERS, f"the optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.schedule in SCHEDULES, f"the schedule must be one of {', '.join(SCHEDULES)}"),
             (self.device in DEVICES, f"the device must be one of {', '.join(DEVICES)}"),
-            (0 < self.lr <= 10, "the learning rate must be above 0 and at most 10"),
+            (LR_RANGE[0] <= self.lr <= LR_RANGE[1],
+             f"the learning rate must be between {LR_RANGE[0]:g} and {LR_RANGE[1]:g}"),
             (0 <= self.weight_decay < 1, "the weight decay must be at least 0 and below 1"),
             (0 <= self.label_smoothing < 1, "label smoothing must be at least 0 and below 1"),
             (0 <= self.val_fraction < 0.9, "the validation share must be at least 0 and below 0.9"),

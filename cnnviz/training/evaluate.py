@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnviz.datasets.files import DatasetInfo
-from cnnviz.networks.build import class_logits
+from cnnviz.networks.tta import class_logits
 from cnnviz.training.step import autocast_for, normalization_tensors, normalize, to_memory_format
 
 # Images per evaluation batch. On a CPU small batches stay in the caches: measured on a 2-core CPU,

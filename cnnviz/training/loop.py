@@ -137,10 +137,9 @@ def train(
     too_big = training_size_problem(summarize_spec(config.spec, info.image_shape, info.num_classes))
     if too_big:
         raise ValueError(too_big)
-    model = build_model(config.spec, channels, info.num_classes, size)
-    initialize_parameters(model, weight_generator)
     # Test-time augmentation: used by every evaluation, never by a training step.
-    model.mirror_average, model.shift_average = config.mirror_tta, config.shift_tta
+    model = build_model(config.spec, channels, info.num_classes, size, tta=config.test_time_augmentation())
+    initialize_parameters(model, weight_generator)
 
     train_images, train_labels, val_images, val_labels = _split_train(config, info, data_dir)
     train_images, train_labels = train_images.to(device), train_labels.to(device)

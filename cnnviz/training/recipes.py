@@ -1,34 +1,45 @@
-"""The tuned training settings of each preset architecture."""
+"""The tuned training settings of each preset, and the preset to use when none is named."""
 
 from __future__ import annotations
 
 from dataclasses import replace
 from typing import Any
 
-from cnnviz.networks.build import PRESETS
+from cnnviz.runtime import resolve_device
 from cnnviz.training.config import TrainConfig
+from cnnviz.training.presets import CUSTOM_PRESET, NET_PRESETS, TRAIN_PAGE_CHOICES, NetPreset
+
+# The preset that reaches a good accuracy soonest, per (dataset, device type).
+FASTEST_PRESET: dict[tuple[str, str], str] = {
+    (preset.dataset, device): preset.name
+    for preset in NET_PRESETS.values() if preset.dataset is not None
+    for device in preset.fastest_on
+}
+
+
+def find_preset(name: str) -> NetPreset:
+    """The record of a preset (or of the custom net), with a friendly error for an unknown name."""
+    if name == CUSTOM_PRESET.name:
+        return CUSTOM_PRESET
+    if name not in NET_PRESETS:
+        raise ValueError(f"Unknown preset {name!r}: choose one of {', '.join(TRAIN_PAGE_CHOICES)}.")
+    return NET_PRESETS[name]
 
 
 def recipe(preset: str, **overrides: Any) -> TrainConfig:
     """The tuned training settings for a preset, with any field overridden."""
-    if preset not in PRESETS:
-        raise ValueError(f"Unknown preset {preset!r}: choose one of {', '.join(PRESETS)}.")
-    spec = PRESETS[preset]
-    base = {
-        "mnist_fast": dict(epochs=1, batch_size=128, optimizer="sgd", lr=0.1, weight_decay=5e-4,
-                           label_smoothing=0.1),
-        "cifar10_fast": dict(epochs=12, batch_size=256, optimizer="sgd", lr=0.2, weight_decay=5e-4,
-                             label_smoothing=0.2, whiten=spec.spec.startswith("C24k2p0"), mirror_tta=True),
-        "cifar10_speed": dict(epochs=9, batch_size=128, optimizer="sgd", lr=0.2, weight_decay=5e-4,
-                              label_smoothing=0.2, shift=0, whiten=True, mirror_tta=True, shift_tta=True,
-                              whiten_bias_epochs=1, dirac=True, batchnorm_scale=False, batchnorm_shift_lr=64,
-                              lookahead_every=5, alternating_flip=True),
-        "cifar10_gpu": dict(epochs=16, batch_size=1024, optimizer="sgd", lr=0.8, weight_decay=5e-4,
-                            label_smoothing=0.2, shift=2, whiten=True, mirror_tta=True, shift_tta=True),
-        "cifar10_wide": dict(epochs=16, batch_size=256, optimizer="sgd", lr=0.2, weight_decay=5e-4,
-                             label_smoothing=0.2, whiten=True, mirror_tta=True),
-        "vgg_classic": dict(epochs=15, batch_size=128, optimizer="adam", lr=2e-3, weight_decay=0.0,
-                            label_smoothing=0.0),
-    }[preset]
-    config = TrainConfig(dataset=spec.dataset, spec=spec.spec, **base)
+    record = find_preset(preset)
+    config = TrainConfig(spec=record.spec, **record.recipe)
+    if record.dataset is not None:
+        config = replace(config, dataset=record.dataset)
     return replace(config, **overrides)
+
+
+def fastest_preset(dataset: str, device: str = "auto") -> str:
+    """The preset ``train`` and ``bench train`` use when none is named, for ``device`` as resolved."""
+    return FASTEST_PRESET[dataset, resolve_device(device).type]
+
+
+def default_preset(dataset: str) -> str:
+    """The preset the Train page opens on for ``dataset``."""
+    return next(preset.name for preset in NET_PRESETS.values() if preset.default_for == dataset)

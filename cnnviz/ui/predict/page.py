@@ -13,7 +13,6 @@ from cnnviz.images.inspection import (
     softmax_explained,
 )
 from cnnviz.images.predict import INFERENCE_THREADS
-from cnnviz.networks.build import uses_test_time_augmentation
 from cnnviz.training.results import first_layer_filters
 from cnnviz.ui.predict import parts
 from cnnviz.ui.predict.figures import (
@@ -50,9 +49,9 @@ except ValueError as err:
     st.stop()
 accuracy = f", {loaded.test_accuracy:.2%} right on the test set" if loaded.test_accuracy else ""
 st.caption(f"{loaded.name}: {loaded.spec} on {loaded.dataset.upper()}{accuracy}.")
-if uses_test_time_augmentation(loaded.model):
-    views = "your image and for its mirror image" if loaded.model.mirror_average else "your image"
-    if loaded.model.shift_average:
+if loaded.model.tta.active:
+    views = "your image and for its mirror image" if loaded.model.tta.mirror else "your image"
+    if loaded.model.tta.shift:
         views += ", and for the same moved one pixel up-left and one pixel down-right"
     st.caption(f"This model answers with the average of its outputs for {views} (test-time augmentation); "
                "the feature maps and Grad-CAM below are those of your image.")

@@ -6,13 +6,12 @@ import streamlit as st
 
 from cnnviz import pages
 from cnnviz.datasets import files as data
-from cnnviz.networks.build import PRESETS
 from cnnviz.networks.spec import SpecError, describe_error_position
 from cnnviz.networks.summary import readable_count, summarize_spec, training_size_problem
 from cnnviz.training.checkpoint import sanitize_model_name, save_checkpoint, saved_models_dir
-from cnnviz.training.config import TrainConfig
 from cnnviz.training.jobs import TrainingJob
-from cnnviz.training.recipes import recipe
+from cnnviz.training.presets import CUSTOM_PRESET, TRAIN_PAGE_CHOICES
+from cnnviz.training.recipes import default_preset, find_preset, recipe
 from cnnviz.training.tricks import describe_tricks
 from cnnviz.ui.host import TRAINING_NICE, host_limits, session_jobs, training_queue
 from cnnviz.ui.training import parts
@@ -30,21 +29,16 @@ left, right = st.columns([1, 1], gap="large")
 with left:
     dataset = st.selectbox("Dataset", list(data.DATASETS), key=kept(pages.TRAIN_DATASET_KEY),
                            format_func=lambda name: data.DATASETS[name].title)
-    presets = [p.name for p in PRESETS.values()]
-    default = presets.index("mnist_fast" if dataset == "mnist" else "cifar10_fast")
-    preset = st.selectbox("Architecture", [*presets, "custom"], index=default,
+    preset = st.selectbox("Architecture", TRAIN_PAGE_CHOICES,
+                          index=TRAIN_PAGE_CHOICES.index(default_preset(dataset)),
                           key=kept(f"train_preset_{dataset}"),  # each dataset keeps its own choice
-                          format_func=lambda n: "Custom spec..." if n == "custom" else PRESETS[n].title)
-    if preset == "custom":
-        spec = st.text_input("Spec", value="C32 C32 M D0.25 C64 C64 M D0.25 F128 D0.5",
-                             key=kept("train_spec"),
-                             help="C<n> conv (k5 kernel, s2 stride, p1 padding, n BatchNorm, m a 2x2 max "
-                             "pool straight after the conv, before BatchNorm and ReLU), R<n> residual "
-                             "block, M / A max / average pool, G global average pool, D0.25 dropout, "
-                             "F<n> dense. The final classifier layer is added for you.")
+                          format_func=lambda name: find_preset(name).title)
+    if preset == CUSTOM_PRESET.name:
+        spec = st.text_input("Spec", value=CUSTOM_PRESET.spec, key=kept("train_spec"),
+                             help=CUSTOM_PRESET.description)
     else:
-        spec = PRESETS[preset].spec
-        st.caption(f"`{spec}` — {PRESETS[preset].description}")
+        spec = find_preset(preset).spec
+        st.caption(f"`{spec}` — {find_preset(preset).description}")
     info = data.DATASETS[dataset]
     try:
         summary = summarize_spec(spec, info.image_shape, info.num_classes)
@@ -61,7 +55,7 @@ with left:
         st.error(too_big, icon=":material/memory:")
 
 with right:
-    base = recipe(preset) if preset != "custom" else TrainConfig(optimizer="adam", lr=2e-3, weight_decay=0.0)
+    base = recipe(preset)
     config = parts.hyperparameter_form(base, dataset, spec, key=pages.train_form_key(preset), limits=limits)
     st.caption(parts.device_line(config, None if too_big else summary))  # no timing of a net too big
     tricks = describe_tricks(**asdict(config))

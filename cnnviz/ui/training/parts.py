@@ -12,7 +12,7 @@ from cnnviz.datasets import files as data
 from cnnviz.hosting.limits import HostLimits
 from cnnviz.networks.summary import ModelSummary
 from cnnviz.runtime import cpu_name, device_name, resolve_device, training_threads
-from cnnviz.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
+from cnnviz.training.config import DEFAULT_GAMMA, LR_RANGE, OPTIMIZERS, SCHEDULES, TrainConfig
 from cnnviz.training.estimate import measure_images_per_second
 from cnnviz.training.jobs import JobSnapshot
 from cnnviz.training.loop import Progress, TrainResult
@@ -21,10 +21,13 @@ from cnnviz.ui.training.figures import confusion_heatmap, filter_grid
 from cnnviz.ui.widgets import kept, pixel_image
 
 SUBSETS = {"all": None, "20,000": 20_000, "10,000": 10_000, "5,000": 5_000, "2,000": 2_000}
+# The decay factor each schedule gets on this page: step decay TrainConfig's own, per-epoch decay a
+# gentler one (multiplying by 0.5 every epoch would leave almost nothing after a few).
+SCHEDULE_GAMMA = {"step": DEFAULT_GAMMA, "exp": 0.8}
 SCHEDULE_HELP = {
     "onecycle": "one-cycle: warm up to the peak rate, then fall to zero",
-    "step": "step decay: halve the rate every epoch",
-    "exp": "per-epoch decay: multiply the rate by 0.8 every epoch",
+    "step": f"step decay: multiply the rate by {SCHEDULE_GAMMA['step']:g} every epoch",
+    "exp": f"per-epoch decay: multiply the rate by {SCHEDULE_GAMMA['exp']:g} every epoch",
     "constant": "constant: the same rate throughout",
 }
 
@@ -70,7 +73,7 @@ def hyperparameter_form(
                              key=kept(f"{key}_optimizer"),
                              help="SGD with Nesterov momentum, or Adam / AdamW, which adapt the step "
                              "per weight.")
-    lr = c2.number_input("Learning rate", 1e-5, 5.0, base.lr, format="%.4f", key=kept(f"{key}_lr"),
+    lr = c2.number_input("Learning rate", *LR_RANGE, base.lr, format="%.4f", key=kept(f"{key}_lr"),
                          help="How big a step the weights take against the gradient.")
     sizes = sorted({32, 64, 128, 256, 512, 1024, base.batch_size})  # every recipe's own size is offered
     batch_size = c1.select_slider("Batch size", sizes, base.batch_size,
@@ -102,7 +105,7 @@ def hyperparameter_form(
                                 help="Also average over the image moved one pixel up-left and one pixel "
                                 "down-right, small moves like those of training: a little more accuracy "
                                 "for three times the work per answer.")
-    gamma = {"step": 0.5, "exp": 0.8}.get(schedule, base.gamma)
+    gamma = SCHEDULE_GAMMA.get(schedule, base.gamma)
     return replace(
         base, dataset=dataset, spec=spec, epochs=epochs, train_subset=SUBSETS[subset], optimizer=optimizer,
         lr=lr, batch_size=batch_size, schedule=schedule, weight_decay=weight_decay, label_smoothing=smoothing,
