@@ -6,8 +6,8 @@ import torch
 from cnnviz.datasets.files import dataset_info
 from cnnviz.networks.build import build_model
 from cnnviz.networks.tta import TestTimeAugmentation
+from cnnviz.paths import MODELS_DIR
 from cnnviz.training.checkpoint import (
-    MODELS_DIR,
     SHIPPED_MODELS,
     CheckpointError,
     list_models,

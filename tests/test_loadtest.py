@@ -15,15 +15,15 @@ import pytest
 
 from cnnviz.cli import main
 from cnnviz.datasets.files import DATASETS
-from cnnviz.hosting.loadtest.report import percentile
-from cnnviz.hosting.loadtest.sampling import (
+from cnnviz.hosting.loadtest_report import percentile
+from cnnviz.hosting.loadtest_sampling import (
     ServerSampler,
     machine_busy_seconds,
     process_cpu_seconds,
     rss_mb,
     thread_cpu,
 )
-from cnnviz.hosting.loadtest.scenario import default_images
+from cnnviz.hosting.loadtest_scenario import default_images
 from cnnviz.hosting.server_process import find_listening_pid
 from cnnviz.images.predict import predict_image
 from cnnviz.training.checkpoint import load_checkpoint

@@ -7,7 +7,7 @@ import asyncio
 import json
 
 from cnnviz.hosting import server_process as server
-from cnnviz.hosting.loadtest.scenario import (
+from cnnviz.hosting.loadtest_scenario import (
     LoadTestConfig,
     UploadImage,
     default_images,

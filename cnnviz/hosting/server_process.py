@@ -1,7 +1,7 @@
 """The server under test: start one (``streamlit run app.py``) or find a running one.
 
 A server given only by URL is found from its listening port (through psutil), so that the load
-test can read its memory and CPU time (:mod:`cnnviz.hosting.loadtest.sampling`).
+test can read its memory and CPU time (:mod:`cnnviz.hosting.loadtest_sampling`).
 """
 
 from __future__ import annotations

@@ -20,6 +20,9 @@ What the browser does, read from Streamlit 1.67 (``streamlit/web/server/starlett
 Streamlit's protobufs (``streamlit.proto``, the only part of Streamlit used here) are imported when a
 session is made, so that importing this module needs no Streamlit: the core of cnnviz imports
 without it, and tests/test_core_purity.py names this module as the one exception.
+
+Why this module is long: it is one protocol, and its parts (connection, run requests, the message
+dispatcher, widget state, uploads) only make sense together; split, each would import the others.
 """
 
 from __future__ import annotations

@@ -9,6 +9,9 @@ to 20 px keeping the aspect ratio, centred by centre of mass in a 28 x 28 frame 
 which MNIST itself was made -- and normalization with MNIST's mean and standard deviation.
 
 CIFAR-style (a photo): RGB, centre crop to a square, antialiased resize to 32 x 32, normalization.
+
+Why this module is long: the MNIST pipeline is one recipe of six steps, each written out so a student
+can see it; they share the step record and the explanations, and read best top to bottom.
 """
 
 from __future__ import annotations

@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 
 from cnnviz import pages
 from cnnviz.datasets.files import DATASETS
-from cnnviz.hosting.loadtest.report import LoadTestReport, PredictionRecord, TrainingRecord
-from cnnviz.hosting.loadtest.sampling import ServerSampler, machine_busy_seconds, process_cpu_seconds, rss_mb
+from cnnviz.hosting.loadtest_report import LoadTestReport, PredictionRecord, TrainingRecord
+from cnnviz.hosting.loadtest_sampling import ServerSampler, machine_busy_seconds, process_cpu_seconds, rss_mb
 from cnnviz.hosting.session_client import SessionError, ShownElement, StreamlitSession
 
 # The Train page's settings for the chosen architecture, whatever its name: train_<preset>_epochs.
