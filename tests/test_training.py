@@ -35,7 +35,7 @@ def test_short_real_training_beats_chance_by_far(real_data_dir):
     assert not result.stopped and result.steps == 2700 // 64
     assert [e.phase for e in events][-1] == "done"
     assert sum(e.phase == "eval" for e in events) == 2 and len(result.history) == 2
-    assert result.history[-1]["val_accuracy"] > 0.6 and result.history[-1]["epoch"] == 1.0
+    assert result.history[-1].val_accuracy > 0.6 and result.history[-1].epoch == 1.0
     assert all(e.images_per_second >= 0 and e.lr > 0 for e in events)
     # the stored predictions are the model's own on the first 1000 test images
     test = load_dataset("mnist", "test", real_data_dir)
@@ -94,7 +94,7 @@ def test_stop_keeps_what_was_learned(real_data_dir):
     result = train(_tiny_config(), progress=stop_after_twelve_steps, stop=stop, data_dir=real_data_dir,
                    report_interval=0)
     assert result.stopped and result.steps == 12
-    assert result.history[-1]["step"] == 12  # the curves end where it stopped
+    assert result.history[-1].step == 12  # the curves end where it stopped
     assert result.test_accuracy > 0.3  # 12 steps of Adam already learn a lot
     torch.manual_seed(0)
     untrained = build_model(TINY_SPEC, 1, 10, 28)

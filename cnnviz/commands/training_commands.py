@@ -16,7 +16,7 @@ from cnnviz.runtime import resolve_device
 from cnnviz.training.checkpoint import load_checkpoint, save_checkpoint
 from cnnviz.training.config import TrainConfig, apply_settings
 from cnnviz.training.evaluate import evaluate
-from cnnviz.training.loop import Progress
+from cnnviz.training.progress import Progress
 from cnnviz.training.recipes import recipe
 
 # The preset that reaches a good accuracy soonest, per dataset and device type: a GPU is bound by
@@ -260,12 +260,12 @@ def run_bench_train(args: argparse.Namespace) -> int:
             "dataset": args.dataset, "preset": preset, "spec": config.spec,
             "target": target, "reached": reached, "accuracy": result.test_accuracy,
             "seconds_to_target": round(seconds, 2) if reached else None, "seconds": round(seconds, 2),
-            "epochs": result.history[-1]["epoch"] if result.history else 0,
+            "epochs": result.history[-1].epoch if result.history else 0,
             "schedule_epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
             "settings": args.settings,
             "compiled": config.compile,
             "seed": run_config.seed, "device": result.device, "warmup_seconds": warmup_seconds,
-            "per_epoch_test_accuracy": ([h.get("test_accuracy") for h in result.history]
+            "per_epoch_test_accuracy": ([point.test_accuracy for point in result.history]
                                         if args.every_epoch else None),
         })
         if not args.json:

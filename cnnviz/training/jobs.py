@@ -1,6 +1,6 @@
 """Training in a background thread, with progress a web page can poll (no Streamlit in here).
 
-The thread never touches the UI: it writes each :class:`~cnnviz.training.loop.Progress` into the job
+The thread never touches the UI: it writes each :class:`~cnnviz.training.progress.Progress` into the job
 under a lock; the page reads a consistent :class:`JobSnapshot` whenever it redraws. On a shared
 server every job enters one :class:`TrainingQueue`: a few run, the others wait their turn in order.
 """
@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 
 from cnnviz.runtime import available_cores
 from cnnviz.training.config import TrainConfig
-from cnnviz.training.loop import Progress, TrainResult, train
+from cnnviz.training.loop import TrainResult, train
+from cnnviz.training.progress import Progress
 
 
 class TrainingQueue:

@@ -11,6 +11,7 @@ from cnnviz.networks.summary import readable_count, summarize_spec, training_siz
 from cnnviz.training.checkpoint import sanitize_model_name, save_checkpoint, saved_models_dir
 from cnnviz.training.config import TrainConfig
 from cnnviz.training.jobs import TrainingJob
+from cnnviz.training.progress import HistoryPoint
 from cnnviz.training.recipes import recipe
 from cnnviz.training.tricks import describe_tricks
 from cnnviz.ui.host import TRAINING_NICE, host_limits, session_jobs, training_queue
@@ -118,7 +119,7 @@ def live_view() -> None:
     snapshot = current.snapshot()
     parts.progress_block(snapshot)
     if snapshot.points:
-        history = [parts.point_record(p) for p in snapshot.points]
+        history = [HistoryPoint.from_progress(p) for p in snapshot.points]
         st.plotly_chart(learning_curves(history, current.config.epochs), key="train_live_curves")
     if snapshot.finished and st.session_state.get("train_recorded") is not current:
         st.session_state.train_recorded = current

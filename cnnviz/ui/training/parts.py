@@ -14,7 +14,7 @@ from cnnviz.runtime import cpu_name, device_name, resolve_device, training_threa
 from cnnviz.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from cnnviz.training.estimate import measure_images_per_second
 from cnnviz.training.jobs import JobSnapshot
-from cnnviz.training.loop import Progress, TrainResult
+from cnnviz.training.loop import TrainResult
 from cnnviz.training.results import confusion_matrix, first_layer_filters, misclassified
 from cnnviz.ui.training.figures import confusion_heatmap, filter_grid
 from cnnviz.ui.widgets import kept, pixel_image
@@ -189,20 +189,14 @@ def progress_block(snapshot: JobSnapshot) -> None:
     cols[3].metric("Learning rate", f"{p.lr:.3g}")
 
 
-def point_record(p: Progress) -> dict:
-    """A validation point as a history record (the same keys the trainer stores)."""
-    return {"epoch": p.epoch, "train_loss": p.loss, "train_accuracy": p.accuracy,
-            "val_loss": p.val_loss, "val_accuracy": p.val_accuracy}
-
-
 def run_record(result: TrainResult, number: int) -> dict:
     """A finished run for the history table, with what saving it needs."""
-    last = result.history[-1] if result.history else {}
+    last = result.history[-1] if result.history else None
     params = sum(p.numel() for p in result.model.parameters())
     row = {
         "run": f"#{number}", "dataset": result.info.title, "spec": result.model.spec, "params": params,
-        "epochs": last.get("epoch", 0.0), "train acc": last.get("train_accuracy"),
-        "val acc": last.get("val_accuracy"), "test acc": result.test_accuracy,
+        "epochs": last.epoch if last else 0.0, "train acc": last.train_accuracy if last else None,
+        "val acc": last.val_accuracy if last else None, "test acc": result.test_accuracy,
         "time (s)": round(result.seconds, 1), "device": result.device, "stopped": result.stopped,
     }
     return {"row": row, "history": result.history, "model": result.model, "metadata": result.metadata()}
