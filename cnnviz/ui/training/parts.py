@@ -189,19 +189,6 @@ def progress_block(snapshot: JobSnapshot) -> None:
     cols[3].metric("Learning rate", f"{p.lr:.3g}")
 
 
-def run_record(result: TrainResult, number: int) -> dict:
-    """A finished run for the history table, with what saving it needs."""
-    last = result.history[-1] if result.history else None
-    params = sum(p.numel() for p in result.model.parameters())
-    row = {
-        "run": f"#{number}", "dataset": result.info.title, "spec": result.model.spec, "params": params,
-        "epochs": last.epoch if last else 0.0, "train acc": last.train_accuracy if last else None,
-        "val acc": last.val_accuracy if last else None, "test acc": result.test_accuracy,
-        "time (s)": round(result.seconds, 1), "device": result.device, "stopped": result.stopped,
-    }
-    return {"row": row, "history": result.history, "model": result.model, "metadata": result.metadata()}
-
-
 def results_block(result: TrainResult, key: str) -> None:
     """Test accuracy, confusion matrix, misclassified test images and the first-layer filters."""
     st.subheader("Results on the test set")
