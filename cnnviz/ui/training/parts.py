@@ -12,7 +12,7 @@ from cnnviz.hosting.limits import HostLimits
 from cnnviz.networks.summary import ModelSummary
 from cnnviz.runtime import cpu_name, device_name, resolve_device, training_threads
 from cnnviz.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
-from cnnviz.training.estimate import measure_images_per_second
+from cnnviz.training.estimate import measure_images_per_second, timing_config
 from cnnviz.training.jobs import JobSnapshot
 from cnnviz.training.loop import TrainResult
 from cnnviz.training.results import confusion_matrix, first_layer_filters, misclassified
@@ -111,14 +111,10 @@ def hyperparameter_form(
 
 
 @st.cache_data(show_spinner="Timing a few training steps...", max_entries=64)
-def _images_per_second(
-    spec: str, dataset: str, batch_size: int, optimizer: str, whiten: bool, whiten_bias_epochs: int | None,
-    cpu_threads: int,
-) -> float:
-    return measure_images_per_second(TrainConfig(dataset=dataset, spec=spec, batch_size=batch_size,
-                                                 optimizer=optimizer, whiten=whiten,
-                                                 whiten_bias_epochs=whiten_bias_epochs),
-                                     cpu_threads=cpu_threads)
+def _images_per_second(config: TrainConfig, cpu_threads: int) -> float:
+    """Images per second of a run's steps (``config`` from :func:`timing_config`: one entry per kind
+    of step)."""
+    return measure_images_per_second(config, cpu_threads=cpu_threads)
 
 
 def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
@@ -131,8 +127,7 @@ def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
         where = f"Training on **{device_name(device)}**"
     if summary is None:
         return where + "."
-    speed = _images_per_second(config.spec, config.dataset, config.batch_size, config.optimizer,
-                               config.whiten, config.whiten_bias_epochs, threads)
+    speed = _images_per_second(timing_config(config), threads)
     images = config.train_subset or data.DATASETS[config.dataset].train_size
     seconds = config.epochs * images * (1 - config.val_fraction) / speed
     return f"{where}: about {duration_text(seconds)} for this run (measured {speed:,.0f} images/s)."
