@@ -13,7 +13,7 @@ from cnnviz.networks.summary import ModelSummary
 from cnnviz.runtime import cpu_name, device_name, resolve_device, training_threads
 from cnnviz.training.config import OPTIMIZERS, SCHEDULES, TrainConfig
 from cnnviz.training.estimate import measure_images_per_second, timing_config
-from cnnviz.training.jobs import JobSnapshot
+from cnnviz.training.jobs import JobSnapshot, JobStatus
 from cnnviz.training.loop import TrainResult
 from cnnviz.training.results import confusion_matrix, first_layer_filters, misclassified
 from cnnviz.ui.training.figures import confusion_heatmap, filter_grid
@@ -141,17 +141,17 @@ def duration_text(seconds: float) -> str:
 def progress_block(snapshot: JobSnapshot) -> None:
     """Progress bar with ETA, and the latest numbers."""
     p = snapshot.latest
-    if snapshot.status == "failed":
+    if snapshot.status == JobStatus.FAILED:
         st.error(f"Training failed: {snapshot.error}")
         return
-    if snapshot.status == "queued":
+    if snapshot.status == JobStatus.QUEUED:
         ahead = (snapshot.queue_position or 1) - 1
         st.info(f"In line for a training slot: position {snapshot.queue_position} "
                 f"({ahead} run{'s' if ahead != 1 else ''} waiting ahead of yours, waiting "
                 f"{time.time() - snapshot.started:.0f} s). Training starts by itself when a slot frees up; "
                 "Stop leaves the line.", icon=":material/hourglass_top:")
         return
-    if snapshot.status == "cancelled":
+    if snapshot.status == JobStatus.CANCELLED:
         st.warning("You left the line before training started.")
         return
     if p is None:
@@ -165,13 +165,13 @@ def progress_block(snapshot: JobSnapshot) -> None:
     if snapshot.stopping:
         st.info("Stopping: the current step ends, then the network is scored on the test set with what it "
                 "has learned so far.", icon=":material/hourglass_top:")
-    if snapshot.status == "stopped" and p.step == 0:
+    if snapshot.status == JobStatus.STOPPED and p.step == 0:
         st.warning("Stopped before the first training step: the network is as it started, so there is "
                    "nothing to score, compare or save.")
         return
-    if snapshot.status == "stopped":
+    if snapshot.status == JobStatus.STOPPED:
         st.warning(f"Stopped after {p.step} steps; the network keeps what it learned so far.")
-    elif snapshot.status == "done":
+    elif snapshot.status == JobStatus.DONE:
         st.success(f"Done in {p.elapsed:.0f} s.")
     cols = st.columns(4)
     during = "Measured on the training batches since the last check, while the weights were still moving"
