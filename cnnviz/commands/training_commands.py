@@ -130,13 +130,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         print(f"note: preset {preset} was tuned for {PRESETS[preset].dataset}", file=sys.stderr)
     config = recipe(preset, dataset=args.dataset, device=args.device)
     if args.spec:
-        config.spec, config.whiten = args.spec, False
-    for option in ("epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
-                   "label_smoothing", "val_fraction", "train_subset", "seed", "compile"):
-        value = getattr(args, option, None)
-        if value is not None:
-            setattr(config, option, value)
-    return apply_settings(config, args.settings)
+        config = replace(config, spec=args.spec, whiten=False)
+    options = ("epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "label_smoothing",
+               "val_fraction", "train_subset", "seed", "compile")
+    given = {option: getattr(args, option) for option in options if getattr(args, option, None) is not None}
+    return apply_settings(replace(config, **given), args.settings)
 
 
 class ProgressBar:
