@@ -15,6 +15,7 @@ from cnnviz.training.checkpoint import (
     sanitize_model_name,
     save_checkpoint,
 )
+from cnnviz.training.progress import HistoryPoint, history_records
 
 SPEC = "C8n M C16 M F32 D0.1"
 
@@ -200,3 +201,24 @@ def test_a_trained_model_keeps_the_views_its_config_asked_for(real_data_dir, tmp
     test = load_dataset("mnist", "test", real_data_dir)
     _, accuracy, _ = evaluate(loaded.model, test.images[:500], test.labels[:500], test.info)
     assert accuracy == pytest.approx(result.test_accuracy)  # scored with the same views as in training
+
+
+@pytest.mark.parametrize("name", SHIPPED_MODELS)
+def test_the_shipped_models_history_reads_as_points_and_is_stored_as_before(name):
+    loaded = load_checkpoint(MODELS_DIR / f"{name}.pt")
+    points = loaded.history
+    assert points and all(isinstance(p, HistoryPoint) for p in points)
+    assert points[-1].epoch == loaded.metadata["training"]["epochs"] and points[-1].step > points[0].step
+    assert history_records(points) == loaded.metadata["history"]  # the same plain dicts a save writes
+
+
+def test_history_points_are_saved_as_plain_dicts_without_the_numbers_not_taken(tmp_path):
+    points = [HistoryPoint(step=5, epoch=0.5, train_loss=1.5, train_accuracy=0.4, lr=0.1, elapsed=2.0),
+              HistoryPoint(step=10, epoch=1.0, train_loss=1.0, train_accuracy=0.6, lr=0.05, elapsed=4.0,
+                           val_loss=0.9, val_accuracy=0.7, test_accuracy=0.71)]
+    _, path = _saved(tmp_path, history=history_records(points))
+    stored = torch.load(path, weights_only=True)["metadata"]["history"]
+    assert stored[0] == {"step": 5, "epoch": 0.5, "train_loss": 1.5, "train_accuracy": 0.4, "lr": 0.1,
+                         "elapsed": 2.0}
+    assert stored[1]["test_accuracy"] == 0.71
+    assert load_checkpoint(path).history == points

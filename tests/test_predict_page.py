@@ -151,10 +151,14 @@ def test_real_browser_upload_of_a_staged_photo(app_server, browser_page, real_da
 
 
 def test_a_model_trained_in_this_session_can_be_picked(page) -> None:
-    # The training page keeps finished runs in st.session_state.train_runs (see training_parts.run_record).
+    # The training page keeps finished runs in st.session_state.train_runs (see ui/training/runs.py).
+    from cnnviz.ui.training.runs import RunRecord
+
     trained = load_checkpoint(MNIST_MODEL)
-    page.session_state["train_runs"] = [
-        {"row": {"run": "#1", "dataset": "MNIST"}, "model": trained.model, "metadata": trained.metadata}]
+    page.session_state["train_runs"] = [RunRecord(
+        label="#1", dataset="MNIST", spec=trained.spec, params=0, epochs=1.0, train_accuracy=None,
+        val_accuracy=None, test_accuracy=trained.test_accuracy, seconds=1.0, device="cpu", stopped=False,
+        history=(), model=trained.model, metadata=trained.metadata)]
     page.run()
     choose_model(page, "run #1")
     assert not page.exception, [e.value for e in page.exception]

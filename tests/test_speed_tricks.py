@@ -172,3 +172,44 @@ def test_the_page_and_the_notes_describe_each_trick_in_words():
                                                  lookahead_every=5, alternating_flip=True)))
     assert len(lines) == 6 and "learns for 2 epochs, then freezes" in lines[0]
     assert "64 times faster" in lines[3]
+
+
+def test_the_estimate_times_a_run_built_with_the_recipes_tricks_without_loading_data(monkeypatch):
+    from cnnviz.datasets.files import dataset_info
+    from cnnviz.training import estimate, prepare
+    from cnnviz.training.recipes import recipe
+
+    def no_dataset(*args, **kwargs):
+        raise AssertionError("the estimate loaded a dataset")
+
+    monkeypatch.setattr(prepare, "load_dataset", no_dataset)
+    config = recipe("cifar10_speed", device="cpu", batch_size=32)
+    images = torch.randint(0, 256, (32, 3, 32, 32), dtype=torch.uint8)
+    labels = torch.randint(0, 10, (32,))
+    run = prepare.build_run(config, dataset_info("cifar10"), torch.device("cpu"),
+                            prepare.RunData(images, labels, images[:0], labels[:0]))
+    norms = [m for m in run.model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert norms and all(not m.weight.requires_grad for m in norms)  # BatchNorm shift-only
+    assert [g["lr_scale"] for g in run.optimizer.param_groups] == [1.0, 64]  # the shifts' own rate
+    assert run.whitening is not None and not run.whitening.weight.requires_grad
+    second = run.model.features[2]  # the first trained conv starts as an identity (Dirac)
+    assert second.weight[0, 0, 1, 1] == 1 and second.weight[0, 1].abs().sum() == 0
+    assert second.weight.is_contiguous(memory_format=torch.channels_last)
+    prepare.set_whitening_bias_epoch(run, config.whiten_bias_epochs)
+    assert not run.whitening.bias.requires_grad  # frozen after its epochs, as the estimate times it
+
+    threads = torch.get_num_threads()
+    assert estimate.measure_images_per_second(estimate.timing_config(config), steps=2, cpu_threads=1) > 0
+    assert torch.get_num_threads() == threads  # the caller's setting comes back
+
+
+def test_the_estimate_keys_on_what_changes_a_step_only():
+    from dataclasses import replace
+
+    from cnnviz.training.estimate import timing_config
+    from cnnviz.training.recipes import recipe
+
+    config = recipe("cifar10_speed")
+    assert timing_config(replace(config, seed=3, lr=0.01, epochs=2)) == timing_config(config)
+    assert timing_config(replace(config, batchnorm_shift_lr=1)) != timing_config(config)
+    assert timing_config(replace(config, dirac=False)) != timing_config(config)

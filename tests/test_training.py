@@ -36,7 +36,7 @@ def test_short_real_training_beats_chance_by_far(real_data_dir):
     assert not result.stopped and result.steps == 2700 // 64
     assert [e.phase for e in events][-1] == "done"
     assert sum(e.phase == "eval" for e in events) == 2 and len(result.history) == 2
-    assert result.history[-1]["val_accuracy"] > 0.6 and result.history[-1]["epoch"] == 1.0
+    assert result.history[-1].val_accuracy > 0.6 and result.history[-1].epoch == 1.0
     assert all(e.images_per_second >= 0 and e.lr > 0 for e in events)
     # the stored predictions are the model's own on the first 1000 test images
     test = load_dataset("mnist", "test", real_data_dir)
@@ -95,7 +95,7 @@ def test_stop_keeps_what_was_learned(real_data_dir):
     result = train(_tiny_config(), progress=stop_after_twelve_steps, stop=stop, data_dir=real_data_dir,
                    report_interval=0)
     assert result.stopped and result.steps == 12
-    assert result.history[-1]["step"] == 12  # the curves end where it stopped
+    assert result.history[-1].step == 12  # the curves end where it stopped
     assert result.test_accuracy > 0.3  # 12 steps of Adam already learn a lot
     torch.manual_seed(0)
     untrained = build_model(TINY_SPEC, 1, 10, 28)
@@ -226,3 +226,43 @@ def test_the_training_objective_compiles_to_one_graph(spec):
     images = torch.randint(0, 256, (8, channels, size, size), dtype=torch.uint8)
     explanation = torch._dynamo.explain(objective)(images, torch.randint(0, 10, (8,)))
     assert (explanation.graph_count, explanation.graph_break_count) == (1, 0), explanation.break_reasons
+
+
+def test_the_meter_averages_its_window_and_restarts_after_a_check():
+    import time
+
+    from cnnviz.training.progress import Meter
+
+    meter = Meter(torch.device("cpu"))
+    meter.add(torch.tensor(2.0), torch.tensor(3), 4)
+    meter.add(torch.tensor(1.0), torch.tensor(1), 4)
+    assert (meter.loss, meter.accuracy, meter.images) == (1.5, 0.5, 8)
+    meter.update_rate(time.perf_counter())  # under a second since it started: the rate waits
+    assert meter.images_per_second == 0.0
+    meter.update_rate(time.perf_counter() + 1.0)  # a second later: 8 images in just over a second
+    assert 7.0 < meter.images_per_second <= 8.0
+    meter.restart()
+    assert (meter.loss, meter.accuracy, meter.images) == (0.0, 0.0, 0)
+    meter.add(torch.tensor(1.0), torch.tensor(2), 2)
+    meter.update_rate(time.perf_counter() + 2.0, force=True)  # the check's time before restart() is left out
+    assert meter.images_per_second <= 1.0 and meter.accuracy == 1.0
+
+
+def test_jobs_are_told_apart_by_identity_and_their_states_read_as_words():
+    from cnnviz.training.jobs import JobStatus, TrainingJob
+
+    first, second = TrainingJob(_tiny_config()), TrainingJob(_tiny_config())
+    assert first != second and first == first and len({first, second}) == 2
+    assert JobStatus.DONE == "done" and f"{JobStatus.CANCELLED}" == "cancelled"
+
+
+def test_history_points_come_from_validation_reports():
+    from cnnviz.training.progress import HistoryPoint, Phase, Progress
+
+    report = Progress(phase=Phase.EVAL, step=7, total_steps=21, epoch=1 / 3, epochs=1, loss=2.0,
+                      accuracy=0.25, lr=0.01, images_per_second=100.0, elapsed=1.23456, val_loss=1.5,
+                      val_accuracy=0.5)
+    point = HistoryPoint.from_progress(report)
+    assert point == HistoryPoint(step=7, epoch=0.3333, train_loss=2.0, train_accuracy=0.25, lr=0.01,
+                                 elapsed=1.235, val_loss=1.5, val_accuracy=0.5)
+    assert report.phase == "eval" and point.test_accuracy is None

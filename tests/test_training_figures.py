@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
+from cnnviz.training.progress import HistoryPoint
 from cnnviz.ui.training.figures import filter_grid, learning_curves
 
 HISTORY = [
-    {"epoch": 0.5, "train_loss": 1.2, "train_accuracy": 0.61, "val_loss": 0.9, "val_accuracy": 0.70},
-    {"epoch": 1.0, "train_loss": 0.6, "train_accuracy": 0.83, "val_loss": 0.5, "val_accuracy": 0.86},
+    HistoryPoint(step=10, epoch=0.5, train_loss=1.2, train_accuracy=0.61, lr=0.1, elapsed=1.0, val_loss=0.9,
+                 val_accuracy=0.70),
+    HistoryPoint(step=20, epoch=1.0, train_loss=0.6, train_accuracy=0.83, lr=0.05, elapsed=2.0, val_loss=0.5,
+                 val_accuracy=0.86),
 ]
 
 
@@ -27,7 +32,7 @@ def test_learning_curves_put_loss_left_and_accuracy_right() -> None:
 
 
 def test_learning_curves_without_validation_show_training_only() -> None:
-    history = [{k: v for k, v in h.items() if not k.startswith("val_")} for h in HISTORY]
+    history = [replace(h, val_loss=None, val_accuracy=None) for h in HISTORY]
     assert {t.name for t in learning_curves(history).data} == {"training loss", "training accuracy"}
 
 

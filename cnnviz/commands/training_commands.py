@@ -15,8 +15,8 @@ from cnnviz.runtime import resolve_device
 from cnnviz.training.checkpoint import load_checkpoint, save_checkpoint
 from cnnviz.training.config import TrainConfig, apply_settings
 from cnnviz.training.evaluate import evaluate
-from cnnviz.training.loop import Progress
 from cnnviz.training.presets import NET_PRESETS
+from cnnviz.training.progress import Progress
 from cnnviz.training.recipes import fastest_preset, recipe
 
 BAR_WIDTH = 30
@@ -121,13 +121,11 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         print(f"note: preset {preset} was tuned for {NET_PRESETS[preset].dataset}", file=sys.stderr)
     config = recipe(preset, dataset=args.dataset, device=args.device)
     if args.spec:
-        config.spec, config.whiten = args.spec, False
-    for option in ("epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay",
-                   "label_smoothing", "val_fraction", "train_subset", "seed", "compile"):
-        value = getattr(args, option, None)
-        if value is not None:
-            setattr(config, option, value)
-    return apply_settings(config, args.settings)
+        config = replace(config, spec=args.spec, whiten=False)
+    options = ("epochs", "batch_size", "lr", "optimizer", "schedule", "weight_decay", "label_smoothing",
+               "val_fraction", "train_subset", "seed", "compile")
+    given = {option: getattr(args, option) for option in options if getattr(args, option, None) is not None}
+    return apply_settings(replace(config, **given), args.settings)
 
 
 class ProgressBar:
@@ -252,12 +250,12 @@ def run_bench_train(args: argparse.Namespace) -> int:
             "dataset": args.dataset, "preset": preset, "spec": config.spec,
             "target": target, "reached": reached, "accuracy": result.test_accuracy,
             "seconds_to_target": round(seconds, 2) if reached else None, "seconds": round(seconds, 2),
-            "epochs": result.history[-1]["epoch"] if result.history else 0,
+            "epochs": result.history[-1].epoch if result.history else 0,
             "schedule_epochs": config.epochs, "batch_size": config.batch_size, "lr": config.lr,
             "settings": args.settings,
             "compiled": config.compile,
             "seed": run_config.seed, "device": result.device, "warmup_seconds": warmup_seconds,
-            "per_epoch_test_accuracy": ([h.get("test_accuracy") for h in result.history]
+            "per_epoch_test_accuracy": ([point.test_accuracy for point in result.history]
                                         if args.every_epoch else None),
         })
         if not args.json:

@@ -29,6 +29,7 @@ from cnnviz import paths
 from cnnviz.networks.build import SpecNet, build_model
 from cnnviz.networks.spec import SpecError
 from cnnviz.networks.tta import TestTimeAugmentation
+from cnnviz.training.progress import HistoryPoint, history_points
 
 CHECKPOINT_FORMAT = "cnnviz-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -79,6 +80,12 @@ class LoadedModel:
     def test_accuracy(self) -> float | None:
         value = self.metadata.get("test_accuracy")
         return None if value is None else float(value)
+
+    @property
+    def history(self) -> list[HistoryPoint]:
+        """The training history stored with the model, one point per validation point (none when
+        the file has none)."""
+        return history_points(self.metadata.get("history") or [])
 
     @property
     def name(self) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -96,30 +98,33 @@ def apply_settings(config: TrainConfig, settings: list[str]) -> TrainConfig:
     """``config`` with ``KEY=VALUE`` settings applied (the command line's ``--set``), e.g.
     ``["dirac=true", "lookahead_every=5", "whiten_bias_epochs=none"]``; a friendly ValueError for an
     unknown key or a value of the wrong kind."""
-    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    hints = typing.get_type_hints(TrainConfig)
+    names = [f.name for f in dataclasses.fields(TrainConfig)]
     changes: dict[str, Any] = {}
     for setting in settings:
         key, sep, text = setting.partition("=")
         key, text = key.strip().replace("-", "_"), text.strip()
-        if not sep or key not in fields:
-            raise ValueError(f"--set {setting!r}: expected KEY=VALUE with KEY one of {', '.join(fields)}.")
-        kind = str(fields[key].type)
+        if not sep or key not in names:
+            raise ValueError(f"--set {setting!r}: expected KEY=VALUE with KEY one of {', '.join(names)}.")
         try:
-            if text.lower() == "none" and "None" in kind:
-                value: Any = None
-            elif kind.startswith("bool"):
-                if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
-                    raise ValueError
-                value = text.lower() in ("true", "1", "yes")
-            elif kind.startswith("int"):
-                value = int(text)
-            elif kind.startswith("float"):
-                value = float(text)
-            else:
-                value = text
+            changes[key] = _parse_setting(text, hints[key])
         except ValueError:
+            kind = hints[key].__name__ if isinstance(hints[key], type) else str(hints[key])
             raise ValueError(f"--set {setting!r}: {key} takes a value of type {kind}.") from None
-        changes[key] = value
     updated = replace(config, **changes)
     updated.validate()
     return updated
+
+
+def _parse_setting(text: str, hint: Any) -> Any:
+    """``text`` as a value of the field type ``hint`` (``bool``, ``int``, ``float``, ``str``, or one of
+    them ``| None``); ValueError when it is not one."""
+    kinds = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if text.lower() == "none" and type(None) in kinds:
+        return None
+    kind = next(k for k in kinds if k is not type(None))
+    if kind is bool:
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError(text)
+        return text.lower() in ("true", "1", "yes")
+    return kind(text)  # int, float or str

@@ -1,22 +1,24 @@
 """Training in a background thread, with progress a web page can poll (no Streamlit in here).
 
-The thread never touches the UI: it writes each :class:`~cnnviz.training.loop.Progress` into the job
+The thread never touches the UI: it writes each :class:`~cnnviz.training.progress.Progress` into the job
 under a lock; the page reads a consistent :class:`JobSnapshot` whenever it redraws. On a shared
 server every job enters one :class:`TrainingQueue`: a few run, the others wait their turn in order.
 """
 
 from __future__ import annotations
 
+import enum
 import itertools
 import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from cnnviz.runtime import available_cores
 from cnnviz.training.config import TrainConfig
-from cnnviz.training.loop import Progress, TrainResult, train
+from cnnviz.training.loop import TrainResult, train
+from cnnviz.training.progress import Phase, Progress
 
 
 class TrainingQueue:
@@ -86,11 +88,22 @@ class TrainingQueue:
         self._condition.notify_all()
 
 
+class JobStatus(enum.StrEnum):
+    """Where a training job is (each compares equal to its string)."""
+
+    QUEUED = "queued"  # waiting in line for a training slot
+    RUNNING = "running"
+    DONE = "done"
+    STOPPED = "stopped"  # stopped while training: it keeps what it learned
+    CANCELLED = "cancelled"  # stopped while queued: it never trained
+    FAILED = "failed"
+
+
 @dataclass(frozen=True)
 class JobSnapshot:
     """What the page needs to draw the job at one moment."""
 
-    status: str  # "queued", "running", "done", "stopped", "cancelled" (stopped while queued) or "failed"
+    status: JobStatus
     latest: Progress | None
     points: list[Progress]  # the validation points so far (the live curves)
     result: TrainResult | None
@@ -103,11 +116,11 @@ class JobSnapshot:
     @property
     def stopping(self) -> bool:
         """Stop was pressed and the run has not ended yet (it is finishing a step or scoring)."""
-        return self.stop_requested and self.status == "running"
+        return self.stop_requested and self.status == JobStatus.RUNNING
 
     @property
     def finished(self) -> bool:
-        return self.status not in ("queued", "running")
+        return self.status not in (JobStatus.QUEUED, JobStatus.RUNNING)
 
     @property
     def fraction(self) -> float:
@@ -123,26 +136,35 @@ class JobSnapshot:
         return self.latest.elapsed * (1 - self.fraction) / max(self.fraction, 1e-9)
 
 
-@dataclass
 class TrainingJob:
-    """One training run on its own thread; ``stop()`` ends it early and keeps what was learned."""
+    """One training run on its own thread; ``stop()`` ends it early and keeps what was learned.
 
-    config: TrainConfig
-    data_dir: str | os.PathLike | None = None
-    queue: TrainingQueue | None = None  # shared by all sessions of a server; None = start at once
-    cpu_threads: int | None = None  # intra-op threads for this run (None: share the cores, see below)
-    nice: int = 0  # Linux: lower this thread's priority so page reruns of other students stay quick
-    stop_event: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _latest: Progress | None = None
-    _points: list[Progress] = field(default_factory=list)
-    _result: TrainResult | None = None
-    _error: str | None = None
-    _thread: threading.Thread | None = None
-    _started: float = 0.0
-    _ticket: int | None = None
-    _admitted: float | None = None  # time.time() when it left the line
-    _cancelled: bool = False
+    Args:
+        queue: shared by all sessions of a server; None = start at once.
+        cpu_threads: intra-op threads for this run (None: share the cores, see ``_run``).
+        nice: Linux: lower this thread's priority so page reruns of other students stay quick.
+    """
+
+    def __init__(
+        self, config: TrainConfig, data_dir: str | os.PathLike | None = None,
+        queue: TrainingQueue | None = None, cpu_threads: int | None = None, nice: int = 0,
+    ) -> None:
+        self.config = config
+        self.data_dir = data_dir
+        self.queue = queue
+        self.cpu_threads = cpu_threads
+        self.nice = nice
+        self.stop_event = threading.Event()
+        self._lock = threading.Lock()
+        self._latest: Progress | None = None
+        self._points: list[Progress] = []
+        self._result: TrainResult | None = None
+        self._error: str | None = None
+        self._thread: threading.Thread | None = None
+        self._started = 0.0
+        self._ticket: int | None = None
+        self._admitted: float | None = None  # time.time() when it left the line
+        self._cancelled = False
 
     def start(self) -> bool:
         """Start the thread (it waits its turn in the queue first); False when the line is full."""
@@ -156,9 +178,11 @@ class TrainingJob:
         return True
 
     def stop(self) -> None:
+        """Ask the run to end after its current step (a queued run leaves the line)."""
         self.stop_event.set()
 
     def join(self, timeout: float | None = None) -> None:
+        """Wait up to ``timeout`` seconds (None: for good) for the thread to end."""
         if self._thread is not None:
             self._thread.join(timeout)
 
@@ -166,15 +190,16 @@ class TrainingJob:
         with self._lock:
             position = None
             if self._error is not None:
-                status = "failed"
+                status = JobStatus.FAILED
             elif self._cancelled:
-                status = "cancelled"
+                status = JobStatus.CANCELLED
             elif self._result is not None:
-                status = "stopped" if self._result.stopped else "done"
+                status = JobStatus.STOPPED if self._result.stopped else JobStatus.DONE
             elif self._ticket is not None and self._admitted is None:
-                status, position = "queued", self.queue.position(self._ticket) if self.queue else None
+                status = JobStatus.QUEUED
+                position = self.queue.position(self._ticket) if self.queue else None
             else:
-                status = "running"
+                status = JobStatus.RUNNING
             wait = None if self._admitted is None else self._admitted - self._started
             return JobSnapshot(status, self._latest, list(self._points), self._result, self._error,
                                self._started, position, wait, self.stop_event.is_set())
@@ -182,7 +207,7 @@ class TrainingJob:
     def _on_progress(self, progress: Progress) -> None:
         with self._lock:
             self._latest = progress
-            if progress.phase == "eval":
+            if progress.phase == Phase.EVAL:
                 self._points.append(progress)
 
     def _run(self) -> None:

@@ -59,8 +59,8 @@ def model_choices() -> list[ModelChoice]:
     paths.sort(key=lambda p: (0, SHIPPED_MODELS.index(p.stem)) if shipped(p) else (1, p.stem.casefold()))
     choices = [ModelChoice(f"{p.stem}  ({'shipped' if shipped(p) else 'saved'})", str(p)) for p in paths]
     for record in st.session_state.get("train_runs", []):
-        run = record["row"]["run"]
-        choices.append(ModelChoice(f"run {run} of this session ({record['row']['dataset']})", None, run))
+        label = f"run {record.label} of this session ({record.dataset})"
+        choices.append(ModelChoice(label, None, record.label))
     return choices
 
 
@@ -71,11 +71,11 @@ def load_choice(choice: ModelChoice) -> LoadedModel:
         if not path.is_file():
             raise ValueError(f"The model file {path.name} is gone: choose another model.")
         return load_model_file(str(path), path.stat().st_mtime)
-    record = next((r for r in st.session_state.get("train_runs", []) if r["row"]["run"] == choice.run), None)
+    record = next((r for r in st.session_state.get("train_runs", []) if r.label == choice.run), None)
     if record is None:
         raise ValueError("That training run is no longer in this session: choose another model.")
     name = f"Run {choice.run} of this session"  # not the dataset's name, which the shipped model has
-    return LoadedModel(model=record["model"].eval(), metadata={**record["metadata"], "name": name})
+    return LoadedModel(model=record.model.eval(), metadata={**record.metadata, "name": name})
 
 
 @st.cache_data(show_spinner=False, max_entries=32)

@@ -1,2 +1,2 @@
-"""The Train page: its script (``page``), the settings form, live progress and run records
-(``parts``), and its figures."""
+"""The Train page: its script (``page``), the settings form and live progress (``parts``), the records
+of this session's runs (``runs``), and its figures."""

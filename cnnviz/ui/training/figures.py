@@ -8,6 +8,7 @@ import numpy as np
 import plotly.graph_objects as go
 import torch
 
+from cnnviz.training.progress import HistoryPoint
 from cnnviz.ui.panels import in_rows, tile_grid
 
 TRAIN_COLOR = "#1f77b4"
@@ -15,24 +16,28 @@ VAL_COLOR = "#ff7f0e"
 RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
-def learning_curves(history: Sequence[dict], epochs: int | None = None) -> go.Figure:
+def learning_curves(history: Sequence[HistoryPoint], epochs: int | None = None) -> go.Figure:
     """Loss and accuracy, training vs validation, against epochs (one point per validation point).
 
     Built as one dict (two x/y axis pairs side by side) rather than with ``make_subplots``: the live
     view redraws it every two seconds while a run trains, and this is many times cheaper."""
-    x = [h["epoch"] for h in history]
+    x = [h.epoch for h in history]
+    curves = (  # (axis, label, name, color, values)
+        ("", "loss", "training", TRAIN_COLOR, [h.train_loss for h in history]),
+        ("", "loss", "validation", VAL_COLOR, [h.val_loss for h in history]),
+        ("2", "accuracy", "training", TRAIN_COLOR, [h.train_accuracy for h in history]),
+        ("2", "accuracy", "validation", VAL_COLOR, [h.val_accuracy for h in history]),
+    )
     traces = []
-    for axis, key, label in (("", "loss", "loss"), ("2", "accuracy", "accuracy")):
-        for prefix, name, color in (("train_", "training", TRAIN_COLOR), ("val_", "validation", VAL_COLOR)):
-            values = [h.get(prefix + key) for h in history]
-            if all(v is None for v in values):
-                continue
-            traces.append({
-                "type": "scatter", "x": x, "y": values, "mode": "lines+markers", "name": f"{name} {label}",
-                "line": {"color": color}, "legendgroup": name, "showlegend": axis == "",
-                "xaxis": "x" + axis, "yaxis": "y" + axis,
-                "hovertemplate": f"epoch %{{x:.2f}}<br>{name} {label} %{{y:.4f}}<extra></extra>",
-            })
+    for axis, label, name, color, values in curves:
+        if all(v is None for v in values):
+            continue
+        traces.append({
+            "type": "scatter", "x": x, "y": values, "mode": "lines+markers", "name": f"{name} {label}",
+            "line": {"color": color}, "legendgroup": name, "showlegend": axis == "",
+            "xaxis": "x" + axis, "yaxis": "y" + axis,
+            "hovertemplate": f"epoch %{{x:.2f}}<br>{name} {label} %{{y:.4f}}<extra></extra>",
+        })
     x_range = [0, epochs] if epochs else None
     title = {"font": {"size": 16}, "showarrow": False, "xanchor": "center", "yanchor": "bottom",
              "xref": "paper", "yref": "paper", "y": 1.0}
@@ -47,14 +52,14 @@ def learning_curves(history: Sequence[dict], epochs: int | None = None) -> go.Fi
     }})
 
 
-def compare_runs(runs: Sequence[tuple[str, Sequence[dict]]]) -> go.Figure:
+def compare_runs(runs: Sequence[tuple[str, Sequence[HistoryPoint]]]) -> go.Figure:
     """Validation (else training) accuracy of several runs on one chart, like a lab notebook."""
     figure = go.Figure()
     for i, (label, history) in enumerate(runs):
-        use_val = any(h.get("val_accuracy") is not None for h in history)
-        key = "val_accuracy" if use_val else "train_accuracy"
+        use_val = any(h.val_accuracy is not None for h in history)
+        accuracy = [h.val_accuracy if use_val else h.train_accuracy for h in history]
         figure.add_trace(go.Scatter(
-            x=[h["epoch"] for h in history], y=[h.get(key) for h in history], mode="lines+markers",
+            x=[h.epoch for h in history], y=accuracy, mode="lines+markers",
             name=f"{label} ({'validation' if use_val else 'training'})",
             line={"color": RUN_COLORS[i % len(RUN_COLORS)]},
         ))

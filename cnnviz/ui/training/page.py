@@ -11,11 +11,13 @@ from cnnviz.networks.summary import readable_count, summarize_spec, training_siz
 from cnnviz.training.checkpoint import sanitize_model_name, save_checkpoint, saved_models_dir
 from cnnviz.training.jobs import TrainingJob
 from cnnviz.training.presets import CUSTOM_PRESET, TRAIN_PAGE_CHOICES
+from cnnviz.training.progress import HistoryPoint
 from cnnviz.training.recipes import default_preset, find_preset, recipe
 from cnnviz.training.tricks import describe_tricks
 from cnnviz.ui.host import TRAINING_NICE, host_limits, session_jobs, training_queue
 from cnnviz.ui.training import parts
 from cnnviz.ui.training.figures import compare_runs, learning_curves
+from cnnviz.ui.training.runs import ACCURACY_COLUMNS, RunRecord
 from cnnviz.ui.widgets import kept
 
 st.title("Train a network")
@@ -113,13 +115,13 @@ def live_view() -> None:
     snapshot = current.snapshot()
     parts.progress_block(snapshot)
     if snapshot.points:
-        history = [parts.point_record(p) for p in snapshot.points]
+        history = [HistoryPoint.from_progress(p) for p in snapshot.points]
         st.plotly_chart(learning_curves(history, current.config.epochs), key="train_live_curves")
     if snapshot.finished and st.session_state.get("train_recorded") is not current:
         st.session_state.train_recorded = current
         if snapshot.result is not None and snapshot.result.steps > 0:  # a run that learned something
             runs = st.session_state.train_runs
-            runs.append(parts.run_record(snapshot.result, len(runs) + 1))
+            runs.append(RunRecord.of(snapshot.result, len(runs) + 1))
         st.rerun()
 
 
@@ -128,30 +130,27 @@ job = st.session_state.train_job
 if job is not None and job.snapshot().result is not None and not running:
     parts.results_block(job.snapshot().result, key="train_results")
 
-runs = st.session_state.train_runs
+runs: list[RunRecord] = st.session_state.train_runs
 if runs:
     st.subheader("Run history")
-    accuracies = ("train acc", "val acc", "test acc")
-    table = [{key: value * 100 if key in accuracies and value is not None else value
-              for key, value in r["row"].items()} for r in runs]
     percent = st.column_config.NumberColumn(format="%.2f%%")  # 72.00%, not 72%, beside 72.34%
-    st.dataframe(table, hide_index=True, key="train_history_table",
+    st.dataframe([r.table_row() for r in runs], hide_index=True, key="train_history_table",
                  column_config={"params": st.column_config.NumberColumn(format="localized"),
-                                **dict.fromkeys(accuracies, percent)})
-    st.plotly_chart(compare_runs([(r["row"]["run"], r["history"]) for r in runs]), key="train_compare")
+                                **dict.fromkeys(ACCURACY_COLUMNS, percent)})
+    st.plotly_chart(compare_runs([(r.label, r.history) for r in runs]), key="train_compare")
     with st.form("train_save_form", border=True):
         st.markdown("**Save a run** as a named model; the predict page can then use it.")
-        run_choice = st.selectbox("Run", [r["row"]["run"] for r in runs], index=len(runs) - 1,
+        run_choice = st.selectbox("Run", [r.label for r in runs], index=len(runs) - 1,
                                   key=f"train_save_run_{len(runs)}")  # a new run: the latest is chosen
         name = st.text_input("Model name", value="my_model", key="train_save_name", max_chars=40)
         if st.form_submit_button("Save model", icon=":material/save:"):
-            record = next(r for r in runs if r["row"]["run"] == run_choice)
+            record = next(r for r in runs if r.label == run_choice)
             try:
                 clean = sanitize_model_name(name)
                 path = saved_models_dir() / f"{clean}.pt"
                 if path.exists():
                     raise ValueError(f"A model named {clean} already exists: choose another name.")
-                save_checkpoint(path, record["model"], {**record["metadata"], "name": clean})
+                save_checkpoint(path, record.model, {**record.metadata, "name": clean})
                 st.success(f"Saved as {clean} ({path.stat().st_size / 1e6:.2f} MB).", icon=":material/check:")
             except ValueError as err:
                 st.error(str(err))

@@ -13,9 +13,9 @@ from cnnviz.hosting.limits import HostLimits
 from cnnviz.networks.summary import ModelSummary
 from cnnviz.runtime import cpu_name, device_name, resolve_device, training_threads
 from cnnviz.training.config import DEFAULT_GAMMA, LR_RANGE, OPTIMIZERS, SCHEDULES, TrainConfig
-from cnnviz.training.estimate import measure_images_per_second
-from cnnviz.training.jobs import JobSnapshot
-from cnnviz.training.loop import Progress, TrainResult
+from cnnviz.training.estimate import measure_images_per_second, timing_config
+from cnnviz.training.jobs import JobSnapshot, JobStatus
+from cnnviz.training.loop import TrainResult
 from cnnviz.training.results import confusion_matrix, first_layer_filters, misclassified
 from cnnviz.ui.training.figures import confusion_heatmap, filter_grid
 from cnnviz.ui.widgets import kept, pixel_image
@@ -116,14 +116,10 @@ def hyperparameter_form(
 
 
 @st.cache_data(show_spinner="Timing a few training steps...", max_entries=64)
-def _images_per_second(
-    spec: str, dataset: str, batch_size: int, optimizer: str, whiten: bool, whiten_bias_epochs: int | None,
-    cpu_threads: int,
-) -> float:
-    return measure_images_per_second(TrainConfig(dataset=dataset, spec=spec, batch_size=batch_size,
-                                                 optimizer=optimizer, whiten=whiten,
-                                                 whiten_bias_epochs=whiten_bias_epochs),
-                                     cpu_threads=cpu_threads)
+def _images_per_second(config: TrainConfig, cpu_threads: int) -> float:
+    """Images per second of a run's steps (``config`` from :func:`timing_config`: one entry per kind
+    of step)."""
+    return measure_images_per_second(config, cpu_threads=cpu_threads)
 
 
 def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
@@ -136,8 +132,7 @@ def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
         where = f"Training on **{device_name(device)}**"
     if summary is None:
         return where + "."
-    speed = _images_per_second(config.spec, config.dataset, config.batch_size, config.optimizer,
-                               config.whiten, config.whiten_bias_epochs, threads)
+    speed = _images_per_second(timing_config(config), threads)
     images = config.train_subset or data.DATASETS[config.dataset].train_size
     seconds = config.epochs * images * (1 - config.val_fraction) / speed
     return f"{where}: about {duration_text(seconds)} for this run (measured {speed:,.0f} images/s)."
@@ -151,17 +146,17 @@ def duration_text(seconds: float) -> str:
 def progress_block(snapshot: JobSnapshot) -> None:
     """Progress bar with ETA, and the latest numbers."""
     p = snapshot.latest
-    if snapshot.status == "failed":
+    if snapshot.status == JobStatus.FAILED:
         st.error(f"Training failed: {snapshot.error}")
         return
-    if snapshot.status == "queued":
+    if snapshot.status == JobStatus.QUEUED:
         ahead = (snapshot.queue_position or 1) - 1
         st.info(f"{pages.QUEUED_TEXT}: position {snapshot.queue_position} "
                 f"({ahead} run{'s' if ahead != 1 else ''} waiting ahead of yours, waiting "
                 f"{time.time() - snapshot.started:.0f} s). Training starts by itself when a slot frees up; "
                 "Stop leaves the line.", icon=":material/hourglass_top:")
         return
-    if snapshot.status == "cancelled":
+    if snapshot.status == JobStatus.CANCELLED:
         st.warning("You left the line before training started.")
         return
     if p is None:
@@ -175,13 +170,13 @@ def progress_block(snapshot: JobSnapshot) -> None:
     if snapshot.stopping:
         st.info("Stopping: the current step ends, then the network is scored on the test set with what it "
                 "has learned so far.", icon=":material/hourglass_top:")
-    if snapshot.status == "stopped" and p.step == 0:
+    if snapshot.status == JobStatus.STOPPED and p.step == 0:
         st.warning("Stopped before the first training step: the network is as it started, so there is "
                    "nothing to score, compare or save.")
         return
-    if snapshot.status == "stopped":
+    if snapshot.status == JobStatus.STOPPED:
         st.warning(f"Stopped after {p.step} steps; the network keeps what it learned so far.")
-    elif snapshot.status == "done":
+    elif snapshot.status == JobStatus.DONE:
         st.success(f"Done in {p.elapsed:.0f} s.")
     cols = st.columns(4)
     during = "Measured on the training batches since the last check, while the weights were still moving"
@@ -192,25 +187,6 @@ def progress_block(snapshot: JobSnapshot) -> None:
     last_val = next((q for q in reversed(snapshot.points) if q.val_accuracy is not None), None)
     cols[2].metric("Validation accuracy", "–" if last_val is None else f"{last_val.val_accuracy:.1%}")
     cols[3].metric("Learning rate", f"{p.lr:.3g}")
-
-
-def point_record(p: Progress) -> dict:
-    """A validation point as a history record (the same keys the trainer stores)."""
-    return {"epoch": p.epoch, "train_loss": p.loss, "train_accuracy": p.accuracy,
-            "val_loss": p.val_loss, "val_accuracy": p.val_accuracy}
-
-
-def run_record(result: TrainResult, number: int) -> dict:
-    """A finished run for the history table, with what saving it needs."""
-    last = result.history[-1] if result.history else {}
-    params = sum(p.numel() for p in result.model.parameters())
-    row = {
-        "run": f"#{number}", "dataset": result.info.title, "spec": result.model.spec, "params": params,
-        "epochs": last.get("epoch", 0.0), "train acc": last.get("train_accuracy"),
-        "val acc": last.get("val_accuracy"), "test acc": result.test_accuracy,
-        "time (s)": round(result.seconds, 1), "device": result.device, "stopped": result.stopped,
-    }
-    return {"row": row, "history": result.history, "model": result.model, "metadata": result.metadata()}
 
 
 def results_block(result: TrainResult, key: str) -> None:
