@@ -16,7 +16,7 @@ from PIL import Image
 
 from cnnviz.datasets.files import DATASETS, dataset_info, load_dataset
 
-SAMPLES_DIR = Path(__file__).parent / "assets" / "samples"
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "assets" / "samples"
 SAMPLES_PER_CLASS = 5
 
 

@@ -27,7 +27,7 @@ BENCH_SIZE = 64
 MAX_FRAMES = 64  # as on the page
 TARGETS_MS = {"steps_ms": 100.0, "frames_ms": 100.0, "rerun_compute_ms": 300.0, "apptest_rerun_ms": 300.0}
 TARGET_FIGURE_MB = 5.0
-APP = Path(__file__).resolve().parents[2] / "app.py"
+APP = Path(__file__).resolve().parents[3] / "app.py"
 
 
 def _page_compute(pixels: np.ndarray, settings: tuple) -> None:
