@@ -26,7 +26,7 @@ from cnnviz.networks.spec import SpecError
 
 CHECKPOINT_FORMAT = "cnnviz-checkpoint"
 CHECKPOINT_VERSION = 1
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
 SAVED_MODELS_ENV = "CNNVIZ_MODELS_DIR"  # where the training page saves models (default MODELS_DIR)
 REQUIRED_METADATA = ("dataset", "spec", "classes", "mean", "std", "input_shape")
 MAX_NAME_CHARS = 40
