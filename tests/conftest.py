@@ -43,6 +43,16 @@ def real_data_dir() -> Path:
     return found
 
 
+BROWSER_FIXTURES = {"browser", "browser_page"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that drives a real browser ``browser``, so ``-m "not browser"`` leaves them out."""
+    for item in items:
+        if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)
+
+
 # --- a real Streamlit server ---------------------------------------------------------------
 
 @contextlib.contextmanager
