@@ -227,6 +227,16 @@ def run_summary(args: argparse.Namespace) -> int:
 
 
 def run_bench_train(args: argparse.Namespace) -> int:
+    reports = bench_train_reports(args)
+    if args.json:
+        print(json.dumps(reports[0] if args.runs == 1 else {"runs": reports}, indent=2))
+    reached = all(report["reached"] for report in reports)
+    return 0 if reached else 1
+
+
+def bench_train_reports(args: argparse.Namespace) -> list[dict]:
+    """The runs of ``bench train`` with these options, one report each (the warm-up's seconds in
+    each); prints a line per run unless ``args.json``."""
     from cnnviz.training.loop import train
 
     target = args.target / 100 if args.target > 1 else args.target
@@ -273,10 +283,7 @@ def run_bench_train(args: argparse.Namespace) -> int:
                 f"did not reach {target:.2%} ({seconds:.1f} s)"
             print(f"{args.dataset}: {verdict}; test accuracy {result.test_accuracy:.4f} after "
                   f"{reports[-1]['epochs']} epochs on {result.device}")
-    if args.json:
-        print(json.dumps(reports[0] if args.runs == 1 else {"runs": reports}, indent=2))
-    reached = all(report["reached"] for report in reports)
-    return 0 if reached else 1
+    return reports
 
 
 def _warm_up(config: TrainConfig, data_dir: str | None) -> float:
