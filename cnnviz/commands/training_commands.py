@@ -142,9 +142,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 class ProgressBar:
     """A one-line text progress bar on stderr, with a validation line at every validation point."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
-        self.interactive = stream.isatty()
+    def __init__(self, stream=None) -> None:
+        self.stream = sys.stderr if stream is None else stream  # looked up now: tests swap sys.stderr
+        self.interactive = self.stream.isatty()
         self.last_line = 0.0
 
     def __call__(self, p: Progress) -> None:
