@@ -54,6 +54,7 @@ def test_durations_read_as_a_student_plans():
     assert [duration_text(s) for s in (0.2, 7.4, 89, 95, 600)] == ["1 s", "7 s", "89 s", "2 min", "10 min"]
 
 
+@pytest.mark.slow
 def test_every_preset_opens_with_its_recipe(monkeypatch, tmp_path, real_data_dir):
     from cnnviz.networks.build import PRESETS
     from cnnviz.training.recipes import recipe
@@ -71,6 +72,7 @@ def test_every_preset_opens_with_its_recipe(monkeypatch, tmp_path, real_data_dir
             assert "identity kernels" in tricks[0]
 
 
+@pytest.mark.slow
 def test_tiny_training_runs_to_the_end_and_saves(monkeypatch, tmp_path, real_data_dir):
     app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
     app.selectbox(key="train_preset_mnist").set_value("custom").run()
