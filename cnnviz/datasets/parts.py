@@ -21,7 +21,7 @@ from cnnviz.datasets import files as data
 
 MANIFEST = "cnnviz-data.json"
 PART_PREFIX = "cnnviz-data.tar.bz2.part"
-DEFAULT_PART_MIB = 50  # leaves room for the working tree beside one part in a 64 MiB transfer
+DEFAULT_PART_MIB = 52  # leaves room for the working tree beside one part in a 64 MiB transfer
 CHUNK = 1 << 20  # bytes copied at a time
 EXTRA_FILES = {"cifar10": ("cifar-10-batches-py/batches.meta",)}  # packed when present
 
