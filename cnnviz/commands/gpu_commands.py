@@ -7,6 +7,7 @@ import argparse
 import contextlib
 import io
 import json
+import os
 import sys
 import tempfile
 import time
@@ -41,16 +42,17 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
     gpu = benches.add_parser(
         "gpu", help="the GPU check: CUDA tests, training speed, page compute, a peer; one JSON report",
         description=f"On one GPU, in under {BUDGET_S // 60} minutes: the CUDA tests (pytest "
-        "tests/test_training_gpu.py in a fresh process), `bench train` for MNIST (target 99%%) and "
-        "CIFAR-10 (89%%) over several seeds with the warm-up apart, what `bench predict` and `bench "
-        "conv` measure, and with --peer a peer's training script (airbench94.py) on the same CIFAR-10 "
-        "copy. Writes one JSON report. Without CUDA it refuses, except --quick --device cpu (1 seed, "
-        "tiny subsets, no CUDA tests, no peer), which checks the command end to end.",
+        "tests/test_training_gpu.py in a fresh process), `bench train` for MNIST (target "
+        f"{TRAIN_TARGETS['mnist']:.0%}) and CIFAR-10 ({TRAIN_TARGETS['cifar10']:.0%}) over several "
+        "seeds with the warm-up apart, what `bench predict` and `bench conv` measure, and with "
+        "--peer a peer's training script (airbench94.py) on the same CIFAR-10 copy. Writes one "
+        "JSON report. Without CUDA it refuses, except --quick --device cpu (1 seed, tiny subsets, "
+        "no CUDA tests, no peer), which checks the command end to end.",
     )
     gpu.add_argument("--out", metavar="PATH", help="write the JSON report here (default: print it)")
     gpu.add_argument("--peer", metavar="DIR",
                      help=f"a folder holding {gpu_check.PEER_SCRIPT} to run beside ours")
-    gpu.add_argument("--seeds", type=int, default=DEFAULT_SEEDS,
+    gpu.add_argument("--seeds", type=int, default=DEFAULT_SEEDS, metavar="N",
                      help=f"timed training runs per dataset, seeds 0..N-1 (default {DEFAULT_SEEDS})")
     gpu.add_argument("--quick", action="store_true",
                      help="a tiny configuration: 1 seed, tiny subsets, 1 epoch, no CUDA tests, no peer")
@@ -151,8 +153,6 @@ def _skipped(reason: str) -> dict:
 
 
 def _cuda_tests(args: argparse.Namespace) -> dict:
-    import os
-
     _say("CUDA tests (pytest tests/test_training_gpu.py) ...")
     env = dict(os.environ, **{data.DATA_DIR_ENV: str(data.resolve_data_dir(args.data_dir))})
     try:
@@ -250,6 +250,8 @@ def _conv(quick: bool) -> dict:
 
 
 def _peer(script: Path, seeds: int, args: argparse.Namespace) -> dict:
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the memory our trainings kept cached is the peer's to use
     with tempfile.TemporaryDirectory(prefix="cnnviz-peer-") as work:
         _say(f"peer {script}: writing CIFAR-10 as {gpu_check.PEER_DATA_FOLDER}/train.pt and test.pt ...")
         gpu_check.prepare_peer_data(Path(work), args.data_dir)
