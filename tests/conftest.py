@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -26,6 +27,14 @@ CHROMIUM_ARGS = [
 ]
 
 
+NOTHING_BIG_MB = 1000  # a net "described without its weights" may raise the peak memory by less
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux reports it in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _real_data_dir() -> Path | None:
     """The real datasets: $CNNVIZ_DATA_DIR, else ../shared/data beside the repository."""
     for candidate in (os.environ.get(data.DATA_DIR_ENV), REPO.parent / "shared" / "data"):
@@ -41,6 +50,16 @@ def real_data_dir() -> Path:
     if found is None:
         pytest.skip("real MNIST/CIFAR-10 not found (set CNNVIZ_DATA_DIR or put them in ../shared/data)")
     return found
+
+
+BROWSER_FIXTURES = {"browser", "browser_page"}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test that drives a real browser ``browser``, so ``-m "not browser"`` leaves them out."""
+    for item in items:
+        if BROWSER_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.browser)
 
 
 # --- a real Streamlit server ---------------------------------------------------------------

@@ -298,6 +298,8 @@ def test_cli_conv_size_refuses_impossible_settings(capsys):
     assert result.stderr.startswith("error: The window spans 5 rows") and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
+@pytest.mark.bench
 def test_bench_conv_reports_the_issue_case():
     import json
 

@@ -104,6 +104,7 @@ def test_alternating_mirror_flips_each_image_once_in_two_epochs():
         assert torch.equal(image, expected)
 
 
+@pytest.mark.slow
 def test_whitening_bias_freezes_after_its_epochs(real_data_dir):
     base = dict(dataset="cifar10", spec="C24k2p0 C16n M C32n G", epochs=2, batch_size=64, lr=0.05,
                 whiten=True, train_subset=640, test_subset=200, val_fraction=0.0, device="cpu")
@@ -113,6 +114,7 @@ def test_whitening_bias_freezes_after_its_epochs(real_data_dir):
     assert always.model.features[0].bias.abs().sum() > 0
 
 
+@pytest.mark.slow
 def test_a_run_with_every_trick_learns(real_data_dir):
     config = TrainConfig(
         dataset="cifar10", spec="C24k2p0 C32n M C64n M C64n G", epochs=2, batch_size=128, lr=0.1,

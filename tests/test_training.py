@@ -28,6 +28,7 @@ def _tiny_config(**overrides) -> TrainConfig:
     return TrainConfig(**{**base, **overrides})
 
 
+@pytest.mark.slow
 def test_short_real_training_beats_chance_by_far(real_data_dir):
     events = []
     result = train(_tiny_config(evals_per_epoch=2), progress=events.append, data_dir=real_data_dir,
@@ -45,6 +46,7 @@ def test_short_real_training_beats_chance_by_far(real_data_dir):
     assert torch.equal(predictions, result.test_predictions)
 
 
+@pytest.mark.slow
 def test_same_seed_same_run(real_data_dir):
     config = _tiny_config(train_subset=640, epochs=1, test_subset=200)
     first, second = (train(config, data_dir=real_data_dir) for _ in range(2))
@@ -52,6 +54,7 @@ def test_same_seed_same_run(real_data_dir):
         assert torch.allclose(second.model.state_dict()[key], value), key
 
 
+@pytest.mark.slow
 def test_a_seed_gives_the_same_run_while_other_threads_use_the_global_generator(real_data_dir):
     # A hosted demo trains for several students at once; each run draws from its own generators.
     config = _tiny_config(spec="C8n M D0.25 C16n M F32 D0.5", train_subset=640, test_subset=200)
@@ -85,6 +88,7 @@ def test_threads_of_a_run(monkeypatch):
     assert training_threads() == 1 and training_threads(2) == 2
 
 
+@pytest.mark.slow
 def test_stop_keeps_what_was_learned(real_data_dir):
     stop = threading.Event()
 

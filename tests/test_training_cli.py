@@ -1,17 +1,18 @@
-"""`train`, `evaluate`, `summary` and `bench train`, run as a user runs them."""
+"""`train`, `evaluate`, `summary` and `bench train`, run in this process through ``cnnviz.cli.main``."""
 
 import json
 
+import pytest
 import torch
 
 from cnnviz.networks.build import build_model
 from cnnviz.training.checkpoint import load_checkpoint
-from tests.test_cli import run_cli
+from tests.test_cli import cli
 
 
-def test_summary_json_counts_equal_torch():
+def test_summary_json_counts_equal_torch(capsys):
     spec = "C32 C32 M D0.25 C64 C64 M D0.25 F128 D0.5"
-    result = run_cli("summary", spec, "--input", "1x28x28", "--json")
+    result = cli(capsys, "summary", spec, "--input", "1x28x28", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     model = build_model(spec, 1, 10, 28)
@@ -20,26 +21,27 @@ def test_summary_json_counts_equal_torch():
     assert report["layers"][0]["formula"] == "3*3*1*32 + 32" and report["layers"][0]["params"] == 320
 
 
-def test_summary_table_and_classes():
-    result = run_cli("summary", "C8n G", "--input", "3x32x32", "--classes", "4")
+def test_summary_table_and_classes(capsys):
+    result = cli(capsys, "summary", "C8n G", "--input", "3x32x32", "--classes", "4")
     assert result.returncode == 0, result.stderr
     assert "3*3*3*8" in result.stdout and "8*4 + 4" in result.stdout
     assert f"total parameters: {3 * 3 * 3 * 8 + 16 + 8 * 4 + 4:,}" in result.stdout
 
 
-def test_bad_spec_and_shape_are_friendly_errors():
-    result = run_cli("summary", "C32 Q F10", "--input", "1x28x28")
+def test_bad_spec_and_shape_are_friendly_errors(capsys):
+    result = cli(capsys, "summary", "C32 Q F10", "--input", "1x28x28")
     assert result.returncode == 2
     assert result.stderr.startswith("error: Token 2 'Q'") and "Traceback" not in result.stderr
-    result = run_cli("summary", "C32", "--input", "28x28")
+    result = cli(capsys, "summary", "C32", "--input", "28x28")
     assert result.returncode == 2 and "CxHxW" in result.stderr
 
 
-def test_train_then_evaluate(real_data_dir, tmp_path):
+@pytest.mark.slow
+def test_train_then_evaluate(real_data_dir, tmp_path, capsys):
     out = tmp_path / "tiny.pt"
-    result = run_cli("train", "--dataset", "mnist", "--spec", "C8n M C16n M F32", "--epochs", "1",
-                     "--batch-size", "64", "--train-subset", "2000", "--lr", "0.05", "--device", "cpu",
-                     "--data-dir", str(real_data_dir), "--out", str(out), "--set", "lookahead_every=5")
+    result = cli(capsys, "train", "--dataset", "mnist", "--spec", "C8n M C16n M F32", "--epochs", "1",
+                 "--batch-size", "64", "--train-subset", "2000", "--lr", "0.05", "--device", "cpu",
+                 "--data-dir", str(real_data_dir), "--out", str(out), "--set", "lookahead_every=5")
     assert result.returncode == 0, result.stderr
     assert "test accuracy:" in result.stdout and out.is_file()
     assert load_checkpoint(out).metadata["training"]["lookahead_every"] == 5
@@ -47,7 +49,7 @@ def test_train_then_evaluate(real_data_dir, tmp_path):
     printed = float(result.stdout.split("test accuracy:")[1].split()[0])
     assert printed > 0.7
 
-    result = run_cli("evaluate", "--model", str(out), "--data-dir", str(real_data_dir), "--json")
+    result = cli(capsys, "evaluate", "--model", str(out), "--data-dir", str(real_data_dir), "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["dataset"] == "mnist" and report["images"] == 10_000
@@ -55,34 +57,36 @@ def test_train_then_evaluate(real_data_dir, tmp_path):
     assert report["accuracy"] == report["recorded_test_accuracy"]
 
 
-def test_evaluate_refuses_a_broken_file(tmp_path):
+def test_evaluate_refuses_a_broken_file(tmp_path, capsys):
     broken = tmp_path / "broken.pt"
     torch.save({"weights": torch.zeros(2)}, broken)
-    result = run_cli("evaluate", "--model", str(broken))
+    result = cli(capsys, "evaluate", "--model", str(broken))
     assert result.returncode == 2 and "not a cnnviz model" in result.stderr
 
 
-def test_train_rejects_bad_settings():
-    result = run_cli("train", "--dataset", "mnist", "--epochs", "0")
+def test_train_rejects_bad_settings(capsys):
+    result = cli(capsys, "train", "--dataset", "mnist", "--epochs", "0")
     assert result.returncode == 2 and "epochs" in result.stderr
-    result = run_cli("train", "--dataset", "mnist", "--spec", "C8 F4 M")
+    result = cli(capsys, "train", "--dataset", "mnist", "--spec", "C8 F4 M")
     assert result.returncode == 2 and "Token 3 'M'" in result.stderr
-    result = run_cli("train", "--dataset", "mnist", "--set", "speed=11")
+    result = cli(capsys, "train", "--dataset", "mnist", "--set", "speed=11")
     assert result.returncode == 2 and "KEY=VALUE with KEY one of" in result.stderr
-    result = run_cli("train", "--dataset", "mnist", "--set", "dirac=maybe")
+    result = cli(capsys, "train", "--dataset", "mnist", "--set", "dirac=maybe")
     assert result.returncode == 2 and "dirac takes a value of type bool" in result.stderr
 
 
-def test_bench_train_json(real_data_dir):
+@pytest.mark.slow
+@pytest.mark.bench
+def test_bench_train_json(real_data_dir, capsys):
     quick = ("--dataset", "mnist", "--target", "0.5", "--epochs", "2", "--train-subset", "3000",
              "--device", "cpu", "--data-dir", str(real_data_dir), "--json")
     # as speed records do: the whole schedule, the test set scored once at the end
-    result = run_cli("bench", "train", *quick)
+    result = cli(capsys, "bench", "train", *quick)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["reached"] and report["epochs"] == 2 and report["per_epoch_test_accuracy"] is None
 
-    result = run_cli("bench", "train", *quick, "--every-epoch")
+    result = cli(capsys, "bench", "train", *quick, "--every-epoch")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
     assert report["reached"] and report["accuracy"] >= 0.5
@@ -90,11 +94,11 @@ def test_bench_train_json(real_data_dir):
     per_epoch = report["per_epoch_test_accuracy"]
     assert report["epochs"] == len(per_epoch) and per_epoch[-1] == report["accuracy"]
     assert all(accuracy < 0.5 for accuracy in per_epoch[:-1])
-    assert 0 < report["seconds_to_target"] < 120 and report["device"].startswith("cpu")
+    assert report["seconds_to_target"] > 0 and report["device"].startswith("cpu")
 
 
-def test_bench_train_refuses_a_preset_of_the_other_dataset():
-    wrong = run_cli("bench", "train", "--dataset", "mnist", "--preset", "cifar10_wide", "--target", "0.5")
+def test_bench_train_refuses_a_preset_of_the_other_dataset(capsys):
+    wrong = cli(capsys, "bench", "train", "--dataset", "mnist", "--preset", "cifar10_wide", "--target", "0.5")
     assert wrong.returncode == 2 and "made for cifar10, not mnist" in wrong.stderr
 
 

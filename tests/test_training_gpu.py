@@ -53,6 +53,7 @@ def test_cuda_dropout_runs_repeat_with_their_seed(real_data_dir, compile_):
     assert all(getattr(layer, "generator", None) is None for layer in first.model.modules())
 
 
+@pytest.mark.bench
 def test_bench_on_cuda_warms_up_first(real_data_dir, capsys):
     code = main(["bench", "train", "--dataset", "mnist", "--target", "0.5", "--device", "cuda",
                  "--train-subset", "12000", "--runs", "2", "--no-compile", "--data-dir", str(real_data_dir),

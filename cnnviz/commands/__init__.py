@@ -3,9 +3,11 @@
 from cnnviz.commands import (
     conv_commands,
     data_commands,
+    gpu_commands,
     loadtest_commands,
     predict_commands,
     training_commands,
 )
 
-COMMAND_MODULES = [data_commands, conv_commands, training_commands, predict_commands, loadtest_commands]
+COMMAND_MODULES = [data_commands, conv_commands, training_commands, predict_commands, loadtest_commands,
+                   gpu_commands]

@@ -131,9 +131,9 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 class ProgressBar:
     """A one-line text progress bar on stderr, with a validation line at every validation point."""
 
-    def __init__(self, stream=sys.stderr) -> None:
-        self.stream = stream
-        self.interactive = stream.isatty()
+    def __init__(self, stream=None) -> None:
+        self.stream = sys.stderr if stream is None else stream  # looked up now: tests swap sys.stderr
+        self.interactive = self.stream.isatty()
         self.last_line = 0.0
 
     def __call__(self, p: Progress) -> None:
@@ -216,6 +216,16 @@ def run_summary(args: argparse.Namespace) -> int:
 
 
 def run_bench_train(args: argparse.Namespace) -> int:
+    reports = bench_train_reports(args)
+    if args.json:
+        print(json.dumps(reports[0] if args.runs == 1 else {"runs": reports}, indent=2))
+    reached = all(report["reached"] for report in reports)
+    return 0 if reached else 1
+
+
+def bench_train_reports(args: argparse.Namespace) -> list[dict]:
+    """The runs of ``bench train`` with these options, one report each (the warm-up's seconds in
+    each); prints a line per run unless ``args.json``."""
     from cnnviz.training.loop import train
 
     target = args.target / 100 if args.target > 1 else args.target
@@ -263,10 +273,7 @@ def run_bench_train(args: argparse.Namespace) -> int:
                 f"did not reach {target:.2%} ({seconds:.1f} s)"
             print(f"{args.dataset}: {verdict}; test accuracy {result.test_accuracy:.4f} after "
                   f"{reports[-1]['epochs']} epochs on {result.device}")
-    if args.json:
-        print(json.dumps(reports[0] if args.runs == 1 else {"runs": reports}, indent=2))
-    reached = all(report["reached"] for report in reports)
-    return 0 if reached else 1
+    return reports
 
 
 def _warm_up(config: TrainConfig, data_dir: str | None) -> float:
