@@ -131,6 +131,12 @@ def resolve_padding(
     return Padding(padding, padding)
 
 
+def output_length(input_size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
+    """``floor((n + 2p - d(k - 1) - 1) / s) + 1``: the number of windows along one axis (below 1 when
+    the window does not fit)."""
+    return (input_size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
+
+
 def axis_output_size(
     input_size: int,
     kernel: int,

@@ -8,11 +8,13 @@ The input is the normalized float batch ``(uint8 / 255 - mean) / std``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from cnnviz.convolution.arithmetic import output_length
 from cnnviz.networks.spec import Conv, Dense, GlobalPool, LayerSpec, Pool, Residual, SpecError, parse_spec
 from cnnviz.networks.spec import Dropout as DropoutSpec
 from cnnviz.networks.tta import NO_TTA, TestTimeAugmentation
@@ -126,10 +128,6 @@ def run_features(features: nn.Sequential, x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def _conv_out(size: int, kernel: int, stride: int, padding: int) -> int:
-    return (size + 2 * padding - kernel) // stride + 1
-
-
 def build_model(
     spec: str, in_channels: int, num_classes: int, image_size: int, tta: TestTimeAugmentation = NO_TTA,
 ) -> SpecNet:
@@ -198,28 +196,7 @@ def _build_layer(layer: LayerSpec, index: int, channels: int, size: int, flat: i
         return SpecError(f"Token {index + 1} '{layer.token}': {expected}", layer.token, index)
 
     if isinstance(layer, Conv):
-        # "same" with an even kernel needs one more zero after than before, which only PyTorch's own
-        # padding="same" (stride 1) gives; k // 2 on both sides would grow the map by one.
-        uneven_same = layer.padding is None and layer.stride == 1 and layer.kernel % 2 == 0
-        padding = "same" if uneven_same else layer.pad
-        out = size if uneven_same else _conv_out(size, layer.kernel, layer.stride, layer.pad)
-        if out < 1:
-            raise fail(f"a {layer.kernel}x{layer.kernel} kernel does not fit the {size}x{size} maps it gets.")
-        # A bias before BatchNorm is cancelled by its mean subtraction, so BN layers go without.
-        modules: list[nn.Module] = [
-            nn.Conv2d(channels, layer.filters, layer.kernel, layer.stride, padding, bias=not layer.batch_norm)
-        ]
-        if layer.pool:
-            # Pooling first leaves the BatchNorm and ReLU a quarter of the values (airbench's order).
-            if layer.pool > out:
-                raise fail(f"its {layer.pool}x{layer.pool} max pool does not fit the {out}x{out} maps "
-                           "the convolution makes.")
-            modules.append(nn.MaxPool2d(layer.pool))
-            out //= layer.pool
-        if layer.batch_norm:
-            modules.append(nn.BatchNorm2d(layer.filters))
-        modules.append(nn.ReLU(inplace=True))
-        return _Built(modules, layer.filters, out)
+        return _build_conv(layer, channels, size, fail)
     if isinstance(layer, Residual):
         return _Built([ResidualBlock(channels, layer.filters)], layer.filters, size)
     if isinstance(layer, Pool):
@@ -235,3 +212,28 @@ def _build_layer(layer: LayerSpec, index: int, channels: int, size: int, flat: i
         inputs = flat if flat is not None else channels * size * size
         return _Built([nn.Linear(inputs, layer.units), nn.ReLU(inplace=True)], layer.units, 1)
     raise AssertionError(f"unhandled layer {layer!r}")
+
+
+def _build_conv(layer: Conv, channels: int, size: int, fail: Callable[[str], SpecError]) -> _Built:
+    # "same" with an even kernel needs one more zero after than before, which only PyTorch's own
+    # padding="same" (stride 1) gives; k // 2 on both sides would grow the map by one.
+    uneven_same = layer.padding is None and layer.stride == 1 and layer.kernel % 2 == 0
+    padding = "same" if uneven_same else layer.pad
+    out = size if uneven_same else output_length(size, layer.kernel, layer.stride, layer.pad)
+    if out < 1:
+        raise fail(f"a {layer.kernel}x{layer.kernel} kernel does not fit the {size}x{size} maps it gets.")
+    # A bias before BatchNorm is cancelled by its mean subtraction, so BN layers go without.
+    modules: list[nn.Module] = [
+        nn.Conv2d(channels, layer.filters, layer.kernel, layer.stride, padding, bias=not layer.batch_norm)
+    ]
+    if layer.pool:
+        # Pooling first leaves the BatchNorm and ReLU a quarter of the values (airbench's order).
+        if layer.pool > out:
+            raise fail(f"its {layer.pool}x{layer.pool} max pool does not fit the {out}x{out} maps "
+                       "the convolution makes.")
+        modules.append(nn.MaxPool2d(layer.pool))
+        out //= layer.pool
+    if layer.batch_norm:
+        modules.append(nn.BatchNorm2d(layer.filters))
+    modules.append(nn.ReLU(inplace=True))
+    return _Built(modules, layer.filters, out)
