@@ -14,7 +14,9 @@ from cnnviz.hosting.loadtest_scenario import (
     read_images,
     run_load_test,
 )
+from cnnviz.images.predict import predict_image
 from cnnviz.paths import MODELS_DIR
+from cnnviz.training.checkpoint import load_checkpoint
 
 SHIPPED_MNIST_MODEL = MODELS_DIR / "mnist.pt"  # the predict page's default model
 
@@ -57,9 +59,6 @@ def expected_labels(images: list[UploadImage]) -> dict[str, str] | None:
     """What the shipped MNIST model (the predict page's default) answers for each image, computed here."""
     if not SHIPPED_MNIST_MODEL.is_file():
         return None
-    from cnnviz.images.predict import predict_image
-    from cnnviz.training.checkpoint import load_checkpoint
-
     model = load_checkpoint(SHIPPED_MNIST_MODEL)
     answers = {image.name: predict_image(model, image.data, image.name) for image in images}
     return {name: answer.prediction.label for name, answer in answers.items()

@@ -10,10 +10,12 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from cnnviz.datasets.samples import list_samples, load_sample
 from cnnviz.images.decode import decode_image
 from cnnviz.images.inspection import DEFAULT_TOP_K, inspect_image
 from cnnviz.images.predict import INFERENCE_THREADS, predict_files, staged_photo_accuracy
 from cnnviz.images.preprocess import preprocess
+from cnnviz.images.staged_photos import stage_photo_set
 from cnnviz.paths import MODELS_DIR
 from cnnviz.timing import median_ms
 from cnnviz.training.checkpoint import LoadedModel, list_models, load_checkpoint
@@ -141,11 +143,7 @@ def bench_model(loaded: LoadedModel, photos: int) -> dict:
 def _bench_photo(loaded: LoadedModel) -> bytes:
     """A 640 x 480 phone-style JPEG: a staged handwritten digit, or a test image enlarged."""
     if loaded.dataset == "mnist":
-        from cnnviz.images.staged_photos import stage_photo_set
-
         return stage_photo_set(1, seed=0)[0].jpeg
-    from cnnviz.datasets.samples import list_samples, load_sample
-
     pixels = load_sample(list_samples(loaded.dataset)[0]).permute(1, 2, 0).numpy()  # (H, W, C)
     image = Image.fromarray(pixels).resize((640, 480), Image.Resampling.BICUBIC)
     buffer = io.BytesIO()

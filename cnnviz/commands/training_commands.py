@@ -11,10 +11,12 @@ from pathlib import Path
 
 from cnnviz.commands.data_commands import add_data_dir_argument
 from cnnviz.datasets import files as data
+from cnnviz.networks.summary import summarize_spec
 from cnnviz.runtime import resolve_device
 from cnnviz.training.checkpoint import load_checkpoint, save_checkpoint
 from cnnviz.training.config import TrainConfig, apply_settings
 from cnnviz.training.evaluate import evaluate
+from cnnviz.training.loop import train
 from cnnviz.training.presets import NET_PRESETS
 from cnnviz.training.progress import Progress
 from cnnviz.training.recipes import fastest_preset, recipe
@@ -154,8 +156,6 @@ class ProgressBar:
 
 def run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
-    from cnnviz.training.loop import train  # the trainer pulls in torch only when a command needs it
-
     print(f"training {config.spec!r} on {config.dataset} for {config.epochs} epochs", file=sys.stderr)
     result = train(config, progress=ProgressBar(), data_dir=args.data_dir)
     print(f"test accuracy: {result.test_accuracy:.4f} on {len(result.test_labels)} test images "
@@ -168,8 +168,6 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from cnnviz.runtime import resolve_device
-
     loaded = load_checkpoint(args.model)
     test = data.load_dataset(loaded.dataset, "test", args.data_dir, download=False)
     device = resolve_device(args.device)
@@ -198,8 +196,6 @@ def parse_shape(text: str) -> tuple[int, int, int]:
 
 
 def run_summary(args: argparse.Namespace) -> int:
-    from cnnviz.networks.summary import summarize_spec
-
     summary = summarize_spec(args.spec, parse_shape(args.input), args.classes)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
@@ -226,8 +222,6 @@ def run_bench_train(args: argparse.Namespace) -> int:
 def bench_train_reports(args: argparse.Namespace) -> list[dict]:
     """The runs of ``bench train`` with these options, one report each (the warm-up's seconds in
     each); prints a line per run unless ``args.json``."""
-    from cnnviz.training.loop import train
-
     target = args.target / 100 if args.target > 1 else args.target
     if not 0 < target < 1:
         raise ValueError("--target must be a test accuracy between 0 and 1 (or a percentage).")
@@ -279,8 +273,6 @@ def bench_train_reports(args: argparse.Namespace) -> list[dict]:
 def _warm_up(config: TrainConfig, data_dir: str | None) -> float:
     """An untimed short run of the same model and batch shapes: starts CUDA, lets cuDNN pick its
     kernels and reads the data into memory, as speed records do before their clock starts."""
-    from cnnviz.training.loop import train
-
     started = time.perf_counter()
     steps = 20
     train(replace(config, epochs=1, train_subset=steps * config.batch_size, test_every_epoch=False,
