@@ -10,7 +10,7 @@ from torch import nn
 
 from cnnviz.datasets import files as data
 from cnnviz.images import inspection as ins
-from cnnviz.images.preprocess import normalize
+from cnnviz.images.preprocess import normalize_image
 from cnnviz.networks.tta import TestTimeAugmentation
 
 TRAIN_IMAGES = 10_000
@@ -252,7 +252,7 @@ def test_heatmap_overlay() -> None:
 
 def test_normalized_inputs_from_the_pipeline_work(model, mnist_test) -> None:
     pixels = mnist_test.images[0]  # (1, 28, 28) uint8
-    x = normalize(pixels, data.MNIST_MEAN, data.MNIST_STD)
+    x = normalize_image(pixels, data.MNIST_MEAN, data.MNIST_STD)
     torch.testing.assert_close(x, normalized(mnist_test.images[0:1]))
     assert ins.predict(model, x).label == "7"
 

@@ -179,10 +179,10 @@ def test_centring_by_mass_as_mnist_was_made() -> None:
 def test_normalization_equals_torchvision() -> None:
     pixels = torch.from_numpy(mnist_pixels(MNIST_SAMPLES[0])).unsqueeze(0)
     expected = TF.normalize(pixels.float() / 255, data.MNIST_MEAN, data.MNIST_STD).unsqueeze(0)
-    torch.testing.assert_close(pp.normalize(pixels, data.MNIST_MEAN, data.MNIST_STD), expected)
+    torch.testing.assert_close(pp.normalize_image(pixels, data.MNIST_MEAN, data.MNIST_STD), expected)
     rgb = load_sample(CIFAR_SAMPLES[0])
     expected = TF.normalize(rgb.float() / 255, data.CIFAR10_MEAN, data.CIFAR10_STD).unsqueeze(0)
-    torch.testing.assert_close(pp.normalize(rgb, data.CIFAR10_MEAN, data.CIFAR10_STD), expected)
+    torch.testing.assert_close(pp.normalize_image(rgb, data.CIFAR10_MEAN, data.CIFAR10_STD), expected)
 
 
 def test_an_image_is_normalized_exactly_as_training_normalizes_its_batches() -> None:
@@ -190,7 +190,8 @@ def test_an_image_is_normalized_exactly_as_training_normalizes_its_batches() -> 
         info = data.dataset_info(name)
         pixels = load_sample(sample)  # (C, H, W) uint8
         mean, std = normalization_tensors(info, torch.device("cpu"))
-        assert torch.equal(pp.normalize(pixels, info.mean, info.std), step_normalize(pixels[None], mean, std))
+        one = pp.normalize_image(pixels, info.mean, info.std)
+        assert torch.equal(one, step_normalize(pixels[None], mean, std))
     # The defaults are the datasets' own statistics, not a copy of them.
     assert inspect.signature(pp.preprocess_digit).parameters["mean"].default is data.DATASETS["mnist"].mean
     assert inspect.signature(pp.preprocess_photo).parameters["std"].default is data.DATASETS["cifar10"].std
@@ -243,7 +244,8 @@ def test_cifar_samples_pass_through_unchanged() -> None:
         image = Image.fromarray(pixels.permute(1, 2, 0).numpy())
         result = pp.preprocess(image, "cifar10")
         torch.testing.assert_close(result.pixels, pixels, rtol=0, atol=0)
-        torch.testing.assert_close(result.tensor, pp.normalize(pixels, data.CIFAR10_MEAN, data.CIFAR10_STD))
+        expected = pp.normalize_image(pixels, data.CIFAR10_MEAN, data.CIFAR10_STD)
+        torch.testing.assert_close(result.tensor, expected)
         assert [s.key for s in result.steps] == ["original", "cropped", "resized", "normalized"]
 
 
@@ -281,7 +283,7 @@ def test_cifar_gray_and_transparent_inputs_become_rgb() -> None:
 def test_prepare_dataset_pixels() -> None:
     pixels = load_sample(MNIST_SAMPLES[3])
     result = pp.prepare_dataset_pixels(pixels, "mnist")
-    torch.testing.assert_close(result.tensor, pp.normalize(pixels, data.MNIST_MEAN, data.MNIST_STD))
+    torch.testing.assert_close(result.tensor, pp.normalize_image(pixels, data.MNIST_MEAN, data.MNIST_STD))
     with pytest.raises(ValueError, match="is \\(3, 32, 32\\)"):
         pp.prepare_dataset_pixels(pixels, "cifar10")
 

@@ -25,7 +25,7 @@ from PIL import Image
 
 from cnnviz.datasets.files import DATASETS, dataset_info
 from cnnviz.images.decode import DecodedImage, ImageError, decode_array
-from cnnviz.training.step import normalize as normalize_batch
+from cnnviz.training.step import normalize
 
 MNIST_FRAME = 28  # px, the side of an MNIST image
 MNIST_DIGIT_BOX = 20  # px, MNIST digits were scaled so that their longer side is 20
@@ -100,7 +100,7 @@ def prepare_dataset_pixels(
     pixels = torch.as_tensor(np.asarray(pixels)).to(torch.uint8)
     if tuple(pixels.shape) != info.image_shape:
         raise ValueError(f"A {info.title} image is {info.image_shape} (C, H, W), not {tuple(pixels.shape)}.")
-    tensor = normalize(pixels, mean or info.mean, std or info.std)
+    tensor = normalize_image(pixels, mean or info.mean, std or info.std)
     steps = (
         Step("original", "Test-set image", f"Already a {info.title} image: nothing to prepare.",
              _display(_chw_to_hwc(pixels))),
@@ -109,12 +109,12 @@ def prepare_dataset_pixels(
     return Preprocessed(info.name, steps, pixels, tensor)
 
 
-def normalize(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
+def normalize_image(pixels: torch.Tensor, mean: Sequence[float], std: Sequence[float]) -> torch.Tensor:
     """(C, H, W) uint8 -> (1, C, H, W) float32 ``(pixels / 255 - mean) / std``, per channel: the
     training step's own normalization, of a batch of one image, so both sides compute the same."""
     mean_t = torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1)  # (1, C, 1, 1)
     std_t = torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1)
-    return normalize_batch(pixels.unsqueeze(0), mean_t, std_t)
+    return normalize(pixels.unsqueeze(0), mean_t, std_t)
 
 
 # --- MNIST-style ---------------------------------------------------------------------------------
@@ -166,7 +166,7 @@ def preprocess_digit(
                       "as MNIST was made.", _display(pixels_hw)))
 
     pixels = torch.from_numpy(pixels_hw).unsqueeze(0)  # (1, 28, 28)
-    tensor = normalize(pixels, mean, std)
+    tensor = normalize_image(pixels, mean, std)
     steps.append(_normalized_step(tensor, mean, std, pixels_hw))
     return Preprocessed("mnist", tuple(steps), pixels, tensor, inverted)
 
@@ -358,7 +358,7 @@ def preprocess_photo(
                       _display(pixels_hw)))
 
     pixels = torch.from_numpy(pixels_hw.copy()).permute(2, 0, 1)  # (H, W, C) -> (C, H, W)
-    tensor = normalize(pixels, mean, std)
+    tensor = normalize_image(pixels, mean, std)
     steps.append(_normalized_step(tensor, mean, std, pixels_hw))
     return Preprocessed("cifar10", tuple(steps), pixels, tensor)
 
