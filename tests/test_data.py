@@ -203,6 +203,36 @@ def test_garbage_cifar_batch_is_reported(tmp_path):
         data.load_dataset("cifar10", "test", tmp_path, download=False)
 
 
+class _RunsACommand:
+    """Unpickling this calls os.system: what a crafted data_batch would do on the server."""
+
+    def __init__(self, command: str) -> None:
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))
+
+
+def test_crafted_cifar_batch_is_refused_and_never_runs(tmp_path):
+    write_tiny_cifar10(tmp_path)
+    marker = tmp_path / "ran"
+    batch = {b"labels": [0], b"data": _RunsACommand(f"touch {marker}")}
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_3", "wb") as f:
+        pickle.dump(batch, f, protocol=2)
+    with pytest.raises(data.CorruptDataError) as caught:
+        data.load_dataset("cifar10", "train", tmp_path, download=False)
+    message = str(caught.value)
+    assert "data_batch_3 is not a CIFAR-10 batch: it asks to load" in message
+    assert "system" in message
+    assert not marker.exists()
+    # the same file through plain pickle would have run the command: the test can fail
+    with open(tmp_path / "cifar-10-batches-py" / "data_batch_3", "rb") as f:
+        pickle.load(f)  # noqa: S301 - shows the crafted file is live
+    assert marker.exists()
+
+
 def test_unknown_names_are_refused():
     with pytest.raises(ValueError, match="Unknown dataset 'svhn'"):
         data.dataset_info("svhn")

@@ -91,6 +91,15 @@ _CIFAR_FILES = {
     "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
     "test": ("test_batch",),
 }
+# The only globals a real CIFAR-10 batch names (a dict of bytes, lists and numpy arrays): a pickle
+# may call any global it names, so a crafted batch naming another (os.system, ...) is refused.
+_CIFAR_GLOBALS = frozenset({
+    ("numpy.core.multiarray", "_reconstruct"),
+    ("numpy._core.multiarray", "_reconstruct"),
+    ("numpy", "ndarray"),
+    ("numpy", "dtype"),
+    ("_codecs", "encode"),  # how pickles written by numpy under Python 3 spell byte strings
+})
 
 
 class DataNotFoundError(FileNotFoundError):
@@ -297,15 +306,39 @@ def _read_mnist(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     return images_t, torch.from_numpy(labels.astype(np.int64))
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR-10 batch, admitting only the globals in ``_CIFAR_GLOBALS``."""
+
+    def __init__(self, file, path: Path) -> None:
+        super().__init__(file, encoding="bytes")
+        self.path = path
+
+    def find_class(self, module: str, name: str):  # noqa: ANN201 - whatever pickle's own returns
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise CorruptDataError(f"{self.path} is not a CIFAR-10 batch: it asks to load {module}.{name}.")
+        return super().find_class(module, name)
+
+
+def load_cifar_batch(path: Path) -> dict:
+    """One CIFAR-10 batch file as its dict (keys are bytes), through the restricted unpickler.
+
+    Raises:
+        CorruptDataError: the file names a global a real batch does not need, or is no pickle.
+    """
+    with open(path, "rb") as f:
+        return _CifarUnpickler(f, path).load()
+
+
 def _read_cifar10(root: Path, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     chunks, labels = [], []
     for file in _CIFAR_FILES[split]:
         path = root / _CIFAR_FOLDER / file
         try:
-            with open(path, "rb") as f:
-                batch = pickle.load(f, encoding="bytes")  # noqa: S301 - the CIFAR format is a pickle
+            batch = load_cifar_batch(path)
             data = np.asarray(batch[b"data"], dtype=np.uint8)
             batch_labels = batch[b"labels"]
+        except CorruptDataError:
+            raise
         except Exception as err:  # noqa: BLE001
             raise CorruptDataError(f"{path} is not a CIFAR-10 batch ({err}).") from err
         chunks.append(data.reshape(-1, 3, 32, 32))  # rows are R plane, G plane, B plane
