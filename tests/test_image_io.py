@@ -18,12 +18,14 @@ from PIL import Image
 from cnnviz.datasets.samples import list_samples, load_sample
 from cnnviz.images.decode import (
     ALLOWED_FORMATS,
+    DECODE_BYTES_PER_ALLOWED_PIXEL,
     MAX_IMAGE_PIXELS,
     WORKING_MAX_SIDE,
     DecodedImage,
     ImageError,
     decode_array,
     decode_image,
+    decode_memory,
     read_image_file,
 )
 
@@ -113,6 +115,48 @@ def test_decompression_bombs_are_refused_from_the_header(name: str) -> None:
     tracemalloc.stop()
     assert peak < 5 * 2**20, f"{peak} bytes allocated: the pixels were decoded"
     assert "smaller image" in message
+
+
+_DECODE_PEAK_CHILD = """
+import resource, sys
+from cnnviz.images.decode import ImageError, decode_image
+data = open(sys.argv[1], "rb").read()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+try:
+    decode_image(data)
+    outcome = "decoded"
+except ImageError as err:
+    outcome = str(err)
+print((resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) // 1024)  # KiB on Linux -> MiB
+print(outcome)
+"""
+
+
+def test_a_small_float_tiff_of_many_pixels_is_refused_before_its_memory_is_taken(tmp_path) -> None:
+    # 6000 x 6000 is under the 40 MP limit, but float pixels take 4 bytes each and their conversion
+    # to 8 bits 8 more: over 1 GB of the server's memory for a file of a few hundred KB.
+    path = tmp_path / "float.tif"
+    Image.new("F", (6000, 6000)).save(path, compression="tiff_adobe_deflate")
+    assert path.stat().st_size < 300_000
+    child = subprocess.run([sys.executable, "-c", _DECODE_PEAK_CHILD, str(path)], check=True,
+                           capture_output=True, text=True, cwd=Path(__file__).parents[1])
+    growth_mb, message = child.stdout.splitlines()
+    assert "6000 x 6000 pixels in mode 'F'" in message and "MB cnnviz allows" in message, message
+    assert one_sentence(message) and "smaller" in message
+    assert int(growth_mb) < 50, f"decoding took {growth_mb} MB more memory before refusing"
+
+
+def test_the_decode_memory_bound_counts_bytes_per_pixel_of_the_mode() -> None:
+    assert decode_memory("RGB", (100, 10)) == 3000
+    assert decode_memory("L", (100, 10)) == 1000
+    assert decode_memory("F", (100, 10)) == 1000 * (4 + 8)
+    assert decode_memory("I;16", (100, 10)) == 1000 * (2 + 8)
+    # 8-bit RGB at the pixel limit still decodes: the bound is what it needs
+    assert decode_memory("RGB", (MAX_IMAGE_PIXELS, 1)) <= MAX_IMAGE_PIXELS * DECODE_BYTES_PER_ALLOWED_PIXEL
+    small_float = encode(Image.new("F", (300, 200), 0.5), "TIFF")
+    assert decode_image(small_float).size == (300, 200)
+    with pytest.raises(ImageError, match="300 x 200 pixels in mode 'F'"):
+        decode_image(small_float, max_pixels=300 * 200 * 3)
 
 
 def test_a_lower_pixel_limit_is_honoured() -> None:

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
 
 ALLOWED_FORMATS = ("PNG", "JPEG", "WEBP", "BMP", "GIF", "TIFF")
 ALLOWED_FORMATS_TEXT = "PNG, JPEG, WebP, BMP, GIF or TIFF"
@@ -30,6 +30,12 @@ UPLOAD_EXTENSIONS = ("png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff")
 MAX_UPLOAD_MB = 10
 MAX_IMAGE_BYTES = MAX_UPLOAD_MB * 2**20
 MAX_IMAGE_PIXELS = 40_000_000  # 40 MP, about 7300 x 5500: more than a phone camera, far below a bomb
+# The memory a decode may need, as a multiple of its pixel limit: 3 bytes a pixel, what 8-bit RGB at
+# the pixel limit takes. A tiny deflated float TIFF of 6000 x 6000 is under the pixel limit, yet its
+# pixels take 4 bytes each and their conversion to 8 bits works on 8-byte floats.
+DECODE_BYTES_PER_ALLOWED_PIXEL = 3
+FLOAT_WORK_BYTES = 8  # per pixel: 16-bit, 32-bit and float pixels are converted through float64
+_HIGH_DEPTH_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 WORKING_MAX_SIDE = 1024  # px: larger pictures are reduced after decoding; 28 or 32 px is the goal
 BACKGROUND_RGB = (255, 255, 255)  # transparency is composited on white paper
 
@@ -127,6 +133,8 @@ def decode_image(
             raise ImageError(_too_many_pixels_message((width, height), max_pixels))
         if width < 1 or height < 1:
             raise ImageError("The image has no pixels (its width or height is 0).")
+        if decode_memory(image.mode, (width, height)) > max_pixels * DECODE_BYTES_PER_ALLOWED_PIXEL:
+            raise ImageError(_too_much_memory_message(image.mode, (width, height), max_pixels))
         source_format = image.format or "unknown"
         frame_count = int(getattr(image, "n_frames", 1) or 1)
         source_mode = image.mode
@@ -135,6 +143,18 @@ def decode_image(
 
     rgb = _limit_side(rgb, max_side, notes)
     return DecodedImage(rgb, source_format, source_mode, (width, height), frame_count, tuple(notes))
+
+
+def decode_memory(mode: str, size: tuple[int, int]) -> int:
+    """The bytes decoding a picture of this Pillow mode and (width, height) needs, from its header:
+    the pixels as stored, plus a float64 copy for modes converted to 8 bits by scaling."""
+    try:
+        mode_info = ImageMode.getmode(mode)
+        stored = np.dtype(mode_info.typestr).itemsize * len(mode_info.bands)
+    except (KeyError, TypeError):
+        stored = 4  # a mode Pillow does not describe: as much as RGBA
+    work = FLOAT_WORK_BYTES if mode in _HIGH_DEPTH_MODES else 0
+    return size[0] * size[1] * (stored + work)
 
 
 def _open_header(data: bytes, max_pixels: int) -> Image.Image:
@@ -250,7 +270,7 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
     mode = image.mode
     if mode == "RGB":
         return image
-    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+    if mode in _HIGH_DEPTH_MODES:
         return Image.fromarray(_high_depth_to_uint8(image, notes)).convert("RGB")
     if mode == "CMYK":
         notes.append("CMYK converted to RGB")
@@ -273,22 +293,32 @@ def _to_rgb(image: Image.Image, notes: list[str]) -> Image.Image:
 
 
 def _high_depth_to_uint8(image: Image.Image, notes: list[str]) -> np.ndarray:
-    """16-bit, 32-bit integer or float pixels to 0..255 by scaling, never by clipping."""
-    values = np.asarray(image).astype(np.float64)  # (H, W)
-    values = np.nan_to_num(values, nan=0.0, posinf=0.0, neginf=0.0)
+    """16-bit, 32-bit integer or float pixels to 0..255 by scaling, never by clipping.
+
+    One float64 copy is worked on in place (what :func:`decode_memory` counts)."""
+    values = np.array(image, dtype=np.float64)  # (H, W)
+    np.nan_to_num(values, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     low, high = float(values.min()), float(values.max())
     if image.mode.startswith("I;16") or (image.mode == "I" and low >= 0 and high <= 65535 and high > 255):
-        scaled = values / 65535.0 * 255.0
+        values /= 65535.0
+        values *= 255.0
         notes.append("16-bit values scaled to 8 bits")
     elif image.mode == "F" and low >= 0 and high <= 1.0:
-        scaled = values * 255.0
+        values *= 255.0
         notes.append("floating-point values 0..1 scaled to 8 bits")
     elif low >= 0 and high <= 255:
-        scaled = values
+        pass
     else:
-        scaled = (values - low) / (high - low) * 255.0 if high > low else np.zeros_like(values)
+        if high > low:
+            values -= low
+            values /= high - low
+            values *= 255.0
+        else:
+            values[:] = 0.0
         notes.append(f"values {low:g}..{high:g} stretched to 8 bits")
-    return np.clip(scaled.round(), 0, 255).astype(np.uint8)
+    np.round(values, out=values)
+    np.clip(values, 0, 255, out=values)
+    return values.astype(np.uint8)
 
 
 def _limit_side(image: Image.Image, max_side: int | None, notes: list[str]) -> Image.Image:
@@ -325,6 +355,14 @@ def _too_many_pixels_message(size: tuple[int, int] | None, max_pixels: int) -> s
     width, height = size
     return (f"The image is {width} x {height} pixels, more than the {limit} cnnviz accepts: "
             "use a smaller image.")
+
+
+def _too_much_memory_message(mode: str, size: tuple[int, int], max_pixels: int) -> str:
+    width, height = size
+    need = decode_memory(mode, size) / 2**20
+    limit = max_pixels * DECODE_BYTES_PER_ALLOWED_PIXEL / 2**20
+    return (f"The image is {width} x {height} pixels in mode {mode!r}, which need {need:.0f} MB to decode, "
+            f"more than the {limit:.0f} MB cnnviz allows: use a smaller or 8-bit image.")
 
 
 def _short(err: BaseException) -> str:
