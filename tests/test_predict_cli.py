@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import resource
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -87,6 +91,35 @@ def test_predict_text_and_friendly_errors(tmp_path, capsys) -> None:
     not_a_model.write_text("hello")
     foreign = cli(capsys, "predict", "--model", str(not_a_model), path)
     assert foreign.returncode == 2 and "not a readable cnnviz model" in foreign.stderr
+
+
+@contextlib.contextmanager
+def at_most_more_memory(extra_bytes: int):
+    """This process may take at most ``extra_bytes`` more data memory (RLIMIT_DATA) inside the block,
+    so a command that reads without end fails with MemoryError instead of filling the machine."""
+    used = next(int(line.split()[1]) * 1024 for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("VmData:"))
+    soft, hard = resource.getrlimit(resource.RLIMIT_DATA)
+    resource.setrlimit(resource.RLIMIT_DATA, (used + extra_bytes, hard))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_DATA, (soft, hard))
+
+
+@needs(MNIST_MODEL)
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="needs /dev/zero")
+def test_predict_on_an_endless_device_refuses_it_quickly(capsys) -> None:
+    load_checkpoint(MNIST_MODEL)  # the model's own memory is not what is measured
+    started = time.perf_counter()
+    with at_most_more_memory(1 * 2**30):
+        result = cli(capsys, "predict", "--model", str(MNIST_MODEL), "--json", "/dev/zero")
+    seconds = time.perf_counter() - started
+    assert result.returncode == 1, result.stderr
+    (entry,) = json.loads(result.stdout)
+    assert entry == {"file": "/dev/zero",
+                     "error": "/dev/zero holds more than the 10 MB cnnviz accepts: use a smaller image."}
+    assert seconds < 10, f"{seconds:.1f} s"
 
 
 @needs(CIFAR_MODEL)

@@ -195,7 +195,8 @@ def _decode_pixels(
 
 
 def read_image_file(path: str | os.PathLike, **limits) -> DecodedImage:
-    """Read and decode an image file; the size limit is checked before the file is read.
+    """Read and decode an image file; the size limit is checked before the file is read, and again
+    while it is read, since a device or a pipe (``/dev/zero``) has no size to check beforehand.
 
     Keyword arguments are passed to :func:`decode_image`.
 
@@ -207,11 +208,11 @@ def read_image_file(path: str | os.PathLike, **limits) -> DecodedImage:
     try:
         size = path.stat().st_size
         if size > max_bytes:
-            raise ImageError(
-                f"{path.name} is {size / 2**20:.1f} MB, more than the {max_bytes / 2**20:.0f} MB "
-                "cnnviz accepts: use a smaller image."
-            )
-        data = path.read_bytes()
+            raise ImageError(f"{path.name} is {size / 2**20:.1f} MB, {_more_than_accepted(max_bytes)}")
+        with open(path, "rb") as file:
+            data = file.read(max_bytes + 1)  # one byte more than allowed tells that there is more
+        if len(data) > max_bytes:
+            raise ImageError(f"{path} holds {_more_than_accepted(max_bytes)}")
     except FileNotFoundError:
         raise ImageError(f"There is no file {path}.") from None
     except IsADirectoryError:
@@ -346,6 +347,10 @@ def _not_an_image_message(data: bytes) -> str:
     if fmt:
         return f"This is a {fmt} image, which cnnviz does not accept: use {ALLOWED_FORMATS_TEXT}."
     return f"This file is not an image cnnviz can read: use {ALLOWED_FORMATS_TEXT}."
+
+
+def _more_than_accepted(max_bytes: int) -> str:
+    return f"more than the {max_bytes / 2**20:.0f} MB cnnviz accepts: use a smaller image."
 
 
 def _too_many_pixels_message(size: tuple[int, int] | None, max_pixels: int) -> str:
