@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import torch
@@ -12,6 +14,8 @@ from hypothesis import strategies as st
 from cnnviz.convolution.arithmetic import axis_output_size, output_shape, resolve_padding
 from cnnviz.convolution.frames import describe_frames, frame_positions
 from cnnviz.convolution.kernels import (
+    MAX_CUSTOM_KERNEL_CHARS,
+    MAX_KERNEL_SIDE,
     PRESET_NAMES,
     PRESETS,
     binary_picture,
@@ -253,6 +257,20 @@ def test_custom_kernel_parsing():
     ]:
         with pytest.raises(ValueError, match=message):
             parse_kernel(bad)
+
+
+def test_a_huge_paste_into_the_custom_kernel_is_refused_at_once():
+    # the largest kernel, as numpy prints it, still parses
+    widest = np.full((MAX_KERNEL_SIDE, MAX_KERNEL_SIDE), -1 / 9)
+    printed = np.array2string(widest, separator=", ", max_line_width=200)
+    assert len(printed) <= MAX_CUSTOM_KERNEL_CHARS
+    printed_rows = printed.replace("],", "]\n")
+    np.testing.assert_allclose(parse_kernel(printed_rows), widest, rtol=1e-7)
+    text = "0.5 " * (20 * 2**20 // 4)  # a 20 MB paste: one endless row of numbers
+    started = time.perf_counter()
+    with pytest.raises(ValueError, match="is 20,971,520 characters long.*keep it to 1,000 characters"):
+        parse_kernel(text)
+    assert time.perf_counter() - started < 0.5
 
 
 def test_frame_positions_cover_everything_or_spread_evenly():

@@ -11,6 +11,9 @@ import numpy as np
 RANDOM_SEED = 0
 MAX_KERNEL_SIDE = 7  # the page's kernel-size inputs go this far, and so may a custom kernel
 MAX_CUSTOM_WEIGHT = 1000.0  # larger weights only overflow the float32 drawing, they teach nothing more
+# A 7x7 kernel is 49 numbers: even as numpy prints them ("[[ 0.11111111,  0.11111111, ...") that is
+# under 800 characters. Longer text is refused before it is split: a 20 MB paste took 7 s and 600 MB.
+MAX_CUSTOM_KERNEL_CHARS = 1000
 
 
 @dataclass(frozen=True)
@@ -105,8 +108,14 @@ def make_kernel(name: str, height: int, width: int, seed: int = RANDOM_SEED) -> 
 def parse_kernel(text: str) -> np.ndarray:
     """Numbers typed one row per line, separated by spaces or commas -> a 2-D kernel.
 
-    Fractions such as 1/9 are accepted. ValueError with the line at fault otherwise.
+    Fractions such as 1/9 are accepted. ValueError with the line at fault otherwise, and for text
+    longer than :data:`MAX_CUSTOM_KERNEL_CHARS`.
     """
+    if len(text) > MAX_CUSTOM_KERNEL_CHARS:
+        raise ValueError(
+            f"The custom kernel is {len(text):,} characters long; a {MAX_KERNEL_SIDE}x{MAX_KERNEL_SIDE} "
+            f"kernel needs far fewer, so keep it to {MAX_CUSTOM_KERNEL_CHARS:,} characters."
+        )
     rows = []
     for line_number, line in enumerate(text.strip().splitlines(), start=1):
         tokens = [t for t in re.split(r"[\s,;]+", line.strip().strip("[]")) if t]
