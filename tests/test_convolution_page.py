@@ -98,6 +98,27 @@ def test_upload_of_a_broken_file_gets_one_friendly_sentence():
     assert any("not an image cnnviz can read" in w.value and "PNG, JPEG" in w.value for w in app.warning)
 
 
+def test_a_broken_upload_is_decoded_once_and_its_sentence_kept_for_every_rerun(monkeypatch):
+    from cnnviz.ui.convolution import cache
+
+    decodes = []
+    real_decode = cache.decode_image
+
+    def counted_decode(*args, **kwargs):
+        decodes.append(1)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(cache, "decode_image", counted_decode)  # the real decoder, counted
+    app = _open()
+    app.radio(key="conv_source").set_value("your picture").run()
+    app.file_uploader(key="conv_upload").set_value(("notes.png", b"not a picture, twice", "image/png")).run()
+    for _ in range(2):
+        app.run()
+        assert not app.exception
+        assert any("not an image cnnviz can read" in w.value for w in app.warning)
+    assert len(decodes) == 1
+
+
 @pytest.mark.browser
 def test_animation_plays_in_a_real_browser(app_server, browser_page):
     open_page(browser_page, f"{app_server}/{PAGE.url_path}")

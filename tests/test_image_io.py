@@ -21,6 +21,7 @@ from cnnviz.images.decode import (
     DECODE_BYTES_PER_ALLOWED_PIXEL,
     MAX_IMAGE_PIXELS,
     WORKING_MAX_SIDE,
+    Attempt,
     DecodedImage,
     ImageError,
     decode_array,
@@ -157,6 +158,15 @@ def test_the_decode_memory_bound_counts_bytes_per_pixel_of_the_mode() -> None:
     assert decode_image(small_float).size == (300, 200)
     with pytest.raises(ImageError, match="300 x 200 pixels in mode 'F'"):
         decode_image(small_float, max_pixels=300 * 200 * 3)
+
+
+def test_an_attempt_keeps_the_picture_or_the_sentence() -> None:
+    good = Attempt.of(lambda: decode_image(encode(Image.new("RGB", (8, 6), "white"), "PNG")))
+    assert good.error is None and good.result().size == (8, 6)
+    bad = Attempt.of(lambda: decode_image(b"not a picture"))
+    assert bad.value is None and "not an image cnnviz can read" in bad.error
+    with pytest.raises(ImageError, match="not an image cnnviz can read"):
+        bad.result()
 
 
 def test_a_lower_pixel_limit_is_honoured() -> None:

@@ -121,6 +121,26 @@ def test_cifar_model_runs(page) -> None:
     assert page.metric[0].value in load_checkpoint(CIFAR_MODEL).classes
 
 
+def test_a_broken_upload_is_decoded_once_and_its_sentence_kept_for_every_rerun(page, monkeypatch) -> None:
+    from cnnviz.ui.predict import parts as predict_parts
+
+    decodes = []
+    real_decode = predict_parts.decode_image
+
+    def counted_decode(*args, **kwargs):
+        decodes.append(1)
+        return real_decode(*args, **kwargs)
+
+    monkeypatch.setattr(predict_parts, "decode_image", counted_decode)  # the real decoder, counted
+    page.radio(key="predict_source").set_value("Upload").run()
+    upload(page, b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "cut_off.png")
+    for _ in range(2):
+        page.run()
+        assert not page.exception, [e.value for e in page.exception]
+        assert any("damaged" in e.value for e in page.error)
+    assert len(decodes) == 1
+
+
 @pytest.mark.browser
 def test_real_browser_upload_of_a_staged_photo(app_server, browser_page, real_data_dir) -> None:
     jpeg, label = staged_jpeg(real_data_dir)

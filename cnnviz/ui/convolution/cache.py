@@ -14,7 +14,7 @@ import streamlit as st
 
 from cnnviz.convolution.frames import FramePlan
 from cnnviz.convolution.scene import ConvScene, ConvSettings, PoolScene, PoolSettings
-from cnnviz.images.decode import decode_image
+from cnnviz.images.decode import Attempt, decode_image
 from cnnviz.images.picture import upload_pixels
 from cnnviz.ui.convolution.figures import build_convolution_figure
 from cnnviz.ui.convolution.pool_figure import build_pooling_figure
@@ -41,13 +41,20 @@ def make_pool_view(scene: ConvScene, pool: PoolSettings) -> tuple[PoolScene, go.
     return pooled, build_pooling_figure(pooled.steps, pooled.positions)
 
 
-@st.cache_data(max_entries=8, show_spinner="Reading your picture ...")
 def decoded_upload(
     digest: str, _data: bytes, max_side: int, max_bytes: int, max_pixels: int,
 ) -> tuple[np.ndarray, str]:
     """The uploaded file decoded and shrunk once per file (``digest`` names it), as (C, H, W) uint8 and
-    a note; ImageError if unreadable or above the server's limits."""
-    return upload_pixels(decode_image(_data, max_bytes=max_bytes, max_pixels=max_pixels), max_side)
+    a note; ImageError if unreadable or above the server's limits (cached too: not decoded again)."""
+    return _decode_attempt(digest, _data, max_side, max_bytes, max_pixels).result()
+
+
+@st.cache_data(max_entries=8, show_spinner="Reading your picture ...")
+def _decode_attempt(
+    digest: str, _data: bytes, max_side: int, max_bytes: int, max_pixels: int,
+) -> Attempt[tuple[np.ndarray, str]]:
+    return Attempt.of(lambda: upload_pixels(decode_image(_data, max_bytes=max_bytes, max_pixels=max_pixels),
+                                            max_side))
 
 
 @st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)

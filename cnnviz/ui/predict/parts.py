@@ -11,7 +11,7 @@ from PIL import Image
 
 from cnnviz import pages
 from cnnviz.datasets.samples import list_samples, load_sample
-from cnnviz.images.decode import UPLOAD_EXTENSIONS, ImageError, decode_array, decode_image
+from cnnviz.images.decode import UPLOAD_EXTENSIONS, Attempt, ImageError, decode_array, decode_image
 from cnnviz.images.preprocess import Preprocessed, prepare_dataset_pixels, preprocess
 from cnnviz.paths import MODELS_DIR
 from cnnviz.training.checkpoint import (
@@ -78,12 +78,20 @@ def load_choice(choice: ModelChoice) -> LoadedModel:
     return LoadedModel(model=record.model.eval(), metadata={**record.metadata, "name": name})
 
 
-@st.cache_data(show_spinner=False, max_entries=32)
 def prepare_bytes(
     data: bytes, dataset: str, mean: tuple, std: tuple, max_bytes: int, max_pixels: int,
 ) -> Preprocessed:
-    """Decode and preprocess an uploaded or camera file (cached per file and model normalization)."""
-    return preprocess(decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels), dataset, mean, std)
+    """Decode and preprocess an uploaded or camera file (cached per file and model normalization,
+    a failure too); ImageError if unreadable."""
+    return _prepare_attempt(data, dataset, mean, std, max_bytes, max_pixels).result()
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def _prepare_attempt(
+    data: bytes, dataset: str, mean: tuple, std: tuple, max_bytes: int, max_pixels: int,
+) -> Attempt[Preprocessed]:
+    return Attempt.of(lambda: preprocess(decode_image(data, max_bytes=max_bytes, max_pixels=max_pixels),
+                                         dataset, mean, std))
 
 
 def choose_input(loaded: LoadedModel) -> Preprocessed | None:
