@@ -16,12 +16,12 @@ import pytest
 from PIL import Image
 
 from cnnviz.datasets.samples import list_samples, load_sample
+from cnnviz.images.attempt import Attempt
 from cnnviz.images.decode import (
     ALLOWED_FORMATS,
     DECODE_BYTES_PER_ALLOWED_PIXEL,
     MAX_IMAGE_PIXELS,
     WORKING_MAX_SIDE,
-    Attempt,
     DecodedImage,
     ImageError,
     decode_array,

@@ -15,10 +15,8 @@ from __future__ import annotations
 
 import io
 import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Generic, TypeVar
 
 import numpy as np
 from PIL import Image, ImageMode, ImageOps, UnidentifiedImageError
@@ -75,35 +73,6 @@ _ALLOWED_SIGNATURES: tuple[tuple[bytes, str], ...] = (
 
 class ImageError(ValueError):
     """The bytes are not an image cnnviz can use; the message is one sentence for a person."""
-
-
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class Attempt(Generic[T]):
-    """What reading a picture came to: its result, or the sentence of its :class:`ImageError`.
-
-    A cache keeps what a function returns, never what it raises: a page's cache of decodes keeps
-    this instead, so a file that fails is not decoded again on every rerun.
-    """
-
-    value: T | None = None
-    error: str | None = None
-
-    @classmethod
-    def of(cls, make: Callable[[], T]) -> Attempt[T]:
-        """Run ``make``; its result, or the message of the ImageError it raised."""
-        try:
-            return cls(value=make())
-        except ImageError as err:
-            return cls(error=str(err))
-
-    def result(self) -> T:
-        """The result; the ImageError again when reading failed."""
-        if self.error is not None:
-            raise ImageError(self.error)
-        return self.value
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ import streamlit as st
 
 from cnnviz.convolution.frames import FramePlan
 from cnnviz.convolution.scene import ConvScene, ConvSettings, PoolScene, PoolSettings
-from cnnviz.images.decode import Attempt, decode_image
+from cnnviz.images.attempt import Attempt
+from cnnviz.images.decode import decode_image
 from cnnviz.images.picture import upload_pixels
 from cnnviz.ui.convolution.figures import build_convolution_figure
 from cnnviz.ui.convolution.pool_figure import build_pooling_figure

@@ -11,7 +11,8 @@ from PIL import Image
 
 from cnnviz import pages
 from cnnviz.datasets.samples import list_samples, load_sample
-from cnnviz.images.decode import UPLOAD_EXTENSIONS, Attempt, ImageError, decode_array, decode_image
+from cnnviz.images.attempt import Attempt
+from cnnviz.images.decode import UPLOAD_EXTENSIONS, ImageError, decode_array, decode_image
 from cnnviz.images.preprocess import Preprocessed, prepare_dataset_pixels, preprocess
 from cnnviz.paths import MODELS_DIR
 from cnnviz.training.checkpoint import (
