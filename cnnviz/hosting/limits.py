@@ -14,6 +14,7 @@ from typing import Any
 
 from cnnviz.images.decode import MAX_IMAGE_PIXELS, MAX_UPLOAD_MB
 from cnnviz.pages import PAGE_NAMES
+from cnnviz.training.memory import MB, default_training_memory
 
 ENV_PREFIX = "CNNVIZ_"
 SECRETS_TABLE = "cnnviz"
@@ -30,6 +31,9 @@ class HostLimits:
     max_queue: int = 30  # runs that may wait for a slot; beyond this a student is asked to retry later
     max_epochs: int = 30  # per training run
     max_train_images: int | None = None  # training images per run (None = the whole training set)
+    # Memory all training runs together may use at their predicted peak, in MB (None: half the RAM on a
+    # CPU, 80% of the GPU's memory); each run may use its share of it (this / training_slots).
+    training_memory_mb: int | None = None
     pages: tuple[str, ...] = PAGE_NAMES  # url paths of the enabled pages (the home page is always on)
 
     def training_slots(self, gpu_count: int) -> int:
@@ -37,6 +41,12 @@ class HostLimits:
         if self.max_trainings is not None:
             return self.max_trainings
         return gpu_count if gpu_count > 0 else CPU_TRAININGS
+
+    def run_memory_budget(self, gpu_count: int) -> int:
+        """Bytes one run may use at its peak: the training memory shared by the training slots."""
+        total = (self.training_memory_mb * MB if self.training_memory_mb is not None
+                 else default_training_memory(gpu_count))
+        return total // self.training_slots(gpu_count)
 
     def check_training(self, epochs: int, train_images: int | None, dataset_train_size: int) -> None:
         """Raise ValueError when a run asks for more than this server allows."""
@@ -75,6 +85,7 @@ PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_queue": (_positive_int, "a whole number, at least 1"),
     "max_epochs": (_positive_int, "a whole number, at least 1"),
     "max_train_images": (_optional_positive_int, "a whole number, at least 1 (or 'all')"),
+    "training_memory_mb": (_optional_positive_int, "a whole number of megabytes, at least 1 (or 'none')"),
     "pages": (_page_list, f"a comma-separated list of {', '.join(PAGE_NAMES)}"),
 }
 

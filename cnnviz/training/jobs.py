@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from cnnviz.runtime import available_cores
 from cnnviz.training.config import TrainConfig
 from cnnviz.training.loop import TrainResult, train
+from cnnviz.training.memory import admission_problem
 from cnnviz.training.progress import Phase, Progress
 
 
@@ -143,13 +144,17 @@ class TrainingJob:
         queue: shared by all sessions of a server; None = start at once.
         cpu_threads: intra-op threads for this run (None: share the cores, see ``_run``).
         nice: Linux: lower this thread's priority so page reruns of other students stay quick.
+        memory_budget: bytes the run may use at its predicted peak (None: no check); a run that
+            would need more fails before it allocates anything, with a sentence on what to shrink.
     """
 
     def __init__(
         self, config: TrainConfig, data_dir: str | os.PathLike | None = None,
         queue: TrainingQueue | None = None, cpu_threads: int | None = None, nice: int = 0,
+        memory_budget: int | None = None,
     ) -> None:
         self.config = config
+        self.memory_budget = memory_budget
         self.data_dir = data_dir
         self.queue = queue
         self.cpu_threads = cpu_threads
@@ -215,6 +220,10 @@ class TrainingJob:
             if self.nice > 0 and hasattr(os, "setpriority"):
                 # Linux gives each thread its own niceness; torch's worker threads inherit it.
                 os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), self.nice)
+            if self.memory_budget is not None:
+                problem = admission_problem(self.config, self.memory_budget)
+                if problem:
+                    raise ValueError(problem)  # before it takes a slot: nothing big was allocated
             admitted = self.queue is None or self._ticket is None or self.queue.wait_turn(
                 self._ticket, self.stop_event)
             if not admitted:

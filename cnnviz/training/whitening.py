@@ -41,8 +41,12 @@ def init_whitening(conv: nn.Conv2d, images: torch.Tensor) -> bool:
     dims = conv.in_channels * k * k
     with torch.no_grad():
         patches = images.unfold(2, k, 1).unfold(3, k, 1)  # (N, C, H', W', k, k)
-        patches = patches.permute(0, 2, 3, 1, 4, 5).reshape(-1, dims).double()  # (P, C*k*k)
-        patches = patches - patches.mean(dim=0)
+        # One float64 copy of the patches, centred in place: for 5,000 CIFAR-10 images the float32
+        # copy, the float64 one and the centred one took 1.15 GB at once; this takes 0.46 GB, and
+        # computes the same numbers.
+        patches = patches.permute(0, 2, 3, 1, 4, 5).to(torch.float64, memory_format=torch.contiguous_format)
+        patches = patches.view(-1, dims)  # (P, C*k*k)
+        patches -= patches.mean(dim=0)
         covariance = patches.T @ patches / len(patches)
         eigenvalues, eigenvectors = torch.linalg.eigh(covariance)
         filters = (eigenvectors.T / torch.sqrt(eigenvalues + WHITENING_EPS)[:, None]).float()  # (dims, dims)

@@ -58,6 +58,11 @@ def upload_limits() -> dict[str, int]:
     return {"max_bytes": upload_limit_mb() * 2**20, "max_pixels": host_limits().max_image_pixels}
 
 
+def run_memory_budget() -> int:
+    """Bytes one training run may use at its predicted peak on this server."""
+    return host_limits().run_memory_budget(torch.cuda.device_count())
+
+
 @st.cache_resource(show_spinner=False)
 def training_queue() -> TrainingQueue:
     """One line for the whole server: a few runs train, the others wait their turn."""

@@ -10,11 +10,12 @@ from cnnviz.networks.spec import SpecError, describe_error_position
 from cnnviz.networks.summary import readable_count, summarize_spec, training_size_problem
 from cnnviz.training.checkpoint import sanitize_model_name, save_checkpoint, saved_models_dir
 from cnnviz.training.jobs import TrainingJob
+from cnnviz.training.memory import memory_config, memory_problem
 from cnnviz.training.presets import CUSTOM_PRESET, TRAIN_PAGE_CHOICES
 from cnnviz.training.progress import HistoryPoint
 from cnnviz.training.recipes import default_preset, find_preset, recipe
 from cnnviz.training.tricks import describe_tricks
-from cnnviz.ui.host import TRAINING_NICE, host_limits, session_jobs, training_queue
+from cnnviz.ui.host import TRAINING_NICE, host_limits, run_memory_budget, session_jobs, training_queue
 from cnnviz.ui.training import parts
 from cnnviz.ui.training.figures import compare_runs, learning_curves
 from cnnviz.ui.training.runs import ACCURACY_COLUMNS, RunRecord
@@ -60,6 +61,14 @@ with right:
     base = recipe(preset)
     config = parts.hyperparameter_form(base, dataset, spec, key=pages.train_form_key(preset), limits=limits)
     st.caption(parts.device_line(config, None if too_big else summary))  # no timing of a net too big
+    budget = run_memory_budget()
+    too_much = None
+    if summary is not None and not too_big:
+        estimate = parts.predicted_memory(memory_config(config))
+        st.caption(parts.memory_line(estimate, budget))
+        too_much = memory_problem(estimate, budget)
+        if too_much:
+            st.error(too_much, icon=":material/memory:")
     tricks = describe_tricks(**asdict(config))
     if tricks:
         st.caption("Speed-run tricks in this recipe: " + "; ".join(tricks) + ".")
@@ -67,7 +76,7 @@ with right:
 job: TrainingJob | None = st.session_state.train_job
 running = job is not None and not job.snapshot().finished
 buttons = st.container(horizontal=True)  # side by side at their own width, also on a narrow screen
-trainable = summary is not None and not too_big
+trainable = summary is not None and not too_big and not too_much
 if buttons.button("Train", type="primary", key=pages.TRAIN_START_KEY, disabled=running or not trainable,
                     icon=":material/play_arrow:"):
     try:
@@ -81,7 +90,7 @@ if buttons.button("Train", type="primary", key=pages.TRAIN_START_KEY, disabled=r
     if refusal:
         st.error(refusal)
     else:
-        job = TrainingJob(config, queue=training_queue(), nice=TRAINING_NICE)
+        job = TrainingJob(config, queue=training_queue(), nice=TRAINING_NICE, memory_budget=budget)
         if job.start():
             st.session_state.train_job = job
             session_jobs().watch(job)  # stopped if this tab is closed

@@ -16,6 +16,7 @@ from cnnviz.training.config import DEFAULT_GAMMA, LR_RANGE, OPTIMIZERS, SCHEDULE
 from cnnviz.training.estimate import measure_images_per_second, timing_config
 from cnnviz.training.jobs import JobSnapshot, JobStatus
 from cnnviz.training.loop import TrainResult
+from cnnviz.training.memory import RunMemory, predict_config_memory, readable_bytes
 from cnnviz.training.results import confusion_matrix, first_layer_filters, misclassified
 from cnnviz.ui.training.figures import confusion_heatmap, filter_grid
 from cnnviz.ui.widgets import kept, pixel_image
@@ -136,6 +137,17 @@ def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
     images = config.train_subset or data.DATASETS[config.dataset].train_size
     seconds = config.epochs * images * (1 - config.val_fraction) / speed
     return f"{where}: about {duration_text(seconds)} for this run (measured {speed:,.0f} images/s)."
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def predicted_memory(config: TrainConfig) -> RunMemory:
+    """The peak memory a run of ``config`` (from :func:`memory_config`) will need, predicted."""
+    return predict_config_memory(config)
+
+
+def memory_line(estimate: RunMemory, budget: int) -> str:
+    """'Memory: about 310 MB at its peak: ... (this server allows 5.9 GB per run).'"""
+    return f"Memory: {estimate.describe()} (this server allows {readable_bytes(budget)} per run)."
 
 
 def duration_text(seconds: float) -> str:
