@@ -243,6 +243,13 @@ def test_a_small_file_that_describes_a_huge_net_is_refused_before_it_is_built(tm
         load_checkpoint(path)
 
 
+def test_a_net_within_the_parameter_limit_but_over_the_memory_limit_is_refused(tmp_path):
+    wide = "C4096 G"  # 41 k weights, but 4096 maps of 28x28 twice over: 6.4 M activations per image
+    path = save_checkpoint(tmp_path / "wide.pt", build_model(wide, 1, 10, 28), {**_metadata(), "spec": wide})
+    with pytest.raises(CheckpointError, match="wide.pt describes a network too big for this server"):
+        load_checkpoint(path)
+
+
 def test_deeply_nested_metadata_is_a_broken_checkpoint(tmp_path):
     _, path = _saved(tmp_path)
     nested: list = []
@@ -266,7 +273,8 @@ def test_deeply_nested_metadata_is_a_broken_checkpoint(tmp_path):
     ({"mean": [0.1, 0.2, 0.3]}, "its mean is not 1 finite number"),
     ({"mean": [True]}, "its mean is not 1 finite number"),
     ({"input_shape": [1, 28]}, "its input shape is not three whole numbers"),
-    ({"input_shape": [1, 4096, 4096]}, "its input shape 1x4096x4096 is not a small square image"),
+    ({"input_shape": [1, 4096, 4096]}, "its input shape 1x4096x4096 is not that of mnist.s images"),
+    ({"input_shape": [3, 32, 32]}, "its input shape 3x32x32 is not that of mnist.s images"),
     ({"classes": "0123456789"}, "it does not list between 1 and 1000 classes"),
     ({"dataset": "../../etc"}, "its dataset is not one of mnist, cifar10"),
 ])

@@ -30,7 +30,7 @@ from cnnviz import paths
 from cnnviz.datasets.files import DATASETS
 from cnnviz.networks.build import SpecNet, build_model
 from cnnviz.networks.spec import SpecError
-from cnnviz.networks.summary import summarize_spec, training_size_problem
+from cnnviz.networks.summary import MAX_TRAIN_PARAMS, summarize_model, training_size_problem
 from cnnviz.networks.tta import TestTimeAugmentation
 from cnnviz.training.progress import HistoryPoint, history_points
 
@@ -39,8 +39,6 @@ CHECKPOINT_VERSION = 1
 SAVED_MODELS_ENV = "CNNVIZ_MODELS_DIR"  # where the training page saves models (default paths.MODELS_DIR)
 REQUIRED_METADATA = ("dataset", "spec", "classes", "mean", "std", "input_shape")
 MAX_NAME_CHARS = 40
-MAX_INPUT_SIDE = 256  # pixels: the datasets are 28 and 32; a bigger stored shape is a crafted file
-MAX_CHANNELS = 4
 MAX_CLASSES = 1000
 TEMP_SUFFIX = ".tmp"  # a save's temporary is ".<name>.pt.<random>.tmp" beside the final file
 SHIPPED_MODELS = ("mnist", "cifar10")  # the models/ files that come with cnnviz (see models/README.md)
@@ -226,23 +224,39 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     problem = metadata_problem(metadata)
     if problem:
         raise CheckpointError(f"{path.name} cannot be used: {problem}.")
-    channels, size, _ = metadata["input_shape"]
+    model = _build_within_limits(path.name, metadata)
     try:
-        # Sized on the meta device first, so a small file that describes a huge net allocates nothing.
-        too_big = training_size_problem(summarize_spec(metadata["spec"], (channels, size, size),
-                                                       len(metadata["classes"])))
-    except (SpecError, RuntimeError, ValueError, TypeError) as err:
-        raise CheckpointError(f"{path.name} has an architecture cnnviz cannot build ({err}).") from err
-    if too_big:
-        raise CheckpointError(f"{path.name} describes a network too big for this server: it is not loaded.")
-    try:
-        model = build_model(metadata["spec"], channels, len(metadata["classes"]), size,
-                            tta=stored_augmentation(metadata))
         model.load_state_dict(state)
-    except (SpecError, RuntimeError, ValueError, TypeError) as err:
+    except (RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path.name} has weights that do not match its architecture ({err}).") from err
     model.eval()
     return LoadedModel(model=model, metadata=metadata, path=path)
+
+
+def _build_within_limits(file_name: str, metadata: dict[str, Any]) -> SpecNet:
+    """The checkpoint's net with fresh weights, unless it is too big for this server.
+
+    Its parameters are counted on the meta device first (shapes, no numbers), so a small file that
+    describes a huge net allocates nothing; a net within that limit is built once, for real, and its
+    multiply-adds and activations are measured on it (one zero image of the dataset's size).
+
+    Raises:
+        CheckpointError: the spec cannot be built, or the net is over a training size limit.
+    """
+    channels, size, _ = metadata["input_shape"]
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(metadata["spec"], channels, len(metadata["classes"]), size)
+        too_big = sum(p.numel() for p in skeleton.parameters()) > MAX_TRAIN_PARAMS
+        if not too_big:
+            model = build_model(metadata["spec"], channels, len(metadata["classes"]), size,
+                                tta=stored_augmentation(metadata))
+            too_big = training_size_problem(summarize_model(model)) is not None
+    except (SpecError, RuntimeError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{file_name} has an architecture cnnviz cannot build ({err}).") from err
+    if too_big:
+        raise CheckpointError(f"{file_name} describes a network too big for this server: it is not loaded.")
+    return model
 
 
 def metadata_problem(metadata: dict[str, Any]) -> str | None:
@@ -253,8 +267,8 @@ def metadata_problem(metadata: dict[str, Any]) -> str | None:
     if not (isinstance(shape, list) and len(shape) == 3 and all(type(v) is int for v in shape)):
         return "its input shape is not three whole numbers"
     channels, height, width = shape
-    if not (1 <= channels <= MAX_CHANNELS and 1 <= height <= MAX_INPUT_SIDE and height == width):
-        return f"its input shape {channels}x{height}x{width} is not a small square image"
+    if tuple(shape) != DATASETS[metadata["dataset"]].image_shape:  # what the net is built for and fed
+        return f"its input shape {channels}x{height}x{width} is not that of {metadata['dataset']}'s images"
     classes = metadata["classes"]
     if not (isinstance(classes, list) and 1 <= len(classes) <= MAX_CLASSES):
         return f"it does not list between 1 and {MAX_CLASSES} classes"
