@@ -1,5 +1,7 @@
 """Checkpoints: a round trip keeps weights and metadata; broken or foreign files get a clear refusal."""
 
+import sys
+
 import pytest
 import torch
 
@@ -222,3 +224,70 @@ def test_history_points_are_saved_as_plain_dicts_without_the_numbers_not_taken(t
                          "elapsed": 2.0}
     assert stored[1]["test_accuracy"] == 0.71
     assert load_checkpoint(path).history == points
+
+
+def _rewritten(path, **metadata):
+    """The saved file with some metadata replaced, as a host or a third party could write it."""
+    payload = torch.load(path, weights_only=True)
+    payload["metadata"].update(metadata)
+    torch.save(payload, path)
+    return path
+
+
+def test_a_small_file_that_describes_a_huge_net_is_refused_before_it_is_built(tmp_path):
+    path = tmp_path / "huge.pt"
+    metadata = {**_metadata(), "spec": "C64 M F4096"}  # 51 M weights (205 MB) from a few bytes of text
+    torch.save({"format": "cnnviz-checkpoint", "version": 1, "state_dict": {}, "metadata": metadata}, path)
+    assert path.stat().st_size < 5_000
+    with pytest.raises(CheckpointError, match="huge.pt describes a network too big for this server"):
+        load_checkpoint(path)
+
+
+def test_a_net_within_the_parameter_limit_but_over_the_memory_limit_is_refused(tmp_path):
+    wide = "C4096 G"  # 41 k weights, but 4096 maps of 28x28 twice over: 6.4 M activations per image
+    path = save_checkpoint(tmp_path / "wide.pt", build_model(wide, 1, 10, 28), {**_metadata(), "spec": wide})
+    with pytest.raises(CheckpointError, match="wide.pt describes a network too big for this server"):
+        load_checkpoint(path)
+
+
+def test_deeply_nested_metadata_is_a_broken_checkpoint(tmp_path):
+    _, path = _saved(tmp_path)
+    nested: list = []
+    for _ in range(5000):
+        nested = [nested]
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(50_000)  # what it takes to write such a file
+    try:
+        _rewritten(path, notes=nested)
+    finally:
+        sys.setrecursionlimit(limit)
+    with pytest.raises(CheckpointError, match="tiny.pt is not a readable cnnviz model"):
+        load_checkpoint(path)
+
+
+@pytest.mark.parametrize(("metadata", "problem"), [
+    ({"mean": "abc"}, "its mean is not 1 finite number"),
+    ({"std": [0.0]}, "its std has a value that is not above 0"),
+    ({"std": [-0.3]}, "its std has a value that is not above 0"),
+    ({"std": [float("nan")]}, "its std is not 1 finite number"),
+    ({"mean": [0.1, 0.2, 0.3]}, "its mean is not 1 finite number"),
+    ({"mean": [True]}, "its mean is not 1 finite number"),
+    ({"input_shape": [1, 28]}, "its input shape is not three whole numbers"),
+    ({"input_shape": [1, 4096, 4096]}, "its input shape 1x4096x4096 is not that of mnist.s images"),
+    ({"input_shape": [3, 32, 32]}, "its input shape 3x32x32 is not that of mnist.s images"),
+    ({"classes": "0123456789"}, "it does not list between 1 and 1000 classes"),
+    ({"dataset": "../../etc"}, "its dataset is not one of mnist, cifar10"),
+])
+def test_metadata_that_cannot_describe_the_model_is_refused_with_a_sentence(tmp_path, metadata, problem):
+    _, path = _saved(tmp_path)
+    _rewritten(path, **metadata)
+    with pytest.raises(CheckpointError, match=f"tiny.pt cannot be used: {problem}"):
+        load_checkpoint(path)
+
+
+def test_an_exclusive_save_never_replaces_a_file(tmp_path):
+    _, path = _saved(tmp_path)
+    before = path.read_bytes()
+    with pytest.raises(FileExistsError):
+        save_checkpoint(path, build_model(SPEC, 1, 10, 28), _metadata(), exclusive=True)
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["tiny.pt"]

@@ -51,6 +51,16 @@ def test_environment_wins_over_secrets_which_win_over_defaults():
     assert load_limits({"CNNVIZ_PAGES": " Predict,convolution "}, {}).pages == ("predict", "convolution")
 
 
+def test_a_host_sets_the_save_quotas():
+    assert (HostLimits().max_saves_per_session, HostLimits().max_saved_models, HostLimits().max_saved_mb) \
+        == (5, 50, 500)
+    limits = load_limits({"CNNVIZ_MAX_SAVES_PER_SESSION": "1", "CNNVIZ_MAX_SAVED_MB": "20"},
+                         {"cnnviz": {"max_saved_models": 8}})
+    assert (limits.max_saves_per_session, limits.max_saved_models, limits.max_saved_mb) == (1, 8, 20)
+    with pytest.raises(ValueError, match="CNNVIZ_MAX_SAVED_MB is '0': expected a whole number of megabytes"):
+        load_limits({"CNNVIZ_MAX_SAVED_MB": "0"}, {})
+
+
 @pytest.mark.parametrize(("environ", "secrets", "words"), [
     ({"CNNVIZ_MAX_EPOCHS": "lots"}, {}, ["CNNVIZ_MAX_EPOCHS", "'lots'", "whole number"]),
     ({"CNNVIZ_MAX_UPLOAD_MB": "0"}, {}, ["CNNVIZ_MAX_UPLOAD_MB", "at least 1"]),

@@ -201,6 +201,22 @@ def test_models_saved_beside_the_shipped_ones_are_labelled_saved(tmp_path, monke
                       "Zeta  (saved)"]
 
 
+def test_a_models_name_from_its_file_is_shown_as_text_not_as_a_link(tmp_path, monkeypatch) -> None:
+    from cnnviz.training.checkpoint import save_checkpoint
+
+    shipped = load_checkpoint(MNIST_MODEL)
+    save_checkpoint(tmp_path / "evil.pt", shipped.model, {**shipped.metadata, "name": "[click](http://evil)"})
+    monkeypatch.setenv("CNNVIZ_MODELS_DIR", str(tmp_path))
+    st.cache_resource.clear()
+    app = AppTest.from_file(str(PAGE), default_timeout=60)
+    app.run()
+    choose_model(app, "evil")
+    assert not app.exception, [e.value for e in app.exception]
+    caption = app.caption[0].value  # the markdown body sent to the browser
+    assert caption.startswith(r"\[click\]\(http\://evil\): C"), caption  # shown as typed, then the spec
+    assert "[click](" not in caption and "http://" not in caption  # neither a link nor a bare url
+
+
 @pytest.mark.browser
 def test_real_browser_drawing_a_digit(app_server, browser_page) -> None:
     open_page(browser_page, f"{app_server}/predict")

@@ -3,6 +3,7 @@
 import time
 
 import pytest
+import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from cnnviz.training.checkpoint import load_checkpoint
@@ -117,6 +118,54 @@ def test_tiny_training_runs_to_the_end_and_saves(monkeypatch, tmp_path, real_dat
     assert not app.exception, [e.value for e in app.exception]
     assert list(app.dataframe[-1].value["run"]) == ["#1", "#2"]
     assert app.selectbox(key="train_save_run_2").value == "#2"
+
+
+def _with_a_finished_run(app: AppTest) -> AppTest:
+    """The page as after one finished run (the shipped MNIST model stands in for a trained one)."""
+    from cnnviz.paths import MODELS_DIR
+    from cnnviz.ui.training.runs import RunRecord
+
+    trained = load_checkpoint(MODELS_DIR / "mnist.pt")
+    app.session_state["train_runs"] = [RunRecord(
+        label="#1", dataset="MNIST", spec=trained.spec, params=0, epochs=1.0, train_accuracy=None,
+        val_accuracy=None, test_accuracy=trained.test_accuracy, seconds=1.0, device="cpu", stopped=False,
+        history=(), model=trained.model, metadata=trained.metadata)]
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def test_saves_get_fresh_default_names_and_stop_at_the_sessions_quota(monkeypatch, tmp_path, real_data_dir):
+    st.cache_resource.clear()  # the host's limits are read once per process
+    monkeypatch.setenv("CNNVIZ_MAX_SAVES_PER_SESSION", "2")
+    try:
+        app = _with_a_finished_run(_open_training_page(monkeypatch, tmp_path, real_data_dir))
+        names = []
+        for _ in range(2):
+            name = app.text_input(key="train_save_name").value
+            assert name.startswith("mnist_") and name != "my_model" and name not in names, name
+            app.button[-1].click().run()  # the form's submit button
+            assert not app.exception and not app.error and app.success, [e.value for e in app.error]
+            assert (tmp_path / f"{name}.pt").is_file()
+            names.append(name)
+            app.run()  # the next visit to the form offers a new name
+        app.button[-1].click().run()
+        assert not app.exception
+        assert [e.value for e in app.error] == ["This server allows 2 saved models per session, and you have "
+                                                "saved them all\\."]
+        assert sorted(p.stem for p in tmp_path.glob("*.pt")) == sorted(names)
+    finally:
+        st.cache_resource.clear()
+
+
+def test_a_models_folder_that_cannot_be_written_is_told_in_a_sentence(monkeypatch, tmp_path, real_data_dir):
+    blocker = tmp_path / "models"
+    blocker.write_text("a file where the models folder should be")
+    app = _with_a_finished_run(_open_training_page(monkeypatch, blocker, real_data_dir))
+    app.button[-1].click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert len(app.error) == 1 and "could not write the model file" in app.error[0].value
+    assert "tell your host" in app.error[0].value
 
 
 def test_stop_keeps_the_partly_trained_network(monkeypatch, tmp_path, real_data_dir):

@@ -35,6 +35,9 @@ class HostLimits:
     # CPU, 80% of the GPU's memory); each run may use its share of it (this / training_slots).
     training_memory_mb: int | None = None
     pages: tuple[str, ...] = PAGE_NAMES  # url paths of the enabled pages (the home page is always on)
+    max_saves_per_session: int = 5  # models one student may save from the Train page
+    max_saved_models: int = 50  # .pt files the saved-models folder may hold, all students together
+    max_saved_mb: int = 500  # their total size in megabytes
 
     def training_slots(self, gpu_count: int) -> int:
         """Concurrent training runs: the host's number, else one per GPU, else a few on the CPU."""
@@ -87,6 +90,9 @@ PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_train_images": (_optional_positive_int, "a whole number, at least 1 (or 'all')"),
     "training_memory_mb": (_optional_positive_int, "a whole number of megabytes, at least 1 (or 'none')"),
     "pages": (_page_list, f"a comma-separated list of {', '.join(PAGE_NAMES)}"),
+    "max_saves_per_session": (_positive_int, "a whole number, at least 1"),
+    "max_saved_models": (_positive_int, "a whole number, at least 1"),
+    "max_saved_mb": (_positive_int, "a whole number of megabytes, at least 1"),
 }
 
 

@@ -12,6 +12,7 @@ files written before it was stored there take it from their training config's ``
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import pickle
 import re
@@ -26,8 +27,10 @@ import torch
 from torch.torch_version import TorchVersion
 
 from cnnviz import paths
+from cnnviz.datasets.files import DATASETS
 from cnnviz.networks.build import SpecNet, build_model
 from cnnviz.networks.spec import SpecError
+from cnnviz.networks.summary import MAX_TRAIN_PARAMS, summarize_model, training_size_problem
 from cnnviz.networks.tta import TestTimeAugmentation
 from cnnviz.training.progress import HistoryPoint, history_points
 
@@ -36,6 +39,8 @@ CHECKPOINT_VERSION = 1
 SAVED_MODELS_ENV = "CNNVIZ_MODELS_DIR"  # where the training page saves models (default paths.MODELS_DIR)
 REQUIRED_METADATA = ("dataset", "spec", "classes", "mean", "std", "input_shape")
 MAX_NAME_CHARS = 40
+MAX_CLASSES = 1000
+TEMP_SUFFIX = ".tmp"  # a save's temporary is ".<name>.pt.<random>.tmp" beside the final file
 SHIPPED_MODELS = ("mnist", "cifar10")  # the models/ files that come with cnnviz (see models/README.md)
 
 
@@ -101,19 +106,28 @@ def sanitize_model_name(name: str) -> str:
     Raises:
         ValueError: when nothing usable is left.
     """
-    composed = unicodedata.normalize("NFC", name.strip())  # "è" typed as e + accent is one letter
+    # NFKC: "è" typed as e + accent is one letter, and full-width or ligature forms become plain ones
+    composed = unicodedata.normalize("NFKC", name.strip())
     cleaned = re.sub(r"[^\w-]+", "_", composed).strip("_-.")[:MAX_NAME_CHARS]
     if not cleaned:
         raise ValueError("Give the model a name with at least one letter or digit.")
     return cleaned
 
 
-def save_checkpoint(path: str | os.PathLike, model: SpecNet, metadata: dict[str, Any]) -> Path:
+def save_checkpoint(path: str | os.PathLike, model: SpecNet, metadata: dict[str, Any],
+                    exclusive: bool = False) -> Path:
     """Write the weights and metadata to ``path`` atomically (a temporary file, then a rename); the
     metadata gains the model's test-time augmentation.
 
+    With ``exclusive`` the temporary is hard-linked to ``path`` instead of renamed over it, which the
+    file system refuses when ``path`` exists: of two saves of one name at once, exactly one wins.
+
     Returns:
         The path written.
+
+    Raises:
+        FileExistsError: ``exclusive`` and ``path`` already exists (the file there is untouched).
+        OSError: the folder or the disk refused the file (no temporary is left).
     """
     missing = [key for key in REQUIRED_METADATA if key not in metadata]
     assert not missing, f"metadata lacks {missing}"
@@ -125,17 +139,23 @@ def save_checkpoint(path: str | os.PathLike, model: SpecNet, metadata: dict[str,
         "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
         "state_dict": state, "metadata": to_plain({**metadata, "tta": dataclasses.asdict(model.tta)}),
     }
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as f:
-            torch.save(payload, f)
+            try:
+                torch.save(payload, f)
+            except RuntimeError as err:  # torch's zip writer turns a failed write (a full disk) into this
+                raise (err.__context__ if isinstance(err.__context__, OSError)
+                       else OSError(f"PyTorch could not write the file: {err}")) from err
             f.flush()
             os.fsync(f.fileno())
         os.chmod(temp_name, 0o644)  # mkstemp makes it private; a model file is for everyone to read
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+        if exclusive:
+            os.link(temp_name, path)
+        else:
+            os.replace(temp_name, path)
+    finally:
+        Path(temp_name).unlink(missing_ok=True)  # after the link (or a failure); gone after a rename
     return path
 
 
@@ -179,7 +199,7 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
         with torch.serialization.safe_globals([TorchVersion]):
             payload = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError, ValueError,
-            AttributeError, TypeError, KeyError, IndexError) as err:
+            AttributeError, TypeError, KeyError, IndexError, RecursionError) as err:
         raise CheckpointError(
             f"{path.name} is not a readable cnnviz model (it is damaged, or not a checkpoint file)."
         ) from err
@@ -193,19 +213,75 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     metadata, state = payload.get("metadata"), payload.get("state_dict")
     if not isinstance(metadata, dict) or not isinstance(state, dict):
         raise CheckpointError(f"{path.name} lacks its weights or metadata.")
-    metadata = to_plain(metadata)
+    try:
+        metadata = to_plain(metadata)
+    except (RecursionError, TypeError) as err:  # metadata nested thousands deep, or odd types
+        raise CheckpointError(f"{path.name} is not a readable cnnviz model (its metadata is broken).") \
+            from err
     missing = [key for key in REQUIRED_METADATA if key not in metadata]
     if missing:
         raise CheckpointError(f"{path.name} lacks the metadata {', '.join(missing)}.")
+    problem = metadata_problem(metadata)
+    if problem:
+        raise CheckpointError(f"{path.name} cannot be used: {problem}.")
+    model = _build_within_limits(path.name, metadata)
     try:
-        channels, size, _ = (int(v) for v in metadata["input_shape"])
-        model = build_model(metadata["spec"], channels, len(metadata["classes"]), size,
-                            tta=stored_augmentation(metadata))
         model.load_state_dict(state)
-    except (SpecError, RuntimeError, ValueError, TypeError) as err:
+    except (RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path.name} has weights that do not match its architecture ({err}).") from err
     model.eval()
     return LoadedModel(model=model, metadata=metadata, path=path)
+
+
+def _build_within_limits(file_name: str, metadata: dict[str, Any]) -> SpecNet:
+    """The checkpoint's net with fresh weights, unless it is too big for this server.
+
+    Its parameters are counted on the meta device first (shapes, no numbers), so a small file that
+    describes a huge net allocates nothing; a net within that limit is built once, for real, and its
+    multiply-adds and activations are measured on it (one zero image of the dataset's size).
+
+    Raises:
+        CheckpointError: the spec cannot be built, or the net is over a training size limit.
+    """
+    channels, size, _ = metadata["input_shape"]
+    try:
+        with torch.device("meta"):
+            skeleton = build_model(metadata["spec"], channels, len(metadata["classes"]), size)
+        too_big = sum(p.numel() for p in skeleton.parameters()) > MAX_TRAIN_PARAMS
+        if not too_big:
+            model = build_model(metadata["spec"], channels, len(metadata["classes"]), size,
+                                tta=stored_augmentation(metadata))
+            too_big = training_size_problem(summarize_model(model)) is not None
+    except (SpecError, RuntimeError, ValueError, TypeError) as err:
+        raise CheckpointError(f"{file_name} has an architecture cnnviz cannot build ({err}).") from err
+    if too_big:
+        raise CheckpointError(f"{file_name} describes a network too big for this server: it is not loaded.")
+    return model
+
+
+def metadata_problem(metadata: dict[str, Any]) -> str | None:
+    """What is wrong with a checkpoint's dataset, shape, classes and normalization (a phrase), or None."""
+    if not isinstance(metadata["dataset"], str) or metadata["dataset"] not in DATASETS:
+        return f"its dataset is not one of {', '.join(DATASETS)}"
+    shape = metadata["input_shape"]
+    if not (isinstance(shape, list) and len(shape) == 3 and all(type(v) is int for v in shape)):
+        return "its input shape is not three whole numbers"
+    channels, height, width = shape
+    if tuple(shape) != DATASETS[metadata["dataset"]].image_shape:  # what the net is built for and fed
+        return f"its input shape {channels}x{height}x{width} is not that of {metadata['dataset']}'s images"
+    classes = metadata["classes"]
+    if not (isinstance(classes, list) and 1 <= len(classes) <= MAX_CLASSES):
+        return f"it does not list between 1 and {MAX_CLASSES} classes"
+    if not isinstance(metadata["spec"], str):
+        return "its architecture is not a spec string"
+    for key in ("mean", "std"):
+        values = metadata[key]
+        if not (isinstance(values, list) and len(values) == channels
+                and all(type(v) in (int, float) and math.isfinite(v) for v in values)):
+            return f"its {key} is not {channels} finite number{'s' if channels > 1 else ''} (one per channel)"
+    if any(v <= 0 for v in metadata["std"]):
+        return "its std has a value that is not above 0 (the pixels would be divided by it)"
+    return None
 
 
 def stored_augmentation(metadata: dict[str, Any]) -> TestTimeAugmentation:

@@ -19,6 +19,13 @@ CRISP_CSS = f"<style>[class*='st-key-{CRISP_KEY_PREFIX}'] img {{image-rendering:
 
 
 KEPT_KEYS = "kept_widget_keys"
+MARKDOWN_SPECIALS = "\\`*_[]()<>#+-.!|{}~$:"
+
+
+def markdown_text(text: str) -> str:
+    """``text`` escaped so that st.markdown, st.caption, st.error ... show it as typed: a name from a
+    file (``[click](http://evil)``) becomes no link, no emphasis, no heading."""
+    return "".join("\\" + c if c in MARKDOWN_SPECIALS else c for c in text)
 
 
 def kept(key: str) -> str:

@@ -23,7 +23,7 @@ from cnnviz.ui.predict.figures import (
     single_map,
 )
 from cnnviz.ui.training.figures import filter_grid
-from cnnviz.ui.widgets import crisp_images, kept, pixel_image
+from cnnviz.ui.widgets import crisp_images, kept, markdown_text, pixel_image
 
 STEP_COLUMNS = 8
 CHART = {"width": "stretch", "config": {"displayModeBar": False}}
@@ -45,10 +45,12 @@ choice = st.selectbox("Model", choices, format_func=lambda c: c.label, key=kept(
 try:
     loaded = parts.load_choice(choice)
 except ValueError as err:
-    st.error(str(err))
+    st.error(markdown_text(str(err)))  # it names the file, which anyone may have put in models/
     st.stop()
 accuracy = f", {loaded.test_accuracy:.2%} right on the test set" if loaded.test_accuracy else ""
-st.caption(f"{loaded.name}: {loaded.spec} on {loaded.dataset.upper()}{accuracy}.")
+# A file's name and spec are anyone's text, shown as typed; a run of this session is named by the page.
+name = loaded.name if loaded.path is None else markdown_text(loaded.name)
+st.caption(f"{name}: {markdown_text(loaded.spec)} on {loaded.dataset.upper()}{accuracy}.")
 if loaded.model.tta.active:
     views = "your image and for its mirror image" if loaded.model.tta.mirror else "your image"
     if loaded.model.tta.shift:

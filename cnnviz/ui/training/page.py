@@ -1,5 +1,6 @@
 """Train: pick a dataset and an architecture, press Train, watch it learn, compare runs, save one."""
 
+import sys
 from dataclasses import asdict
 
 import streamlit as st
@@ -8,18 +9,19 @@ from cnnviz import pages
 from cnnviz.datasets import files as data
 from cnnviz.networks.spec import SpecError, describe_error_position
 from cnnviz.networks.summary import readable_count, summarize_spec, training_size_problem
-from cnnviz.training.checkpoint import sanitize_model_name, save_checkpoint, saved_models_dir
+from cnnviz.training.checkpoint import saved_models_dir
 from cnnviz.training.jobs import TrainingJob
 from cnnviz.training.memory import memory_config, memory_problem
 from cnnviz.training.presets import CUSTOM_PRESET, TRAIN_PAGE_CHOICES
 from cnnviz.training.progress import HistoryPoint
 from cnnviz.training.recipes import default_preset, find_preset, recipe
+from cnnviz.training.saving import SaveError, SaveQuota, default_model_name, save_named_model
 from cnnviz.training.tricks import describe_tricks
 from cnnviz.ui.host import TRAINING_NICE, host_limits, run_memory_budget, session_jobs, training_queue
 from cnnviz.ui.training import parts
 from cnnviz.ui.training.figures import compare_runs, learning_curves
 from cnnviz.ui.training.runs import ACCURACY_COLUMNS, RunRecord
-from cnnviz.ui.widgets import kept
+from cnnviz.ui.widgets import kept, markdown_text
 
 st.title("Train a network")
 st.markdown("Choose a dataset and an architecture, press **Train**, and watch the network learn: the "
@@ -147,19 +149,26 @@ if runs:
                  column_config={"params": st.column_config.NumberColumn(format="localized"),
                                 **dict.fromkeys(ACCURACY_COLUMNS, percent)})
     st.plotly_chart(compare_runs([(r.label, r.history) for r in runs]), key="train_compare")
+    if st.session_state.pop("train_save_done", False):
+        st.session_state.pop("train_save_name", None)  # a fresh default name after each save
+    default_name = st.session_state.get("train_save_name") or default_model_name(runs[-1].metadata["dataset"])
     with st.form("train_save_form", border=True):
         st.markdown("**Save a run** as a named model; the predict page can then use it.")
         run_choice = st.selectbox("Run", [r.label for r in runs], index=len(runs) - 1,
                                   key=f"train_save_run_{len(runs)}")  # a new run: the latest is chosen
-        name = st.text_input("Model name", value="my_model", key="train_save_name", max_chars=40)
+        name = st.text_input("Model name", value=default_name, key="train_save_name", max_chars=40)
         if st.form_submit_button("Save model", icon=":material/save:"):
             record = next(r for r in runs if r.label == run_choice)
+            saves = st.session_state.get("train_saves", 0)
+            quota = SaveQuota(limits.max_saves_per_session, limits.max_saved_models, limits.max_saved_mb)
             try:
-                clean = sanitize_model_name(name)
-                path = saved_models_dir() / f"{clean}.pt"
-                if path.exists():
-                    raise ValueError(f"A model named {clean} already exists: choose another name.")
-                save_checkpoint(path, record.model, {**record.metadata, "name": clean})
-                st.success(f"Saved as {clean} ({path.stat().st_size / 1e6:.2f} MB).", icon=":material/check:")
-            except ValueError as err:
-                st.error(str(err))
+                path = save_named_model(saved_models_dir(), name, record.model, record.metadata, saves, quota)
+            except SaveError as err:
+                st.error(markdown_text(str(err)))
+                if isinstance(err.__cause__, OSError):  # the host's problem, for the host's log
+                    print(f"cnnviz: saving a model failed: {err.__cause__!r}", file=sys.stderr)
+            else:
+                st.session_state.train_saves = saves + 1
+                st.session_state.train_save_done = True
+                st.success(f"Saved as {markdown_text(path.stem)} ({path.stat().st_size / 1e6:.2f} MB).",
+                           icon=":material/check:")
