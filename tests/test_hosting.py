@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import io
 import time
 import tomllib
 from pathlib import Path
@@ -20,6 +21,7 @@ from cnnviz.ui.navigation import PAGES, page_spec
 from tests.conftest import REPO, open_page, running_app
 
 TRAIN_PAGE = str(page_spec("train").path)
+CONVOLUTION_PAGE = str(page_spec("convolution").path)
 
 
 # --- limits ---------------------------------------------------------------------------------
@@ -62,6 +64,21 @@ def test_a_wrong_setting_is_named_with_what_it_expects(environ, secrets, words):
     with pytest.raises(ValueError) as caught:
         load_limits(environ, secrets)
     assert all(word in str(caught.value) for word in words), str(caught.value)
+
+
+@pytest.mark.parametrize(("name", "highest"), [
+    ("MAX_EPOCHS", "200"), ("MAX_QUEUE", "1,000"), ("MAX_TRAININGS", "64"), ("MAX_UPLOAD_MB", "200"),
+    ("MAX_TRAIN_IMAGES", "60,000"), ("MAX_IMAGE_PIXELS", "100,000,000"),
+])
+def test_every_number_has_a_highest_value(name, highest):
+    top = int(highest.replace(",", ""))
+    assert getattr(load_limits({f"CNNVIZ_{name}": str(top)}, {}), name.lower()) == top
+    for too_many in (str(top + 1), "99999999999999999999"):
+        with pytest.raises(ValueError) as caught:
+            load_limits({f"CNNVIZ_{name}": too_many}, {})
+        message = str(caught.value)
+        assert message.count(".") == 1 + highest.count(".") and message.endswith("."), message
+        assert f"CNNVIZ_{name}" in message and f"at least 1 and at most {highest}" in message, message
 
 
 def test_training_caps_are_checked():
@@ -167,6 +184,33 @@ def test_training_form_respects_the_caps(app_with):
     assert not app.exception, [e.value for e in app.exception]
     assert app.slider(key="train_mnist_fast_epochs").max == 3
     assert app.selectbox(key="train_mnist_fast_subset").options == ["10,000", "5,000", "2,000"]
+
+
+def test_the_train_page_opens_at_the_highest_epochs(app_with):
+    app = app_with(max_epochs="200")
+    app.switch_page(TRAIN_PAGE).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.slider(key="train_mnist_fast_epochs").max == 200
+
+
+def _png_of(width: int, height: int) -> bytes:
+    from PIL import Image  # a flat colour: tens of megapixels compress to a few hundred kB
+
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 90).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_the_hosts_pixel_limit_is_the_one_applied_and_quoted(app_with):
+    app = app_with(max_image_pixels="50000000")
+    app.switch_page(CONVOLUTION_PAGE).run()
+    app.radio(key="conv_source").set_value("your picture").run()
+    app.file_uploader(key="conv_upload").set_value(("big.png", _png_of(9000, 5000), "image/png")).run()
+    assert not app.exception and not app.warning, [w.value for w in app.warning]  # 45 M pixels: accepted
+    app.file_uploader(key="conv_upload").set_value(("huge.png", _png_of(11000, 5000), "image/png")).run()
+    assert not app.exception
+    assert any("11000 x 5000 pixels" in w.value and "50,000,000" in w.value for w in app.warning), \
+        [w.value for w in app.warning]
 
 
 def test_a_second_student_waits_in_line_and_sees_the_position(app_with):
