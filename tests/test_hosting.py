@@ -68,7 +68,7 @@ def test_a_wrong_setting_is_named_with_what_it_expects(environ, secrets, words):
 
 @pytest.mark.parametrize(("name", "highest"), [
     ("MAX_EPOCHS", "200"), ("MAX_QUEUE", "1,000"), ("MAX_TRAININGS", "64"), ("MAX_UPLOAD_MB", "200"),
-    ("MAX_TRAIN_IMAGES", "60,000"), ("MAX_IMAGE_PIXELS", "100,000,000"),
+    ("MAX_TRAIN_IMAGES", "60,000"), ("MAX_IMAGE_PIXELS", "100,000,000"), ("MAX_RUNS_PER_CLIENT", "100"),
 ])
 def test_every_number_has_a_highest_value(name, highest):
     top = int(highest.replace(",", ""))
@@ -107,6 +107,21 @@ def test_queue_admits_in_order_and_keeps_places():
     stop.set()
     assert not queue.wait_turn(third, stop)  # stopped while waiting: it leaves the line
     assert queue.position(third) is None and queue.counts() == (1, 0)
+
+
+def test_one_client_has_at_most_its_share_of_the_line():
+    queue = TrainingQueue(slots=1, max_waiting=30, max_per_client=2)
+    mine = [queue.enter("browser a"), queue.enter("browser a")]  # one to train, one to wait
+    with pytest.raises(ValueError) as caught:
+        queue.enter("browser a")  # a third tab of the same browser
+    message = str(caught.value)
+    assert "This browser already has 2 training runs" in message and message.count(".") == 1, message
+    assert queue.counts() == (0, 2)
+    other = queue.enter("browser b")  # another student still gets a place
+    assert other is not None and queue.position(other) == 3
+    assert queue.enter(None) is not None  # no client known: only the line's own length limits it
+    queue.leave(mine[0])
+    assert queue.enter("browser a") is not None  # a run of hers ended: she may start another
 
 
 def _tiny(epochs: int, images: int) -> TrainConfig:
@@ -263,6 +278,25 @@ def test_closing_the_tab_stops_its_training_and_frees_the_slot(browser, tmp_path
             assert time.monotonic() < deadline, text[-400:]
             time.sleep(1)
         teacher.close()
+
+
+@pytest.mark.browser
+def test_many_tabs_of_one_browser_get_two_places_in_line(browser, tmp_path):
+    env = {"CNNVIZ_MAX_TRAININGS": "1", "CNNVIZ_MODELS_DIR": str(tmp_path)}
+    with running_app(tmp_path, env) as (url, _):
+        student, other = browser.new_context(), browser.new_context()  # a context's tabs share cookies
+        expected = [(student, "1 of 1 slots in use, 0 runs waiting"),
+                    (student, "In line for a training slot: position 1"),
+                    (student, "This browser already has 2 training runs on this server"),
+                    (other, "In line for a training slot: position 2")]  # another student still gets in
+        for context, text in expected:
+            tab = context.new_page()
+            open_page(tab, f"{url}/train")
+            main = tab.get_by_test_id("stMain")
+            main.get_by_role("button", name="Train", exact=True).click()
+            main.get_by_text(text).first.wait_for(timeout=30_000)
+        student.close()
+        other.close()
 
 
 # --- security ---------------------------------------------------------------------------------

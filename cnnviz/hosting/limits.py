@@ -28,6 +28,9 @@ class HostLimits:
     max_image_pixels: int = MAX_IMAGE_PIXELS  # width x height read from the header, checked before decoding
     max_trainings: int | None = None  # concurrent training runs; None = one per GPU, else CPU_TRAININGS
     max_queue: int = 30  # runs that may wait for a slot; beyond this a student is asked to retry later
+    # Runs one client (a browser, by its session cookie, else its IP address) may have training or
+    # waiting at once, so that one student with many tabs cannot take every place in line.
+    max_runs_per_client: int = 2  # one training, one waiting
     max_epochs: int = 30  # per training run
     max_train_images: int | None = None  # training images per run (None = the whole training set)
     pages: tuple[str, ...] = PAGE_NAMES  # url paths of the enabled pages (the home page is always on)
@@ -80,6 +83,7 @@ HIGHEST = {
     "max_image_pixels": 100_000_000,
     "max_trainings": 64,
     "max_queue": 1000,
+    "max_runs_per_client": 100,
     "max_epochs": 200,  # as TrainConfig.validate allows
     "max_train_images": 60_000,  # the largest training set (MNIST)
 }
@@ -97,6 +101,8 @@ PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_trainings": (_optional_whole(HIGHEST["max_trainings"]),
                       f"a whole number, {_range('max_trainings')} (or 'none' for the default)"),
     "max_queue": (_whole(HIGHEST["max_queue"]), f"a whole number, {_range('max_queue')}"),
+    "max_runs_per_client": (_whole(HIGHEST["max_runs_per_client"]),
+                            f"a whole number, {_range('max_runs_per_client')}"),
     "max_epochs": (_whole(HIGHEST["max_epochs"]), f"a whole number, {_range('max_epochs')}"),
     "max_train_images": (_optional_whole(HIGHEST["max_train_images"]),
                          f"a whole number, {_range('max_train_images')} (or 'all')"),
