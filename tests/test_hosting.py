@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import ast
 import io
+import shlex
+import subprocess
+import sys
 import time
 import tomllib
 from pathlib import Path
@@ -13,6 +16,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from cnnviz.hosting.limits import CPU_TRAININGS, HostLimits, load_limits
+from cnnviz.hosting.server_process import free_port, stop_process, wait_healthy
 from cnnviz.images.decode import MAX_IMAGE_BYTES, MAX_UPLOAD_MB
 from cnnviz.pages import PAGE_NAMES
 from cnnviz.training.config import TrainConfig
@@ -297,6 +301,36 @@ def test_many_tabs_of_one_browser_get_two_places_in_line(browser, tmp_path):
             main.get_by_text(text).first.wait_for(timeout=30_000)
         student.close()
         other.close()
+
+
+def _hosting_command() -> list[str]:
+    """The options of the README's hosting command (its first code block under 'One machine')."""
+    text = (REPO / "README.md").read_text().split("### One machine", 1)[1].split("```bash", 1)[1]
+    return shlex.split(text.split("```", 1)[0].replace("\\\n", " "))
+
+
+@pytest.mark.browser
+def test_the_hosted_command_shows_no_traceback(browser, tmp_path):
+    command = _hosting_command()
+    assert command[1:4] == ["streamlit", "run", "app.py"], command
+    (tmp_path / "boom.py").write_text("raise RuntimeError('secret detail from the server')\n")
+    port = free_port()
+    options = [*command[4:], "--server.address", "127.0.0.1", "--server.port", str(port),
+               "--server.headless", "true", "--browser.gatherUsageStats", "false"]  # the later flag wins
+    with open(tmp_path / "server.log", "w") as log:  # run in the repository: its .streamlit/ applies
+        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(tmp_path / "boom.py"),
+                                   *options], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", server, timeout=60)
+        page = browser.new_page()
+        open_page(page, f"http://127.0.0.1:{port}")
+        shown = page.get_by_test_id("stException").inner_text()
+        assert "error" in shown.lower(), shown  # Streamlit's generic sentence
+        assert "secret detail" not in shown and "RuntimeError" not in shown and "boom.py" not in shown, shown
+        page.close()
+    finally:
+        stop_process(server, timeout=10)
+    assert "secret detail from the server" in (tmp_path / "server.log").read_text()  # the host still sees it
 
 
 # --- security ---------------------------------------------------------------------------------
