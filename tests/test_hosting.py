@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import ast
+import io
+import shlex
+import subprocess
+import sys
 import time
 import tomllib
 from pathlib import Path
@@ -12,6 +16,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from cnnviz.hosting.limits import CPU_TRAININGS, HostLimits, load_limits
+from cnnviz.hosting.server_process import free_port, stop_process, wait_healthy
 from cnnviz.images.decode import MAX_IMAGE_BYTES, MAX_UPLOAD_MB
 from cnnviz.pages import PAGE_NAMES
 from cnnviz.training.config import TrainConfig
@@ -20,6 +25,7 @@ from cnnviz.ui.navigation import PAGES, page_spec
 from tests.conftest import REPO, open_page, running_app
 
 TRAIN_PAGE = str(page_spec("train").path)
+CONVOLUTION_PAGE = str(page_spec("convolution").path)
 
 
 # --- limits ---------------------------------------------------------------------------------
@@ -74,6 +80,21 @@ def test_a_wrong_setting_is_named_with_what_it_expects(environ, secrets, words):
     assert all(word in str(caught.value) for word in words), str(caught.value)
 
 
+@pytest.mark.parametrize(("name", "highest"), [
+    ("MAX_EPOCHS", "200"), ("MAX_QUEUE", "1,000"), ("MAX_TRAININGS", "64"), ("MAX_UPLOAD_MB", "200"),
+    ("MAX_TRAIN_IMAGES", "60,000"), ("MAX_IMAGE_PIXELS", "100,000,000"), ("MAX_RUNS_PER_CLIENT", "100"),
+])
+def test_every_number_has_a_highest_value(name, highest):
+    top = int(highest.replace(",", ""))
+    assert getattr(load_limits({f"CNNVIZ_{name}": str(top)}, {}), name.lower()) == top
+    for too_many in (str(top + 1), "99999999999999999999"):
+        with pytest.raises(ValueError) as caught:
+            load_limits({f"CNNVIZ_{name}": too_many}, {})
+        message = str(caught.value)
+        assert message.count(".") == 1 + highest.count(".") and message.endswith("."), message
+        assert f"CNNVIZ_{name}" in message and f"at least 1 and at most {highest}" in message, message
+
+
 def test_training_caps_are_checked():
     limits = HostLimits(max_epochs=3, max_train_images=5000)
     limits.check_training(3, 5000, 60_000)
@@ -100,6 +121,21 @@ def test_queue_admits_in_order_and_keeps_places():
     stop.set()
     assert not queue.wait_turn(third, stop)  # stopped while waiting: it leaves the line
     assert queue.position(third) is None and queue.counts() == (1, 0)
+
+
+def test_one_client_has_at_most_its_share_of_the_line():
+    queue = TrainingQueue(slots=1, max_waiting=30, max_per_client=2)
+    mine = [queue.enter("browser a"), queue.enter("browser a")]  # one to train, one to wait
+    with pytest.raises(ValueError) as caught:
+        queue.enter("browser a")  # a third tab of the same browser
+    message = str(caught.value)
+    assert "This browser already has 2 training runs" in message and message.count(".") == 1, message
+    assert queue.counts() == (0, 2)
+    other = queue.enter("browser b")  # another student still gets a place
+    assert other is not None and queue.position(other) == 3
+    assert queue.enter(None) is not None  # no client known: only the line's own length limits it
+    queue.leave(mine[0])
+    assert queue.enter("browser a") is not None  # a run of hers ended: she may start another
 
 
 def _tiny(epochs: int, images: int) -> TrainConfig:
@@ -179,6 +215,33 @@ def test_training_form_respects_the_caps(app_with):
     assert app.selectbox(key="train_mnist_fast_subset").options == ["10,000", "5,000", "2,000"]
 
 
+def test_the_train_page_opens_at_the_highest_epochs(app_with):
+    app = app_with(max_epochs="200")
+    app.switch_page(TRAIN_PAGE).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.slider(key="train_mnist_fast_epochs").max == 200
+
+
+def _png_of(width: int, height: int) -> bytes:
+    from PIL import Image  # a flat colour: tens of megapixels compress to a few hundred kB
+
+    buffer = io.BytesIO()
+    Image.new("L", (width, height), 90).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def test_the_hosts_pixel_limit_is_the_one_applied_and_quoted(app_with):
+    app = app_with(max_image_pixels="50000000")
+    app.switch_page(CONVOLUTION_PAGE).run()
+    app.radio(key="conv_source").set_value("your picture").run()
+    app.file_uploader(key="conv_upload").set_value(("big.png", _png_of(9000, 5000), "image/png")).run()
+    assert not app.exception and not app.warning, [w.value for w in app.warning]  # 45 M pixels: accepted
+    app.file_uploader(key="conv_upload").set_value(("huge.png", _png_of(11000, 5000), "image/png")).run()
+    assert not app.exception
+    assert any("11000 x 5000 pixels" in w.value and "50,000,000" in w.value for w in app.warning), \
+        [w.value for w in app.warning]
+
+
 def test_a_second_student_waits_in_line_and_sees_the_position(app_with):
     first = app_with(max_trainings="1")
     first.switch_page(TRAIN_PAGE).run()
@@ -229,6 +292,55 @@ def test_closing_the_tab_stops_its_training_and_frees_the_slot(browser, tmp_path
             assert time.monotonic() < deadline, text[-400:]
             time.sleep(1)
         teacher.close()
+
+
+@pytest.mark.browser
+def test_many_tabs_of_one_browser_get_two_places_in_line(browser, tmp_path):
+    env = {"CNNVIZ_MAX_TRAININGS": "1", "CNNVIZ_MODELS_DIR": str(tmp_path)}
+    with running_app(tmp_path, env) as (url, _):
+        student, other = browser.new_context(), browser.new_context()  # a context's tabs share cookies
+        expected = [(student, "1 of 1 slots in use, 0 runs waiting"),
+                    (student, "In line for a training slot: position 1"),
+                    (student, "This browser already has 2 training runs on this server"),
+                    (other, "In line for a training slot: position 2")]  # another student still gets in
+        for context, text in expected:
+            tab = context.new_page()
+            open_page(tab, f"{url}/train")
+            main = tab.get_by_test_id("stMain")
+            main.get_by_role("button", name="Train", exact=True).click()
+            main.get_by_text(text).first.wait_for(timeout=30_000)
+        student.close()
+        other.close()
+
+
+def _hosting_command() -> list[str]:
+    """The options of the README's hosting command (its first code block under 'One machine')."""
+    text = (REPO / "README.md").read_text().split("### One machine", 1)[1].split("```bash", 1)[1]
+    return shlex.split(text.split("```", 1)[0].replace("\\\n", " "))
+
+
+@pytest.mark.browser
+def test_the_hosted_command_shows_no_traceback(browser, tmp_path):
+    command = _hosting_command()
+    assert command[1:4] == ["streamlit", "run", "app.py"], command
+    (tmp_path / "boom.py").write_text("raise RuntimeError('secret detail from the server')\n")
+    port = free_port()
+    options = [*command[4:], "--server.address", "127.0.0.1", "--server.port", str(port),
+               "--server.headless", "true", "--browser.gatherUsageStats", "false"]  # the later flag wins
+    with open(tmp_path / "server.log", "w") as log:  # run in the repository: its .streamlit/ applies
+        server = subprocess.Popen([sys.executable, "-m", "streamlit", "run", str(tmp_path / "boom.py"),
+                                   *options], cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        wait_healthy(f"http://127.0.0.1:{port}", server, timeout=60)
+        page = browser.new_page()
+        open_page(page, f"http://127.0.0.1:{port}")
+        shown = page.get_by_test_id("stException").inner_text()
+        assert "error" in shown.lower(), shown  # Streamlit's generic sentence
+        assert "secret detail" not in shown and "RuntimeError" not in shown and "boom.py" not in shown, shown
+        page.close()
+    finally:
+        stop_process(server, timeout=10)
+    assert "secret detail from the server" in (tmp_path / "server.log").read_text()  # the host still sees it
 
 
 # --- security ---------------------------------------------------------------------------------

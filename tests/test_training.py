@@ -13,7 +13,7 @@ from cnnviz.training.augment import random_crop_flip
 from cnnviz.training.checkpoint import load_checkpoint, save_checkpoint
 from cnnviz.training.config import TrainConfig
 from cnnviz.training.evaluate import evaluate
-from cnnviz.training.loop import train
+from cnnviz.training.loop import STOPPED_TEST_IMAGES, train
 from cnnviz.training.presets import NET_PRESETS
 from cnnviz.training.recipes import recipe
 from cnnviz.training.step import TrainingObjective, learning_rate, normalization_tensors, normalize
@@ -96,11 +96,12 @@ def test_stop_keeps_what_was_learned(real_data_dir):
         if event.step >= 12:
             stop.set()
 
-    result = train(_tiny_config(), progress=stop_after_twelve_steps, stop=stop, data_dir=real_data_dir,
-                   report_interval=0)
+    result = train(_tiny_config(test_subset=None), progress=stop_after_twelve_steps, stop=stop,
+                   data_dir=real_data_dir, report_interval=0)
     assert result.stopped and result.steps == 12
     assert result.history[-1].step == 12  # the curves end where it stopped
     assert result.test_accuracy > 0.3  # 12 steps of Adam already learn a lot
+    assert len(result.test_labels) == STOPPED_TEST_IMAGES  # of 10,000: a stopped run frees its slot sooner
     torch.manual_seed(0)
     untrained = build_model(TINY_SPEC, 1, 10, 28)
     assert not torch.equal(untrained.features[0].weight, result.model.features[0].weight)

@@ -7,6 +7,7 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from cnnviz.training.checkpoint import load_checkpoint
+from cnnviz.training.loop import STOPPED_TEST_IMAGES
 from cnnviz.ui.navigation import page_spec
 from tests.conftest import (
     NOTHING_BIG_MB,
@@ -189,6 +190,9 @@ def test_stop_keeps_the_partly_trained_network(monkeypatch, tmp_path, real_data_
     assert result is not None and result.stopped and 3 <= result.steps < 10 * (4500 // 64)
     assert any(f"Stopped after {result.steps} steps" in w.value for w in app.warning)
     assert app.dataframe[-1].value["stopped"][0]
+    assert len(result.test_labels) == STOPPED_TEST_IMAGES  # not all 10,000: the slot frees sooner
+    assert any("Scored on 1,000 of the 10,000 test images because it was stopped" in c.value
+               for c in app.caption), [c.value for c in app.caption]
 
 
 def _progress_app(job) -> AppTest:

@@ -29,6 +29,9 @@ class HostLimits:
     max_image_pixels: int = MAX_IMAGE_PIXELS  # width x height read from the header, checked before decoding
     max_trainings: int | None = None  # concurrent training runs; None = one per GPU, else CPU_TRAININGS
     max_queue: int = 30  # runs that may wait for a slot; beyond this a student is asked to retry later
+    # Runs one client (a browser, by its session cookie, else its IP address) may have training or
+    # waiting at once, so that one student with many tabs cannot take every place in line.
+    max_runs_per_client: int = 2  # one training, one waiting
     max_epochs: int = 30  # per training run
     max_train_images: int | None = None  # training images per run (None = the whole training set)
     # Memory all training runs together may use at their predicted peak, in MB (None: half the RAM on a
@@ -63,15 +66,20 @@ class HostLimits:
             )
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise ValueError
-    return value
+def _whole(highest: int) -> Callable[[str], int]:
+    """A parser of whole numbers from 1 to ``highest``."""
+    def parse(text: str) -> int:
+        value = int(text)
+        if not 1 <= value <= highest:
+            raise ValueError
+        return value
+    return parse
 
 
-def _optional_positive_int(text: str) -> int | None:
-    return None if text.strip().lower() in ("", "none", "all") else _positive_int(text)
+def _optional_whole(highest: int) -> Callable[[str], int | None]:
+    """Like :func:`_whole`, with ``none``/``all`` (or nothing) for the default."""
+    whole = _whole(highest)
+    return lambda text: None if text.strip().lower() in ("", "none", "all") else whole(text)
 
 
 def _page_list(text: str) -> tuple[str, ...]:
@@ -81,18 +89,49 @@ def _page_list(text: str) -> tuple[str, ...]:
     return names
 
 
+# The highest value of each numeric setting: beyond it a setting makes no sense, or breaks a widget.
+HIGHEST = {
+    "max_upload_mb": 200,  # Streamlit's own default server.maxUploadSize
+    # Pillow refuses a header over 2 x its Image.MAX_IMAGE_PIXELS (179 M) by itself, whatever the host says
+    "max_image_pixels": 100_000_000,
+    "max_trainings": 64,
+    "max_queue": 1000,
+    "max_runs_per_client": 100,
+    "max_epochs": 200,  # as TrainConfig.validate allows
+    "max_train_images": 60_000,  # the largest training set (MNIST)
+    "training_memory_mb": 4_000_000,  # 4 TB: more than any one machine holds
+    "max_saves_per_session": 1000,
+    "max_saved_models": 100_000,
+    "max_saved_mb": 10_000_000,  # 10 TB
+}
+
+
+def _range(name: str) -> str:
+    return f"at least 1 and at most {HIGHEST[name]:,}"
+
+
 PARSERS: dict[str, tuple[Callable[[str], Any], str]] = {
-    "max_upload_mb": (_positive_int, "a whole number of megabytes, at least 1"),
-    "max_image_pixels": (_positive_int, "a whole number of pixels, at least 1"),
-    "max_trainings": (_optional_positive_int, "a whole number, at least 1 (or 'none' for the default)"),
-    "max_queue": (_positive_int, "a whole number, at least 1"),
-    "max_epochs": (_positive_int, "a whole number, at least 1"),
-    "max_train_images": (_optional_positive_int, "a whole number, at least 1 (or 'all')"),
-    "training_memory_mb": (_optional_positive_int, "a whole number of megabytes, at least 1 (or 'none')"),
+    "max_upload_mb": (_whole(HIGHEST["max_upload_mb"]),
+                      f"a whole number of megabytes, {_range('max_upload_mb')}"),
+    "max_image_pixels": (_whole(HIGHEST["max_image_pixels"]),
+                         f"a whole number of pixels, {_range('max_image_pixels')}"),
+    "max_trainings": (_optional_whole(HIGHEST["max_trainings"]),
+                      f"a whole number, {_range('max_trainings')} (or 'none' for the default)"),
+    "max_queue": (_whole(HIGHEST["max_queue"]), f"a whole number, {_range('max_queue')}"),
+    "max_runs_per_client": (_whole(HIGHEST["max_runs_per_client"]),
+                            f"a whole number, {_range('max_runs_per_client')}"),
+    "max_epochs": (_whole(HIGHEST["max_epochs"]), f"a whole number, {_range('max_epochs')}"),
+    "max_train_images": (_optional_whole(HIGHEST["max_train_images"]),
+                         f"a whole number, {_range('max_train_images')} (or 'all')"),
+    "training_memory_mb": (_optional_whole(HIGHEST["training_memory_mb"]),
+                           f"a whole number of megabytes, {_range('training_memory_mb')} (or 'none')"),
     "pages": (_page_list, f"a comma-separated list of {', '.join(PAGE_NAMES)}"),
-    "max_saves_per_session": (_positive_int, "a whole number, at least 1"),
-    "max_saved_models": (_positive_int, "a whole number, at least 1"),
-    "max_saved_mb": (_positive_int, "a whole number of megabytes, at least 1"),
+    "max_saves_per_session": (_whole(HIGHEST["max_saves_per_session"]),
+                              f"a whole number, {_range('max_saves_per_session')}"),
+    "max_saved_models": (_whole(HIGHEST["max_saved_models"]),
+                         f"a whole number, {_range('max_saved_models')}"),
+    "max_saved_mb": (_whole(HIGHEST["max_saved_mb"]),
+                     f"a whole number of megabytes, {_range('max_saved_mb')}"),
 }
 
 

@@ -354,7 +354,7 @@ def _more_than_accepted(max_bytes: int) -> str:
 
 
 def _too_many_pixels_message(size: tuple[int, int] | None, max_pixels: int) -> str:
-    limit = f"{max_pixels / 1e6:.0f} megapixels" if max_pixels >= 1e6 else f"{max_pixels} pixels"
+    limit = f"{max_pixels:,} pixels" + (f" ({max_pixels / 1e6:g} megapixels)" if max_pixels >= 1e6 else "")
     if size is None:
         return f"The image is far too large (over {limit}): use a smaller image."
     width, height = size

@@ -26,26 +26,43 @@ class TrainingQueue:
     """First come, first served admission of training runs across every session of one server.
 
     At most ``slots`` runs train at once; up to ``max_waiting`` more wait in line, each knowing its
-    place. A run that is stopped while waiting leaves the line without ever starting.
+    place. One client (a browser: see ``enter``) has at most ``max_per_client`` runs in it, training
+    or waiting. A run that is stopped while waiting leaves the line without ever starting.
     """
 
-    def __init__(self, slots: int, max_waiting: int = 30) -> None:
+    def __init__(self, slots: int, max_waiting: int = 30, max_per_client: int | None = None) -> None:
         if slots < 1:
             raise ValueError("A training queue needs at least one slot.")
         self.slots = slots
         self.max_waiting = max_waiting
+        self.max_per_client = max_per_client
         self._condition = threading.Condition()
         self._running: set[int] = set()
         self._waiting: deque[int] = deque()
+        self._clients: dict[int, str] = {}  # ticket -> the client that entered it
         self._tickets = itertools.count(1)
 
-    def enter(self) -> int | None:
-        """A ticket for a new run, or None when the line is full."""
+    def enter(self, client: str | None = None) -> int | None:
+        """A ticket for a new run, or None when the line is full.
+
+        ``client`` names who asks (None: nobody in particular, never capped). Raises ValueError when
+        that client already has ``max_per_client`` runs training or waiting.
+        """
         with self._condition:
+            if client is not None and self.max_per_client is not None:
+                held = sum(1 for owner in self._clients.values() if owner == client)
+                if held >= self.max_per_client:
+                    raise ValueError(
+                        f"This browser already has {held} training run{'s' if held != 1 else ''} on this "
+                        f"server, training or waiting, as many as one student may: wait for one to end "
+                        "or stop it."
+                    )
             if len(self._waiting) >= self.max_waiting:
                 return None
             ticket = next(self._tickets)
             self._waiting.append(ticket)
+            if client is not None:
+                self._clients[ticket] = client
             self._condition.notify_all()
             return ticket
 
@@ -84,6 +101,7 @@ class TrainingQueue:
 
     def _discard(self, ticket: int) -> None:
         self._running.discard(ticket)
+        self._clients.pop(ticket, None)
         if ticket in self._waiting:
             self._waiting.remove(ticket)
         self._condition.notify_all()
@@ -146,15 +164,18 @@ class TrainingJob:
         nice: Linux: lower this thread's priority so page reruns of other students stay quick.
         memory_budget: bytes the run may use at its predicted peak (None: no check); a run that
             would need more fails before it allocates anything, with a sentence on what to shrink.
+        client: who started it, for the queue's per-client cap (see :meth:`TrainingQueue.enter`).
     """
 
     def __init__(
         self, config: TrainConfig, data_dir: str | os.PathLike | None = None,
         queue: TrainingQueue | None = None, cpu_threads: int | None = None, nice: int = 0,
         memory_budget: int | None = None,
+        client: str | None = None,
     ) -> None:
         self.config = config
         self.memory_budget = memory_budget
+        self.client = client
         self.data_dir = data_dir
         self.queue = queue
         self.cpu_threads = cpu_threads
@@ -172,9 +193,12 @@ class TrainingJob:
         self._cancelled = False
 
     def start(self) -> bool:
-        """Start the thread (it waits its turn in the queue first); False when the line is full."""
+        """Start the thread (it waits its turn in the queue first); False when the line is full.
+
+        Raises ValueError (one sentence) when its client already has as many runs as the queue allows.
+        """
         if self.queue is not None:
-            self._ticket = self.queue.enter()
+            self._ticket = self.queue.enter(self.client)
             if self._ticket is None:
                 return False
         self._started = time.time()

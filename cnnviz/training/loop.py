@@ -42,6 +42,10 @@ from cnnviz.training.progress import (
 from cnnviz.training.step import learning_rate, set_learning_rate
 from cnnviz.training.tricks import Lookahead, alternating_mirror, lookahead_decay
 
+# A stopped run (often a closed tab) is scored on the first this many test images, not all 10,000:
+# scoring them all held its training slot for over a minute on a CPU.
+STOPPED_TEST_IMAGES = 1_000
+
 
 @dataclass
 class TrainResult:
@@ -153,7 +157,7 @@ def train(
     set_dropout_generator(run.model, None)  # the trained model holds no state of this run
     final = scored if scored is not None and scored.step == state.step else None  # the same weights
     if final is None and state.step > 0:
-        final = score_test_set(run, state.step)
+        final = score_test_set(run, state.step, STOPPED_TEST_IMAGES if state.stopped else None)
     result = TrainResult(
         model=run.model.to("cpu").eval(), config=config, info=run.info, history=state.history,
         test_accuracy=None if final is None else final.accuracy,
@@ -167,9 +171,11 @@ def train(
     return result
 
 
-def score_test_set(run: PreparedRun, step: int) -> TestScore:
-    """The run's model scored on its test images (with its test-time augmentation)."""
+def score_test_set(run: PreparedRun, step: int, limit: int | None = None) -> TestScore:
+    """The run's model scored on its test images (with its test-time augmentation), the first
+    ``limit`` of them when given."""
     images, labels = load_test_split(run.config, run.info, run.data_dir)
+    images, labels = images[:limit], labels[:limit]
     _, accuracy, predictions = evaluate(run.model, images, labels, run.info)
     return TestScore(step, accuracy, predictions, labels)
 

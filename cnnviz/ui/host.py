@@ -6,6 +6,7 @@ resource that knows the session's training jobs, so that closing the tab stops t
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass, field
 
@@ -17,6 +18,9 @@ from cnnviz.training.jobs import TrainingJob, TrainingQueue
 from cnnviz.ui.navigation import PAGES, PageSpec
 
 TRAINING_NICE = 10  # training threads yield the CPU to page reruns (predictions) of other students
+# Streamlit sets this cookie once per browser (server.enableXsrfProtection, on by default); every tab
+# of that browser sends it, so it tells one student's tabs from another student's.
+BROWSER_COOKIE = "_streamlit_xsrf"
 
 
 def _secrets() -> dict:
@@ -67,7 +71,37 @@ def run_memory_budget() -> int:
 def training_queue() -> TrainingQueue:
     """One line for the whole server: a few runs train, the others wait their turn."""
     limits = host_limits()
-    return TrainingQueue(limits.training_slots(torch.cuda.device_count()), limits.max_queue)
+    return TrainingQueue(limits.training_slots(torch.cuda.device_count()), limits.max_queue,
+                         limits.max_runs_per_client)
+
+
+def client_key() -> str | None:
+    """Who this session is, for the runs-per-client cap: the browser by its cookie, else the address
+    it connects from (the first of X-Forwarded-For behind a proxy); None when neither is known."""
+    cookie = _text(st.context.cookies.get(BROWSER_COOKIE))
+    if cookie:
+        return "browser " + hashlib.sha256(_unmasked(cookie)).hexdigest()[:16]  # the token itself stays out
+    address = _text(st.context.headers.get("X-Forwarded-For")).split(",")[0].strip()
+    address = address or _text(st.context.ip_address)
+    return "address " + address if address else None
+
+
+def _unmasked(cookie: str) -> bytes:
+    """The browser's own token from Streamlit's (Tornado's) XSRF cookie ``2|mask|masked token|time``:
+    each page load writes it with a new random mask, the token under it stays the same."""
+    parts = cookie.split("|")
+    try:
+        mask, masked = bytes.fromhex(parts[1]), bytes.fromhex(parts[2])
+    except (IndexError, ValueError):
+        return cookie.encode()  # another format: the value itself
+    if parts[0] != "2" or not mask:
+        return cookie.encode()
+    return bytes(byte ^ mask[i % len(mask)] for i, byte in enumerate(masked))
+
+
+def _text(value: object) -> str:
+    """A string from st.context, else "" (nothing was sent; under AppTest it hands out mocks)."""
+    return value if isinstance(value, str) else ""
 
 
 @dataclass

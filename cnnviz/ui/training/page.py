@@ -17,7 +17,14 @@ from cnnviz.training.progress import HistoryPoint
 from cnnviz.training.recipes import default_preset, find_preset, recipe
 from cnnviz.training.saving import SaveError, SaveQuota, default_model_name, save_named_model
 from cnnviz.training.tricks import describe_tricks
-from cnnviz.ui.host import TRAINING_NICE, host_limits, run_memory_budget, session_jobs, training_queue
+from cnnviz.ui.host import (
+    TRAINING_NICE,
+    client_key,
+    host_limits,
+    run_memory_budget,
+    session_jobs,
+    training_queue,
+)
 from cnnviz.ui.training import parts
 from cnnviz.ui.training.figures import compare_runs, learning_curves
 from cnnviz.ui.training.runs import ACCURACY_COLUMNS, RunRecord
@@ -92,14 +99,18 @@ if buttons.button("Train", type="primary", key=pages.TRAIN_START_KEY, disabled=r
     if refusal:
         st.error(refusal)
     else:
-        job = TrainingJob(config, queue=training_queue(), nice=TRAINING_NICE, memory_budget=budget)
-        if job.start():
+        job = TrainingJob(config, queue=training_queue(), nice=TRAINING_NICE, memory_budget=budget,
+                          client=client_key())
+        try:
+            started, refusal = job.start(), None
+        except ValueError as err:  # this browser has as many runs on the server as one student may
+            started, refusal = False, str(err)
+        if started:
             st.session_state.train_job = job
             session_jobs().watch(job)  # stopped if this tab is closed
             st.rerun()  # redraw with Train disabled and Stop enabled
-        else:
-            st.warning(f"{limits.max_queue} runs are already waiting for a training slot on this server; "
-                       f"{pages.QUEUE_FULL_TEXT}.")
+        st.warning(refusal or f"{limits.max_queue} runs are already waiting for a training slot on this "
+                   f"server; {pages.QUEUE_FULL_TEXT}.")
 
 
 def stop_training() -> None:

@@ -210,6 +210,9 @@ def results_block(result: TrainResult, key: str) -> None:
     images = len(result.test_labels)
     st.metric(pages.TEST_ACCURACY_LABEL, f"{result.test_accuracy:.2%}",
               help=f"On {images:,} test images the network never saw during training.")
+    asked = min(result.config.test_subset or result.info.test_size, result.info.test_size)
+    if images < asked:  # a stopped run is scored on a few (STOPPED_TEST_IMAGES), so its slot frees soon
+        st.caption(f"Scored on {images:,} of the {asked:,} test images because it was stopped.")
     classes = result.info.classes
     left, right = st.columns(2, gap="large")
     with left:
