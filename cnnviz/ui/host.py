@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 
 import streamlit as st
 import torch
+from streamlit import runtime
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cnnviz.hosting.limits import HostLimits, load_limits
 from cnnviz.training.jobs import TrainingJob, TrainingQueue
+from cnnviz.training.reaper import JobReaper
 from cnnviz.ui.navigation import PAGES, PageSpec
 
 TRAINING_NICE = 10  # training threads yield the CPU to page reruns (predictions) of other students
@@ -104,23 +107,41 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
+@st.cache_resource(show_spinner=False)
+def job_reaper() -> JobReaper[TrainingJob]:
+    """One for the server: it stops the runs of sessions gone for longer than Streamlit keeps a
+    disconnected session (``server.disconnectedSessionTTL``), so a dropped network does not."""
+    return JobReaper[TrainingJob](float(st.get_option("server.disconnectedSessionTTL")), _session_connected)
+
+
+def _session_connected(session_id: str) -> bool:
+    """True while a browser is connected to the session (the runtime's public, thread-safe check)."""
+    return runtime.exists() and runtime.get_instance().is_active_session(session_id)
+
+
 @dataclass
 class SessionJobs:
-    """The training jobs this session started, so they can be stopped when the session ends."""
+    """The training jobs this session started, handed to the reaper when the session lets go of them."""
 
+    session_id: str
+    reaper: JobReaper[TrainingJob]
     jobs: list[TrainingJob] = field(default_factory=list)
 
     def watch(self, job: TrainingJob) -> None:
         self.jobs = [j for j in self.jobs if not j.snapshot().finished] + [job]
 
-    def stop_all(self) -> None:
-        for job in self.jobs:
-            job.stop()  # a queued job leaves the line, a running one ends after its current step
+    def release(self) -> None:
+        """Streamlit clears session resources on every disconnect, even one it will resume a second
+        later; so the jobs are not stopped here but parked with the reaper until the session is gone."""
+        self.reaper.park(self.session_id, [j for j in self.jobs if not j.snapshot().finished])
         self.jobs.clear()
 
 
-@st.cache_resource(scope="session", on_release=SessionJobs.stop_all, show_spinner=False)
+@st.cache_resource(scope="session", on_release=SessionJobs.release, show_spinner=False)
 def session_jobs() -> SessionJobs:
-    """This session's jobs; when the session ends (tab closed, after Streamlit's reconnect grace
-    period) they are stopped, and their memory goes with the session."""
-    return SessionJobs()
+    """This session's jobs, with those it left with the reaper when its connection dropped; they are
+    stopped once the session is gone (tab closed, after Streamlit's reconnect grace period)."""
+    ctx = get_script_run_ctx()
+    assert ctx is not None, "session_jobs() is called from a page script"
+    reaper = job_reaper()
+    return SessionJobs(ctx.session_id, reaper, reaper.reclaim(ctx.session_id))
