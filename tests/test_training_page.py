@@ -66,7 +66,7 @@ def test_durations_read_as_a_student_plans():
 
 @pytest.mark.slow
 def test_every_preset_opens_with_its_recipe(monkeypatch, tmp_path, real_data_dir):
-    from cnnviz.training.config import LR_RANGE
+    from cnnviz.training.config import LR_INPUT_MIN, MAX_LR
     from cnnviz.training.presets import NET_PRESETS
     from cnnviz.training.recipes import recipe
 
@@ -78,7 +78,7 @@ def test_every_preset_opens_with_its_recipe(monkeypatch, tmp_path, real_data_dir
         assert app.select_slider(key=f"train_{name}_batch").value == recipe(name).batch_size
         assert app.number_input(key=f"train_{name}_lr").value == recipe(name).lr
         assert (app.number_input(key=f"train_{name}_lr").min, app.number_input(key=f"train_{name}_lr").max) \
-            == LR_RANGE
+            == (LR_INPUT_MIN, MAX_LR)
         tricks = [c.value for c in app.caption if c.value.startswith("Speed-run tricks in this recipe")]
         assert len(tricks) == (1 if recipe(name).whiten else 0), name
         if recipe(name).dirac:

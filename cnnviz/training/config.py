@@ -15,7 +15,8 @@ from cnnviz.training.presets import NET_PRESETS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("onecycle", "step", "exp", "constant")
-LR_RANGE = (1e-5, 10.0)  # the peak learning rates a run accepts, both ends included (also the page's input)
+MAX_LR = 10.0  # the highest peak learning rate a run accepts (any rate above 0 up to it), and the page's
+LR_INPUT_MIN = 1e-5  # the smallest rate the Train page's input offers (the command line takes any above 0)
 DEFAULT_GAMMA = 0.5  # step / per-epoch decay factor unless one is chosen: step decay halves the rate
 
 
@@ -72,8 +73,7 @@ class TrainConfig:
             (self.optimizer in OPTIMIZERS, f"the optimizer must be one of {', '.join(OPTIMIZERS)}"),
             (self.schedule in SCHEDULES, f"the schedule must be one of {', '.join(SCHEDULES)}"),
             (self.device in DEVICES, f"the device must be one of {', '.join(DEVICES)}"),
-            (LR_RANGE[0] <= self.lr <= LR_RANGE[1],
-             f"the learning rate must be between {LR_RANGE[0]:g} and {LR_RANGE[1]:g}"),
+            (0 < self.lr <= MAX_LR, f"the learning rate must be above 0 and at most {MAX_LR:g}"),
             (0 <= self.weight_decay < 1, "the weight decay must be at least 0 and below 1"),
             (0 <= self.label_smoothing < 1, "label smoothing must be at least 0 and below 1"),
             (0 <= self.val_fraction < 0.9, "the validation share must be at least 0 and below 0.9"),

@@ -12,7 +12,7 @@ from cnnviz.datasets import files as data
 from cnnviz.hosting.limits import HostLimits
 from cnnviz.networks.summary import ModelSummary
 from cnnviz.runtime import cpu_name, device_name, resolve_device, training_threads
-from cnnviz.training.config import DEFAULT_GAMMA, LR_RANGE, OPTIMIZERS, SCHEDULES, TrainConfig
+from cnnviz.training.config import DEFAULT_GAMMA, LR_INPUT_MIN, MAX_LR, OPTIMIZERS, SCHEDULES, TrainConfig
 from cnnviz.training.estimate import measure_images_per_second, timing_config
 from cnnviz.training.jobs import JobSnapshot, JobStatus
 from cnnviz.training.loop import TrainResult
@@ -74,7 +74,7 @@ def hyperparameter_form(
                              key=kept(f"{key}_optimizer"),
                              help="SGD with Nesterov momentum, or Adam / AdamW, which adapt the step "
                              "per weight.")
-    lr = c2.number_input("Learning rate", *LR_RANGE, base.lr, format="%.4f", key=kept(f"{key}_lr"),
+    lr = c2.number_input("Learning rate", LR_INPUT_MIN, MAX_LR, base.lr, format="%.4f", key=kept(f"{key}_lr"),
                          help="How big a step the weights take against the gradient.")
     sizes = sorted({32, 64, 128, 256, 512, 1024, base.batch_size})  # every recipe's own size is offered
     batch_size = c1.select_slider("Batch size", sizes, base.batch_size,
