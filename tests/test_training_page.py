@@ -53,6 +53,8 @@ def test_the_estimate_uses_the_threads_a_run_will_get(monkeypatch, tmp_path, rea
         app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
         line = next(c.value for c in app.caption if c.value.startswith("Training on"))
         assert f"**{cpu_name(training_threads())}**" in line, line
+        assert "for this run (estimated from this machine's speed: ~" in line, line
+        assert "images/s for this net)." in line, line
         assert torch.get_num_threads() == 1  # the page thread got its own setting back
     finally:
         torch.set_num_threads(threads)

@@ -1,19 +1,35 @@
-"""How fast this machine trains a net: a few of a run's own steps timed, for the Train page's estimate."""
+"""How fast this machine trains a net: a few of a run's own steps timed (for commands and tests), and the
+Train page's estimate, arithmetic from a net's multiply-adds and this machine's speed measured once.
+
+A page run must never train: a net near the size gate (2 G multiply-adds per image) takes about a minute
+for a few real steps. So each process times two small reference nets once, in a low-priority thread,
+and fits ``seconds per image = overhead + multiply-adds x cost``: small nets are overhead-bound, big
+ones arithmetic-bound, and any spec's estimate is then a multiplication.
+"""
 
 from __future__ import annotations
 
+import functools
+import os
 import statistics
+import threading
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 import torch
 
 from cnnviz.datasets.files import dataset_info
+from cnnviz.networks.summary import summarize_spec
 from cnnviz.training.config import TrainConfig
 from cnnviz.training.prepare import RunData, build_run, run_device, set_whitening_bias_epoch, take_step
 
 WARM_UP_STEPS = 2  # untimed steps before an estimate's timed ones
 MAX_TIMED_BATCH = 128  # images per timed step at most: the estimate stays quick for big batches
+# Two reference nets, a small overhead-bound one and a wider arithmetic-bound one, both quick to time.
+REFERENCE_SPECS = ("C8 M F10", "C32 C32 M C64")
+REFERENCE_BATCH = 64
+REFERENCE_STEPS = 3  # timed steps of each reference net, after WARM_UP_STEPS untimed ones
+REFERENCE_NICE = 10  # the reference timing's thread gives way to training runs and other pages
 
 
 def measure_images_per_second(config: TrainConfig, steps: int = 5, cpu_threads: int | None = None) -> float:
@@ -64,3 +80,78 @@ def _time_training_steps(config: TrainConfig, device: torch.device, steps: int) 
             durations.append(time.perf_counter() - start)
     # The median step: one step slowed by another process on a shared machine does not skew it.
     return batch / statistics.median(durations)
+
+
+@dataclass(frozen=True)
+class MachineSpeed:
+    """This machine's training speed: ``seconds per image = overhead + multiply-adds x cost``."""
+
+    overhead: float  # seconds per image that do not grow with the net (data, optimizer, framework)
+    cost: float  # seconds per multiply-add per image (forward, backward and update together)
+
+    def images_per_second(self, mult_adds: int) -> float:
+        """The predicted training speed of a net of ``mult_adds`` multiply-adds per image."""
+        return 1.0 / (self.overhead + mult_adds * self.cost)
+
+
+def fit_speed(points: list[tuple[int, float]]) -> MachineSpeed:
+    """The line through two (multiply-adds, seconds per image) points, kept physical: a cost above
+    zero (a timing blip could make the bigger net look faster) and an overhead at or above zero."""
+    (small_adds, small_time), (big_adds, big_time) = sorted(points)
+    assert big_adds > small_adds, "the reference nets must differ in size"
+    cost = max((big_time - small_time) / (big_adds - small_adds), big_time / big_adds / 4)
+    return MachineSpeed(overhead=max(0.0, small_time - small_adds * cost), cost=cost)
+
+
+_REFERENCE_LOCK = threading.Lock()  # pages opened at once wait for one timing, not time side by side
+
+
+def machine_speed(dataset: str, device: str, cpu_threads: int) -> MachineSpeed:
+    """This machine's :class:`MachineSpeed` for ``dataset``'s images, timed once per process (a few
+    steps of the :data:`REFERENCE_SPECS`, in a thread of low priority that ends with the timing)."""
+    with _REFERENCE_LOCK:
+        return _timed_machine_speed(dataset, device, cpu_threads)
+
+
+@functools.lru_cache(maxsize=16)
+def _timed_machine_speed(dataset: str, device: str, cpu_threads: int) -> MachineSpeed:
+    info = dataset_info(dataset)
+    results: list[tuple[int, float]] = []
+    failure: list[BaseException] = []
+
+    def time_references() -> None:
+        try:
+            _lower_this_threads_priority()
+            for spec in REFERENCE_SPECS:
+                adds = summarize_spec(spec, info.image_shape, info.num_classes).total_mult_adds
+                config = TrainConfig(dataset=dataset, spec=spec, batch_size=REFERENCE_BATCH, device=device)
+                speed = measure_images_per_second(config, steps=REFERENCE_STEPS, cpu_threads=cpu_threads)
+                results.append((adds, 1.0 / speed))
+        except BaseException as err:  # handed to the caller's thread
+            failure.append(err)
+
+    # A thread of its own: an unprivileged process can lower a thread's priority but never raise it
+    # back, and the thread's OpenMP workers start from it, so they run at its priority too.
+    worker = threading.Thread(target=time_references, name="cnnviz-speed-reference")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return fit_speed(results)
+
+
+def estimated_images_per_second(config: TrainConfig, mult_adds: int, cpu_threads: int) -> float:
+    """The Train page's estimate of a run's speed: no training step of its own net, only arithmetic
+    from ``mult_adds`` (per image) and :func:`machine_speed` (timed once per process)."""
+    return machine_speed(config.dataset, config.device, cpu_threads).images_per_second(mult_adds)
+
+
+def _lower_this_threads_priority() -> None:
+    """Nice the calling thread (Linux: a thread id is a process id to setpriority); elsewhere a no-op."""
+    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        try:
+            thread = threading.get_native_id()
+            nice = max(REFERENCE_NICE, os.getpriority(os.PRIO_PROCESS, thread))  # never raise it
+            os.setpriority(os.PRIO_PROCESS, thread, nice)
+        except OSError:  # not allowed here: the timing is short anyway
+            pass

@@ -13,7 +13,7 @@ from cnnviz.hosting.limits import HostLimits
 from cnnviz.networks.summary import ModelSummary
 from cnnviz.runtime import cpu_name, device_name, resolve_device, training_threads
 from cnnviz.training.config import DEFAULT_GAMMA, LR_INPUT_MIN, MAX_LR, OPTIMIZERS, SCHEDULES, TrainConfig
-from cnnviz.training.estimate import measure_images_per_second, timing_config
+from cnnviz.training.estimate import estimated_images_per_second
 from cnnviz.training.jobs import JobSnapshot, JobStatus
 from cnnviz.training.loop import TrainResult
 from cnnviz.training.memory import RunMemory, predict_config_memory, readable_bytes
@@ -116,15 +116,9 @@ def hyperparameter_form(
     )
 
 
-@st.cache_data(show_spinner="Timing a few training steps...", max_entries=64)
-def _images_per_second(config: TrainConfig, cpu_threads: int) -> float:
-    """Images per second of a run's steps (``config`` from :func:`timing_config`: one entry per kind
-    of step)."""
-    return measure_images_per_second(config, cpu_threads=cpu_threads)
-
-
 def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
-    """The device in use and an estimate of this run's time, from a few real timed steps."""
+    """The device in use and an estimate of this run's time: arithmetic from the net's multiply-adds and
+    this machine's speed (timed once per process on two small reference nets, never on this net)."""
     device = resolve_device(config.device)
     threads = training_threads()  # a run that has the machine to itself; the page's own thread may use 1
     if device.type == "cpu":
@@ -133,10 +127,11 @@ def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
         where = f"Training on **{device_name(device)}**"
     if summary is None:
         return where + "."
-    speed = _images_per_second(timing_config(config), threads)
+    speed = estimated_images_per_second(config, summary.total_mult_adds, threads)
     images = config.train_subset or data.DATASETS[config.dataset].train_size
     seconds = config.epochs * images * (1 - config.val_fraction) / speed
-    return f"{where}: about {duration_text(seconds)} for this run (measured {speed:,.0f} images/s)."
+    return (f"{where}: about {duration_text(seconds)} for this run (estimated from this machine's speed: "
+            f"~{speed:,.0f} images/s for this net).")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
