@@ -8,7 +8,7 @@ import streamlit as st
 from cnnviz import pages
 from cnnviz.datasets import files as data
 from cnnviz.networks.spec import SpecError, describe_error_position
-from cnnviz.networks.summary import readable_count, summarize_spec, training_size_problem
+from cnnviz.networks.summary import readable_count, training_size_problem
 from cnnviz.training.checkpoint import saved_models_dir
 from cnnviz.training.jobs import TrainingJob
 from cnnviz.training.memory import memory_config, memory_problem
@@ -53,7 +53,7 @@ with left:
         st.caption(f"`{spec}` — {find_preset(preset).description}")
     info = data.DATASETS[dataset]
     try:
-        summary = summarize_spec(spec, info.image_shape, info.num_classes)
+        summary = parts.spec_summary(spec, info.image_shape, info.num_classes)
     except SpecError as err:
         summary = None
         st.error(str(err), icon=":material/error:")

@@ -10,7 +10,7 @@ import streamlit as st
 from cnnviz import pages
 from cnnviz.datasets import files as data
 from cnnviz.hosting.limits import HostLimits
-from cnnviz.networks.summary import ModelSummary
+from cnnviz.networks.summary import ModelSummary, summarize_spec
 from cnnviz.runtime import cpu_name, device_name, resolve_device, training_threads
 from cnnviz.training.config import DEFAULT_GAMMA, LR_INPUT_MIN, MAX_LR, OPTIMIZERS, SCHEDULES, TrainConfig
 from cnnviz.training.estimate import estimated_images_per_second
@@ -132,6 +132,13 @@ def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
     seconds = config.epochs * images * (1 - config.val_fraction) / speed
     return (f"{where}: about {duration_text(seconds)} for this run (estimated from this machine's speed: "
             f"~{speed:,.0f} images/s for this net).")
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def spec_summary(spec: str, input_shape: tuple[int, int, int], num_classes: int) -> ModelSummary:
+    """The layer table of a spec, once per spec and dataset (a wide net's took 0.5 s a page run);
+    raises SpecError for a bad spec (not cached: parsing fails fast)."""
+    return summarize_spec(spec, input_shape, num_classes)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
