@@ -146,3 +146,61 @@ def test_three_students_predict_while_one_trains(app_server: str, real_data_dir:
     assert memory["before"] > 0 and memory["idle"] > 0
     assert memory["peak"] >= max(memory["before"], memory["idle"])
     assert memory["per_idle_session"] == pytest.approx((memory["idle"] - memory["before"]) / 3)
+
+
+def test_the_hostile_students_look_for_the_words_the_core_writes() -> None:
+    from cnnviz.hosting.loadtest_hostile import (
+        BIG_PICTURES,
+        DECODE_REFUSAL_TEXT,
+        MEMORY_REFUSAL_TEXT,
+        SIZE_GATE_TEXT,
+        WIDEST_SPEC,
+        picture_bytes,
+    )
+    from cnnviz.images.decode import ImageError, decode_image
+    from cnnviz.networks.summary import summarize_spec, training_size_problem
+    from cnnviz.training.config import TrainConfig
+    from cnnviz.training.memory import MB, memory_problem, predict_config_memory
+
+    # The widest spec passes the size gate, and at the largest batch the page offers it is over 2 GB.
+    assert training_size_problem(summarize_spec(WIDEST_SPEC, (1, 28, 28), 10)) is None
+    estimate = predict_config_memory(TrainConfig(dataset="mnist", spec=WIDEST_SPEC, batch_size=1024))
+    refusal = memory_problem(estimate, 2000 * MB)
+    assert refusal is not None and MEMORY_REFUSAL_TEXT in refusal
+    too_big = training_size_problem(summarize_spec("C3000 M M F16", (1, 28, 28), 10))
+    assert too_big is not None and SIZE_GATE_TEXT in too_big
+
+    # The big pictures the decoder must refuse are refused with those words; the other one decodes.
+    for picture in BIG_PICTURES:
+        data = picture_bytes(picture)
+        assert len(data) < 2**20  # well under the upload limit: only its header makes it big
+        if picture.refused:
+            with pytest.raises(ImageError, match=DECODE_REFUSAL_TEXT):
+                decode_image(data)
+        else:
+            assert decode_image(data).source_size == picture.size
+
+
+@pytest.mark.slow
+def test_a_hostile_student_is_refused_while_the_others_predict(real_data_dir: Path, capsys) -> None:
+    argv = ["loadtest", "--sessions", "4", "--trainings", "0", "--hostile", "1", "--hostile-rounds", "1",
+            "--timeout", "120", "--no-media", "--json"]
+    with ThreadPoolExecutor(max_workers=1) as pool:  # its own thread, as above
+        status = pool.submit(main, argv).result()
+    report = json.loads(capsys.readouterr().out)
+    assert report["errors"] == [], report["errors"]  # none for the students who predict
+    assert len(report["predictions"]) == 4 and all(p["label"] for p in report["predictions"])
+
+    (hostile,) = report["hostile"]
+    assert hostile["error"] is None, hostile["error"]
+    assert hostile["rounds"] == 1 and hostile["estimates"] >= 2
+    assert hostile["memory_refusals"] >= 1 and hostile["refusals_with_train_enabled"] == 0
+    assert hostile["decodes_refused"] == 2 and hostile["decodes_predicted"] == 1, hostile["decode_surprises"]
+
+    assert report["server_up"] is True
+    memory = report["memory"]
+    assert memory["budget"] == pytest.approx(memory["before"] + 2000, abs=0.1)
+    assert memory["peak"] <= memory["budget"], memory
+    targets = report["summary"]["targets"]
+    assert targets["server up after the hostile students"] and targets["hostile students refused as expected"]
+    assert status in (0, 1)  # 1 = a speed target missed on this shared machine

@@ -19,6 +19,7 @@ from cnnviz.paths import MODELS_DIR
 from cnnviz.training.checkpoint import load_checkpoint
 
 SHIPPED_MNIST_MODEL = MODELS_DIR / "mnist.pt"  # the predict page's default model
+DEFAULT_TRAINING_MEMORY_MB = 2000  # small, so that the hostile students meet the memory refusal
 
 
 def register(commands: argparse._SubParsersAction, benches: argparse._SubParsersAction) -> None:
@@ -28,7 +29,8 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
         "'Inspect and predict' page; each uploads images and waits for the prediction while K more "
         "sessions train small models on the Train page. Reports errors, p50/p95 time to a prediction, "
         "training queue waits and the server's memory. Exit status 0 when the class-hosting targets "
-        "are met (no errors, p95 <= 2 s, <= 30 MB per idle session), 1 when one is missed.",
+        "are met (no errors, p95 <= 2 s, <= 30 MB per idle session; with --hostile also: the server up "
+        "at the end, its peak RSS under the budget, every hostile refusal seen), 1 when one is missed.",
     )
     parser.add_argument("--url", help="a running server, e.g. http://127.0.0.1:8501 (default: start one "
                         "with `streamlit run app.py` on a free port and stop it at the end)")
@@ -37,6 +39,17 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
     parser.add_argument("--sessions", type=int, default=30, metavar="N", help="students predicting (30)")
     parser.add_argument("--trainings", type=int, default=3, metavar="K",
                         help="further students who each start one small training (3)")
+    parser.add_argument("--hostile", type=int, default=0, metavar="H",
+                        help="further students who push every limit meanwhile: the widest net at the largest "
+                        "batch, repeated estimates, a heavy run started and stopped, big decodes (0); adds "
+                        "the checks: server up, peak memory under the budget, every refusal seen")
+    parser.add_argument("--hostile-rounds", type=int, default=2, metavar="R",
+                        help="how many times each hostile student repeats its attempts (2)")
+    parser.add_argument("--training-memory-mb", type=int, default=DEFAULT_TRAINING_MEMORY_MB,
+                        metavar="MB",
+                        help="the server's training memory (CNNVIZ_TRAINING_MEMORY_MB) for the server "
+                        "started here, or the one a --url server was given; the peak RSS must stay under "
+                        f"the RSS after the warm-up plus this ({DEFAULT_TRAINING_MEMORY_MB})")
     parser.add_argument("--predictions-per-session", type=int, default=1, metavar="M",
                         help="uploads per predicting student, each a different image (1)")
     parser.add_argument("--image", action="append", metavar="PATH",
@@ -68,7 +81,8 @@ def expected_labels(images: list[UploadImage]) -> dict[str, str] | None:
 def run(args: argparse.Namespace) -> int:
     images = read_images(args.image) if args.image else default_images()
     config = LoadTestConfig(
-        sessions=args.sessions, trainings=args.trainings,
+        sessions=args.sessions, trainings=args.trainings, hostile=args.hostile,
+        hostile_rounds=args.hostile_rounds, memory_budget_mb=args.training_memory_mb,
         predictions_per_session=args.predictions_per_session, images=images, train_images=args.train_images,
         timeout=args.timeout, fetch_media=not args.no_media, seed=args.seed,
         think_seconds=tuple(args.think_seconds),
@@ -78,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         # The server started here runs this checkout's models, so each answer can be checked.
         config.expected_labels = expected_labels(images)
-        where = server.start()
+        where = server.start({"CNNVIZ_TRAINING_MEMORY_MB": str(args.training_memory_mb)})
     with where as target:
         report = asyncio.run(run_load_test(target.url, target.pid, config))
     if args.json:

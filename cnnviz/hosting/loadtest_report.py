@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cnnviz.hosting.loadtest_hostile import HostileRecord
+
 TARGET_P95_SECONDS = 2.0  # the class-hosting targets (issue 6)
 TARGET_MB_PER_IDLE_SESSION = 30.0
 
@@ -50,6 +52,7 @@ class MemoryReport:
     peak: float | None = None  # highest sample from "before" to the end
     end: float | None = None  # after every session closed
     per_idle_session: float | None = None  # (idle - before) / sessions
+    budget: float | None = None  # before + the training memory budget: the peak must stay under it
 
 
 @dataclass
@@ -66,6 +69,8 @@ class LoadTestReport:
     page_opens: list[float] = field(default_factory=list)  # predict page's first run, all at once
     predictions: list[PredictionRecord] = field(default_factory=list)
     trainings: list[TrainingRecord] = field(default_factory=list)
+    hostile: list[HostileRecord] = field(default_factory=list)
+    server_up: bool | None = None  # the health check answered after the hostile students (None: none ran)
     errors: list[str] = field(default_factory=list)
     memory: MemoryReport = field(default_factory=MemoryReport)
     server_cpu_seconds: float | None = None  # server process CPU time during the prediction phase
@@ -91,6 +96,17 @@ class LoadTestReport:
                 percentile(times, 95) <= TARGET_P95_SECONDS if times else None,
             f"memory per idle session <= {TARGET_MB_PER_IDLE_SESSION:g} MB":
                 None if per_session is None else per_session <= TARGET_MB_PER_IDLE_SESSION,
+            **(self.hostile_targets() if self.hostile else {}),
+        }
+
+    def hostile_targets(self) -> dict[str, bool | None]:
+        """The hostile-class checks: the server is up, under its memory budget, every refusal came."""
+        budget, peak = self.memory.budget, self.memory.peak
+        return {
+            "server up after the hostile students": self.server_up,
+            f"peak server memory <= budget ({_mb(budget)})":
+                None if budget is None or peak is None else peak <= budget,
+            "hostile students refused as expected": all(h.as_expected for h in self.hostile),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -209,13 +225,27 @@ def format_report(report: LoadTestReport) -> str:
             positions = ",".join(map(str, t.queue_positions)) or "-"
             lines.append(f"  {t.session:<11} {t.outcome:<8} {wait:>10} {run:>9} {positions:<10} "
                          f"{t.test_accuracy or '-'}")
+    if report.hostile:
+        lines += ["", "hostile students (widest net at the largest batch, estimates, a heavy run started and "
+                  "stopped, big decodes):"]
+        for h in report.hostile:
+            enabled = (f" ({h.refusals_with_train_enabled} with Train enabled!)"
+                       if h.refusals_with_train_enabled else "")
+            lines.append(
+                f"  {h.session}: {h.rounds} rounds, {h.estimates} estimates, {h.memory_refusals} refused "
+                f"over the memory budget{enabled}, "
+                f"{h.trainings_started} heavy runs started, {h.trainings_stopped} stopped, "
+                f"{h.decodes_refused} big decodes refused, {h.decodes_predicted} predicted"
+                + "".join(f"; {s}" for s in h.decode_surprises) + (f"; ERROR {h.error}" if h.error else "")
+                + ("" if h.as_expected else " -- NOT as expected"))
     memory = report.memory
     per = "unknown" if memory.per_idle_session is None else f"{memory.per_idle_session:.1f} MB"
     lines += [
         "",
         f"server memory (RSS): {_mb(memory.before)} before the students, {_mb(memory.idle)} with "
         f"{config['sessions']} idle on the predict page => {per} per idle session; peak {_mb(memory.peak)}, "
-        f"{_mb(memory.end)} after all closed",
+        f"{_mb(memory.end)} after all closed"
+        + ("" if memory.budget is None else f"; budget {_mb(memory.budget)} (before + training memory)"),
         f"load average after: {', '.join(f'{v:.2f}' for v in report.load_after)}; this load generator used "
         f"{report.client_cpu_seconds:.1f} CPU seconds on the same machine",
     ]

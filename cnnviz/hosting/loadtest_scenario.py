@@ -12,6 +12,9 @@ Phases, each on real sessions of one server (see :mod:`cnnviz.hosting.session_cl
    from sending the rerun that carries the uploaded file to receiving the "Prediction" metric.
 5. The trainings are followed until "Test accuracy" shows; queue wait = Train click -> first
    progress bar; run time = first progress bar -> "Test accuracy".
+6. With ``hostile`` > 0, that many more students push the limits during phase 4 (widest net, largest
+   batch, repeated estimates, a heavy run started and stopped, big decodes; see
+   :mod:`cnnviz.hosting.loadtest_hostile`); at the end the server must still answer its health check.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from urllib.parse import urlsplit
 
 from cnnviz import pages
 from cnnviz.datasets.files import DATASETS
+from cnnviz.hosting.loadtest_hostile import HostileRecord, hostile_student
 from cnnviz.hosting.loadtest_report import LoadTestReport, PredictionRecord, TrainingRecord
 from cnnviz.hosting.loadtest_sampling import ServerSampler, machine_busy_seconds, process_cpu_seconds, rss_mb
 from cnnviz.hosting.session_client import SessionError, ShownElement, StreamlitSession
@@ -57,6 +61,9 @@ class LoadTestConfig:
 
     sessions: int = 30  # students who predict
     trainings: int = 3  # further students who each start one training
+    hostile: int = 0  # further students who push every limit (see loadtest_hostile)
+    hostile_rounds: int = 2  # how many times each hostile student repeats its attempts
+    memory_budget_mb: float | None = None  # the server's peak RSS must stay under this (hostile check)
     predictions_per_session: int = 1
     images: Sequence[UploadImage] = ()  # default: the bundled MNIST test digits
     think_seconds: tuple[float, float] = (0.5, 2.0)  # a student's pause before each upload
@@ -75,6 +82,8 @@ class LoadTestConfig:
             raise ValueError("--sessions must be at least 1.")
         if self.trainings < 0:
             raise ValueError("--trainings cannot be negative.")
+        if self.hostile < 0 or self.hostile_rounds < 1:
+            raise ValueError("--hostile cannot be negative and --hostile-rounds must be at least 1.")
         if self.predictions_per_session < 1:
             raise ValueError("--predictions-per-session must be at least 1.")
         low, high = self.think_seconds
@@ -117,6 +126,21 @@ async def probe_health(url: str, latencies: list[float], every: float = 0.5) -> 
             writer.close()
             latencies.append(time.perf_counter() - start)
         await asyncio.sleep(every)
+
+
+async def server_answers(url: str) -> bool:
+    """Whether ``/_stcore/health`` answers 200 within 10 s."""
+    parts = urlsplit(url)
+    request = (f"GET {parts.path.rstrip('/')}/_stcore/health HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+               "Connection: close\r\n\r\n").encode()
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, parts.port or 80), 10)
+        writer.write(request)
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    except (OSError, TimeoutError):
+        return False
+    return answer.split(b"\r\n", 1)[0].split()[1:2] == [b"200"]
 
 
 # --- one student predicting ---------------------------------------------------------------
@@ -266,10 +290,16 @@ async def warm_up(url: str, image: UploadImage, config: LoadTestConfig) -> Predi
         await session.close()
 
 
+def memory_budget(before: float | None, training_mb: float | None) -> float | None:
+    """The server's RSS budget in MB: its RSS after the warm-up plus the training memory it was given."""
+    return None if before is None or training_mb is None else round(before + training_mb, 1)
+
+
 async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> LoadTestReport:
     """Drive the class scenario against a running server and measure it."""
     asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=config.sessions + config.trainings + 4, thread_name_prefix="loadtest"))
+        ThreadPoolExecutor(max_workers=config.sessions + config.trainings + config.hostile + 4,
+                           thread_name_prefix="loadtest"))
     rng = random.Random(config.seed)
     images = list(config.images) or default_images()
     images = rng.sample(images, len(images))  # the bundled digits come sorted by class: mix them
@@ -288,10 +318,13 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
         report.errors.append(f"warm-up: {report.warmup.error}")
     sampler = ServerSampler(pid)
     report.memory.before = sampler.sample()
+    report.memory.budget = memory_budget(report.memory.before, config.memory_budget_mb)
     sampler.start()
 
     students = [StreamlitSession(url, f"student {i + 1}", config.timeout) for i in range(config.sessions)]
     trainers = [StreamlitSession(url, f"trainer {i + 1}", config.timeout) for i in range(config.trainings)]
+    hostiles = [StreamlitSession(url, f"hostile {i + 1}", config.timeout) for i in range(config.hostile)]
+    report.hostile = [HostileRecord(h.name) for h in hostiles]
     try:
         opened = await asyncio.gather(*(open_predict_page(s) for s in students), return_exceptions=True)
         for session, result in zip(students, opened, strict=True):
@@ -314,6 +347,10 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
         cpu_by_nice, machine_busy = dict(sampler.cpu_by_nice), machine_busy_seconds()
         probe = asyncio.create_task(probe_health(url, report.health_latency))
         ready = [s for s in students if s.connected and s.runs_finished > 0]
+        hostile_tasks = [
+            asyncio.create_task(hostile_student(h, r, config.hostile_rounds, config.train_dataset,
+                                                config.training_timeout))
+            for h, r in zip(hostiles, report.hostile, strict=True)]
         students_work = (predicting_student(s, i, config, images, rng) for i, s in enumerate(ready))
         results = await asyncio.gather(*students_work, return_exceptions=True)
         report.prediction_phase_seconds = time.perf_counter() - phase_start
@@ -334,15 +371,16 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
                 report.predictions.extend(result)
         report.errors.extend(p.error for p in report.predictions if p.error)
 
-        await asyncio.gather(*training_tasks)
+        await asyncio.gather(*training_tasks, *hostile_tasks)
         report.errors.extend(t.error for t in report.trainings if t.error)
     finally:
         for session in students + trainers:
             new = [e for e in session.exceptions if not any(e in seen for seen in report.errors)]
             report.errors.extend(new)
-        await asyncio.gather(*(s.close() for s in students + trainers))
+        await asyncio.gather(*(s.close() for s in students + trainers + hostiles))
         await sampler.stop()
     report.memory.peak = sampler.peak
+    report.server_up = await server_answers(url)
     await asyncio.sleep(1.0)
     report.memory.end = rss_mb(pid)
     report.seconds = time.perf_counter() - started

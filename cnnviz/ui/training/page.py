@@ -69,13 +69,13 @@ with left:
 with right:
     base = recipe(preset)
     config = parts.hyperparameter_form(base, dataset, spec, key=pages.train_form_key(preset), limits=limits)
-    st.caption(parts.device_line(config, None if too_big else summary))  # no timing of a net too big
     budget = run_memory_budget()
-    too_much = None
-    if summary is not None and not too_big:
-        estimate = parts.predicted_memory(memory_config(config))
+    estimate = None if summary is None or too_big else parts.predicted_memory(memory_config(config))
+    too_much = None if estimate is None else memory_problem(estimate, budget)
+    # No timed steps for a net too big or a run over its memory: they would allocate what is refused.
+    st.caption(parts.device_line(config, None if too_big or too_much else summary))
+    if estimate is not None:
         st.caption(parts.memory_line(estimate, budget))
-        too_much = memory_problem(estimate, budget)
         if too_much:
             st.error(too_much, icon=":material/memory:")
     tricks = describe_tricks(**asdict(config))
