@@ -72,7 +72,7 @@ with right:
     budget = run_memory_budget()
     estimate = None if summary is None or too_big else parts.predicted_memory(memory_config(config))
     too_much = None if estimate is None else memory_problem(estimate, budget)
-    # No timed steps for a net too big or a run over its memory: they would allocate what is refused.
+    # No time estimate for a net too big or a run over its memory: neither can run here.
     st.caption(parts.device_line(config, None if too_big or too_much else summary))
     if estimate is not None:
         st.caption(parts.memory_line(estimate, budget))
