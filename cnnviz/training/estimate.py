@@ -47,17 +47,6 @@ def measure_images_per_second(config: TrainConfig, steps: int = 5, cpu_threads: 
         torch.set_num_threads(previous)
 
 
-def timing_config(config: TrainConfig) -> TrainConfig:
-    """``config`` with only the settings that change what a step computes, the others at their defaults:
-    two runs that differ in the rest (the seed, the learning rate, ...) take the same time per step."""
-    return TrainConfig(
-        dataset=config.dataset, spec=config.spec, batch_size=config.batch_size, optimizer=config.optimizer,
-        whiten=config.whiten, whiten_bias_epochs=config.whiten_bias_epochs, dirac=config.dirac,
-        batchnorm_scale=config.batchnorm_scale, batchnorm_shift_lr=config.batchnorm_shift_lr,
-        device=config.device, compile=config.compile,
-    )
-
-
 def _time_training_steps(config: TrainConfig, device: torch.device, steps: int) -> float:
     info = dataset_info(config.dataset)
     batch = min(config.batch_size, MAX_TIMED_BATCH)
