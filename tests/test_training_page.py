@@ -46,11 +46,14 @@ def test_the_estimate_uses_the_threads_a_run_will_get(monkeypatch, tmp_path, rea
     import torch
 
     from cnnviz.runtime import cpu_name, training_threads
+    from cnnviz.training import estimate
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the predict page leaves its script thread, and threads started after it
     try:
         app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
+        estimate.machine_speed("mnist", "auto", training_threads())  # waits for the background timing
+        app.run()
         line = next(c.value for c in app.caption if c.value.startswith("Training on"))
         assert f"**{cpu_name(training_threads())}**" in line, line
         assert "for this run (estimated from this machine's speed: ~" in line, line
@@ -58,6 +61,22 @@ def test_the_estimate_uses_the_threads_a_run_will_get(monkeypatch, tmp_path, rea
         assert torch.get_num_threads() == 1  # the page thread got its own setting back
     finally:
         torch.set_num_threads(threads)
+
+
+def test_the_first_page_run_never_waits_for_the_speed_timing(monkeypatch, tmp_path, real_data_dir):
+    from cnnviz.runtime import training_threads
+    from cnnviz.training import estimate
+    from cnnviz.ui.training.parts import MEASURING_SPEED
+
+    estimate._timed_machine_speed.cache_clear()  # as in a fresh server process
+    estimate._BACKGROUND.clear()
+    app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
+    line = next(c.value for c in app.caption if c.value.startswith("Training on"))
+    assert MEASURING_SPEED in line, line  # the page ran on while the timing ran in the background
+    estimate.machine_speed("mnist", "auto", training_threads())
+    app.run()
+    line = next(c.value for c in app.caption if c.value.startswith("Training on"))
+    assert "estimated from this machine's speed: ~" in line, line
 
 
 def test_durations_read_as_a_student_plans():

@@ -129,6 +129,38 @@ def _timed_machine_speed(dataset: str, device: str, cpu_threads: int) -> Machine
     return fit_speed(results)
 
 
+_BACKGROUND: dict[tuple[str, str, int], threading.Thread] = {}
+_BACKGROUND_LOCK = threading.Lock()
+
+
+def speed_if_measured(dataset: str, device: str, cpu_threads: int) -> MachineSpeed | None:
+    """This machine's :class:`MachineSpeed` if already timed, else None at once, with the timing started
+    in the background (a page never waits for it: the first one of a process takes a second or two)."""
+    key = (dataset, device, cpu_threads)
+    with _BACKGROUND_LOCK:
+        worker = _BACKGROUND.get(key)
+        if worker is None:
+            worker = threading.Thread(target=_measure_quietly, args=key, name="cnnviz-speed-background",
+                                      daemon=True)
+            _BACKGROUND[key] = worker
+            worker.start()
+    if worker.is_alive():
+        return None
+    try:
+        return machine_speed(*key)  # cached by now; a failed timing is retried here, in the open
+    except Exception:
+        with _BACKGROUND_LOCK:
+            _BACKGROUND.pop(key, None)  # the next page run starts it again
+        raise
+
+
+def _measure_quietly(dataset: str, device: str, cpu_threads: int) -> None:
+    try:
+        machine_speed(dataset, device, cpu_threads)
+    except Exception:  # speed_if_measured raises it in the page's thread, where it can be shown
+        pass
+
+
 def estimated_images_per_second(config: TrainConfig, mult_adds: int, cpu_threads: int) -> float:
     """The Train page's estimate of a run's speed: no training step of its own net, only arithmetic
     from ``mult_adds`` (per image) and :func:`machine_speed` (timed once per process)."""

@@ -73,7 +73,19 @@ with right:
     estimate = None if summary is None or too_big else parts.predicted_memory(memory_config(config))
     too_much = None if estimate is None else memory_problem(estimate, budget)
     # No time estimate for a net too big or a run over its memory: neither can run here.
-    st.caption(parts.device_line(config, None if too_big or too_much else summary))
+    device_line = parts.device_line(config, None if too_big or too_much else summary)
+    if parts.MEASURING_SPEED in device_line:
+        @st.fragment(run_every=0.5)
+        def wait_for_the_speed() -> None:
+            """Show the line, and rerun the page once the background timing knows the speed."""
+            line = parts.device_line(config, summary)
+            if parts.MEASURING_SPEED not in line:
+                st.rerun()
+            st.caption(line)
+
+        wait_for_the_speed()
+    else:
+        st.caption(device_line)
     if estimate is not None:
         st.caption(parts.memory_line(estimate, budget))
         if too_much:
@@ -168,7 +180,7 @@ if runs:
         run_choice = st.selectbox("Run", [r.label for r in runs], index=len(runs) - 1,
                                   key=f"train_save_run_{len(runs)}")  # a new run: the latest is chosen
         name = st.text_input("Model name", value=default_name, key="train_save_name", max_chars=40)
-        if st.form_submit_button("Save model", icon=":material/save:"):
+        if st.form_submit_button("Save model", icon=":material/save:", key=pages.TRAIN_SAVE_KEY):
             record = next(r for r in runs if r.label == run_choice)
             saves = st.session_state.get("train_saves", 0)
             quota = SaveQuota(limits.max_saves_per_session, limits.max_saved_models, limits.max_saved_mb)
@@ -181,5 +193,5 @@ if runs:
             else:
                 st.session_state.train_saves = saves + 1
                 st.session_state.train_save_done = True
-                st.success(f"Saved as {markdown_text(path.stem)} ({path.stat().st_size / 1e6:.2f} MB).",
+                st.success(f"{pages.SAVED_TEXT} {markdown_text(path.stem)} ({path.stat().st_size / 1e6:.2f} MB).",
                            icon=":material/check:")

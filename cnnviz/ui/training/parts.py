@@ -13,7 +13,7 @@ from cnnviz.hosting.limits import HostLimits
 from cnnviz.networks.summary import ModelSummary, summarize_spec
 from cnnviz.runtime import cpu_name, device_name, resolve_device, training_threads
 from cnnviz.training.config import DEFAULT_GAMMA, LR_INPUT_MIN, MAX_LR, OPTIMIZERS, SCHEDULES, TrainConfig
-from cnnviz.training.estimate import estimated_images_per_second
+from cnnviz.training.estimate import speed_if_measured
 from cnnviz.training.jobs import JobSnapshot, JobStatus
 from cnnviz.training.loop import TrainResult
 from cnnviz.training.memory import RunMemory, predict_config_memory, readable_bytes
@@ -116,9 +116,13 @@ def hyperparameter_form(
     )
 
 
+MEASURING_SPEED = "measuring this machine's speed for a time estimate (once per server, a second or two)"
+
+
 def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
     """The device in use and an estimate of this run's time: arithmetic from the net's multiply-adds and
-    this machine's speed (timed once per process on two small reference nets, never on this net)."""
+    this machine's speed (timed once per process on two small reference nets, never on this net, and in
+    the background: until it is known the line says so, see :data:`MEASURING_SPEED`)."""
     device = resolve_device(config.device)
     threads = training_threads()  # a run that has the machine to itself; the page's own thread may use 1
     if device.type == "cpu":
@@ -127,7 +131,10 @@ def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
         where = f"Training on **{device_name(device)}**"
     if summary is None:
         return where + "."
-    speed = estimated_images_per_second(config, summary.total_mult_adds, threads)
+    machine = speed_if_measured(config.dataset, config.device, threads)
+    if machine is None:
+        return f"{where}: {MEASURING_SPEED} ..."
+    speed = machine.images_per_second(summary.total_mult_adds)
     images = config.train_subset or data.DATASETS[config.dataset].train_size
     seconds = config.epochs * images * (1 - config.val_fraction) / speed
     return (f"{where}: about {duration_text(seconds)} for this run (estimated from this machine's speed: "
@@ -186,7 +193,7 @@ def progress_block(snapshot: JobSnapshot) -> None:
                 "has learned so far.", icon=":material/hourglass_top:")
     if snapshot.status == JobStatus.STOPPED and p.step == 0:
         st.warning("Stopped before the first training step: the network is as it started, so there is "
-                   "nothing to score, compare or save.")
+                   f"{pages.NOTHING_TO_SAVE_TEXT}.")
         return
     if snapshot.status == JobStatus.STOPPED:
         st.warning(f"Stopped after {p.step} steps; the network keeps what it learned so far.")
