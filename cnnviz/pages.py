@@ -28,6 +28,9 @@ TRAIN_START_KEY = "train_start"
 QUEUED_TEXT = "In line for a training slot"  # followed by ": position N ..."
 QUEUE_FULL_TEXT = "try again in a few minutes"  # the line is full: the run was refused
 TEST_ACCURACY_LABEL = "Test accuracy"  # the metric shown when a run has been scored
+TRAIN_SAVE_KEY = "train_save"  # the save form's button, under the run history
+SAVED_TEXT = "Saved as"  # the success line of a save
+NOTHING_TO_SAVE_TEXT = "nothing to score, compare or save"  # a run stopped before its first step
 
 
 def train_form_key(preset: str) -> str:

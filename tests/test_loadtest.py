@@ -148,11 +148,12 @@ def test_three_students_predict_while_one_trains(app_server: str, real_data_dir:
     assert memory["per_idle_session"] == pytest.approx((memory["idle"] - memory["before"]) / 3)
 
 
-def test_the_hostile_students_look_for_the_words_the_core_writes() -> None:
+def test_the_hostile_students_look_for_the_words_the_core_writes(tmp_path: Path) -> None:
     from cnnviz.hosting.loadtest_hostile import (
         BIG_PICTURES,
         DECODE_REFUSAL_TEXT,
         MEMORY_REFUSAL_TEXT,
+        SAVE_QUOTA_TEXT,
         SIZE_GATE_TEXT,
         WIDEST_SPEC,
         picture_bytes,
@@ -169,6 +170,11 @@ def test_the_hostile_students_look_for_the_words_the_core_writes() -> None:
     assert refusal is not None and MEMORY_REFUSAL_TEXT in refusal
     too_big = training_size_problem(summarize_spec("C3000 M M F16", (1, 28, 28), 10))
     assert too_big is not None and SIZE_GATE_TEXT in too_big
+    from cnnviz.networks.build import build_model
+    from cnnviz.training.saving import SaveQuota, quota_problem
+
+    full = quota_problem(tmp_path, build_model("C8 F10", 1, 10, 28), 2, SaveQuota(2, 50, 500))
+    assert full is not None and SAVE_QUOTA_TEXT in full
 
     # The big pictures the decoder must refuse are refused with those words; the other one decodes.
     for picture in BIG_PICTURES:
@@ -196,6 +202,8 @@ def test_a_hostile_student_is_refused_while_the_others_predict(real_data_dir: Pa
     assert hostile["rounds"] == 1 and hostile["estimates"] >= 2
     assert hostile["memory_refusals"] >= 1 and hostile["refusals_with_train_enabled"] == 0
     assert hostile["decodes_refused"] == 2 and hostile["decodes_predicted"] == 1, hostile["decode_surprises"]
+    # Three presses of Save on the stopped run: the server's quota of 2, then its refusal.
+    assert (hostile["saves"], hostile["save_refusals"]) == (2, 1), hostile["save_surprises"]
 
     assert report["server_up"] is True
     memory = report["memory"]

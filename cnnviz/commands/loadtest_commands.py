@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import tempfile
 
 from cnnviz.hosting import server_process as server
 from cnnviz.hosting.loadtest_scenario import (
@@ -20,6 +21,7 @@ from cnnviz.training.checkpoint import load_checkpoint
 
 SHIPPED_MNIST_MODEL = MODELS_DIR / "mnist.pt"  # the predict page's default model
 DEFAULT_TRAINING_MEMORY_MB = 2000  # small, so that the hostile students meet the memory refusal
+DEFAULT_SAVE_QUOTA = 2  # saves per session on the server started here: the hostile students meet it
 
 
 def register(commands: argparse._SubParsersAction, benches: argparse._SubParsersAction) -> None:
@@ -50,6 +52,11 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
                         help="the server's training memory (CNNVIZ_TRAINING_MEMORY_MB) for the server "
                         "started here, or the one a --url server was given; the peak RSS must stay under "
                         f"the RSS after the warm-up plus this ({DEFAULT_TRAINING_MEMORY_MB})")
+    parser.add_argument("--save-quota", type=int, default=None, metavar="N",
+                        help="the server's saves per session (CNNVIZ_MAX_SAVES_PER_SESSION): set on the "
+                        f"server started here (default {DEFAULT_SAVE_QUOTA}, saving into a temporary "
+                        "folder removed at the end), or the one a --url server was given (default: not "
+                        "checked); no hostile student may save more")
     parser.add_argument("--predictions-per-session", type=int, default=1, metavar="M",
                         help="uploads per predicting student, each a different image (1)")
     parser.add_argument("--image", action="append", metavar="PATH",
@@ -88,13 +95,19 @@ def run(args: argparse.Namespace) -> int:
         think_seconds=tuple(args.think_seconds),
     )
     if args.url:
-        where = server.attach(args.url, args.server_pid)
+        config.save_quota = args.save_quota
+        with server.attach(args.url, args.server_pid) as target:
+            report = asyncio.run(run_load_test(target.url, target.pid, config))
     else:
-        # The server started here runs this checkout's models, so each answer can be checked.
+        # The server started here runs this checkout's models, so each answer can be checked, and saves
+        # into a folder of its own: the hostile students' saves never reach the host's models.
         config.expected_labels = expected_labels(images)
-        where = server.start({"CNNVIZ_TRAINING_MEMORY_MB": str(args.training_memory_mb)})
-    with where as target:
-        report = asyncio.run(run_load_test(target.url, target.pid, config))
+        config.save_quota = DEFAULT_SAVE_QUOTA if args.save_quota is None else args.save_quota
+        with tempfile.TemporaryDirectory(prefix="cnnviz-loadtest-models-") as saved:
+            env = {"CNNVIZ_TRAINING_MEMORY_MB": str(args.training_memory_mb), "CNNVIZ_MODELS_DIR": saved,
+                   "CNNVIZ_MAX_SAVES_PER_SESSION": str(config.save_quota)}
+            with server.start(env) as target:
+                report = asyncio.run(run_load_test(target.url, target.pid, config))
     if args.json:
         print(json.dumps(report.to_json(), indent=2))
     else:

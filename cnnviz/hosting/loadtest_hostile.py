@@ -8,9 +8,9 @@ Each hostile session, for a bounded number of rounds:
    (for a net heavy but allowed), presses Train there and Stop once the run shows progress;
 3. on the Inspect and predict page uploads big decodes: pictures whose header says they are over the
    pixel limit or need too much memory to decode (the decoder must refuse them) and one big picture
-   within the limits (it must be predicted).
-
-The save form is not driven: saves are bounded by quotas the save tests check (``training/saving.py``).
+   within the limits (it must be predicted);
+4. back on the Train page, presses Save on the stopped run :data:`SAVE_PRESSES` times a round: each
+   press must either save or meet the per-session quota's sentence, and never save past the quota.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ from cnnviz.training.presets import CUSTOM_PRESET
 MEMORY_REFUSAL_TEXT = "this server allows"  # training.memory.memory_problem
 DECODE_REFUSAL_TEXT = "use a smaller"  # images.decode: over the pixel limit, or too much memory to decode
 SIZE_GATE_TEXT = "too big to train here"  # networks.summary.training_size_problem
+SAVE_QUOTA_TEXT = "you have saved them all"  # training.saving.quota_problem, the per-session quota
+SAVE_PRESSES = 3  # presses of Save a round
 
 # MNIST (1 x 28 x 28): 3.8 M activations per image, under the gate's 5 M; at any offered batch its
 # saved activations are over a 2 GB training budget.
@@ -88,6 +90,9 @@ class HostileRecord:
     decodes_refused: int = 0  # big pictures refused, as expected
     decodes_predicted: int = 0  # big pictures within the limits, predicted
     decode_surprises: list[str] = field(default_factory=list)  # a picture not treated as expected
+    saves: int = 0  # presses of Save that saved
+    save_refusals: int = 0  # presses refused with the per-session quota's sentence
+    save_surprises: list[str] = field(default_factory=list)  # a press answered otherwise, or a save too many
     error: str | None = None
 
     @property
@@ -96,7 +101,7 @@ class HostileRecord:
         pictures = self.rounds * len(BIG_PICTURES)
         return (self.error is None and self.memory_refusals >= self.rounds > 0
                 and not self.refusals_with_train_enabled and not self.decode_surprises
-                and self.decodes_refused + self.decodes_predicted == pictures)
+                and self.decodes_refused + self.decodes_predicted == pictures and not self.save_surprises)
 
 
 def _errors(session: StreamlitSession, text: str, since_run: int) -> list[str]:
@@ -126,16 +131,17 @@ async def _set_spec_and_batch(session: StreamlitSession, record: HostileRecord, 
 
 
 async def train_and_stop(session: StreamlitSession, record: HostileRecord, timeout: float) -> None:
-    """Press Train on an allowed run, wait for its progress (or its place in line), press Stop."""
+    """Press Train on an allowed run, wait for its first step (after its place in line), press Stop."""
     session.first_seen.clear()
     sent, before = await session.click(pages.TRAIN_START_KEY)
     await session.wait_run_end(sent, before, "the page after Train")
     if session.find("alert", pages.QUEUE_FULL_TEXT, since_run=before):
         return
     record.trainings_started += 1
-    await session.wait_until(
-        lambda: bool(session.find("progress") or session.find("alert", pages.QUEUED_TEXT)),
-        "progress or a place in line", timeout)
+    def stepped() -> bool:  # a step taken (after its wait in line), so the stopped run can be saved
+        return any(" step " in e.text and " step 0 of" not in e.text for e in session.find("progress"))
+
+    await session.wait_until(stepped, "a training step", timeout)
     sent, before = await session.click(STOP_KEY)
     await session.wait_run_end(sent, before, "the page after Stop")
     record.trainings_stopped += 1
@@ -175,9 +181,41 @@ async def hostile_decodes(session: StreamlitSession, record: HostileRecord) -> N
             record.decode_surprises.append(f"{picture.name}: refused={refused}, predicted={predicted}")
 
 
+def _save_button_shown(session: StreamlitSession) -> bool:
+    return any(e.key == pages.TRAIN_SAVE_KEY for e in session.elements.values())
+
+
+async def hostile_saves(session: StreamlitSession, record: HostileRecord, save_quota: int | None,
+                        timeout: float) -> None:
+    """Once the stopped run is in the run history, press Save :data:`SAVE_PRESSES` times; each press must
+    save or be refused with the quota's sentence, and no more than ``save_quota`` (when known) may save."""
+    def settled() -> bool:  # the run in the history (the page reruns by itself), or nothing to save
+        return _save_button_shown(session) or bool(session.find("alert", pages.NOTHING_TO_SAVE_TEXT))
+
+    await session.wait_until(settled, "the stopped run in the run history", timeout)
+    if not _save_button_shown(session):
+        return  # the run was stopped in line, before a step: nothing to save
+    for _ in range(SAVE_PRESSES):
+        sent, before = await session.click(pages.TRAIN_SAVE_KEY)
+        await session.wait_run_end(sent, before, "the page after Save")
+        saved = bool(session.find("alert", pages.SAVED_TEXT, since_run=before))
+        refused = bool(_errors(session, SAVE_QUOTA_TEXT, before))
+        if saved and not refused:
+            record.saves += 1
+            if record.save_refusals:
+                record.save_surprises.append("a save after the quota's refusal")
+        elif refused and not saved:
+            record.save_refusals += 1
+        else:
+            shown = [e.text for e in session.find("alert", since_run=before)]
+            record.save_surprises.append(f"a press of Save answered with {shown}")
+    if save_quota is not None and record.saves > save_quota:
+        record.save_surprises.append(f"{record.saves} saves, over the quota of {save_quota}")
+
+
 async def hostile_student(session: StreamlitSession, record: HostileRecord, rounds: int,
-                          train_dataset: str, timeout: float) -> None:
-    """Connect, then ``rounds`` times: the Train page's worst settings, then the big decodes."""
+                          train_dataset: str, timeout: float, save_quota: int | None = None) -> None:
+    """Connect, then ``rounds`` times: the Train page's worst settings, the big decodes, the saves."""
     try:
         await session.connect()
         for _ in range(rounds):
@@ -189,6 +227,8 @@ async def hostile_student(session: StreamlitSession, record: HostileRecord, roun
             await session.open_page(pages.PREDICT_PAGE)
             await session.choose(pages.PREDICT_SOURCE_KEY, pages.UPLOAD_INPUT)
             await hostile_decodes(session, record)
+            await session.open_page(pages.TRAIN_PAGE)
+            await hostile_saves(session, record, save_quota, timeout)
             record.rounds += 1
             await asyncio.sleep(0)
     except (SessionError, StopIteration) as err:

@@ -227,7 +227,7 @@ def format_report(report: LoadTestReport) -> str:
                          f"{t.test_accuracy or '-'}")
     if report.hostile:
         lines += ["", "hostile students (widest net at the largest batch, estimates, a heavy run started and "
-                  "stopped, big decodes):"]
+                  "stopped, big decodes, repeated saves):"]
         for h in report.hostile:
             enabled = (f" ({h.refusals_with_train_enabled} with Train enabled!)"
                        if h.refusals_with_train_enabled else "")
@@ -235,8 +235,9 @@ def format_report(report: LoadTestReport) -> str:
                 f"  {h.session}: {h.rounds} rounds, {h.estimates} estimates, {h.memory_refusals} refused "
                 f"over the memory budget{enabled}, "
                 f"{h.trainings_started} heavy runs started, {h.trainings_stopped} stopped, "
-                f"{h.decodes_refused} big decodes refused, {h.decodes_predicted} predicted"
-                + "".join(f"; {s}" for s in h.decode_surprises) + (f"; ERROR {h.error}" if h.error else "")
+                f"{h.decodes_refused} big decodes refused, {h.decodes_predicted} predicted, "
+                f"{h.saves} saves, {h.save_refusals} refused over the quota"
+                + "".join(f"; {s}" for s in h.decode_surprises + h.save_surprises) + (f"; ERROR {h.error}" if h.error else "")
                 + ("" if h.as_expected else " -- NOT as expected"))
     memory = report.memory
     per = "unknown" if memory.per_idle_session is None else f"{memory.per_idle_session:.1f} MB"

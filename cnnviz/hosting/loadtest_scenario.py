@@ -64,6 +64,7 @@ class LoadTestConfig:
     hostile: int = 0  # further students who push every limit (see loadtest_hostile)
     hostile_rounds: int = 2  # how many times each hostile student repeats its attempts
     memory_budget_mb: float | None = None  # the server's peak RSS must stay under this (hostile check)
+    save_quota: int | None = None  # the server's saves per session, when known (hostile check)
     predictions_per_session: int = 1
     images: Sequence[UploadImage] = ()  # default: the bundled MNIST test digits
     think_seconds: tuple[float, float] = (0.5, 2.0)  # a student's pause before each upload
@@ -349,7 +350,7 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
         ready = [s for s in students if s.connected and s.runs_finished > 0]
         hostile_tasks = [
             asyncio.create_task(hostile_student(h, r, config.hostile_rounds, config.train_dataset,
-                                                config.training_timeout))
+                                                config.training_timeout, config.save_quota))
             for h, r in zip(hostiles, report.hostile, strict=True)]
         students_work = (predicting_student(s, i, config, images, rng) for i, s in enumerate(ready))
         results = await asyncio.gather(*students_work, return_exceptions=True)
