@@ -237,7 +237,8 @@ def format_report(report: LoadTestReport) -> str:
                 f"{h.trainings_started} heavy runs started, {h.trainings_stopped} stopped, "
                 f"{h.decodes_refused} big decodes refused, {h.decodes_predicted} predicted, "
                 f"{h.saves} saves, {h.save_refusals} refused over the quota"
-                + "".join(f"; {s}" for s in h.decode_surprises + h.save_surprises) + (f"; ERROR {h.error}" if h.error else "")
+                + "".join(f"; {s}" for s in h.decode_surprises + h.save_surprises)
+                + (f"; ERROR {h.error}" if h.error else "")
                 + ("" if h.as_expected else " -- NOT as expected"))
     memory = report.memory
     per = "unknown" if memory.per_idle_session is None else f"{memory.per_idle_session:.1f} MB"

@@ -9,6 +9,7 @@ ones arithmetic-bound, and any spec's estimate is then a multiplication.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import statistics
@@ -155,10 +156,9 @@ def speed_if_measured(dataset: str, device: str, cpu_threads: int) -> MachineSpe
 
 
 def _measure_quietly(dataset: str, device: str, cpu_threads: int) -> None:
-    try:
+    # A failure is raised again by speed_if_measured, in the page's thread, where it can be shown.
+    with contextlib.suppress(Exception):
         machine_speed(dataset, device, cpu_threads)
-    except Exception:  # speed_if_measured raises it in the page's thread, where it can be shown
-        pass
 
 
 def estimated_images_per_second(config: TrainConfig, mult_adds: int, cpu_threads: int) -> float:

@@ -193,5 +193,6 @@ if runs:
             else:
                 st.session_state.train_saves = saves + 1
                 st.session_state.train_save_done = True
-                st.success(f"{pages.SAVED_TEXT} {markdown_text(path.stem)} ({path.stat().st_size / 1e6:.2f} MB).",
+                size = path.stat().st_size / 1e6
+                st.success(f"{pages.SAVED_TEXT} {markdown_text(path.stem)} ({size:.2f} MB).",
                            icon=":material/check:")
