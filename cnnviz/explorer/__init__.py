@@ -1,0 +1,1 @@
+"""The network explorer: one number of a trained network, followed through its real arithmetic."""
