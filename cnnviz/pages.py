@@ -11,6 +11,7 @@ HOME_PAGE = "home"  # always on
 CONVOLUTION_PAGE = "convolution"
 TRAIN_PAGE = "train"
 PREDICT_PAGE = "predict"
+EXPLORE_PAGE = "explore"  # joins PAGE_NAMES (after predict) when its page is registered
 PAGE_NAMES = (CONVOLUTION_PAGE, TRAIN_PAGE, PREDICT_PAGE)  # in menu order: the pages a host may switch off
 
 # Inspect and predict: the input choice, the uploader, the answer.
@@ -36,3 +37,22 @@ NOTHING_TO_SAVE_TEXT = "nothing to score, compare or save"  # a run stopped befo
 def train_form_key(preset: str) -> str:
     """The key prefix of the Train page's settings for one architecture: ``train_mnist_fast``."""
     return TRAIN_FORM_PREFIX + preset
+
+
+# Explore the network: the model, the image, the picked cell, and the heavy work a student asks for.
+EXPLORE_MODEL_KEY = "explore_model"
+EXPLORE_SOURCE_KEY = "explore_source"  # where the image comes from: a test-set image, an upload, a drawing
+EXPLORE_TEST_INDEX_KEY = "explore_test_index"  # which of the 10,000 test images
+EXPLORE_UPLOAD_KEY = "explore_upload"
+EXPLORE_LAYER_KEY = "explore_layer"  # the picked cell, typed: layer, channel, row, column
+EXPLORE_CHANNEL_KEY = "explore_channel"
+EXPLORE_ROW_KEY = "explore_row"
+EXPLORE_COL_KEY = "explore_col"
+EXPLORE_TOP_IMAGES_KEY = "explore_top_images"  # the button that finds the 9 test images that excite it
+EXPLORE_OPTIMIZE_KEY = "explore_optimize"  # the button that optimizes an image for the channel
+EXPLORE_VALUE_LABEL = "Value of this cell"  # the metric that shows the picked cell's value
+TOP_IMAGES_DONE_TEXT = "strongest responses"  # in the caption over the 9 top images
+
+# The Convolution page runs on a trained layer's real kernels and input when this session key holds a
+# cnnviz.convolution.learned.LearnedConvolution (set by the explorer's "open on the Convolution page").
+CONVOLUTION_HANDOFF_KEY = "convolution_learned"
