@@ -423,3 +423,23 @@ def test_the_dict_is_plain_json_with_every_step_and_its_kind():
     assert data["cell"] == {"layer": 5, "channel": 1, "row": 0, "col": 0}
     assert [step["kind"] for step in data["steps"]] == [step.KIND for step in explanation.steps]
     assert data["value"] == explanation.value
+
+
+@pytest.mark.parametrize("count_include_pad", [True, False])
+def test_dilation_and_padded_pools_that_no_spec_makes_yet(count_include_pad):
+    torch.manual_seed(2)
+    model = build_model("C2 M C3 A2 F3", 1, 2, 8)  # 8 -> 8 -> 4 -> 4 -> 2: swapped below, same shapes
+    model.features[0] = nn.Conv2d(1, 2, 3, padding=2, dilation=2)
+    model.features[2] = nn.MaxPool2d(3, stride=2, padding=1)
+    model.features[5] = nn.AvgPool2d(3, stride=2, padding=1, count_include_pad=count_include_pad)
+    hooked = Hooked(model, torch.randn(1, 1, 8, 8))
+    rng = np.random.default_rng(3)
+    for layer in hooked.layers:
+        for cell in cells_of(hooked, layer.number, rng, 3):
+            check_explanation(model, hooked, cell)
+    corner = explain_cell(model, hooked.traced, Cell(2, 1, 0, 0))
+    pool = corner.steps[-1]
+    assert pool.padding[0] == (True, True, True) and pool.window[0][0] == -math.inf
+    assert corner.to_dict()["steps"][-1]["window"][0] == [None, None, None]
+    conv = corner.steps[0]
+    assert conv.dilation == (2, 2) and conv.rows == (-2, 0, 2)
