@@ -22,7 +22,6 @@ Phases, each on real sessions of one server (see :mod:`cnnviz.hosting.session_cl
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import mimetypes
 import os
 import random
@@ -33,14 +32,20 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from cnnviz import pages
 from cnnviz.datasets.files import DATASETS
 from cnnviz.hosting.loadtest_explorer import ExplorerRecord, exploring_student
 from cnnviz.hosting.loadtest_hostile import HostileRecord, hostile_student
 from cnnviz.hosting.loadtest_report import LoadTestReport, PredictionRecord, TrainingRecord
-from cnnviz.hosting.loadtest_sampling import ServerSampler, machine_busy_seconds, process_cpu_seconds, rss_mb
+from cnnviz.hosting.loadtest_sampling import (
+    ServerSampler,
+    machine_busy_seconds,
+    probe_health,
+    process_cpu_seconds,
+    rss_mb,
+    server_answers,
+)
 from cnnviz.hosting.session_client import SessionError, ShownElement, StreamlitSession
 
 # The Train page's settings for the chosen architecture, whatever its name: train_<preset>_epochs.
@@ -117,38 +122,6 @@ def read_images(paths: Sequence[str | os.PathLike]) -> list[UploadImage]:
         images.append(UploadImage(path.name, path.read_bytes(), kind))
     return images
 
-
-
-async def probe_health(url: str, latencies: list[float], every: float = 0.5) -> None:
-    """Time ``/_stcore/health`` again and again: it does no work, so a slow answer means the server's
-    event loop itself is waiting (for the CPU or for Python's GIL), not any page script."""
-    parts = urlsplit(url)
-    request = (f"GET {parts.path.rstrip('/')}/_stcore/health HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-               "Connection: close\r\n\r\n").encode()
-    while True:
-        start = time.perf_counter()
-        with contextlib.suppress(OSError):
-            reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
-            writer.write(request)
-            await reader.read()
-            writer.close()
-            latencies.append(time.perf_counter() - start)
-        await asyncio.sleep(every)
-
-
-async def server_answers(url: str) -> bool:
-    """Whether ``/_stcore/health`` answers 200 within 10 s."""
-    parts = urlsplit(url)
-    request = (f"GET {parts.path.rstrip('/')}/_stcore/health HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-               "Connection: close\r\n\r\n").encode()
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, parts.port or 80), 10)
-        writer.write(request)
-        answer = await asyncio.wait_for(reader.read(), 10)
-        writer.close()
-    except (OSError, TimeoutError):
-        return False
-    return answer.split(b"\r\n", 1)[0].split()[1:2] == [b"200"]
 
 
 # --- one student predicting ---------------------------------------------------------------
