@@ -34,8 +34,10 @@ def make_conv_figure(scene: ConvScene, plan: FramePlan) -> go.Figure:
         shown = (steps.padded - low) / (high - low)
         rgb = (shown * 255).round().astype(np.uint8).transpose(1, 2, 0)  # (Hp, Wp, 3)
         names = RGB_CHANNELS
+    learned = scene.settings.learned is not None  # trained weights: long decimals, written to 2 places
     return build_convolution_figure(
-        steps, plan.positions, input_rgb=rgb, channel_names=names, fill_reading_order=plan.fill_reading_order
+        steps, plan.positions, input_rgb=rgb, channel_names=names, fill_reading_order=plan.fill_reading_order,
+        kernel_format=".2f" if learned else ".3~g",
     )
 
 

@@ -23,7 +23,8 @@ from cnnviz.ui.widgets import crisp_images, kept
 
 MAX_ANIMATED_CHANNELS = 3  # the animation runs on all channels at once up to RGB; beyond, one at a time
 TOP_CHANNELS = 8  # channels listed one by one in a cell's sum; the rest as one line
-THUMB_PX = 44
+THUMB_PX = 30  # about this wide on screen, a whole number of pixels per weight
+THUMB_MARGIN = 3
 
 
 @dataclass(frozen=True)
@@ -121,12 +122,14 @@ def show_channel_sum(learned: LearnedConvolution, channel: int | None) -> None:
     st.markdown(
         f"Every input channel gives a map of partial sums. Layer {learned.layer_number} adds the "
         f"{channels} maps and the bias **{learned.bias:.4g}**: that is its output channel "
-        f"{learned.out_channel}, the same numbers as the model's own forward pass."
+        f"{learned.out_channel}, the same numbers as the model's own forward pass. Both maps share one "
+        "colour scale: one channel alone is only a part of the sum."
     )
     st.plotly_chart(
         build_before_after_figure(
             partial[shown], output,
             (f"input channel {shown} alone (no bias)", f"all {channels} channels + bias = layer output"),
+            height=400,
         ),
         key="conv_sum_chart", width="stretch", config={"displayModeBar": False},
     )
@@ -137,7 +140,9 @@ def show_channel_sum(learned: LearnedConvolution, channel: int | None) -> None:
                                    key=f"conv_sum_row_{learned.key()}"))
     col = int(col_col.number_input(f"Output column (0 to {out_w - 1})", 0, out_w - 1, int(best[1]),
                                    key=f"conv_sum_col_{learned.key()}"))
-    st.dataframe(cell_sum_table(partial[:, row, col], learned.bias), hide_index=True, key="conv_sum_table")
+    table = cell_sum_table(partial[:, row, col], learned.bias)
+    st.dataframe(table, hide_index=True, key="conv_sum_table", height=35 * (len(table) + 1) + 3,
+                 column_config={"value": st.column_config.NumberColumn(format="%.6g")})
     st.caption(
         f"Output ({row}, {col}) = **{output[row, col]:.6g}**; the model's own forward pass gave "
         f"{float(learned.output[row, col]):.6g}."
@@ -160,7 +165,10 @@ def _thumbnail(kernel: np.ndarray) -> Image.Image:
     limit = float(np.abs(kernel).max()) or 1.0
     shown = ((kernel / limit + 1) * 127.5).round().astype(np.uint8)
     image = Image.fromarray(shown[0] if shown.shape[0] != 3 else shown.transpose(1, 2, 0))
-    return image.resize((THUMB_PX, THUMB_PX), Image.Resampling.NEAREST)
+    side = kernel.shape[1] * max(1, THUMB_PX // kernel.shape[1])
+    framed = Image.new(image.mode, (side + 2 * THUMB_MARGIN, side + 2 * THUMB_MARGIN), "white")
+    framed.paste(image.resize((side, side), Image.Resampling.NEAREST), (THUMB_MARGIN, THUMB_MARGIN))
+    return framed  # white around each filter: side by side they stay apart
 
 
 def first_layer_kernel(rgb_picture: bool) -> tuple[LearnedKernel, dict[str, object]] | None:
@@ -180,17 +188,24 @@ def first_layer_kernel(rgb_picture: bool) -> tuple[LearnedKernel, dict[str, obje
         st.warning(str(err))
         return None
     with crisp_images("conv_filters"):
-        st.image([_thumbnail(k) for k in kernels], caption=[str(i) for i in range(len(kernels))],
-                 width=THUMB_PX)
+        st.image([_thumbnail(k) for k in kernels], caption=[str(i) for i in range(len(kernels))])
+    st.caption("Its filters: gray is 0, light positive, dark negative (each on its own scale).")
     suffix = hashlib.sha1(choice.label.encode()).hexdigest()[:8]
     index = int(st.selectbox(f"Filter of its first layer (0 to {len(kernels) - 1}, pictured above)",
                              range(len(kernels)), key=kept(f"conv_learned_filter_{suffix}")))
     kernel = kernels[index]
     bias = 0.0 if conv.bias is None else float(conv.bias.detach()[index])
     st.caption(_kernel_channels_line(kernel.shape[0], rgb_picture))
+    learned = LearnedKernel.of(f"filter {index} of {loaded.name}'s first layer", kernel)
+    with st.expander("Its weights as the page uses them"):  # the figure's kernel panel is narrow on a phone
+        used = learned.for_channels(3 if rgb_picture else 1)
+        for name, weights in zip(("R", "G", "B") if len(used) == 3 else ("",), used, strict=True):
+            if name:
+                st.caption(f"{name} slice")
+            st.dataframe(pd.DataFrame(np.round(weights, 4)), key=f"conv_learned_weights_{name}")
     layer = {"stride": int(conv.stride[0]), "padding": padding, "dilation": int(conv.dilation[0]),
              "bias": bias, "suffix": suffix}
-    return LearnedKernel.of(f"filter {index} of {loaded.name}'s first layer", kernel), layer
+    return learned, layer
 
 
 def _kernel_channels_line(kernel_channels: int, rgb_picture: bool) -> str:
