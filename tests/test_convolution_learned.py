@@ -225,3 +225,18 @@ def test_the_kernel_can_come_from_a_trained_model_s_first_layer():
     kernel = decode_typed_array(_charts(app)[0]["data"][1]["z"])
     np.testing.assert_allclose(kernel, weight[0].sum(axis=0), atol=1e-6)
     assert any("on the gray picture the page uses their sum" in c.value for c in app.caption)
+
+
+def test_back_to_the_explorer_switches_there_or_is_not_offered(real_data_dir):
+    from cnnviz import pages
+    from cnnviz.ui.navigation import PAGES
+
+    loaded, traced = shipped_trace("mnist", real_data_dir)
+    app = _open_page(learned_convolution(loaded.model, traced, 0, 3, model_name=loaded.name))
+    keys = [b.key for b in app.button]
+    if not any(spec.url_path == pages.EXPLORE_PAGE for spec in PAGES):  # the explorer page is not built yet
+        assert keys == ["conv_back_to_presets"]
+        return
+    app.button(key="conv_back_to_explorer").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not any("Convolution and pooling" in t.value for t in app.title)
