@@ -163,7 +163,8 @@ def test_real_browser_upload_of_a_staged_photo(app_server, browser_page, real_da
     wait_until_idle(browser_page)
     main.get_by_text("Look closer: channel").wait_for()
     assert_no_exception(browser_page)
-    assert main.get_by_test_id("stPlotlyChart").count() == 3  # probabilities, architecture, one map
+    assert main.get_by_test_id("stPlotlyChart").count() == 2  # probabilities, one map
+    assert main.locator(".cnnviz-layer").count() > 5  # the architecture: input, conv, ReLU, ...
     rendering = main.locator("[class*='st-key-crisp_predict_maps'] img").first.evaluate(
         "img => getComputedStyle(img).imageRendering")
     assert rendering == "pixelated"  # the small grid is scaled up with square cells, not blurred
@@ -479,3 +480,66 @@ def test_label_smoothing_is_named_beside_the_probabilities(page, tmp_path, monke
     page.run()
     choose_model(page, stem)
     assert not page.exception and "label smoothing" not in page_text(page)
+
+
+def overlaps(a: dict, b: dict) -> bool:
+    """Whether two bounding boxes (x, y, width, height) share any area."""
+    return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+            and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [412, 1400])
+def test_real_browser_the_drawing_toolbar_sits_clear_of_the_input_choices(app_server, browser, width) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    page = context.new_page()
+    try:
+        open_page(page, f"{app_server}/predict")
+        main = page.get_by_test_id("stMain")
+        main.get_by_text("Draw a digit", exact=True).click()
+        wait_until_idle(page)
+        canvas = main.locator("canvas.upper-canvas")
+        canvas.wait_for()
+        canvas.hover()  # the toolbar used to slide up over the radio buttons on hover
+        page.wait_for_timeout(500)
+        toolbar = main.locator(".dc-toolbar")
+        assert toolbar.is_visible()
+        boxes = {"toolbar": toolbar.bounding_box(), "canvas": canvas.bounding_box(),
+                 "input": main.get_by_test_id("stRadio").first.bounding_box()}
+        assert not overlaps(boxes["toolbar"], boxes["input"]), boxes
+        assert not overlaps(boxes["toolbar"], boxes["canvas"]), boxes
+        assert boxes["toolbar"]["x"] + boxes["toolbar"]["width"] <= width, boxes
+        assert not main.get_by_role("button", name="Update the app with this drawing").is_visible()
+        assert main.get_by_role("button", name="Undo").is_visible()  # the useful buttons stay
+        save_screenshot(page, f"page-predict-draw-{width}", full_page=False)
+    finally:
+        context.close()
+
+
+@pytest.mark.browser
+def test_real_browser_layers_fit_a_phone(app_server, browser) -> None:
+    width = 412
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    try:
+        open_page(page, f"{app_server}/predict")
+        main = page.get_by_test_id("stMain")
+        main.get_by_role("tab", name="Layer by layer").click()
+        wait_until_idle(page)
+        main.get_by_text("Look closer: channel").wait_for()
+        assert_no_exception(page)
+        grid = main.locator("[class*='st-key-crisp_predict_maps'] img").first
+        box = grid.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, box  # the whole grid on the screen
+        shape = grid.evaluate("img => img.naturalHeight / img.naturalWidth")
+        assert abs(box["height"] / box["width"] - shape) < 0.02  # shrunk, not squashed
+        layers = main.locator(".cnnviz-layer")
+        boxes = [layers.nth(i).bounding_box() for i in range(layers.count())]
+        model = load_checkpoint(MNIST_MODEL).model
+        assert len(boxes) == 1 + len(model.features) + len(model.classifier)  # the input, every layer
+        for i, a in enumerate(boxes):
+            assert a["x"] >= 0 and a["x"] + a["width"] <= width, (i, a)
+            assert not any(overlaps(a, b) for b in boxes[i + 1:]), (i, a)
+        save_screenshot(page, "page-predict-layers-412")
+    finally:
+        context.close()

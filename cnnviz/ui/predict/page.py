@@ -51,7 +51,7 @@ prediction = predict(loaded.model, prepared.tensor, loaded.classes)
 views.forget_choices_of_another_image(choice.label, prepared.pixels)
 
 st.subheader("What the network answers")
-left, right = st.columns([1, 2], gap="large")
+left, right = st.columns([5, 6], gap="medium")  # the top-k table needs about 230 px
 with left:
     st.metric(pages.PREDICTION_LABEL, prediction.label, f"{prediction.probability:.1%} sure",
               delta_color="off", delta_arrow="off")

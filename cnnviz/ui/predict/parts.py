@@ -43,6 +43,7 @@ CANVAS_CSS = (".dc-toolbar {position: static; opacity: 1; padding: 0.35rem 0 0 0
 CANVAS_FIX = """<script>
 (() => {
   const css = CSS, box = '.st-key-BOX';
+  // The component fills its shadow root after the page has added it: look again until it is there.
   const fix = () => {
     for (const host of document.querySelectorAll(box + ' *')) {
       const root = host.shadowRoot;
@@ -55,9 +56,8 @@ CANVAS_FIX = """<script>
     }
   };
   fix();
-  const watch = new MutationObserver(fix);
-  watch.observe(document.body, {childList: true, subtree: true});
-  setTimeout(() => watch.disconnect(), 60000);
+  const timer = setInterval(fix, 200);
+  setTimeout(() => clearInterval(timer), 60000);
 })();
 </script>""".replace("CSS", json.dumps(CANVAS_CSS)).replace("BOX", CANVAS_BOX)
 

@@ -31,7 +31,8 @@ CAM_LAYER_KEY = "predict_cam_layer"
 PREDICTED = "predicted class"
 HIDDEN_KINDS = ("BatchNorm2d", "Dropout", "Dropout2d", "Identity")  # outputs nearly equal to the layer before
 # A phone is narrower than a grid drawn GRID_WIDTH_PX wide: shrink it to the column, keeping its shape.
-FIT_MAPS_CSS = "<style>[class*='st-key-crisp_predict_maps'] img {max-width: 100%; height: auto;}</style>"
+FIT_MAPS_CSS = ("<style>[class*='st-key-crisp_predict_maps'] * {max-width: 100%;} "
+                "[class*='st-key-crisp_predict_maps'] img {height: auto;}</style>")
 
 
 def forget_choices_of_another_image(model_label: str, pixels: torch.Tensor) -> None:
@@ -58,7 +59,7 @@ def grad_cam_view(loaded: LoadedModel, prepared: Preprocessed) -> None:
     names = {layer.number: layer.name for layer in net_layers(loaded.model)}
     sizes = {s.index: s.output_shape[1:] for s in layer_summaries(loaded.model, loaded.input_shape)
              if s.part == "features"}
-    left, right = st.columns([1, 2], gap="large")
+    left, right = st.columns([1, 1], gap="medium")  # room for the layer names in the select box
     with left:
         choice = st.selectbox("Explain the class", [PREDICTED, *loaded.classes], key=kept(CAM_CLASS_KEY))
         layer = st.selectbox("At the output of layer", layers, index=len(layers) - 1, key=kept(CAM_LAYER_KEY),
