@@ -79,6 +79,7 @@ def test_dense_figure_bars_for_the_logits_and_cells_for_many_units() -> None:
     many = torch.arange(100, dtype=torch.float32)
     cells = dense_figure(many, "100 units").data[0]
     z = np.asarray(cells.z, dtype=float)
-    assert z.shape == (2, 64) and np.isnan(z[1, 36:]).all()
+    assert z.shape == (4, 32) and np.isnan(z[3, 4:]).all()
     np.testing.assert_allclose(z.ravel()[:100], many.numpy())
-    assert np.asarray(cells.customdata)[1, 3] == 67  # the unit's number in each cell
+    assert np.asarray(cells.customdata)[2, 3] == 67  # the unit's number in each cell
+    assert np.asarray(dense_figure(torch.zeros(1568), "flat").data[0].z).shape == (25, 64)

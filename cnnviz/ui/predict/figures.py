@@ -148,7 +148,8 @@ def architecture_html(summaries: Sequence[LayerSummary], input_shape: Sequence[i
 
 
 DENSE_BARS = 16  # units: up to this many are bars with their names, more are a strip of cells
-DENSE_ROW = 64  # cells per row of a strip
+DENSE_ROW = 64  # cells per row of a strip of many units; 32 for up to DENSE_SHORT
+DENSE_SHORT = 256
 
 
 def dense_figure(values: torch.Tensor, title: str, names: Sequence[str] | None = None) -> go.Figure:
@@ -165,7 +166,7 @@ def dense_figure(values: torch.Tensor, title: str, names: Sequence[str] | None =
             "layout": {**layout, "height": 60 + 22 * len(numbers),
                        "yaxis": {"autorange": "reversed", "type": "category"}},
         })
-    width = min(DENSE_ROW, len(numbers))
+    width = DENSE_ROW // 2 if len(numbers) <= DENSE_SHORT else DENSE_ROW
     rows = -(-len(numbers) // width)  # ceil
     padded = np.full(rows * width, np.nan, dtype=np.float32)
     padded[:len(numbers)] = numbers
@@ -174,6 +175,6 @@ def dense_figure(values: torch.Tensor, title: str, names: Sequence[str] | None =
         "data": [{"type": "heatmap", "z": padded.reshape(rows, width), "customdata": units,
                   "colorscale": MAP_COLOURS, "colorbar": {"thickness": 12}, "xgap": 1, "ygap": 1,
                   "hovertemplate": "unit %{customdata}: %{z:.4f}<extra></extra>"}],
-        "layout": {**layout, "height": min(600, 60 + 16 * rows),
+        "layout": {**layout, "height": min(600, max(140, 60 + 18 * rows)),  # room for the colour bar
                    "xaxis": {"visible": False}, "yaxis": {"visible": False, "autorange": "reversed"}},
     })
