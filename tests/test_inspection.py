@@ -300,3 +300,39 @@ def test_shift_averaging_adds_the_images_moved_one_pixel_each_way(model, mnist_t
     assert torch.allclose(inspected.prediction.logits, expected[0], atol=1e-5)
     with torch.no_grad():
         assert not torch.allclose(expected, both(x), atol=1e-3)  # the shifts change the answer
+
+
+def test_every_layer_including_the_dense_ones_equals_the_models_own_forward_pass(model, digit) -> None:
+    seen = []
+    layers = [*model.features, *model.classifier]
+    hooks = [layer.register_forward_hook(lambda _m, _i, out: seen.append(out.detach().clone()))
+             for layer in layers]
+    try:
+        with torch.no_grad():
+            logits = model(digit)[0]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    activations = ins.network_activations(model, digit)
+    assert [a.index for a in activations] == list(range(len(layers)))
+    assert [a.is_map for a in activations] == [out.dim() == 4 for out in seen]
+    for activation, out in zip(activations, seen, strict=True):
+        torch.testing.assert_close(activation.values, out[0], atol=1e-5, rtol=0)
+    assert activations[-1].name == f"{len(layers) - 1} · Linear"
+    torch.testing.assert_close(activations[-1].values, logits, atol=1e-5, rtol=0)
+
+
+def test_grad_cam_layers_are_the_rectified_outputs_of_each_convolution(model, digit) -> None:
+    from cnnviz.networks.build import build_model
+
+    assert ins.cam_layers(model) == [1, 5, 9]  # each conv moved past its batch norm and ReLU
+    assert ins.cam_layers(model)[-1] == ins.last_conv_layer(model)
+    for layer in ins.cam_layers(model):
+        cam = ins.inspect_image(model, digit, cam_layer=layer).grad_cam
+        assert cam.layer_index == layer and cam.heatmap.shape == (28, 28)
+    dense = build_model("F64", 1, 10, 28)
+    assert ins.cam_layers(dense) == []
+    with pytest.raises(ValueError, match="no convolutional layer"):
+        ins.last_conv_layer(dense)
+    assert [a.name for a in ins.network_activations(dense, digit)] == [
+        "0 · Flatten", "1 · Linear", "2 · ReLU", "3 · Linear"]

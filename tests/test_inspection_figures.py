@@ -12,7 +12,8 @@ from cnnviz.ui.predict.figures import (
     GAP_RGB,
     GRID_WIDTH_PX,
     MAP_GAP,
-    architecture_strip,
+    architecture_html,
+    dense_figure,
     feature_map_image,
     grid_display_width,
     probability_bars,
@@ -55,12 +56,30 @@ def test_probability_bars_show_every_class_with_its_logit() -> None:
     assert bars.marker.color[1] != bars.marker.color[0] != bars.marker.color[2]  # predicted, top-2, rest
 
 
-def test_architecture_strip_lists_every_layer_with_its_shape() -> None:
+def test_architecture_lists_every_layer_with_its_number_and_shape() -> None:
+    import re
+
     model = build_model("C8 M F16", 1, 10, 28)
     summaries = layer_summaries(model, (1, 28, 28))
-    strip = architecture_strip(summaries, (1, 28, 28))
-    layers = 1 + len(model.features) + len(model.classifier)
-    shapes = [a.text for a in strip.layout.annotations][:layers]
-    assert shapes[0] == "1 x 28 x 28" and shapes[-1] == "10" and len(strip.layout.annotations) == 2 * layers
-    assert [row[1] for row in strip.data[0].customdata] == shapes
-    assert [row[2] for row in strip.data[0].customdata][1:] == [s.parameters for s in summaries]
+    strip = architecture_html(summaries, (1, 28, 28))
+    shapes = re.findall(r'class="cnnviz-shape">([^<]*)<', strip)
+    tiles = re.findall(r'class="cnnviz-tile[^"]*"[^>]*>([^<]*)<', strip)
+    assert shapes == ["1 x 28 x 28", *(" x ".join(map(str, s.output_shape)) for s in summaries)]
+    assert shapes[-1] == "10" and tiles[0] == "Input" and tiles[1] == "0 · Conv2d"
+    assert tiles[-1] == f"{len(summaries) - 1} · Linear"
+    parameters = [int(p.replace(",", "")) for p in re.findall(r"([\d,]+) parameters", strip)]
+    assert parameters[1:] == [s.parameters for s in summaries]
+
+
+def test_dense_figure_bars_for_the_logits_and_cells_for_many_units() -> None:
+    logits = torch.tensor([0.5, 3.0, -1.0])
+    bars = dense_figure(logits, "logits", ["cat", "dog", "frog"]).data[0]
+    assert list(bars.y) == ["cat", "dog", "frog"]
+    np.testing.assert_allclose(bars.x, logits.numpy())
+    many = torch.arange(100, dtype=torch.float32)
+    cells = dense_figure(many, "100 units").data[0]
+    z = np.asarray(cells.z, dtype=float)
+    assert z.shape == (4, 32) and np.isnan(z[3, 4:]).all()
+    np.testing.assert_allclose(z.ravel()[:100], many.numpy())
+    assert np.asarray(cells.customdata)[2, 3] == 67  # the unit's number in each cell
+    assert np.asarray(dense_figure(torch.zeros(1568), "flat").data[0].z).shape == (25, 64)

@@ -73,9 +73,11 @@ def test_page_is_registered_and_a_sample_is_predicted_like_the_model_does(page) 
     assert not page.exception, [e.value for e in page.exception]
     layers = [a for a in inspect_image(loaded.model, prepared.tensor, loaded.classes).activations
               if a.kind not in ("BatchNorm2d", "Dropout", "Identity")]
+    dense = [f"{len(loaded.model.features) + i} · {type(m).__name__}"
+             for i, m in enumerate(loaded.model.classifier) if type(m).__name__ != "Dropout"]
     views = [t.label for t in page.tabs][:3]
     layer_tabs = [t.label for t in page.tabs if t.label not in views and t.label != "First-layer filters"]
-    assert layer_tabs == [a.name for a in layers]  # conv, ReLU, pool ... one tab each
+    assert layer_tabs == [a.name for a in layers] + dense  # conv, ReLU, pool ..., then the dense layers
     assert len(page.get("image")) == 1  # the first layer's maps only
     assert str(layers[0].shape[0]) in page.get("image")[0].proto.imgs[0].caption
 
@@ -109,7 +111,7 @@ def test_camera_and_blank_canvas_and_grad_cam_class(page) -> None:
 
     page.radio(key="predict_source").set_value("Test-set sample").run()
     open_view(page, "Where it looked (Grad-CAM)")
-    page.selectbox(key="predict_cam_class_mnist").set_value("3").run()
+    page.selectbox(key="predict_cam_class").set_value("3").run()
     assert not page.exception
     assert any("**3**" in c.value for c in page.caption)
 
@@ -161,7 +163,8 @@ def test_real_browser_upload_of_a_staged_photo(app_server, browser_page, real_da
     wait_until_idle(browser_page)
     main.get_by_text("Look closer: channel").wait_for()
     assert_no_exception(browser_page)
-    assert main.get_by_test_id("stPlotlyChart").count() == 3  # probabilities, architecture, one map
+    assert main.get_by_test_id("stPlotlyChart").count() == 2  # probabilities, one map
+    assert main.locator(".cnnviz-layer").count() > 5  # the architecture: input, conv, ReLU, ...
     rendering = main.locator("[class*='st-key-crisp_predict_maps'] img").first.evaluate(
         "img => getComputedStyle(img).imageRendering")
     assert rendering == "pixelated"  # the small grid is scaled up with square cells, not blurred
@@ -311,3 +314,232 @@ def test_step_frames_are_square_and_big_photos_are_shrunk() -> None:
     assert small.shape == (STEP_PX, STEP_PX, 3)
     middle, top = small[STEP_PX // 2, STEP_PX // 2], small[2, STEP_PX // 2]
     assert (middle == 0).all() and (top == FRAME_RGB).all()  # the photo in the middle, bands above and below
+
+
+# --- issue 18 part 6: the defects an independent review found -------------------------------------
+
+def dense_checkpoint(tmp_path, monkeypatch, spec: str = "F64") -> str:
+    """A real model without a convolution, saved where the page lists models; returns its file stem."""
+    from cnnviz.networks.build import build_model
+    from cnnviz.training.checkpoint import save_checkpoint
+
+    shipped = load_checkpoint(MNIST_MODEL)
+    torch.manual_seed(0)
+    model = build_model(spec, 1, 10, 28).eval()
+    metadata = {key: shipped.metadata[key] for key in ("dataset", "classes", "mean", "std", "input_shape")}
+    save_checkpoint(tmp_path / "dense.pt", model, {**metadata, "spec": spec, "name": "dense"})
+    monkeypatch.setenv("CNNVIZ_MODELS_DIR", str(tmp_path))
+    return "dense"
+
+
+def page_text(app: AppTest) -> str:
+    return "\n".join(e.value for kind in ("markdown", "caption", "info", "warning")
+                     for e in app.get(kind) if isinstance(getattr(e, "value", None), str))
+
+
+def plotly_figures(app: AppTest) -> list[dict]:
+    """The figures sent to the browser, their arrays decoded (Plotly sends numbers base64-packed)."""
+    import base64
+    import json
+
+    def decoded(value):
+        if isinstance(value, dict) and "bdata" in value:
+            array = np.frombuffer(base64.b64decode(value["bdata"]), dtype=value["dtype"])
+            return array.reshape([int(n) for n in str(value.get("shape", len(array))).split(",")])
+        if isinstance(value, dict):
+            return {key: decoded(item) for key, item in value.items()}
+        if isinstance(value, list):
+            return [decoded(item) for item in value]
+        return value
+
+    return [decoded(json.loads(chart.proto.spec)) for chart in app.get("plotly_chart")]
+
+
+def test_a_net_without_a_convolution_says_why_and_shows_its_dense_layers(page, tmp_path, monkeypatch) -> None:
+    stem = dense_checkpoint(tmp_path, monkeypatch)
+    page.run()
+    choose_model(page, stem)
+    assert not page.exception, [e.value for e in page.exception]
+    open_view(page, "Where it looked (Grad-CAM)")
+    assert not page.exception, [e.value for e in page.exception]
+    assert "Grad-CAM needs a convolutional" in page_text(page)
+
+    open_view(page, "Layer by layer")
+    assert not page.exception, [e.value for e in page.exception]
+    labels = [t.label for t in page.tabs]
+    assert {"1 · Linear", "2 · ReLU", "3 · Linear"} <= set(labels), labels
+    page.session_state[f"predict_layer_{page.selectbox(key='predict_model').value.label}"] = "1 · Linear"
+    page.run()
+    assert not page.exception, [e.value for e in page.exception]
+    loaded = load_checkpoint(tmp_path / "dense.pt")
+    x = prepare_dataset_pixels(load_sample(page.selectbox(key="predict_sample").value), "mnist").tensor
+    with torch.no_grad():
+        hidden = loaded.model.classifier[1](loaded.model.classifier[0](x))[0]  # the Linear's own output
+    shown = [f for f in plotly_figures(page) if "units" in f["layout"].get("title", {}).get("text", "")]
+    assert len(shown) == 1
+    values = np.array(shown[0]["data"][0]["x" if shown[0]["data"][0]["type"] == "bar" else "z"],
+                      dtype=float).ravel()
+    values = values[~np.isnan(values)]
+    np.testing.assert_allclose(values, hidden.numpy(), atol=1e-5)
+
+
+def test_dense_layers_of_a_cnn_get_their_own_tabs_with_the_models_numbers(page) -> None:
+    loaded = load_checkpoint(MNIST_MODEL)
+    open_view(page, "Layer by layer")
+    labels = [t.label for t in page.tabs]
+    first_dense = len(loaded.model.features)
+    logits = f"{len(loaded.model.features) + len(loaded.model.classifier) - 1} · Linear"
+    assert f"{first_dense} · Flatten" in labels and logits in labels, labels
+    page.session_state[f"predict_layer_{page.selectbox(key='predict_model').value.label}"] = logits
+    page.run()
+    assert not page.exception, [e.value for e in page.exception]
+    x = prepare_dataset_pixels(load_sample(page.selectbox(key="predict_sample").value), "mnist",
+                               loaded.mean, loaded.std).tensor
+    with torch.no_grad():
+        expected = loaded.model(x)[0]
+    bars = [f for f in plotly_figures(page) if "units" in f["layout"].get("title", {}).get("text", "")]
+    assert len(bars) == 1 and list(bars[0]["data"][0]["y"]) == loaded.classes  # the logits, by class
+    np.testing.assert_allclose(bars[0]["data"][0]["x"], expected.numpy(), atol=1e-5)
+
+
+@pytest.mark.skipif(not CIFAR_MODEL.is_file(), reason="models/cifar10.pt is missing")
+def test_the_student_picks_grad_cams_layer(page) -> None:
+    from cnnviz.explorer.layers import net_layers
+    from cnnviz.images.inspection import last_conv_layer
+
+    choose_model(page, "cifar10")
+    open_view(page, "Where it looked (Grad-CAM)")
+    assert not page.exception, [e.value for e in page.exception]
+    loaded = load_checkpoint(CIFAR_MODEL)
+    box = page.selectbox(key="predict_cam_layer")
+    last = last_conv_layer(loaded.model)
+    assert box.value == last and len(box.options) >= 5
+    names = {layer.number: layer.name for layer in net_layers(loaded.model)}
+    assert box.options[-1].startswith(names[last]) and "3 x 3" in box.options[-1]
+    assert "most specific to the class" in page_text(page)
+    early = next(i for i, label in enumerate(box.options) if "31 x 31" in label)
+    box.select_index(early).run()
+    assert not page.exception, [e.value for e in page.exception]
+    sample = page.selectbox(key="predict_sample").value
+    x = prepare_dataset_pixels(load_sample(sample), "cifar10", loaded.mean, loaded.std).tensor
+    layer = page.selectbox(key="predict_cam_layer").value
+    cam = inspect_image(loaded.model, x, loaded.classes, cam_layer=layer).grad_cam
+    assert tuple(cam.coarse.shape) == (31, 31)
+    assert any("31 x 31 feature maps" in c.value for c in page.caption)
+
+
+def test_the_explained_class_goes_back_to_the_prediction_for_a_new_image(page) -> None:
+    open_view(page, "Where it looked (Grad-CAM)")
+    page.selectbox(key="predict_cam_class").set_value("3").run()
+    assert any("**3**" in c.value for c in page.caption)
+    samples = page.selectbox(key="predict_sample")
+    new = next(i for i, s in enumerate(list_samples("mnist")) if s.label not in (3, samples.value.label))
+    samples.select_index(new).run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert page.selectbox(key="predict_cam_class").value == "predicted class"
+    predicted = page.metric[0].value
+    assert any(f"**{predicted}**" in c.value for c in page.caption)
+
+
+def test_an_upload_is_kept_while_the_uploader_is_not_shown(page, real_data_dir) -> None:
+    jpeg, label = staged_jpeg(real_data_dir)
+    page.radio(key="predict_source").set_value("Upload").run()
+    upload(page, jpeg, "photo.jpg")
+    assert page.metric[0].value == str(label)
+    page.radio(key="predict_source").set_value("Test-set sample").run()  # the uploader is not drawn:
+    page.radio(key="predict_source").set_value("Upload").run()  # as after a visit to another page
+    assert not page.exception, [e.value for e in page.exception]
+    assert page.metric and page.metric[0].value == str(label)
+    assert r"photo\.jpg, kept from before" in page_text(page)
+    page.button(key="predict_forget_upload").click().run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert not page.metric and page.info  # asks for a file again
+    upload(page, jpeg, "photo.jpg")
+    page.file_uploader(key="predict_upload").set_value(None).run()  # removed from the uploader itself
+    page.radio(key="predict_source").set_value("Test-set sample").run()
+    page.radio(key="predict_source").set_value("Upload").run()
+    assert not page.metric and page.info
+
+
+def test_a_camera_frame_without_one_digit_is_answered_with_a_doubt(page) -> None:
+    from tests.test_image_io import encode
+
+    digits = [load_sample(s)[0].numpy() for s in list_samples("mnist")[:16]]
+    sheet = np.block([[digits[4 * r + c] for c in range(4)] for r in range(4)])  # 16 digits, 112 x 112
+    page.radio(key="predict_source").set_value("Camera").run()
+    page.camera_input(key="predict_camera").set_value(
+        ("shot.jpg", encode(Image.fromarray(255 - sheet), "JPEG"), "image/jpeg")).run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert page.metric and len(page.warning) == 1 and "one digit" in page.warning[0].value
+
+
+def test_label_smoothing_is_named_beside_the_probabilities(page, tmp_path, monkeypatch) -> None:
+    text = page_text(page)
+    assert "label smoothing 0.1" in text and "91%" in text, text
+    stem = dense_checkpoint(tmp_path, monkeypatch)  # its metadata has no training config
+    page.run()
+    choose_model(page, stem)
+    assert not page.exception and "label smoothing" not in page_text(page)
+
+
+def overlaps(a: dict, b: dict) -> bool:
+    """Whether two bounding boxes (x, y, width, height) share any area."""
+    return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+            and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("width", [412, 1400])
+def test_real_browser_the_drawing_toolbar_sits_clear_of_the_input_choices(app_server, browser, width) -> None:
+    context = browser.new_context(viewport={"width": width, "height": 1000})
+    page = context.new_page()
+    try:
+        open_page(page, f"{app_server}/predict")
+        main = page.get_by_test_id("stMain")
+        main.get_by_text("Draw a digit", exact=True).click()
+        wait_until_idle(page)
+        canvas = main.locator("canvas.upper-canvas")
+        canvas.wait_for()
+        canvas.hover()  # the toolbar used to slide up over the radio buttons on hover
+        page.wait_for_timeout(500)
+        toolbar = main.locator(".dc-toolbar")
+        assert toolbar.is_visible()
+        boxes = {"toolbar": toolbar.bounding_box(), "canvas": canvas.bounding_box(),
+                 "input": main.get_by_test_id("stRadio").first.bounding_box()}
+        assert not overlaps(boxes["toolbar"], boxes["input"]), boxes
+        assert not overlaps(boxes["toolbar"], boxes["canvas"]), boxes
+        assert boxes["toolbar"]["x"] + boxes["toolbar"]["width"] <= width, boxes
+        assert not main.get_by_role("button", name="Update the app with this drawing").is_visible()
+        assert main.get_by_role("button", name="Undo").is_visible()  # the useful buttons stay
+        save_screenshot(page, f"page-predict-draw-{width}", full_page=False)
+    finally:
+        context.close()
+
+
+@pytest.mark.browser
+def test_real_browser_layers_fit_a_phone(app_server, browser) -> None:
+    width = 412
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    page = context.new_page()
+    try:
+        open_page(page, f"{app_server}/predict")
+        main = page.get_by_test_id("stMain")
+        main.get_by_role("tab", name="Layer by layer").click()
+        wait_until_idle(page)
+        main.get_by_text("Look closer: channel").wait_for()
+        assert_no_exception(page)
+        grid = main.locator("[class*='st-key-crisp_predict_maps'] img").first
+        box = grid.bounding_box()
+        assert box["x"] >= 0 and box["x"] + box["width"] <= width, box  # the whole grid on the screen
+        shape = grid.evaluate("img => img.naturalHeight / img.naturalWidth")
+        assert abs(box["height"] / box["width"] - shape) < 0.02  # shrunk, not squashed
+        layers = main.locator(".cnnviz-layer")
+        boxes = [layers.nth(i).bounding_box() for i in range(layers.count())]
+        model = load_checkpoint(MNIST_MODEL).model
+        assert len(boxes) == 1 + len(model.features) + len(model.classifier)  # the input, every layer
+        for i, a in enumerate(boxes):
+            assert a["x"] >= 0 and a["x"] + a["width"] <= width, (i, a)
+            assert not any(overlaps(a, b) for b in boxes[i + 1:]), (i, a)
+        save_screenshot(page, "page-predict-layers-412")
+    finally:
+        context.close()

@@ -292,3 +292,23 @@ def test_a_checkpoint_mean_and_std_are_used() -> None:
     pixels = load_sample(MNIST_SAMPLES[0])
     result = pp.preprocess(decode_array(pixels[0].numpy()), "mnist", mean=(0.5,), std=(0.5,))
     torch.testing.assert_close(result.tensor, result.pixels.float().unsqueeze(0) / 127.5 - 1)
+
+
+def test_a_picture_that_is_not_one_digit_is_answered_with_a_doubt() -> None:
+    digits = [load_sample(s)[0].numpy() for s in MNIST_SAMPLES[:16]]
+    sheet = 255 - np.block([[digits[4 * r + c] for c in range(4)] for r in range(4)])  # 16 digits on paper
+    many = pp.preprocess(decode_array(sheet), "mnist")
+    assert many.doubt is not None and "separate marks" in many.doubt and "one digit" in many.doubt
+    rng = np.random.default_rng(0)
+    scene = (rng.random((48, 64)) * 255).astype(np.uint8)  # texture everywhere: a room, not a digit
+    filled = pp.preprocess(decode_array(scene), "mnist")
+    assert filled.doubt is not None and "fill the whole frame" in filled.doubt
+    assert filled.step("cropped").image.shape[:2] == pp._display(np.zeros((48, 64))).shape[:2]  # all of it
+
+
+def test_one_digit_raises_no_doubt(photos) -> None:
+    for sample in MNIST_SAMPLES:
+        digit = load_sample(sample)[0].numpy()
+        assert pp.preprocess(decode_array(255 - digit), "mnist").doubt is None, sample.caption
+    for photo in photos:
+        assert pp.preprocess(decode_image(photo.jpeg), "mnist").doubt is None

@@ -31,12 +31,18 @@ _ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU, nn.Tanh, nn.Sig
 
 @dataclass(frozen=True)
 class LayerActivation:
-    """The output of one child of ``model.features`` for one image."""
+    """The output of one layer for one image: a child of ``model.features``, or of ``model.classifier``
+    (:func:`network_activations`)."""
 
-    index: int  # position in model.features
+    index: int  # the layer's number: its position in model.features, then on over model.classifier
     name: str  # "2 · ReLU"
-    kind: str  # the module's class name: "Conv2d", "ReLU", "MaxPool2d", ...
-    values: torch.Tensor  # (C, H, W) float32, detached
+    kind: str  # the module's class name: "Conv2d", "ReLU", "MaxPool2d", "Linear", ...
+    values: torch.Tensor  # (C, H, W) float32 in the features, (D,) in a dense layer; detached
+
+    @property
+    def is_map(self) -> bool:
+        """True for a stack of feature maps (C, H, W), False for a dense layer's D numbers."""
+        return self.values.dim() == 3
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -164,6 +170,36 @@ def layer_activations(model: nn.Module, image: torch.Tensor) -> list[LayerActiva
     return activations
 
 
+def network_activations(model: nn.Module, image: torch.Tensor) -> list[LayerActivation]:
+    """The output of every layer for one image: each child of ``model.features``, then of
+    ``model.classifier`` (flatten, dense layers, their ReLUs, the logits), numbered on from the
+    features as :func:`cnnviz.explorer.layers.net_layers` numbers them."""
+    activations = []
+    with _eval_mode(model), torch.inference_mode():
+        hidden = _as_batch(image)
+        children = [*model.features, *model.classifier]
+        for index, child in enumerate(children):
+            hidden = _run_layer(child, hidden)
+            activations.append(_activation(index, child, hidden))
+    return activations
+
+
+def cam_layers(model: nn.Module) -> list[int]:
+    """The children of ``model.features`` whose output Grad-CAM can use, in order: each layer holding
+    a convolution, moved past the batch norm and activation that directly follow it (the
+    rectified map). Empty for a network without a convolution; the last is :func:`last_conv_layer`."""
+    children = list(model.features)
+    layers = []
+    for index, child in enumerate(children):
+        if not any(isinstance(m, nn.Conv2d) for m in child.modules()):
+            continue
+        while index + 1 < len(children) and isinstance(children[index + 1], _ELEMENTWISE):
+            index += 1
+        if index not in layers:
+            layers.append(index)
+    return layers
+
+
 def grad_cam(
     model: nn.Module, image: torch.Tensor, class_index: int | None = None, layer: int | None = None
 ) -> GradCam:
@@ -178,15 +214,10 @@ def last_conv_layer(model: nn.Module) -> int:
     Raises:
         ValueError: ``model.features`` has no convolution.
     """
-    children = list(model.features)
-    conv_indices = [i for i, child in enumerate(children)
-                    if any(isinstance(m, nn.Conv2d) for m in child.modules())]
-    if not conv_indices:
+    layers = cam_layers(model)
+    if not layers:
         raise ValueError("This model has no convolutional layer, so Grad-CAM cannot be computed.")
-    index = conv_indices[-1]
-    while index + 1 < len(children) and isinstance(children[index + 1], _ELEMENTWISE):
-        index += 1
-    return index
+    return layers[-1]
 
 
 @dataclass(frozen=True)

@@ -39,6 +39,8 @@ INK_FLOOR = 0.2  # of the strongest ink: weaker marks are paper texture, noise o
 INK_FULL = 0.6  # of the strongest ink: stronger marks are full ink, as MNIST's stroke cores are
 MIN_BLOB_SHARE = 0.05  # marks with less than this share of the biggest mark's ink are dropped
 LABEL_WORK_SIDE = 128  # px: marks are told apart on a reduced copy, fast enough for a 1024 px photo
+MAX_DIGIT_PARTS = 3  # separate marks one handwritten digit may be made of (a broken 4, a 5's flag)
+FILLED_FRAME = 0.95  # of each side: marks spanning this much of both sides fill the frame
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class Preprocessed:
     pixels: torch.Tensor  # (C, H, W) uint8: the input before normalization, as in the dataset
     tensor: torch.Tensor  # (1, C, H, W) float32: (pixels / 255 - mean) / std
     inverted: bool = False  # MNIST: the colours were swapped (dark ink on light paper)
+    doubt: str | None = None  # MNIST: one sentence when the picture does not look like one digit
 
     def step(self, key: str) -> Step:
         """The step with this key."""
@@ -149,6 +152,7 @@ def preprocess_digit(
                       "Uneven light, paper texture and noise removed; the strongest ink set to white.",
                       _display(ink)))
 
+    doubt = digit_doubt(ink)
     top, bottom, left, right = ink_bounding_box(ink)
     digit = ink[top:bottom, left:right]
     steps.append(Step("cropped", "Cropped to the digit",
@@ -168,7 +172,24 @@ def preprocess_digit(
     pixels = torch.from_numpy(pixels_hw).unsqueeze(0)  # (1, 28, 28)
     tensor = normalize_image(pixels, mean, std)
     steps.append(_normalized_step(tensor, mean, std, pixels_hw))
-    return Preprocessed("mnist", tuple(steps), pixels, tensor, inverted)
+    return Preprocessed("mnist", tuple(steps), pixels, tensor, inverted, doubt)
+
+
+def digit_doubt(ink: np.ndarray) -> str | None:
+    """One sentence when the cleaned marks (H, W) do not look like one digit, else None: more separate
+    marks than a digit is made of (a page of writing, a scene), or marks that fill the whole frame
+    (the crop to the digit then keeps everything)."""
+    parts = int(label_components(ink > 0).max())
+    top, bottom, left, right = ink_bounding_box(ink)
+    height, width = ink.shape
+    if parts > MAX_DIGIT_PARTS:
+        reason = f"it has {parts} separate marks"
+    elif bottom - top >= FILLED_FRAME * height and right - left >= FILLED_FRAME * width:
+        reason = "its marks fill the whole frame"
+    else:
+        return None
+    return (f"This does not look like one digit ({reason}), so the answer is the network's guess "
+            "for the whole picture: frame one digit on plain paper.")
 
 
 def ink_is_dark(gray: np.ndarray) -> bool:

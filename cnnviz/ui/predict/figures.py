@@ -116,38 +116,65 @@ def single_map(values: torch.Tensor, title: str) -> go.Figure:
 
 SHORT_NAMES = {"BatchNorm2d": "BatchNorm", "MaxPool2d": "MaxPool", "AvgPool2d": "AvgPool",
                "AdaptiveAvgPool2d": "GlobalAvg", "ResidualBlock": "Residual"}
-CROWDED_STRIP = 14  # layers: beyond this the labels are turned so that they do not overlap
+PLAIN_TILE = "#b9c2d3"  # a layer kind without a colour of its own (Flatten, Dropout, ...): dark text on it
+# Boxes in a row that wraps: at any width every layer keeps its box and its shape, nothing overlaps.
+STRIP_CSS = """<style>
+.cnnviz-strip {display: flex; flex-wrap: wrap; gap: 0.6rem 0.35rem; align-items: flex-start;
+  margin: 0.25rem 0 0.75rem 0;}
+.cnnviz-layer {display: flex; flex-direction: column; align-items: center; min-width: 3.6rem;}
+.cnnviz-tile {border: 1px solid #1d2433; border-radius: 0.3rem; padding: 0.3rem 0.4rem; color: #fff;
+  font-size: 0.75rem; line-height: 1.15; text-align: center; white-space: nowrap;}
+.cnnviz-tile.plain {color: #1d2433;}
+.cnnviz-shape {font-size: 0.7rem; color: #4a5468; margin-top: 0.15rem; white-space: nowrap;}
+</style>"""
 
 
-def architecture_strip(summaries: Sequence[LayerSummary], input_shape: Sequence[int]) -> go.Figure:
-    """The layers left to right as boxes labelled with their kind and output shape."""
-    kinds = ["Input", *(s.kind for s in summaries)]
-    outputs = [tuple(input_shape), *(s.output_shape for s in summaries)]
-    shapes = [" x ".join(map(str, shape)) for shape in outputs]
-    params = [0, *(s.parameters for s in summaries)]
-    x = list(range(len(kinds)))
-    crowded = len(kinds) > CROWDED_STRIP
-    angle, size = (-40, 10) if crowded else (0, 11)
-    labels = [{"x": i, "y": 0, "yshift": 26, "text": SHORT_NAMES.get(kind, kind), "textangle": angle,
-               "xanchor": "left" if crowded else "center", "yanchor": "bottom", "showarrow": False,
-               "font": {"size": size}} for i, kind in zip(x, kinds, strict=True)]
-    shape_labels = [{"x": i, "y": 0, "yshift": -26, "text": shape, "textangle": angle,
-                     "xanchor": "right" if crowded else "center", "yanchor": "top", "showarrow": False,
-                     "font": {"size": size, "color": "#4a5468"}} for i, shape in zip(x, shapes, strict=True)]
+def architecture_html(summaries: Sequence[LayerSummary], input_shape: Sequence[int]) -> str:
+    """The layers in order as small boxes, each with its number (as the layer tabs number them), kind and
+    output shape, in a row that wraps at the page's width; parameters on hover."""
+    rows = [("Input", "input", tuple(input_shape), 0)]
+    rows += [(SHORT_NAMES.get(s.kind, s.kind), f"layer {n}: {s.kind}", s.output_shape, s.parameters)
+             for n, s in enumerate(summaries)]
+    boxes = []
+    for n, (short, kind, shape, parameters) in enumerate(rows):
+        colour = PART_COLOURS.get(summaries[n - 1].kind, PLAIN_TILE) if n else PLAIN_TILE
+        plain = " plain" if colour == PLAIN_TILE else ""
+        number = f"{n - 1} · " if n else ""
+        text = " x ".join(map(str, shape))
+        boxes.append(f'<div class="cnnviz-layer" title="{kind}, output {text}, {parameters:,} parameters">'
+                     f'<div class="cnnviz-tile{plain}" style="background:{colour}">{number}{short}</div>'
+                     f'<div class="cnnviz-shape">{text}</div></div>')
+    return STRIP_CSS + '<div class="cnnviz-strip">' + "".join(boxes) + "</div>"
+
+
+DENSE_BARS = 16  # units: up to this many are bars with their names, more are a strip of cells
+DENSE_ROW = 64  # cells per row of a strip of many units; 32 for up to DENSE_SHORT
+DENSE_SHORT = 256
+
+
+def dense_figure(values: torch.Tensor, title: str, names: Sequence[str] | None = None) -> go.Figure:
+    """A dense layer's (D,) output: bars (with the class names for the logits) for a few units, else the
+    units in rows of cells coloured by value, unit number and value on hover."""
+    numbers = values.detach().float().numpy()
+    layout = {"title": {"text": title, "font": {"size": 13}}, "margin": {"l": 0, "r": 0, "t": 36, "b": 0}}
+    if len(numbers) <= DENSE_BARS:
+        labels = list(names) if names is not None else [f"unit {i}" for i in range(len(numbers))]
+        return go.Figure({
+            "data": [{"type": "bar", "x": numbers.tolist(), "y": labels, "orientation": "h",
+                      "marker": {"color": PART_COLOURS["Linear"]},
+                      "hovertemplate": "%{y}: %{x:.4f}<extra></extra>"}],
+            "layout": {**layout, "height": 60 + 22 * len(numbers),
+                       "yaxis": {"autorange": "reversed", "type": "category"}},
+        })
+    width = DENSE_ROW // 2 if len(numbers) <= DENSE_SHORT else DENSE_ROW
+    rows = -(-len(numbers) // width)  # ceil
+    padded = np.full(rows * width, np.nan, dtype=np.float32)
+    padded[:len(numbers)] = numbers
+    units = np.arange(rows * width).reshape(rows, width)  # (rows, width): the unit in each cell
     return go.Figure({
-        "data": [{
-            "type": "scatter", "x": x, "y": [0] * len(x), "mode": "markers",
-            "marker": {"symbol": "square", "size": 30 if crowded else 42,
-                       "line": {"width": 1, "color": "#1d2433"},
-                       "color": [PART_COLOURS.get(kind, "#b9c2d3") for kind in kinds]},
-            "customdata": [[kind, shape, p] for kind, shape, p in zip(kinds, shapes, params, strict=True)],
-            "hovertemplate": "%{customdata[0]}<br>output %{customdata[1]}<br>%{customdata[2]:,} parameters"
-                             "<extra></extra>",
-        }],
-        "layout": {
-            "annotations": shape_labels + labels, "height": 230 if crowded else 150,
-            "margin": {"l": 0, "r": 0, "t": 0, "b": 0}, "showlegend": False,
-            "xaxis": {"visible": False, "range": [-1.6 if crowded else -0.8, len(x) - 0.2]},
-            "yaxis": {"visible": False, "range": [-1, 1]},
-        },
+        "data": [{"type": "heatmap", "z": padded.reshape(rows, width), "customdata": units,
+                  "colorscale": MAP_COLOURS, "colorbar": {"thickness": 12}, "xgap": 1, "ygap": 1,
+                  "hovertemplate": "unit %{customdata}: %{z:.4f}<extra></extra>"}],
+        "layout": {**layout, "height": min(600, max(140, 60 + 18 * rows)),  # room for the colour bar
+                   "xaxis": {"visible": False}, "yaxis": {"visible": False, "autorange": "reversed"}},
     })

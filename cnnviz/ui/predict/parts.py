@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -23,7 +25,7 @@ from cnnviz.training.checkpoint import (
     saved_models_dir,
 )
 from cnnviz.ui.host import upload_limit_mb, upload_limits
-from cnnviz.ui.widgets import kept
+from cnnviz.ui.widgets import kept, markdown_text
 
 INPUTS = ("Test-set sample", pages.UPLOAD_INPUT, "Draw a digit", "Camera")
 CANVAS_SIDE = 280  # px on screen: 10 per MNIST pixel
@@ -31,6 +33,43 @@ CANVAS_STROKE = 22  # px: about MNIST's stroke width relative to the digit
 FRAME_RGB = (243, 245, 249)  # the page's secondary background: the margin around a step's image
 EDGE_RGB = (160, 166, 178)  # a line between the margin and the image, so a white image still shows its size
 STEP_PX = 224  # a step's picture is sent at most this big (shown about 100 px wide, 2x for sharp screens)
+KEPT_UPLOAD = "predict_kept_upload"  # the latest upload's bytes, kept while the uploader is not shown
+CANVAS_BOX = "predict_draw"  # the container of the drawing canvas
+# The canvas (a component in a shadow root, out of reach of the page's CSS) puts its toolbar over what is
+# above it, with a button that sends the drawing, which it does by itself when the pen is lifted: the
+# toolbar goes below the canvas, always shown, without that button.
+CANVAS_CSS = (".dc-toolbar {position: static; opacity: 1; padding: 0.35rem 0 0 0; justify-content: flex-end;}"
+              " .dc-icon-button[aria-label='Update the app with this drawing'] {display: none;}")
+CANVAS_FIX = """<script>
+(() => {
+  const css = CSS, box = '.st-key-BOX';
+  // The component fills its shadow root after the page has added it: look again until it is there.
+  const fix = () => {
+    for (const host of document.querySelectorAll(box + ' *')) {
+      const root = host.shadowRoot;
+      if (root && root.querySelector('.dc-root') && !root.querySelector('style[data-cnnviz]')) {
+        const style = document.createElement('style');
+        style.dataset.cnnviz = 'canvas';
+        style.textContent = css;
+        root.appendChild(style);
+      }
+    }
+  };
+  fix();
+  const timer = setInterval(fix, 200);
+  setTimeout(() => clearInterval(timer), 60000);
+})();
+</script>""".replace("CSS", json.dumps(CANVAS_CSS)).replace("BOX", CANVAS_BOX)
+
+
+@dataclass(frozen=True)
+class KeptUpload:
+    """An uploaded file's bytes, kept in the session so that it survives a visit to another page
+    (Streamlit forgets an uploader's file when the uploader is not drawn)."""
+
+    file_id: str  # Streamlit's id of this upload
+    name: str  # the file's name, as the student's computer named it
+    data: bytes
 
 
 @dataclass(frozen=True)
@@ -106,13 +145,11 @@ def choose_input(loaded: LoadedModel) -> Preprocessed | None:
                                   key=kept("predict_sample"))
             return prepare_dataset_pixels(load_sample(sample), loaded.dataset, mean, std)
         if source == pages.UPLOAD_INPUT:
-            upload = st.file_uploader("An image (PNG, JPEG, WebP, BMP, GIF, TIFF)",
-                                      type=list(UPLOAD_EXTENSIONS), key=pages.PREDICT_UPLOAD_KEY,
-                                      max_upload_size=upload_limit_mb())
-            if upload is None:
+            data = uploaded_bytes()
+            if data is None:
                 st.info("Upload a photo: a handwritten digit for an MNIST model, an object for CIFAR-10.")
                 return None
-            return prepare_bytes(upload.getvalue(), loaded.dataset, mean, std, **upload_limits())
+            return prepare_bytes(data, loaded.dataset, mean, std, **upload_limits())
         if source == "Camera":
             shot = st.camera_input("Take a picture", key="predict_camera")
             if shot is None:
@@ -125,13 +162,58 @@ def choose_input(loaded: LoadedModel) -> Preprocessed | None:
         return None
 
 
+def uploaded_bytes() -> bytes | None:
+    """The uploader, and the bytes of the file it holds, or of the latest upload it held before a visit
+    to another page (up to the host's upload limit); None when there is none."""
+    limit = upload_limits()["max_bytes"]
+    upload = st.file_uploader("An image (PNG, JPEG, WebP, BMP, GIF, TIFF)", type=list(UPLOAD_EXTENSIONS),
+                              key=pages.PREDICT_UPLOAD_KEY, max_upload_size=upload_limit_mb(),
+                              on_change=_forget_removed_upload)
+    if upload is not None:
+        data = upload.getvalue()
+        if len(data) <= limit:  # a larger file is refused with a sentence, and not kept
+            st.session_state[KEPT_UPLOAD] = KeptUpload(upload.file_id, upload.name, data)
+        return data
+    kept_upload = st.session_state.get(KEPT_UPLOAD)
+    if not isinstance(kept_upload, KeptUpload):
+        return None
+    text, forget = st.columns([4, 1], vertical_alignment="center")
+    text.caption(f"Your upload {markdown_text(kept_upload.name)}, kept from before: upload another file "
+                 "to replace it.")
+    if forget.button("Forget it", key="predict_forget_upload", on_click=st.session_state.pop,
+                     args=(KEPT_UPLOAD, None)):
+        return None
+    return kept_upload.data
+
+
+def _forget_removed_upload() -> None:
+    """The student removed the file from the uploader (a visit to another page does not call this)."""
+    if st.session_state.get(pages.PREDICT_UPLOAD_KEY) is None:
+        st.session_state.pop(KEPT_UPLOAD, None)
+
+
+def smoothing_note(metadata: dict[str, Any], class_count: int) -> str | None:
+    """One sentence when the model was trained with label smoothing, which caps its confidence; None
+    when it was not, or when its file does not say (older checkpoints store no training config)."""
+    training = metadata.get("training")
+    smoothing = training.get("label_smoothing") if isinstance(training, dict) else None
+    if type(smoothing) not in (int, float) or not 0 < smoothing < 1:
+        return None
+    target = 1 - smoothing + smoothing / class_count  # the right class's share of the smoothed target
+    return (f"This model was trained with label smoothing {smoothing:g}: it was taught to give the right "
+            f"class {target:.0%} and every other class {smoothing / class_count:.0%}, not 100% and 0%, so "
+            f"even a clear image gets little more than {target:.0%}.")
+
+
 def drawn_digit(loaded: LoadedModel) -> Preprocessed | None:
     """A drawing canvas: white strokes on black, like MNIST."""
     from streamlit_drawable_canvas import st_canvas  # registers a component: only on this page
 
-    result = st_canvas(stroke_width=CANVAS_STROKE, stroke_color="#FFFFFF", background_color="#000000",
-                       height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw",
-                       return_image_data=True, key="predict_canvas")
+    st.html(CANVAS_FIX, unsafe_allow_javascript=True)
+    with st.container(key=CANVAS_BOX):
+        result = st_canvas(stroke_width=CANVAS_STROKE, stroke_color="#FFFFFF", background_color="#000000",
+                           height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw",
+                           return_image_data=True, key="predict_canvas")
     st.caption("Draw one digit with the mouse or a finger; it is predicted when you lift the pen.")
     if loaded.dataset != "mnist":
         st.caption("This model was trained on photos, not digits: it will still pick one of its classes.")
