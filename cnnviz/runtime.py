@@ -1,7 +1,10 @@
-"""Where work runs: the device a run asks for, and how many CPU threads it uses."""
+"""Where work runs: the device a run asks for, how many CPU threads it uses, and the process's heap."""
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import os
 import threading
 from collections.abc import Callable
@@ -12,6 +15,40 @@ import torch
 T = TypeVar("T")
 
 DEVICES = ("auto", "cpu", "cuda")
+# glibc gives every thread that allocates at once an arena of its own, up to 8 per core, and keeps what
+# each one freed: a hostile class on 2 cores (30 + 3 + 3 students, load test) peaked at 2,829 MB with
+# the default and 2,569 MB with 2 arenas, against a 2,658 MB budget.
+MALLOC_ARENAS = 2
+_M_ARENA_MAX = -8  # mallopt's parameter number (malloc.h)
+
+
+@functools.cache
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return libc if libc is not None and hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+
+
+def limit_malloc_arenas(arenas: int = MALLOC_ARENAS) -> bool:
+    """Cap glibc's malloc arenas for this process (a server: many threads train, decode and draw), unless
+    the host set ``MALLOC_ARENA_MAX`` itself. True when the cap is in force; False off glibc."""
+    libc = _libc()
+    if libc is None:
+        return False
+    if os.environ.get("MALLOC_ARENA_MAX"):
+        return True  # glibc read it at start
+    return bool(libc.mallopt(_M_ARENA_MAX, arenas))
+
+
+def release_free_memory() -> bool:
+    """Give the heap's free pages back to the system (glibc ``malloc_trim``), e.g. after a training
+    run: the next big allocation then starts from what is really in use. False when nothing was released
+    or off glibc."""
+    libc = _libc()
+    return bool(libc.malloc_trim(0)) if libc is not None else False
 
 
 def resolve_device(name: str = "auto") -> torch.device:

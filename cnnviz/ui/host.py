@@ -16,7 +16,7 @@ from streamlit import runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cnnviz.hosting.limits import HostLimits, load_limits
-from cnnviz.runtime import LOW_PRIORITY_NICE
+from cnnviz.runtime import LOW_PRIORITY_NICE, limit_malloc_arenas
 from cnnviz.training.jobs import TrainingJob, TrainingQueue
 from cnnviz.training.reaper import JobReaper
 from cnnviz.ui.navigation import PAGES, PageSpec
@@ -36,7 +36,9 @@ def _secrets() -> dict:
 
 @st.cache_resource(show_spinner=False)
 def host_limits() -> HostLimits:
-    """The server's limits (environment, then secrets.toml, then defaults), read once per process."""
+    """The server's limits (environment, then secrets.toml, then defaults), read once per process (which
+    is also when the process's malloc arenas are capped: see :func:`cnnviz.runtime.limit_malloc_arenas`)."""
+    limit_malloc_arenas()
     return load_limits(os.environ, _secrets())
 
 
