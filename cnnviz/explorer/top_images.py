@@ -44,6 +44,7 @@ class TestSet:
     pixels: torch.Tensor  # (N, C, H, W) uint8
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    labels: torch.Tensor | None = None  # (N,) int64 when known
 
     def __len__(self) -> int:
         return int(self.pixels.shape[0])
@@ -58,7 +59,7 @@ class TestSet:
 def load_test_set(loaded: LoadedModel, data_dir: str | None = None) -> TestSet:
     """The test split of the model's dataset (10,000 images), normalized with the model's own mean/std."""
     data = load_dataset(loaded.dataset, "test", data_dir=data_dir)
-    return TestSet(data.images, loaded.mean, loaded.std)
+    return TestSet(data.images, loaded.mean, loaded.std, data.labels)
 
 
 @dataclass(frozen=True)
