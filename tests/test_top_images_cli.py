@@ -102,3 +102,17 @@ def test_missing_model_and_out_file(tmp_path: Path, capsys: pytest.CaptureFixtur
     afile.write_text("x")
     assert main(["top-images", "--model", MNIST, "--layer", "0", "--channel", "0", "--out", str(afile)]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_bench_explorer_on_the_shipped_mnist_model(data: Path) -> None:
+    from cnnviz.commands.explorer_bench import bench_model
+
+    result = bench_model(load_checkpoint(MNIST))
+    assert result["test_images"] == 10_000 and result["trace_ms"] > 0 and result["explain_cell"]["ms"] > 0
+    assert [top["layer"] for top in result["top"]] == [2, 6]  # the first ReLU, the deepest maps (7x7)
+    for top, channels in zip(result["top"], (16, 32), strict=True):
+        assert top["cache_mb"] == round(10_000 * channels * 8 / 2**20, 2)
+        assert top["later_channel_ms"] < top["first_s"] * 1000
+    made = result["optimized"]
+    assert made["activation"] > made["dataset_mean"] + 2.5 * made["dataset_std"]
+    assert result["peak_rss_mb"] > 0

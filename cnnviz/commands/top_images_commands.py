@@ -46,6 +46,7 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
     top.add_argument("--seed", type=int, default=0, help="the optimized image's starting noise")
     top.add_argument("--json", action="store_true", help="print JSON")
     top.set_defaults(func=run_top_images)
+    register_bench(benches)
 
 
 def run_top_images(args: argparse.Namespace) -> int:
@@ -149,3 +150,23 @@ def _write_pngs(out: Path, crops: list[TopCrop], optimized: np.ndarray | None) -
         _enlarged(optimized)[0].save(out / "optimized.png")
         written.append(str(out / "optimized.png"))
     return written
+
+
+def register_bench(benches: argparse._SubParsersAction) -> None:
+    bench = benches.add_parser(
+        "explorer", help="time the network explorer: trace, a cell's arithmetic, top-9, optimized image",
+        description="For each shipped model: one test image's trace through every layer and the "
+        "explanation of a cell (median of 10), the top-9 of all test images for a channel "
+        "of the first ReLU and of the deepest layer with maps (the first time for the layer, and a later "
+        "channel of it, from the cache), one optimized image of that deep layer, and the process's peak "
+        f"memory. Runs on {EXPLORER_THREADS} torch thread unless --threads says otherwise.",
+    )
+    bench.add_argument("--threads", type=int, default=EXPLORER_THREADS, help="torch CPU threads")
+    bench.add_argument("--json", action="store_true", help="print JSON")
+    bench.set_defaults(func=run_bench)
+
+
+def run_bench(args: argparse.Namespace) -> int:
+    from cnnviz.commands.explorer_bench import bench_models
+
+    return bench_models(args.threads, args.json)
