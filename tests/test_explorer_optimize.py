@@ -20,7 +20,7 @@ from cnnviz.training.checkpoint import LoadedModel, load_checkpoint
 SUBSET = 500  # real test images for the channel's mean
 MIN_STDS = 2.5  # the optimized image's activation exceeds the test images' mean by this many stds
 # (layer, channel, objective): a ReLU layer, a pool, dense units and a class of each shipped model
-CASES = {"mnist": [(2, 5, "centre"), (5, 7, "mean"), (6, 3, "centre"), (9, 10, "mean"), (10, 4, "mean")],
+CASES = {"mnist": [(2, 5, "centre"), (5, 7, "mean"), (6, 3, "centre"), (9, 3, "mean"), (10, 4, "mean")],
          "cifar10": [(4, 5, "mean"), (9, 10, "centre"), (14, 3, "mean"), (16, 7, "mean"), (19, 2, "mean")]}
 
 
@@ -54,6 +54,7 @@ def test_optimized_image_fires_its_channel_far_above_the_test_set(
         assert result.activation == pytest.approx(
             _model_objective(loaded, result.pixels, layer, channel, objective), abs=1e-5)
         assert result.dataset_mean is not None and result.dataset_std is not None
+        assert result.dataset_std > 0  # a live channel: a dead one would pass with anything above 0
         assert result.activation > result.dataset_mean + MIN_STDS * result.dataset_std
         assert result.activation > result.start_activation
 
