@@ -6,8 +6,13 @@ import ctypes
 import ctypes.util
 import functools
 import os
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import torch
+
+T = TypeVar("T")
 
 DEVICES = ("auto", "cpu", "cuda")
 # glibc gives every thread that allocates at once an arena of its own, up to 8 per core, and keeps what
@@ -98,3 +103,48 @@ def configure_cpu_threads(threads: int | None = None) -> int:
     count = training_threads(threads)
     torch.set_num_threads(count)
     return count
+
+
+LOW_PRIORITY_NICE = 10  # training and explorer threads yield the CPU to other students' page reruns
+
+
+def lower_this_threads_priority(nice: int = LOW_PRIORITY_NICE) -> None:
+    """Nice the calling thread to at least ``nice`` (Linux: a thread id is a process id to setpriority;
+    never raised back: an unprivileged process cannot). Elsewhere, or where not allowed, a no-op."""
+    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
+        try:
+            thread = threading.get_native_id()
+            os.setpriority(os.PRIO_PROCESS, thread, max(nice, os.getpriority(os.PRIO_PROCESS, thread)))
+        except OSError:
+            pass
+
+
+def run_at_low_priority(fn: Callable[..., T], *args: Any, nice: int = LOW_PRIORITY_NICE,
+                        threads: int | None = None, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` in a fresh thread niced to ``nice``; its result, or its error raised here.
+
+    A fresh thread because a niced thread can never be given its priority back, and the OpenMP workers
+    torch starts from it inherit its niceness: the whole computation gives way to page reruns. With
+    ``threads``, the thread runs torch on that many CPU threads (else on the count last set).
+    """
+    outcome: list[Any] = []
+    failure: list[BaseException] = []
+
+    def work() -> None:
+        previous = torch.get_num_threads()
+        try:
+            lower_this_threads_priority(nice)
+            if threads is not None:
+                torch.set_num_threads(max(1, threads))
+            outcome.append(fn(*args, **kwargs))
+        except BaseException as err:  # handed to the caller's thread
+            failure.append(err)
+        finally:
+            torch.set_num_threads(previous)  # a thread started later starts from the last count set
+
+    worker = threading.Thread(target=work, name="cnnviz-low-priority")
+    worker.start()
+    worker.join()
+    if failure:
+        raise failure[0]
+    return outcome[0]

@@ -16,12 +16,12 @@ from streamlit import runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cnnviz.hosting.limits import HostLimits, load_limits
-from cnnviz.runtime import limit_malloc_arenas
+from cnnviz.runtime import LOW_PRIORITY_NICE, limit_malloc_arenas
 from cnnviz.training.jobs import TrainingJob, TrainingQueue
 from cnnviz.training.reaper import JobReaper
 from cnnviz.ui.navigation import PAGES, PageSpec
 
-TRAINING_NICE = 10  # training threads yield the CPU to page reruns (predictions) of other students
+TRAINING_NICE = LOW_PRIORITY_NICE  # training threads yield the CPU to other students' page reruns
 # Streamlit sets this cookie once per browser (server.enableXsrfProtection, on by default); every tab
 # of that browser sends it, so it tells one student's tabs from another student's.
 BROWSER_COOKIE = "_streamlit_xsrf"
