@@ -349,8 +349,9 @@ WRITERS = {"write_bytes", "write_text", "save", "mkstemp", "NamedTemporaryFile",
            "download_and_extract_archive", "download_url"}
 # models dir, data dir, and the developer command that re-creates the bundled samples
 # memory.py writes only /proc/self/clear_refs (it resets the kernel's count of a process's peak memory).
+# top_images_commands.py writes the PNGs a teacher asks for with --out (a command, never an upload).
 ALLOWED_WRITERS = {"checkpoint.py", "files.py", "samples.py", "parts.py", "gpu_check.py", "gpu_commands.py",
-                   "memory.py"}
+                   "memory.py", "top_images_commands.py"}
 
 
 def _in_memory_buffers(tree: ast.AST) -> set[str]:
