@@ -4,9 +4,10 @@ import streamlit as st
 import torch
 
 from cnnviz import pages
-from cnnviz.images.inspection import softmax_explained
+from cnnviz.explorer.cell import explain_cell
 from cnnviz.images.predict import INFERENCE_THREADS
-from cnnviz.ui.explorer import parts
+from cnnviz.ui.explorer import parts, sections
+from cnnviz.ui.explorer.computation import show_explanation
 from cnnviz.ui.explorer.describe import describe_layer
 from cnnviz.ui.explorer.figures import cell_map_figure, overview_figure, units_figure
 from cnnviz.ui.widgets import crisp_images, markdown_text, pixel_image
@@ -76,5 +77,13 @@ with math_column:
              else f"unit {cell.channel}")
     st.metric(pages.EXPLORE_VALUE_LABEL, f"{value:.4f}", help=f"Layer {layer.number}, {where}.")
     st.markdown(describe_layer(layer, trace))
-    if cell.layer == len(layers) - 1:
-        st.caption(f"{loaded.classes[cell.channel]}: " + softmax_explained(logits, cell.channel))
+    sections.show_handoff(model, trace, layer, cell)
+
+st.subheader("How this number was computed")
+explained = parts.cached_value(("explanation", model.key, parts.image_key(prepared), cell),
+                               lambda: explain_cell(loaded.model, trace, sections.as_explained(cell),
+                                                    classes=loaded.classes))
+show_explanation(explained)
+
+st.subheader("Where on the input it looks")
+sections.show_receptive_field(model, trace, layers, cell, input_rgb)

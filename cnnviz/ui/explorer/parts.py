@@ -126,31 +126,38 @@ def _test_image(loaded: LoadedModel) -> tuple[Preprocessed, str] | None:
     return prepared, f"test image {index:,} (labelled {label})"
 
 
-def _cached(key: tuple, make):
-    """This session's value for ``key``, made once; the oldest of ``CACHE_ENTRIES`` goes first."""
-    cache: dict = st.session_state.setdefault(CACHE_KEY, {})
+def cached_value(key: tuple, make, entries: int = CACHE_ENTRIES):
+    """This session's value for ``key``, made once. Each kind (``key[0]``: "trace", "figure", ...) keeps
+    its newest ``entries``; the oldest goes first."""
+    caches: dict = st.session_state.setdefault(CACHE_KEY, {})
+    cache = caches.setdefault(key[0], {})
     if key not in cache:
         cache[key] = make()
-        while len(cache) > CACHE_ENTRIES:
+        while len(cache) > entries:
             cache.pop(next(iter(cache)))
     return cache[key]
 
 
 def image_key(prepared: Preprocessed) -> str:
     """A digest of the network's input, to keep work per image."""
-    return hashlib.blake2b(prepared.tensor.detach().numpy().tobytes(), digest_size=12).hexdigest()
+    return tensor_key(prepared.tensor)
+
+
+def tensor_key(tensor: torch.Tensor) -> str:
+    """A digest of a tensor's numbers."""
+    return hashlib.blake2b(tensor.detach().contiguous().numpy().tobytes(), digest_size=12).hexdigest()
 
 
 def model_trace(model: Model, prepared: Preprocessed) -> Trace:
     """The trace of this image through this model, kept for the session (a rerun that only picks
     another cell reuses it)."""
     key = ("trace", model.key, image_key(prepared))
-    return _cached(key, lambda: trace(model.loaded.model, prepared.tensor))
+    return cached_value(key, lambda: trace(model.loaded.model, prepared.tensor))
 
 
 def cached_figure(key: tuple, make) -> dict:
     """A figure kept for the session under ``key``."""
-    return _cached(("figure", *key), make)
+    return cached_value(("figure", *key), make)
 
 
 def _clamp(key: str, high: int) -> int:
