@@ -12,17 +12,21 @@ import torch
 
 from cnnviz.explorer.layers import NetLayer, Trace
 from cnnviz.ui.panels import png_source
-from cnnviz.ui.predict.figures import COLOUR_TABLE, MAP_COLOURS, OTHER_COLOUR, PREDICTED_COLOUR, SHORT_NAMES
+from cnnviz.ui.predict.figures import COLOUR_TABLE, MAP_COLOURS, OTHER_COLOUR, PREDICTED_COLOUR
 
 SLOT = 40  # px: one map's square in the overview (a map is enlarged by a whole factor to fit)
 SLOT_GAP = 4  # px between maps of one layer
+INPUT_SLOT = 2 * SLOT + SLOT_GAP  # px: the input image is drawn larger
 COLUMN_GAP = 16  # px between layers
 MAPS_SHOWN = 8  # maps per layer in the overview; the rest are one "+N more" line
 PICK_COLOUR = "#e8453c"  # the picked map and cell
 BACKGROUND = 255
-LABEL_TOP = 26  # px above the maps for the layer labels
-LABEL_BOTTOM = 40  # px below them for the shapes
-CROWDED = 14  # columns: beyond this the labels are turned
+LABEL_TOP = 34  # px above the maps for the layer labels (two lines)
+LABEL_BOTTOM = 46  # px below them for the shapes (up to three lines)
+CROWDED = 26  # columns: beyond this the labels are turned
+COLUMN_NAMES = {"Conv2d": "Conv", "BatchNorm2d": "BN", "MaxPool2d": "Pool", "AvgPool2d": "Avg",
+                "AdaptiveAvgPool2d": "GAP", "ResidualBlock": "Res", "Linear": "Dense", "Flatten": "Flat",
+                "Dropout": "Drop", "Dropout2d": "Drop"}  # short: a column may be 35 px wide
 BARS_WIDTH = 150  # px: the output column, softmax bars with their class names and percentages
 BAR_LENGTH = 60  # px: a probability of 1
 OVERVIEW_WIDTH_PX = 1000  # the overview is drawn about this wide on a laptop
@@ -42,8 +46,9 @@ class Column:
 
 
 def shape_text(tensor: torch.Tensor) -> str:
-    """(1, C, H, W) -> "C x H x W"; (1, D) -> "D"."""
-    return " x ".join(str(s) for s in tensor.shape[1:])
+    """(1, C, H, W) -> "C<br>HxW" (narrow enough for a column); (1, D) -> "D"."""
+    shape = tuple(tensor.shape[1:])
+    return f"{shape[0]}<br>{shape[1]}x{shape[2]}" if len(shape) == 3 else str(shape[0])
 
 
 def first_shown(channels: int, picked: int | None) -> int:
@@ -60,14 +65,14 @@ def _scaled(values: np.ndarray, low: float, high: float) -> np.ndarray:
     return COLOUR_TABLE[index]
 
 
-def _map_block(rgb: np.ndarray) -> np.ndarray:
-    """An (H, W, 3) map enlarged by a whole factor and centred in a SLOT x SLOT square."""
+def _map_block(rgb: np.ndarray, slot: int = SLOT) -> np.ndarray:
+    """An (H, W, 3) map enlarged by a whole factor and centred in a ``slot`` x ``slot`` square."""
     height, width = rgb.shape[:2]
-    factor = max(1, SLOT // max(height, width))
+    factor = max(1, slot // max(height, width))
     big = rgb.repeat(factor, axis=0).repeat(factor, axis=1)
-    big = big[:SLOT, :SLOT]
-    block = np.full((SLOT, SLOT, 3), BACKGROUND, dtype=np.uint8)
-    top, left = (SLOT - big.shape[0]) // 2, (SLOT - big.shape[1]) // 2
+    big = big[:slot, :slot]
+    block = np.full((slot, slot, 3), BACKGROUND, dtype=np.uint8)
+    top, left = (slot - big.shape[0]) // 2, (slot - big.shape[1]) // 2
     block[top:top + big.shape[0], left:left + big.shape[1]] = big
     return block
 
@@ -95,27 +100,28 @@ def overview_figure(
         classes: the class names, for the output's bars.
     """
     height = MAPS_SHOWN * (SLOT + SLOT_GAP) - SLOT_GAP
-    input_block = np.full((height, SLOT, 3), BACKGROUND, dtype=np.uint8)
-    input_block[:SLOT] = _map_block(input_rgb)
-    parts = [(input_block, Column(-1, "Input", shape_text(trace.input), 0, SLOT, range(0), 0), [])]
-    left = SLOT + COLUMN_GAP
+    side = INPUT_SLOT
+    input_block = np.full((height, side, 3), BACKGROUND, dtype=np.uint8)
+    input_block[:side] = _map_block(input_rgb, side)
+    parts = [(input_block, Column(-1, "Input", shape_text(trace.input), 0, side, range(0), 0), [])]
+    left = side + COLUMN_GAP
     last = len(layers) - 1
     for layer, output in zip(layers, trace.outputs, strict=True):
         values = output[0].detach().float().numpy()  # (C, H, W) or (D,)
-        label = f"{layer.number} {SHORT_NAMES.get(layer.kind, layer.kind)}"
+        label = f"{layer.number}<br>{COLUMN_NAMES.get(layer.kind, layer.kind)}"
         if values.ndim == 3:
             pick = picked[1] if picked and picked[0] == layer.number else None
             block, shown, points = _maps_column(values, layer.number, left, height, pick)
         elif layer.number == last and classes is not None and len(classes) == len(values):
             block, shown, points = _bars_column(values, layer.number, left, height)
-            label = f"{layer.number} Output"
+            label = f"{layer.number}<br>Output"
         else:
             block, shown, points = _units_column(values, layer.number, left, height)
         column = Column(layer.number, label, shape_text(output), left, block.shape[1], shown, values.shape[0])
         parts.append((block, column, points))
         left += block.shape[1] + COLUMN_GAP
     figure = _assemble(parts, picked, height)
-    if classes is not None and parts[-1][1].label.endswith("Output"):
+    if classes is not None and parts[-1][1].label.endswith("Output"):  # the softmax bars
         figure["data"].append(_bar_trace(trace.outputs[-1][0], parts[-1][1].left, height, classes))
     return figure
 
@@ -169,8 +175,8 @@ def _bar_trace(logits: torch.Tensor, left: int, height: int, classes: Sequence[s
         "type": "bar", "orientation": "h", "base": left, "x": [p * BAR_LENGTH for p in probabilities],
         "y": [(unit + 0.5) * step for unit in range(len(probabilities))], "width": step * 0.7,
         "marker": {"color": [PREDICTED_COLOUR if i == best else OTHER_COLOUR for i in range(len(classes))]},
-        "text": [f"{name} {p:.0%}" for name, p in zip(classes, probabilities, strict=True)],
-        "textposition": "outside", "cliponaxis": False, "textfont": {"size": 9}, "hoverinfo": "skip",
+        "text": [f"{name}: {p:.0%}" for name, p in zip(classes, probabilities, strict=True)],
+        "textposition": "outside", "cliponaxis": False, "textfont": {"size": 10}, "hoverinfo": "skip",
         "showlegend": False,
     }
 
@@ -207,7 +213,7 @@ def _assemble(parts: list[tuple[np.ndarray, Column, list]], picked, height: int)
              "hoverinfo": "skip"},
             {"type": "scatter", "x": [p[0] for p in points], "y": [p[1] for p in points], "mode": "markers",
              "marker": {"symbol": "square", "size": [max(4, p[4] * 0.8) for p in points], "opacity": 0.01,
-                        "color": "#000"},
+                        "color": "#fff"},  # invisible, yet clickable (opacity 0 would not be)
              "customdata": [[p[2], p[3]] for p in points], "showlegend": False,
              "hovertemplate": "layer %{customdata[0]}, channel %{customdata[1]}: click to pick"
                               "<extra></extra>"},
@@ -216,7 +222,9 @@ def _assemble(parts: list[tuple[np.ndarray, Column, list]], picked, height: int)
             "height": overview_height(width, height) + top + LABEL_BOTTOM,
             "margin": {"l": 0, "r": 30 if crowded else 0, "t": top, "b": LABEL_BOTTOM},
             "xaxis": {"visible": False, "range": [-0.5, width - 0.5], "constrain": "domain"},
-            "yaxis": {"visible": False, "range": [height - 0.5, -0.5], "scaleanchor": "x"},
+            # on a narrow screen the picture keeps its shape: the spare height goes below, not between
+            "yaxis": {"visible": False, "range": [height - 0.5, -0.5], "scaleanchor": "x",
+                      "constrain": "domain", "constraintoward": "top"},
             "annotations": annotations, "shapes": shapes, "dragmode": False, "hovermode": "closest",
             "hoverdistance": 30, "clickmode": "event+select", "bargap": 0,
         },
@@ -229,8 +237,8 @@ def _shape_label(column: Column) -> str:
     if more <= 0 or column.number < 0:
         return column.shape
     if column.channels.start == 0:
-        return f"{column.shape}<br>+{more} more"
-    return f"{column.shape}<br>maps {column.channels.start}-{column.channels.stop - 1}"
+        return f"{column.shape}<br>+{more}"
+    return f"{column.shape}<br>{column.channels.start}-{column.channels.stop - 1}"
 
 
 def overview_height(width: int, height: int) -> int:
@@ -266,7 +274,7 @@ def cell_map_figure(
             "xaxis": {"range": [-0.5, width - 0.5], "constrain": "domain", "title": {"text": "column"},
                       "showgrid": False, "zeroline": False},
             "yaxis": {"range": [height - 0.5, -0.5], "scaleanchor": "x", "title": {"text": "row"},
-                      "showgrid": False, "zeroline": False},
+                      "showgrid": False, "zeroline": False, "constrain": "domain"},
             "shapes": [{"type": "rect", "x0": col - 0.5, "x1": col + 0.5, "y0": row - 0.5, "y1": row + 0.5,
                         "line": {"color": PICK_COLOUR, "width": 3}}],
             "dragmode": False, "hovermode": "closest", "clickmode": "event+select",

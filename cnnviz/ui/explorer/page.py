@@ -9,6 +9,7 @@ from cnnviz.images.predict import INFERENCE_THREADS
 from cnnviz.ui.explorer import parts, sections
 from cnnviz.ui.explorer.computation import show_explanation
 from cnnviz.ui.explorer.describe import describe_layer
+from cnnviz.ui.explorer.excite import show_excite
 from cnnviz.ui.explorer.figures import cell_map_figure, overview_figure, units_figure
 from cnnviz.ui.widgets import crisp_images, markdown_text, pixel_image
 
@@ -46,7 +47,9 @@ if loaded.model.tta.active:
 
 st.subheader("The whole network")
 st.caption("Every layer's output, left to right, on one colour scale per layer (dark purple = the layer's "
-           "lowest value, yellow = its highest). Dense layers are blocks of units. Click a map to pick it.")
+           "lowest value, yellow = its highest). Under each layer: its channels and their height x width, "
+           "and +N for the maps not drawn (type a channel below to see them). Dense layers are blocks of "
+           "units; the output is its probabilities. **Click a map to pick it.**")
 cell = parts.picked_cell(trace, layers)  # before the overview: a typed channel moves its column into view
 input_rgb = parts.input_rgb(prepared)
 overview = parts.cached_figure(("overview", model.key, parts.image_key(prepared), cell.layer, cell.channel),
@@ -87,3 +90,6 @@ show_explanation(explained)
 
 st.subheader("Where on the input it looks")
 sections.show_receptive_field(model, trace, layers, cell, input_rgb)
+
+st.subheader("What makes it fire")
+show_excite(model, cell)

@@ -12,8 +12,9 @@ from cnnviz.explorer.handoff import learned_convolution
 from cnnviz.explorer.layers import NetLayer, Trace
 from cnnviz.networks.receptive_field import cell_box, gradient_footprint, layer_fields
 from cnnviz.ui.explorer import parts
-from cnnviz.ui.explorer.field_figures import field_figure
+from cnnviz.ui.explorer.field_figures import field_pictures
 from cnnviz.ui.navigation import page_spec
+from cnnviz.ui.widgets import crisp_images
 
 CHART = {"width": "stretch", "config": {"displayModeBar": False}}
 
@@ -51,8 +52,9 @@ def show_receptive_field(model: parts.Model, model_trace: Trace, layers: list[Ne
     footprint = parts.cached_value(key, lambda: gradient_footprint(
         loaded.model, model_trace.input, cell.layer, cell.channel, cell.row, cell.col).numpy())
     left, right = st.columns([3, 2], gap="large")
-    with left:
-        st.plotly_chart(field_figure(rgb, box, arithmetic, footprint), key="explore_field", **CHART)
+    with left, crisp_images("explore_field"):
+        st.image(field_pictures(rgb, box, arithmetic, footprint), output_format="PNG",
+                 caption=["receptive field (outlined)", "gradient footprint (red: gradient not 0)"])
     with right:
         dense = layers[cell.layer].part == "classifier"
         if dense:
@@ -62,8 +64,8 @@ def show_receptive_field(model: parts.Model, model_trace: Trace, layers: list[Ne
             st.markdown(f"This cell depends on input rows **{box.top} to {box.bottom}** and columns "
                         f"**{box.left} to {box.right}** ({box.height} x {box.width} pixels).")
             if arithmetic != box:
-                st.caption(f"Its full field is {arithmetic.height} x {arithmetic.width} (dotted): the rest "
-                       "lies on the zero padding outside the image.")
+                st.caption(f"Its full field is {arithmetic.height} x {arithmetic.width} (thin outline): the "
+                           "rest lies on the zero padding outside the image.")
         share = footprint.mean()
         st.markdown(f"Its gradient is non-zero on **{int(footprint.sum())}** input pixels ({share:.0%} of "
                     "the image): inside the field, ReLUs that are off and max pools' losers pass no "
