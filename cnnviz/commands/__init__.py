@@ -3,6 +3,7 @@
 from cnnviz.commands import (
     conv_commands,
     data_commands,
+    explorer_commands,
     gpu_commands,
     loadtest_commands,
     predict_commands,
@@ -10,4 +11,4 @@ from cnnviz.commands import (
 )
 
 COMMAND_MODULES = [data_commands, conv_commands, training_commands, predict_commands, loadtest_commands,
-                   gpu_commands]
+                   gpu_commands, explorer_commands]

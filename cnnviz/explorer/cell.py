@@ -32,15 +32,16 @@ __all__ = ["Cell", "CellExplanation", "check_cell", "explain_cell"]
 def check_cell(model: SpecNet, traced: Trace, cell: Cell) -> None:
     """ValueError with one sentence naming the valid ranges when ``cell`` is not in its layer."""
     layer = find_layer(model, cell.layer)
+    name = f"Layer {layer.number} ({layer.kind}" + (f" {layer.token})" if layer.token else ")")
     shape = tuple(traced.outputs[cell.layer].shape[1:])
     if len(shape) == 1:
         if not 0 <= cell.channel < shape[0] or cell.row != 0 or cell.col != 0:
-            raise ValueError(f"Layer {layer.name} has {shape[0]} units: pick channel (unit) 0 to "
+            raise ValueError(f"{name} has {shape[0]} units: pick channel (unit) 0 to "
                              f"{shape[0] - 1}, with row 0 and column 0.")
         return
     channels, height, width = shape
     if not (0 <= cell.channel < channels and 0 <= cell.row < height and 0 <= cell.col < width):
-        raise ValueError(f"Layer {layer.name} has {channels} channels of {height}x{width}: pick channel 0 "
+        raise ValueError(f"{name} has {channels} channels of {height}x{width}: pick channel 0 "
                          f"to {channels - 1}, row 0 to {height - 1} and column 0 to {width - 1}.")
 
 

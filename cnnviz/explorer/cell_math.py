@@ -209,10 +209,10 @@ def residual_step(block: nn.Module, x: torch.Tensor, layer: int, cell: Cell,
                           top_channels)
     body_norm = batchnorm_step(body[4], second, layer, cell)
     body_relu = relu_step(normed, layer, cell)
-    shortcut_x = cell_value(x, cell)
-    shortcut_conv = shortcut_norm = None
-    shortcut = shortcut_x
-    if not isinstance(block.shortcut, nn.Identity):
+    shortcut_conv = shortcut_norm = shortcut_x = None
+    if isinstance(block.shortcut, nn.Identity):
+        shortcut = shortcut_x = cell_value(x, cell)
+    else:
         conv, norm = block.shortcut[0], block.shortcut[1]
         shortcut_conv = conv_step(conv, x, layer, cell, "the block's input (1x1 shortcut)", top_channels)
         shortcut_norm = batchnorm_step(norm, conv(x), layer, cell)

@@ -196,7 +196,7 @@ class ResidualStep:
     body_conv: ConvStep  # the body's second convolution over h
     body_norm: BatchNormStep
     body_relu: ReluStep
-    shortcut_x: float  # the block input at the cell
+    shortcut_x: float | None  # the block input at the cell (None with a 1x1 shortcut convolution)
     shortcut_conv: ConvStep | None  # 1x1 convolution when the channel count changes, else None (identity)
     shortcut_norm: BatchNormStep | None
     shortcut: float  # the shortcut's value
