@@ -177,3 +177,35 @@ def test_same_padding_with_an_even_kernel_keeps_the_size_as_pytorch_does():
     torch.testing.assert_close(conv(x), expected)
     # stride 2: "same" is not defined, k // 2 zeros on both sides: (28 + 2 - 2) // 2 + 1
     assert model.features[2](model.features[1](conv(x))).shape[-1] == 15
+
+
+@pytest.mark.parametrize(("spec", "shape"), [
+    ("C4p0 M C4 A3 C4k2 F8", (1, 28, 28)), ("C4 R8 M C4k5s2p1n D0.2 G F16", (3, 32, 32)), SPECS[3],
+])
+def test_rows_are_numbered_and_carry_the_receptive_field(spec, shape):
+    from cnnviz.networks.receptive_field import bounding_box, gradient_footprint
+    from tests.test_receptive_field import structural_copy
+
+    model = build_model(spec, shape[0], 10, shape[1]).eval()
+    rows = summarize_model(model).layers
+    assert [row.number for row in rows] == list(range(len(model.features) + len(model.classifier)))
+    assert all(row.rf_size is None and row.rf_jump is None and row.rf_start is None
+               for row in rows[len(model.features):])
+    structure, ones = structural_copy(model), torch.ones(1, *shape)
+    checked = 0
+    for row in rows[: len(model.features)]:
+        # The field of the centre cell, from the gradient: its side, and where it is centred.
+        centre = model.features[: row.number + 1](torch.zeros(1, *shape)).shape[-1] // 2
+        seen = bounding_box(gradient_footprint(structure, ones, row.number, 0, centre, centre))
+        if seen.top > 0 and seen.bottom < shape[1] - 1:  # not cut by the image's edge
+            assert (seen.height, (seen.top + seen.bottom) / 2) == \
+                (row.rf_size, row.rf_start + centre * row.rf_jump), (spec, row)
+            checked += 1
+    assert checked >= 2
+
+
+def test_textbook_fields_in_the_summary():
+    rows = summarize_spec("C8p0 M C8p0 F16", (1, 28, 28)).layers
+    assert [(r.rf_size, r.rf_jump, r.rf_start) for r in rows[:5]] == \
+        [(3, 1, 1.0), (3, 1, 1.0), (4, 2, 1.5), (8, 2, 3.5), (8, 2, 3.5)]
+    assert rows[5].kind == "Flatten" and rows[5].rf_size is None

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from cnnviz.networks.build import build_model
+from cnnviz.networks.receptive_field import layer_fields
 from cnnviz.training.checkpoint import load_checkpoint
 from tests.test_cli import cli
 
@@ -19,6 +20,12 @@ def test_summary_json_counts_equal_torch(capsys):
     assert report["total_params"] == sum(p.numel() for p in model.parameters())
     assert len(report["layers"]) == len(model.features) + len(model.classifier)
     assert report["layers"][0]["formula"] == "3*3*1*32 + 32" and report["layers"][0]["params"] == 320
+    fields = layer_fields(model)
+    assert [row["number"] for row in report["layers"]] == list(range(len(fields)))
+    for row, field in zip(report["layers"], fields, strict=True):
+        expected = (None, None, None) if field is None else (field.size, field.jump, field.start)
+        assert (row["rf_size"], row["rf_jump"], row["rf_start"]) == expected, row
+    assert (report["layers"][2]["rf_size"], report["layers"][2]["rf_jump"]) == (5, 1)  # two 3x3s
 
 
 def test_summary_table_and_classes(capsys):
@@ -26,6 +33,17 @@ def test_summary_table_and_classes(capsys):
     assert result.returncode == 0, result.stderr
     assert "3*3*3*8" in result.stdout and "8*4 + 4" in result.stdout
     assert f"total parameters: {3 * 3 * 3 * 8 + 16 + 8 * 4 + 4:,}" in result.stdout
+    header, *lines = result.stdout.splitlines()
+    assert header.split()[:3] == ["layer", "part", "type"] and "field jump start" in header
+    model = build_model("C8n G", 3, 4, 32)
+    for number, (line, field) in enumerate(zip(lines, layer_fields(model), strict=False)):
+        columns = line.split()
+        assert columns[:2] == [str(number), "features" if field else "classifier"], line
+        if field is None:
+            assert "all" in columns
+        else:
+            at = columns.index(f"{field.size}x{field.size}")
+            assert columns[at + 1:at + 3] == [str(field.jump), f"{field.start:g}"], line
 
 
 def test_bad_spec_and_shape_are_friendly_errors(capsys):

@@ -100,10 +100,33 @@ def test_every_preset_opens_with_its_recipe(monkeypatch, tmp_path, real_data_dir
         assert app.number_input(key=f"train_{name}_lr").value == recipe(name).lr
         assert (app.number_input(key=f"train_{name}_lr").min, app.number_input(key=f"train_{name}_lr").max) \
             == (LR_INPUT_MIN, MAX_LR)
+        layers = app.dataframe[0].value  # the layer table: numbered as --layer, with the receptive field
+        assert list(layers["layer"]) == list(range(len(layers))), name
+        assert layers["receptive field"].iloc[-1] == "all" and layers["part"].iloc[-1] == "classifier"
         tricks = [c.value for c in app.caption if c.value.startswith("Speed-run tricks in this recipe")]
         assert len(tricks) == (1 if recipe(name).whiten else 0), name
         if recipe(name).dirac:
             assert "identity kernels" in tricks[0]
+
+
+def test_the_layer_table_numbers_layers_as_the_explorer_and_shows_their_fields():
+    from cnnviz.explorer.layers import find_layer
+    from cnnviz.networks.build import build_model
+    from cnnviz.networks.receptive_field import layer_fields
+    from cnnviz.networks.summary import summarize_model
+    from cnnviz.ui.training.parts import summary_rows
+
+    model = build_model("C8p0 M C8 R8 G F16", 1, 10, 28)
+    rows = summary_rows(summarize_model(model))
+    for row, field in zip(rows, layer_fields(model), strict=True):
+        layer = find_layer(model, row["layer"])
+        assert (row["type"], row["part"], row["from"]) == (layer.kind, layer.part, layer.token)
+        if field is None:
+            assert (row["receptive field"], row["jump"], row["start"]) == ("all", "", "")
+        else:
+            assert (row["receptive field"], row["jump"], row["start"]) == \
+                (f"{field.size}x{field.size}", str(field.jump), f"{field.start:g}")
+    assert [row["receptive field"] for row in rows[:4]] == ["3x3", "3x3", "4x4", "8x8"]  # conv, pool, conv
 
 
 @pytest.mark.slow

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from cnnviz.commands.data_commands import add_data_dir_argument
 from cnnviz.datasets import files as data
-from cnnviz.networks.summary import summarize_spec
+from cnnviz.networks.summary import field_label, summarize_spec
 from cnnviz.runtime import resolve_device
 from cnnviz.training.checkpoint import load_checkpoint, save_checkpoint
 from cnnviz.training.config import TrainConfig, apply_settings
@@ -200,12 +200,18 @@ def run_summary(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
         return 0
-    print(f"{'layer':<28} {'output':<14} {'params':>10}  {'multiply-adds':>13}  formula")
+    # "field": the square of input pixels one cell sees ("all": the whole image), "jump": pixels between
+    # neighbouring cells' fields, "start": the centre of cell (0, 0)'s field, in input pixels.
+    print(f"{'layer':>5}  {'part':<10} {'type':<24} {'output':<14} {'params':>10}  {'multiply-adds':>13}  "
+          f"{'field':>7} {'jump':>4} {'start':>5}  formula")
     for row in summary.layers:
-        label = f"{row.part[0]}{row.index} {row.kind}" + (f" ({row.token})" if row.token else "")
+        kind = row.kind + (f" ({row.token})" if row.token else "")
         shape = "x".join(str(d) for d in row.output_shape)
         formula = row.formula if row.params else ""
-        print(f"{label:<28} {shape:<14} {row.params:>10,}  {row.mult_adds:>13,}  {formula}")
+        jump = "" if row.rf_jump is None else str(row.rf_jump)
+        start = "" if row.rf_start is None else f"{row.rf_start:g}"
+        print(f"{row.number:>5}  {row.part:<10} {kind:<24} {shape:<14} {row.params:>10,}  "
+              f"{row.mult_adds:>13,}  {field_label(row):>7} {jump:>4} {start:>5}  {formula}")
     print(f"total parameters: {summary.total_params:,} (trainable {summary.trainable_params:,}); "
           f"multiply-adds per image: {summary.total_mult_adds:,}")
     return 0

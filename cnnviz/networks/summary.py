@@ -1,4 +1,5 @@
-"""A per-layer table of a SpecNet: type, output shape, parameters with their formula, multiply-adds."""
+"""A per-layer table of a SpecNet: type, output shape, parameters with their formula, multiply-adds,
+receptive field."""
 
 from __future__ import annotations
 
@@ -9,12 +10,14 @@ import torch
 from torch import nn
 
 from cnnviz.networks.build import ResidualBlock, SpecNet, build_model
+from cnnviz.networks.receptive_field import layer_fields
 
 
 @dataclass(frozen=True)
 class LayerRow:
     """One row of the summary: a child of ``features`` or ``classifier``."""
 
+    number: int  # 0, 1, ... over features then classifier: the layer number of --layer and the explorer
     index: int  # position in its part
     part: str  # "features" or "classifier"
     token: str  # the spec token it came from ("" when added automatically)
@@ -23,6 +26,12 @@ class LayerRow:
     params: int
     formula: str  # how ``params`` is computed, e.g. "3*3*1*32 + 32"
     mult_adds: int  # multiply-adds for one image
+    # The receptive field after this layer (cnnviz.networks.receptive_field): the side of the square of
+    # input pixels one cell sees, the pixels between neighbouring cells' fields, and the centre of cell
+    # (0, 0)'s field in input pixels. None for classifier layers, which see the whole image.
+    rf_size: int | None
+    rf_jump: int | None
+    rf_start: float | None
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ def summarize_spec(spec: str, input_shape: tuple[int, int, int], num_classes: in
 def summarize_model(model: SpecNet) -> ModelSummary:
     """Run one zero image through the model and describe every child of its two parts."""
     x = torch.zeros(1, *model.input_shape, device=next(model.parameters()).device)
+    fields = layer_fields(model)
     rows: list[LayerRow] = []
     with torch.no_grad():
         for part, sequential, tokens in (
@@ -73,10 +83,13 @@ def summarize_model(model: SpecNet) -> ModelSummary:
                 x = layer(x)
                 layer.train(was_training)
                 params, formula = _params_formula(layer)
+                field = fields[len(rows)]
                 rows.append(LayerRow(
-                    index=index, part=part, token=tokens[index], kind=type(layer).__name__,
+                    number=len(rows), index=index, part=part, token=tokens[index], kind=type(layer).__name__,
                     output_shape=tuple(x.shape[1:]), params=params, formula=formula,
                     mult_adds=_mult_adds(layer, x_in, x),
+                    rf_size=field and field.size, rf_jump=field and field.jump,
+                    rf_start=field and field.start,
                 ))
     total = sum(p.numel() for p in model.parameters())
     assert total == sum(row.params for row in rows), "every parameter belongs to one row"
@@ -86,6 +99,11 @@ def summarize_model(model: SpecNet) -> ModelSummary:
         total_mult_adds=sum(row.mult_adds for row in rows),
         total_activations=sum(math.prod(row.output_shape) for row in rows),
     )
+
+
+def field_label(row: LayerRow) -> str:
+    """The receptive field as a table shows it: "5x5", or "all" for a classifier layer (whole image)."""
+    return "all" if row.rf_size is None else f"{row.rf_size}x{row.rf_size}"
 
 
 # What a run on this app may cost, per image: about 10x the largest preset (cifar10_gpu: 2.0 M

@@ -10,7 +10,7 @@ import streamlit as st
 from cnnviz import pages
 from cnnviz.datasets import files as data
 from cnnviz.hosting.limits import HostLimits
-from cnnviz.networks.summary import ModelSummary, summarize_spec
+from cnnviz.networks.summary import ModelSummary, field_label, summarize_spec
 from cnnviz.runtime import cpu_name, device_name, resolve_device, training_threads
 from cnnviz.training.config import DEFAULT_GAMMA, LR_INPUT_MIN, MAX_LR, OPTIMIZERS, SCHEDULES, TrainConfig
 from cnnviz.training.estimate import speed_if_measured
@@ -34,12 +34,17 @@ SCHEDULE_HELP = {
 
 
 def summary_rows(summary: ModelSummary) -> list[dict]:
-    """The summary as table rows."""
+    """The summary as table rows: "layer" is the number the explorer and ``--layer`` use; the receptive
+    field is the square of input pixels one cell sees ("all" for the dense part), with the pixels between
+    neighbouring cells' fields (jump) and where cell (0, 0)'s field is centred (start)."""
     return [{
-        "layer": f"{row.part[0]}{row.index}", "type": row.kind, "from": row.token,
+        "layer": row.number, "part": row.part, "type": row.kind, "from": row.token,
         "output shape": " x ".join(str(d) for d in row.output_shape),
         "parameters": row.params, "formula": row.formula if row.params else "",
         "multiply-adds": row.mult_adds,
+        # Text, so that the dense part's blanks do not turn the numbers above them into floats ("1.0").
+        "receptive field": field_label(row), "jump": "" if row.rf_jump is None else str(row.rf_jump),
+        "start": "" if row.rf_start is None else f"{row.rf_start:g}",
     } for row in summary.layers]
 
 
