@@ -123,3 +123,120 @@ def test_the_key_names_the_numbers():
     assert first.key() != LearnedConvolution(**{**base, "input": np.full((2, 4, 4), 2, np.float32)}).key()
     with pytest.raises(ValueError, match="same number of channels"):
         LearnedConvolution(**{**base, "kernels": np.ones((3, 3, 3), np.float32)})
+
+
+# The page: AppTest opens the Convolution page as the explorer leaves it, and as a student picks a filter.
+
+def _open_page(handoff: LearnedConvolution | None = None):
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    from cnnviz import pages
+    from cnnviz.ui.navigation import page_spec
+
+    st.cache_resource.clear()
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    app.run()
+    if handoff is not None:
+        app.session_state[pages.CONVOLUTION_HANDOFF_KEY] = handoff
+    app.switch_page(str(page_spec(pages.CONVOLUTION_PAGE).path))
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def _charts(app) -> list[dict]:
+    import json
+
+    return [json.loads(c.proto.spec) for c in app.get("plotly_chart")]
+
+
+def _last_output(figure: dict) -> np.ndarray:
+    from cnnviz.ui.plotly_wire import decode_typed_array
+
+    return decode_typed_array(figure["frames"][-1]["data"][1]["z"])
+
+
+def test_the_page_runs_a_handed_over_layer_on_its_real_input_and_kernel(real_data_dir):
+    from cnnviz.ui.plotly_wire import decode_typed_array
+
+    loaded, traced = shipped_trace("mnist", real_data_dir)
+    learned = learned_convolution(loaded.model, traced, 3, 5, in_channel=2, model_name=loaded.name)
+    app = _open_page(learned)
+    assert any("Running on **layer 3 of MNIST (shipped)**" in i.value for i in app.info)
+    model_output = traced.outputs[3][0, 5].numpy()  # the model's own layer 3, channel 5
+    charts = _charts(app)
+    animation, summed = charts[0], charts[1]
+    # the animation: input channel 2 alone with its kernel slice: its partial sums
+    partial = F.conv2d(traced.layer_input(3)[:, 2:3], loaded.model.features[3].weight[5:6, 2:3],
+                       padding=1)[0, 0].detach().numpy()
+    np.testing.assert_allclose(_last_output(animation), partial, atol=1e-5)
+    # the sum over the 16 channels plus the bias: the model's own output
+    np.testing.assert_allclose(decode_typed_array(summed["data"][1]["z"]), model_output, atol=1e-5)
+    table = app.dataframe[0].value
+    row, col = (int(app.number_input(key=f"conv_sum_{axis}_{learned.key()}").value)
+                for axis in ("row", "col"))
+    assert table["term"].iloc[-1] == "= output" and len(table) == 8 + 3  # 8 channels, the other 8, bias
+    assert abs(table["value"].iloc[-1] - model_output[row, col]) < 1e-5
+    assert abs(table["value"].iloc[:-1].sum() - model_output[row, col]) < 1e-5
+    # another channel: the animation follows it
+    app.number_input(key=f"conv_learned_channel_{learned.key()}").set_value(7).run()
+    assert not app.exception
+    partial = F.conv2d(traced.layer_input(3)[:, 7:8], loaded.model.features[3].weight[5:6, 7:8],
+                       padding=1)[0, 0].detach().numpy()
+    np.testing.assert_allclose(_last_output(_charts(app)[0]), partial, atol=1e-5)
+    # back to the presets: the hand-off is forgotten
+    app.button(key="conv_back_to_presets").click().run()
+    assert not app.exception and not any("Running on" in i.value for i in app.info)
+    assert app.radio(key="conv_source").value == "tiny binary picture"
+
+
+def test_the_rgb_first_layer_animates_all_three_channels_with_the_bias(real_data_dir):
+    loaded, traced = shipped_trace("cifar10", real_data_dir, index=3)
+    learned = learned_convolution(loaded.model, traced, 0, 11, model_name=loaded.name)
+    app = _open_page(learned)
+    model_output = traced.outputs[0][0, 11].numpy()  # 31x31: the frames are spread, the last fills the map
+    np.testing.assert_allclose(_last_output(_charts(app)[0]), model_output, atol=1e-5)
+
+
+def test_the_kernel_can_come_from_a_trained_model_s_first_layer():
+    from cnnviz.ui.plotly_wire import decode_typed_array
+
+    app = _open_page()
+    app.radio(key="conv_kernel_source").set_value("a trained model's first layer").run()
+    assert not app.exception, [e.value for e in app.exception]
+    model = load_checkpoint(REPO / "models" / "mnist.pt").model
+    weight = model.features[0].weight.detach().numpy()  # (16, 1, 5, 5), stride 2, padding 2
+    kernel = decode_typed_array(_charts(app)[0]["data"][1]["z"])
+    np.testing.assert_allclose(kernel, weight[0, 0], atol=1e-6)
+    assert len(app.get("image")[0].proto.imgs) == 16  # every filter pictured small
+    filters = next(s for s in app.selectbox if s.label.startswith("Filter of its first layer"))
+    filters.set_value(9).run()
+    kernel = decode_typed_array(_charts(app)[0]["data"][1]["z"])
+    np.testing.assert_allclose(kernel, weight[9, 0], atol=1e-6)
+    stride = next(n for n in app.number_input if n.label == "Stride")
+    padding = next(s for s in app.selectbox if s.label.startswith("Padding"))
+    assert (stride.value, padding.value) == (2, "2")  # the layer's own as the defaults
+    # the CIFAR-10 model's RGB kernels on the gray picture: the sum of the colour slices
+    model = next(s for s in app.selectbox if s.label == "Model")
+    model.select_index(next(i for i, o in enumerate(model.options) if o.startswith("cifar10"))).run()
+    assert not app.exception, [e.value for e in app.exception]
+    weight = load_checkpoint(REPO / "models" / "cifar10.pt").model.features[0].weight.detach().numpy()
+    kernel = decode_typed_array(_charts(app)[0]["data"][1]["z"])
+    np.testing.assert_allclose(kernel, weight[0].sum(axis=0), atol=1e-6)
+    assert any("on the gray picture the page uses their sum" in c.value for c in app.caption)
+
+
+def test_back_to_the_explorer_switches_there_or_is_not_offered(real_data_dir):
+    from cnnviz import pages
+    from cnnviz.ui.navigation import PAGES
+
+    loaded, traced = shipped_trace("mnist", real_data_dir)
+    app = _open_page(learned_convolution(loaded.model, traced, 0, 3, model_name=loaded.name))
+    keys = [b.key for b in app.button]
+    if not any(spec.url_path == pages.EXPLORE_PAGE for spec in PAGES):  # the explorer page is not built yet
+        assert keys == ["conv_back_to_presets"]
+        return
+    app.button(key="conv_back_to_explorer").click().run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert not any("Convolution and pooling" in t.value for t in app.title)

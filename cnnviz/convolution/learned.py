@@ -87,3 +87,39 @@ class LearnedConvolution:
         """(C, Ho, Wo) float64: each input channel's partial sums; their sum plus the bias is the output."""
         steps = self.steps()
         return steps.products[0].sum(axis=(3, 4)).transpose(2, 0, 1)
+
+
+@dataclass(frozen=True)
+class LearnedKernel:
+    """A trained kernel as the page's settings hold it: its numbers as a tuple, so settings stay hashable."""
+
+    name: str  # "filter 3 of layer 0 of MNIST (shipped)"
+    shape: tuple[int, int, int]  # (C, kH, kW)
+    values: tuple[float, ...]  # C * kH * kW weights in C-order
+
+    @classmethod
+    def of(cls, name: str, kernel: np.ndarray) -> LearnedKernel:
+        """From a (C, kH, kW) array (float32 weights become the float64 they equal exactly)."""
+        kernel = np.asarray(kernel, dtype=np.float64)
+        if kernel.ndim != 3:
+            raise ValueError(f"A learned kernel is channels x height x width, not {kernel.shape}.")
+        return cls(name, (int(kernel.shape[0]), int(kernel.shape[1]), int(kernel.shape[2])),
+                   tuple(float(v) for v in kernel.reshape(-1)))
+
+    def array(self) -> np.ndarray:
+        """(C, kH, kW) float64."""
+        return np.array(self.values, dtype=np.float64).reshape(self.shape)
+
+    def for_channels(self, channels: int) -> np.ndarray:
+        """(channels, kH, kW): the kernel as is when the picture has its channels; summed over its
+        slices on a one-channel picture (the same as running it on a colour picture whose channels are
+        all equal to that gray); put on every slice divided by ``channels`` on a colour picture when
+        the kernel has one slice (so it acts on the channel average, as the presets do)."""
+        kernel = self.array()
+        if kernel.shape[0] == channels:
+            return kernel
+        if channels == 1:
+            return kernel.sum(axis=0, keepdims=True)
+        if kernel.shape[0] == 1:
+            return np.repeat(kernel / channels, channels, axis=0)
+        raise ValueError(f"This kernel has {kernel.shape[0]} slices; the picture has {channels} channels.")

@@ -14,6 +14,7 @@ import numpy as np
 from cnnviz.convolution.arithmetic import parse_padding
 from cnnviz.convolution.frames import FramePlan, frame_positions, frames_within_budget, plan_frames
 from cnnviz.convolution.kernels import build_kernel_bank
+from cnnviz.convolution.learned import LearnedConvolution, LearnedKernel
 from cnnviz.convolution.pooling import MAX, PoolSteps, max_pool_gradient, pool_steps
 from cnnviz.convolution.steps import ConvSteps, convolve_steps, relu
 
@@ -30,19 +31,32 @@ class ConvSettings:
     kernels: tuple[str, ...] = ("X detector",)  # preset names (or "custom"), one feature map each
     custom: str = ""  # the custom kernel's text, rows of numbers
     bias: float = 0.0  # added to every feature map
+    learned: LearnedKernel | None = None  # a trained model's kernel, used instead of ``kernels``
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "padding", parse_padding(self.padding))
         object.__setattr__(self, "kernels", tuple(self.kernels))
 
+    @classmethod
+    def of_learned(cls, learned: LearnedConvolution, channel: int | None = None) -> ConvSettings:
+        """A trained layer's settings: its learned kernel over all input channels with its bias, or over
+        input ``channel`` alone without it (the bias is added once, after the channels are summed)."""
+        kernels = learned.kernels if channel is None else learned.kernels[channel : channel + 1]
+        kernel_h, kernel_w = learned.kernel_size
+        name = learned.label if channel is None else f"{learned.label}, input channel {channel}"
+        return cls(kernel_h, kernel_w, learned.stride, learned.padding, learned.dilation, ("learned",),
+                   bias=learned.bias if channel is None else 0.0, learned=LearnedKernel.of(name, kernels))
+
     def weight(self, channels: int) -> np.ndarray:
         """(K, C, kH, kW) the kernels for a ``channels``-channel input; ValueError when one cannot be made."""
+        if self.learned is not None:
+            return self.learned.for_channels(channels)[None]
         return build_kernel_bank(self.kernels, self.kernel_h, self.kernel_w, channels, self.custom)
 
     def convolve(self, pixels: np.ndarray) -> ConvSteps:
         """Every step over (C, H, W) ``pixels``; ValueError with the reason when the setting does not fit."""
-        bias = np.full(len(self.kernels), self.bias)
         weight = self.weight(pixels.shape[0])
+        bias = np.full(weight.shape[0], self.bias)
         return convolve_steps(pixels, weight, bias, self.stride, self.padding, self.dilation)
 
 

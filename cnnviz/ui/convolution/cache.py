@@ -29,10 +29,15 @@ def make_conv_figure(scene: ConvScene, plan: FramePlan) -> go.Figure:
     steps = scene.steps
     rgb, names = None, None
     if steps.padded.shape[0] == 3:
-        rgb = (np.clip(steps.padded, 0, 1) * 255).round().astype(np.uint8).transpose(1, 2, 0)  # (Hp, Wp, 3)
+        # a picture's 0..1 as it is; a trained layer's normalized input (-2..2) stretched to fit the screen
+        low, high = min(0.0, float(steps.padded.min())), max(1.0, float(steps.padded.max()))
+        shown = (steps.padded - low) / (high - low)
+        rgb = (shown * 255).round().astype(np.uint8).transpose(1, 2, 0)  # (Hp, Wp, 3)
         names = RGB_CHANNELS
+    learned = scene.settings.learned is not None  # trained weights: long decimals, written to 2 places
     return build_convolution_figure(
-        steps, plan.positions, input_rgb=rgb, channel_names=names, fill_reading_order=plan.fill_reading_order
+        steps, plan.positions, input_rgb=rgb, channel_names=names, fill_reading_order=plan.fill_reading_order,
+        kernel_format=".2f" if learned else ".3~g",
     )
 
 

@@ -57,6 +57,7 @@ def build_convolution_figure(
     channel_names: list[str] | None = None,
     fill_reading_order: bool = True,
     height: int = 760,
+    kernel_format: str = ".3~g",
 ) -> go.Figure:
     """The animated convolution: padded input with the moving window, kernels, output maps filling
     in, and for the current step the products grid and the "sum + bias = output" equation.
@@ -70,6 +71,7 @@ def build_convolution_figure(
         fill_reading_order: each frame shows every output cell up to the current one in reading
             order (frames spread over the whole map); False shows only the cells of the frames so
             far (every step of a region).
+        kernel_format: how the kernel's numbers are written (".2f" keeps learned weights short).
     """
     kernels, channels, kernel_h, kernel_w = steps.weight.shape
     padded_h, padded_w = steps.padded.shape[1:]
@@ -85,7 +87,7 @@ def build_convolution_figure(
     first = frames[0]
     traces = [
         _input_trace(steps, input_rgb),
-        _kernel_trace(steps, kernel_tiles.array),
+        _kernel_trace(steps, kernel_tiles.array, kernel_format),
         *_moving_traces(steps, output, products, first),
     ]
 
@@ -142,12 +144,12 @@ def _input_trace(steps: ConvSteps, input_rgb: np.ndarray | None) -> go.Image | g
     )
 
 
-def _kernel_trace(steps: ConvSteps, tiled: np.ndarray) -> go.Heatmap:
+def _kernel_trace(steps: ConvSteps, tiled: np.ndarray, number_format: str = ".3~g") -> go.Heatmap:
     """Every kernel's slices tiled: a row per kernel, a column per input channel."""
     limit = float(np.abs(steps.weight).max()) or 1.0
     return heatmap(
         tiled, KERNEL_AXES, DIVERGING, max(tiled.shape) <= MAX_KERNEL_TEXT_SIDE, "kernel",
-        zmid=0.0, zmin=-limit, zmax=limit,
+        zmid=0.0, zmin=-limit, zmax=limit, number_format=number_format,
     )
 
 

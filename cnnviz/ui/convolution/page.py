@@ -21,6 +21,14 @@ from cnnviz.images.decode import UPLOAD_EXTENSIONS
 from cnnviz.images.picture import Picture, to_picture
 from cnnviz.ui.convolution.cache import conv_figure, conv_scene, decoded_upload, pool_view
 from cnnviz.ui.convolution.figures import build_before_after_figure
+from cnnviz.ui.convolution.learned_view import (
+    Convolved,
+    channel_caption,
+    first_layer_kernel,
+    handoff,
+    handoff_controls,
+    show_channel_sum,
+)
 from cnnviz.ui.host import upload_limit_mb, upload_limits
 from cnnviz.ui.widgets import kept
 
@@ -29,6 +37,7 @@ MAX_FRAMES = 64
 SOURCES = ("tiny binary picture", "MNIST sample", "CIFAR-10 sample", "your picture")
 DEFAULT_KERNELS = ("X detector", "Sobel x", "Sobel y", "Laplacian")
 PADDINGS = ("0", "1", "2", "3", "same", "valid")
+KERNEL_SOURCES = ("presets or your own", "a trained model's first layer")
 CHART = {"width": "stretch", "config": {"displayModeBar": False}}
 
 st.title("Convolution and pooling")
@@ -72,55 +81,102 @@ def choose_picture() -> tuple[str, Picture] | None:
     return f"{sample.path}:{rgb}", to_picture(samples.load_sample(sample).numpy(), rgb)
 
 
-with st.container(border=True):
-    input_col, kernel_col, slide_col = st.columns([1.3, 1.2, 1])
-    with input_col:
-        chosen = choose_picture()
-    with kernel_col:
-        size_h, size_w = st.columns(2)
-        kernel_h = size_h.number_input("Kernel height", 1, MAX_KERNEL_SIDE, 3, key=kept("conv_kernel_h"))
-        kernel_w = size_w.number_input("Kernel width", 1, MAX_KERNEL_SIDE, 3, key=kept("conv_kernel_w"))
-        count = st.number_input("Number of kernels (one feature map each)", 1, 4, 1,
-                                key=kept("conv_kernel_count"))
-        names = tuple(
-            st.selectbox(
-                f"Kernel {i + 1}",
-                PRESET_NAMES,
-                index=PRESET_NAMES.index(DEFAULT_KERNELS[i]),
-                key=kept(f"conv_preset_{i}"),
-                format_func=str.capitalize,
-            )
-            for i in range(count)
+def kernel_controls(rgb_picture: bool) -> dict | None:
+    """The kernel column: presets (or the student's own) or a trained model's first-layer filter."""
+    source = st.radio("Kernel from", KERNEL_SOURCES, key=kept("conv_kernel_source"), horizontal=True)
+    if source == KERNEL_SOURCES[1]:
+        picked = first_layer_kernel(rgb_picture)
+        if picked is None:
+            return None
+        kernel, layer = picked
+        _, kernel_h, kernel_w = kernel.shape
+        st.markdown(f"**{kernel.name}**: {kernel_h}x{kernel_w}, bias {layer['bias']:.4g}")
+        return {"kernel_h": kernel_h, "kernel_w": kernel_w, "names": ("learned",), "custom": "",
+                "bias": layer["bias"], "learned": kernel, "layer": layer}
+    size_h, size_w = st.columns(2)
+    kernel_h = size_h.number_input("Kernel height", 1, MAX_KERNEL_SIDE, 3, key=kept("conv_kernel_h"))
+    kernel_w = size_w.number_input("Kernel width", 1, MAX_KERNEL_SIDE, 3, key=kept("conv_kernel_w"))
+    count = st.number_input("Number of kernels (one feature map each)", 1, 4, 1,
+                            key=kept("conv_kernel_count"))
+    names = tuple(
+        st.selectbox(
+            f"Kernel {i + 1}",
+            PRESET_NAMES,
+            index=PRESET_NAMES.index(DEFAULT_KERNELS[i]),
+            key=kept(f"conv_preset_{i}"),
+            format_func=str.capitalize,
         )
-        custom = ""
-        if CUSTOM in names:
-            custom = st.text_area(
-                "Custom kernel: one row per line", "0 -1 0\n-1 5 -1\n0 -1 0", key=kept("conv_custom")
-            )
-        bias = st.number_input("Bias", -5.0, 5.0, 0.0, 0.1, format="%g",  # 0.123 shows whole
-                               key=kept("conv_bias"))
-    with slide_col:
-        stride = st.number_input("Stride", 1, 4, 1, key=kept("conv_stride"))
-        padding = st.selectbox("Padding (zeros on each side)", PADDINGS, key=kept("conv_padding"))
-        dilation = st.number_input("Dilation (gap between taps)", 1, 3, 1, key=kept("conv_dilation"))
-        for name in names:
-            if name in PRESETS:
-                st.caption(f"**{name}**: {PRESETS[name].description}.")
-
-if chosen is None:
-    st.stop()
-picture_key, picture = chosen
-if picture.note:
-    st.caption(picture.note)
-if picture.pixels.shape[0] == 3:
-    st.caption(
-        "RGB mode: each kernel has one slice per colour channel (R, G, B). A preset or custom kernel is "
-        "put on every slice divided by 3, so it acts on the channel average (a random kernel draws every "
-        "slice anew); the sum runs over all 3 x kH x kW products."
+        for i in range(count)
     )
-settings = ConvSettings(
-    int(kernel_h), int(kernel_w), int(stride), padding, int(dilation), names, custom, float(bias)
-)
+    custom = ""
+    if CUSTOM in names:
+        custom = st.text_area(
+            "Custom kernel: one row per line", "0 -1 0\n-1 5 -1\n0 -1 0", key=kept("conv_custom")
+        )
+    bias = st.number_input("Bias", -5.0, 5.0, 0.0, 0.1, format="%g",  # 0.123 shows whole
+                           key=kept("conv_bias"))
+    return {"kernel_h": kernel_h, "kernel_w": kernel_w, "names": names, "custom": custom, "bias": bias,
+            "learned": None, "layer": None}
+
+
+def slide_controls(layer: dict | None) -> tuple[int, str, int]:
+    """Stride, padding and dilation; a trained layer's own as the defaults (kept per model)."""
+    suffix = "" if layer is None else f"_learned_{layer['suffix']}"
+    paddings = PADDINGS
+    if layer is not None and str(layer["padding"]) not in paddings:
+        paddings = (*PADDINGS, str(layer["padding"]))
+    stride = st.number_input("Stride", 1, 4, 1 if layer is None else min(4, layer["stride"]),
+                             key=kept("conv_stride" + suffix))
+    padding = st.selectbox("Padding (zeros on each side)", paddings,
+                           index=0 if layer is None else paddings.index(str(layer["padding"])),
+                           key=kept("conv_padding" + suffix))
+    dilation = st.number_input("Dilation (gap between taps)", 1, 3,
+                               1 if layer is None else min(3, layer["dilation"]),
+                               key=kept("conv_dilation" + suffix))
+    if layer is not None:
+        st.caption("Set to the first layer's own stride, padding and dilation; change them to see what "
+                   "they do.")
+    return int(stride), padding, int(dilation)
+
+
+def preset_controls() -> Convolved | None:
+    """The picture, kernel and sliding controls; None when there is nothing to convolve yet."""
+    with st.container(border=True):
+        input_col, kernel_col, slide_col = st.columns([1.3, 1.2, 1])
+        with input_col:
+            chosen = choose_picture()
+        with kernel_col:
+            kernel = kernel_controls(chosen is not None and chosen[1].pixels.shape[0] == 3)
+        with slide_col:
+            stride, padding, dilation = slide_controls(None if kernel is None else kernel["layer"])
+            for name in () if kernel is None else kernel["names"]:
+                if name in PRESETS:
+                    st.caption(f"**{name}**: {PRESETS[name].description}.")
+    if chosen is None or kernel is None:
+        return None
+    picture_key, picture = chosen
+    if picture.note:
+        st.caption(picture.note)
+    if picture.pixels.shape[0] == 3 and kernel["learned"] is None:
+        st.caption(
+            "RGB mode: each kernel has one slice per colour channel (R, G, B). A preset or custom kernel is "
+            "put on every slice divided by 3, so it acts on the channel average (a random kernel draws "
+            "every slice anew); the sum runs over all 3 x kH x kW products."
+        )
+    settings = ConvSettings(int(kernel["kernel_h"]), int(kernel["kernel_w"]), stride, padding, dilation,
+                            kernel["names"], kernel["custom"], float(kernel["bias"]), kernel["learned"])
+    return Convolved(picture_key, picture.pixels, settings)
+
+
+learned = handoff()
+if learned is not None:
+    convolved, whole = handoff_controls(learned)
+    st.caption(channel_caption(learned, convolved))
+else:
+    convolved = whole = preset_controls()
+    if convolved is None:
+        st.stop()
+picture_key, settings = convolved.key, convolved.settings
 
 
 def show_sizes(sizes: tuple[AxisSize, AxisSize]) -> None:
@@ -138,7 +194,9 @@ def show_sizes(sizes: tuple[AxisSize, AxisSize]) -> None:
 with st.container(border=True):
     st.latex(r"\text{out} = \left\lfloor \frac{n + 2p - d\,(k-1) - 1}{s} \right\rfloor + 1")
     try:
-        scene = conv_scene(picture_key, picture.pixels, settings, MAX_FRAMES)
+        scene = conv_scene(picture_key, convolved.pixels, settings, MAX_FRAMES)
+        feature_scene = scene if whole is convolved else conv_scene(whole.key, whole.pixels, whole.settings,
+                                                                    MAX_FRAMES)
     except ValueError as err:
         st.warning(str(err), icon=":material/block:")
         st.stop()
@@ -177,12 +235,19 @@ plan = scene.frame_plan(region)
 st.caption(describe_frames(plan.positions, out_h, out_w, region=region is not None))
 st.plotly_chart(conv_figure(picture_key, settings, region, scene, plan), key="conv_chart", **CHART)
 
+if learned is not None and learned.channels > 1:
+    show_channel_sum(learned, convolved.channel)
+
 st.subheader("ReLU: negative responses become zero")
-before, after = scene.feature, scene.activated
+before, after = feature_scene.feature, feature_scene.activated
+map_name = "feature map 1" if learned is None else f"layer {learned.layer_number}'s output channel"
 st.markdown(
     f"ReLU keeps positive values and replaces negative ones by 0: **{int((before < 0).sum())} of "
-    f"{before.size}** cells of feature map 1 were negative."
+    f"{before.size}** cells of {map_name} were negative."
 )
+if learned is not None:
+    st.caption("ReLU and pooling here are the page's own lesson on this real map; the model's own next "
+               "layers (BatchNorm, ReLU, pooling) are on the explorer page.")
 st.plotly_chart(
     build_before_after_figure(before, after, ("before ReLU", "after ReLU")), key="relu_chart", **CHART
 )
@@ -193,10 +258,10 @@ mode = mode_col.radio("Pooling", POOL_MODES, key=kept("pool_mode"), horizontal=T
 window = window_col.number_input("Window", 1, 4, 2, key=kept("pool_window"))
 pool_stride = stride_col.number_input("Stride", 1, 4, 2, key=kept("pool_stride"))
 pool_padding = pad_col.number_input("Padding", 0, 2, 0, key=kept("pool_padding"))
-st.caption("Pooling runs on feature map 1 after ReLU. It has no weights: it only picks (max) or averages.")
+st.caption(f"Pooling runs on {map_name} after ReLU. It has no weights: it only picks (max) or averages.")
 pool = PoolSettings(mode, int(window), int(pool_stride), int(pool_padding))
 try:
-    pooled, pool_fig = pool_view(picture_key, settings, pool, scene)
+    pooled, pool_fig = pool_view(whole.key, whole.settings, pool, feature_scene)
 except ValueError as err:
     st.warning(str(err), icon=":material/block:")
     st.stop()
