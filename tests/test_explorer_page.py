@@ -228,3 +228,36 @@ def test_open_on_the_convolution_page_hands_over_the_real_layer(real_data_dir, m
     assert learned.layer_number == 3 and learned.out_channel == 7
     assert torch.allclose(torch.from_numpy(learned.output), outputs[3][0, 7], atol=1e-5)
     assert torch.allclose(torch.from_numpy(learned.input), outputs[2][0], atol=1e-6)
+
+
+def test_an_upload_is_explained_and_kept_after_a_visit_to_another_page(real_data_dir, monkeypatch) -> None:
+    import io
+
+    from PIL import Image
+
+    from cnnviz.images.decode import decode_image
+    from cnnviz.images.preprocess import preprocess
+
+    monkeypatch.setenv("CNNVIZ_DATA_DIR", str(real_data_dir))
+    test = load_dataset("mnist", "test", download=False)
+    buffer = io.BytesIO()
+    Image.fromarray(test.images[3, 0].numpy()).resize((140, 140)).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    st.cache_resource.clear()
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    app.run()
+    app.switch_page(str(PAGE)).run()
+    app.radio(key=pages.EXPLORE_SOURCE_KEY).set_value(pages.UPLOAD_INPUT).run()
+    app.file_uploader(key=pages.EXPLORE_UPLOAD_KEY).set_value(("three.png", data, "image/png")).run()
+    assert not app.exception, [e.value for e in app.exception]
+    loaded = load_checkpoint(MNIST_MODEL)
+    image = preprocess(decode_image(data), "mnist", loaded.mean, loaded.std).tensor
+    outputs = hooked_outputs(loaded.model, image)
+    pick(app, 8, 17)
+    assert shown_value(app) == pytest.approx(float(outputs[8][0, 17]), abs=1e-4)
+
+    app.switch_page(str(page_spec(pages.CONVOLUTION_PAGE).path)).run()
+    app.switch_page(str(PAGE)).run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert any("three\\.png, kept from before" in c.value for c in app.caption)  # the name as text
+    assert shown_value(app) == pytest.approx(float(outputs[8][0, 17]), abs=1e-4)  # same image, same cell

@@ -30,6 +30,7 @@ OVERVIEW_KEY = "explore_overview"  # the overview chart: a click picks a map
 MAP_KEY = "explore_map"  # the picked map large: a click picks a cell
 CACHE_KEY = "explore_cache"  # this session's traces and overviews, newest last
 CACHE_ENTRIES = 4
+KEPT_UPLOAD_KEY = "explore_kept_upload"  # (name, bytes) of the latest upload
 DENSE_KEY = "explore_dense"  # the picked layer is dense: a click on its units picks a unit
 RECENTRE_KEY = "explore_recentre"  # a click moved to another layer: start at its middle cell
 CELL_KEYS = (pages.EXPLORE_LAYER_KEY, pages.EXPLORE_CHANNEL_KEY, pages.EXPLORE_ROW_KEY, pages.EXPLORE_COL_KEY)
@@ -87,19 +88,42 @@ def choose_image(loaded: LoadedModel) -> tuple[Preprocessed, str] | None:
         if source == TEST_IMAGE:
             return _test_image(loaded)
         if source == pages.UPLOAD_INPUT:
-            upload = st.file_uploader("An image (PNG, JPEG, WebP, BMP, GIF, TIFF)",
-                                      type=list(UPLOAD_EXTENSIONS), key=pages.EXPLORE_UPLOAD_KEY,
-                                      max_upload_size=upload_limit_mb())
+            upload = _upload()
             if upload is None:
                 st.info("Upload a photo: a handwritten digit for an MNIST model, an object for CIFAR-10.")
                 return None
-            prepared = prepare_bytes(upload.getvalue(), loaded.dataset, mean, std, **upload_limits())
-            return prepared, f"your upload {markdown_text(upload.name)}"
+            name, data = upload
+            prepared = prepare_bytes(data, loaded.dataset, mean, std, **upload_limits())
+            return prepared, f"your upload {markdown_text(name)}"
         drawn = drawn_digit(loaded)
         return None if drawn is None else (drawn, "your drawing")
     except ValueError as err:  # ImageError and the preprocessing's refusals: one sentence each
         st.error(markdown_text(str(err)), icon=":material/image_not_supported:")
         return None
+
+
+def _upload() -> tuple[str, bytes] | None:
+    """The uploaded file's name and bytes; the latest upload is kept for the session, so that a visit
+    to the Convolution page and back (or any other page) does not lose it."""
+    upload = st.file_uploader("An image (PNG, JPEG, WebP, BMP, GIF, TIFF)", type=list(UPLOAD_EXTENSIONS),
+                              key=pages.EXPLORE_UPLOAD_KEY, max_upload_size=upload_limit_mb(),
+                              on_change=_forget_removed_upload)
+    if upload is not None:
+        data = upload.getvalue()
+        if len(data) <= upload_limits()["max_bytes"]:  # a larger one is refused with a sentence, not kept
+            st.session_state[KEPT_UPLOAD_KEY] = (upload.name, data)
+        return upload.name, data
+    kept_upload = st.session_state.get(KEPT_UPLOAD_KEY)
+    if kept_upload is not None:
+        st.caption(f"Your upload {markdown_text(kept_upload[0])}, kept from before: upload another file to "
+                   "replace it.")
+    return kept_upload
+
+
+def _forget_removed_upload() -> None:
+    """The student removed the file from the uploader (a visit to another page does not call this)."""
+    if st.session_state.get(pages.EXPLORE_UPLOAD_KEY) is None:
+        st.session_state.pop(KEPT_UPLOAD_KEY, None)
 
 
 def _random_test_index(count: int) -> None:
