@@ -47,6 +47,11 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
                         "the checks: server up, peak memory under the budget, every refusal seen")
     parser.add_argument("--hostile-rounds", type=int, default=2, metavar="R",
                         help="how many times each hostile student repeats its attempts (2)")
+    parser.add_argument("--explorers", type=int, default=0, metavar="E",
+                        help="further students on Explore the network meanwhile: a cell, its 9 top test "
+                        "images and an optimized image, --explorer-rounds times (0)")
+    parser.add_argument("--explorer-rounds", type=int, default=2, metavar="R",
+                        help="how many channels each exploring student looks at (2)")
     parser.add_argument("--training-memory-mb", type=int, default=DEFAULT_TRAINING_MEMORY_MB,
                         metavar="MB",
                         help="the server's training memory (CNNVIZ_TRAINING_MEMORY_MB) for the server "
@@ -89,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
     images = read_images(args.image) if args.image else default_images()
     config = LoadTestConfig(
         sessions=args.sessions, trainings=args.trainings, hostile=args.hostile,
-        hostile_rounds=args.hostile_rounds, memory_budget_mb=args.training_memory_mb,
+        hostile_rounds=args.hostile_rounds, explorers=args.explorers, explorer_rounds=args.explorer_rounds,
+        memory_budget_mb=args.training_memory_mb,
         predictions_per_session=args.predictions_per_session, images=images, train_images=args.train_images,
         timeout=args.timeout, fetch_media=not args.no_media, seed=args.seed,
         think_seconds=tuple(args.think_seconds),

@@ -91,8 +91,8 @@ class BatchNormStep:
 
     def formula(self) -> str:
         """The formula with its numbers."""
-        return (f"({self.x:.4f} - {self.mean:.4f}) / sqrt({self.var:.4f} + {self.eps:g}) * {self.weight:.4f} "
-                f"+ {self.bias:.4f} = {self.result:.4f}")
+        return (f"({self.x:.4f} - {_signed(self.mean)}) / sqrt({self.var:.4f} + {self.eps:g}) * "
+                f"{_signed(self.weight)} + {_signed(self.bias)} = {self.result:.4f}")
 
 
 @dataclass(frozen=True)
@@ -257,3 +257,8 @@ def _plain(value: Any) -> Any:
     if isinstance(value, float) and not math.isfinite(value):
         return None
     return value
+
+
+def _signed(value: float) -> str:
+    """A number after an operator: ``(-0.5582)`` in brackets when negative, so no "- -" or "+ -"."""
+    return f"({value:.4f})" if value < 0 else f"{value:.4f}"

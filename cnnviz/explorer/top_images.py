@@ -39,6 +39,8 @@ CACHE_BYTES = 64 * 1024 * 1024  # and at most this many bytes of them (one overs
 class TestSet:
     """Images as a model was trained on them: uint8 pixels and the model's normalization."""
 
+    __test__ = False  # not a pytest test class
+
     pixels: torch.Tensor  # (N, C, H, W) uint8
     mean: tuple[float, ...]
     std: tuple[float, ...]

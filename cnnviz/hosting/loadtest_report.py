@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from cnnviz.hosting.loadtest_explorer import ExplorerRecord
 from cnnviz.hosting.loadtest_hostile import HostileRecord
 
 TARGET_P95_SECONDS = 2.0  # the class-hosting targets (issue 6)
@@ -70,6 +71,7 @@ class LoadTestReport:
     predictions: list[PredictionRecord] = field(default_factory=list)
     trainings: list[TrainingRecord] = field(default_factory=list)
     hostile: list[HostileRecord] = field(default_factory=list)
+    explorers: list[ExplorerRecord] = field(default_factory=list)
     server_up: bool | None = None  # the health check answered after the hostile students (None: none ran)
     errors: list[str] = field(default_factory=list)
     memory: MemoryReport = field(default_factory=MemoryReport)
@@ -97,6 +99,8 @@ class LoadTestReport:
             f"memory per idle session <= {TARGET_MB_PER_IDLE_SESSION:g} MB":
                 None if per_session is None else per_session <= TARGET_MB_PER_IDLE_SESSION,
             **(self.hostile_targets() if self.hostile else {}),
+            **({"explorer students answered": all(e.as_expected for e in self.explorers)}
+               if self.explorers else {}),
         }
 
     def hostile_targets(self) -> dict[str, bool | None]:
@@ -123,6 +127,9 @@ class LoadTestReport:
             "page_open_s": spread(self.page_opens),
             "queue_wait_s": spread([t.queue_wait for t in self.trainings if t.queue_wait is not None]),
             "training_run_s": spread([t.run_seconds for t in self.trainings if t.run_seconds is not None]),
+            "explorer_cell_s": spread([s for e in self.explorers for s in e.cell_seconds]),
+            "explorer_top_images_s": spread([s for e in self.explorers for s in e.top_images_seconds]),
+            "explorer_optimize_s": spread([s for e in self.explorers for s in e.optimize_seconds]),
             "health_latency_s": spread(self.health_latency),
             "server_cpu_share_during_predictions": self.cpu_share(),
             "targets": self.targets(),
@@ -240,6 +247,12 @@ def format_report(report: LoadTestReport) -> str:
                 + "".join(f"; {s}" for s in h.decode_surprises + h.save_surprises)
                 + (f"; ERROR {h.error}" if h.error else "")
                 + ("" if h.as_expected else " -- NOT as expected"))
+    if report.explorers:
+        lines += ["", "explorer students (a cell, its 9 top images, an optimized image; seconds to each):"]
+        for e in report.explorers:
+            lines.append(f"  {e.session}: {e.rounds} rounds; cell {_seconds(e.cell_seconds)}; top images "
+                         f"{_seconds(e.top_images_seconds)}; optimized {_seconds(e.optimize_seconds)}"
+                         + (f"; ERROR {e.error}" if e.error else ""))
     memory = report.memory
     per = "unknown" if memory.per_idle_session is None else f"{memory.per_idle_session:.1f} MB"
     lines += [
@@ -252,3 +265,7 @@ def format_report(report: LoadTestReport) -> str:
         f"{report.client_cpu_seconds:.1f} CPU seconds on the same machine",
     ]
     return "\n".join(lines)
+
+
+def _seconds(values: list[float]) -> str:
+    return ", ".join(f"{v:.2f}" for v in values) or "-"

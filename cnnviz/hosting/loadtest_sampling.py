@@ -1,4 +1,5 @@
-"""What the load test reads from the server's process and the machine, through psutil.
+"""What the load test reads from the server's process and the machine, through psutil, and the
+server's health check.
 
 Memory is the resident set size. CPU time is split by thread niceness: Python does not name its OS
 threads, but the training threads lower their own priority (``nice``), so the nice value tells
@@ -10,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import time
+from urllib.parse import urlsplit
 
 import psutil
 
@@ -107,3 +110,35 @@ class ServerSampler:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
         self.sample()
+
+
+async def probe_health(url: str, latencies: list[float], every: float = 0.5) -> None:
+    """Time ``/_stcore/health`` again and again: it does no work, so a slow answer means the server's
+    event loop itself is waiting (for the CPU or for Python's GIL), not any page script."""
+    parts = urlsplit(url)
+    request = (f"GET {parts.path.rstrip('/')}/_stcore/health HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+               "Connection: close\r\n\r\n").encode()
+    while True:
+        start = time.perf_counter()
+        with contextlib.suppress(OSError):
+            reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
+            writer.write(request)
+            await reader.read()
+            writer.close()
+            latencies.append(time.perf_counter() - start)
+        await asyncio.sleep(every)
+
+
+async def server_answers(url: str) -> bool:
+    """Whether ``/_stcore/health`` answers 200 within 10 s."""
+    parts = urlsplit(url)
+    request = (f"GET {parts.path.rstrip('/')}/_stcore/health HTTP/1.1\r\nHost: {parts.netloc}\r\n"
+               "Connection: close\r\n\r\n").encode()
+    try:
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, parts.port or 80), 10)
+        writer.write(request)
+        answer = await asyncio.wait_for(reader.read(), 10)
+        writer.close()
+    except (OSError, TimeoutError):
+        return False
+    return answer.split(b"\r\n", 1)[0].split()[1:2] == [b"200"]

@@ -15,12 +15,13 @@ Phases, each on real sessions of one server (see :mod:`cnnviz.hosting.session_cl
 6. With ``hostile`` > 0, that many more students push the limits during phase 4 (widest net, largest
    batch, repeated estimates, a heavy run started and stopped, big decodes; see
    :mod:`cnnviz.hosting.loadtest_hostile`); at the end the server must still answer its health check.
+7. With ``explorers`` > 0, that many more students use "Explore the network" during phase 4: a cell,
+   its 9 top test images, an optimized image (:mod:`cnnviz.hosting.loadtest_explorer`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import mimetypes
 import os
 import random
@@ -31,13 +32,20 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 from cnnviz import pages
 from cnnviz.datasets.files import DATASETS
+from cnnviz.hosting.loadtest_explorer import ExplorerRecord, exploring_student
 from cnnviz.hosting.loadtest_hostile import HostileRecord, hostile_student
 from cnnviz.hosting.loadtest_report import LoadTestReport, PredictionRecord, TrainingRecord
-from cnnviz.hosting.loadtest_sampling import ServerSampler, machine_busy_seconds, process_cpu_seconds, rss_mb
+from cnnviz.hosting.loadtest_sampling import (
+    ServerSampler,
+    machine_busy_seconds,
+    probe_health,
+    process_cpu_seconds,
+    rss_mb,
+    server_answers,
+)
 from cnnviz.hosting.session_client import SessionError, ShownElement, StreamlitSession
 
 # The Train page's settings for the chosen architecture, whatever its name: train_<preset>_epochs.
@@ -65,6 +73,8 @@ class LoadTestConfig:
     hostile_rounds: int = 2  # how many times each hostile student repeats its attempts
     memory_budget_mb: float | None = None  # the server's peak RSS must stay under this (hostile check)
     save_quota: int | None = None  # the server's saves per session, when known (hostile check)
+    explorers: int = 0  # further students on the explorer (see loadtest_explorer)
+    explorer_rounds: int = 2  # cells, top images and optimized images each of them asks for
     predictions_per_session: int = 1
     images: Sequence[UploadImage] = ()  # default: the bundled MNIST test digits
     think_seconds: tuple[float, float] = (0.5, 2.0)  # a student's pause before each upload
@@ -85,6 +95,8 @@ class LoadTestConfig:
             raise ValueError("--trainings cannot be negative.")
         if self.hostile < 0 or self.hostile_rounds < 1:
             raise ValueError("--hostile cannot be negative and --hostile-rounds must be at least 1.")
+        if self.explorers < 0 or self.explorer_rounds < 1:
+            raise ValueError("--explorers cannot be negative and --explorer-rounds must be at least 1.")
         if self.predictions_per_session < 1:
             raise ValueError("--predictions-per-session must be at least 1.")
         low, high = self.think_seconds
@@ -110,38 +122,6 @@ def read_images(paths: Sequence[str | os.PathLike]) -> list[UploadImage]:
         images.append(UploadImage(path.name, path.read_bytes(), kind))
     return images
 
-
-
-async def probe_health(url: str, latencies: list[float], every: float = 0.5) -> None:
-    """Time ``/_stcore/health`` again and again: it does no work, so a slow answer means the server's
-    event loop itself is waiting (for the CPU or for Python's GIL), not any page script."""
-    parts = urlsplit(url)
-    request = (f"GET {parts.path.rstrip('/')}/_stcore/health HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-               "Connection: close\r\n\r\n").encode()
-    while True:
-        start = time.perf_counter()
-        with contextlib.suppress(OSError):
-            reader, writer = await asyncio.open_connection(parts.hostname, parts.port or 80)
-            writer.write(request)
-            await reader.read()
-            writer.close()
-            latencies.append(time.perf_counter() - start)
-        await asyncio.sleep(every)
-
-
-async def server_answers(url: str) -> bool:
-    """Whether ``/_stcore/health`` answers 200 within 10 s."""
-    parts = urlsplit(url)
-    request = (f"GET {parts.path.rstrip('/')}/_stcore/health HTTP/1.1\r\nHost: {parts.netloc}\r\n"
-               "Connection: close\r\n\r\n").encode()
-    try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, parts.port or 80), 10)
-        writer.write(request)
-        answer = await asyncio.wait_for(reader.read(), 10)
-        writer.close()
-    except (OSError, TimeoutError):
-        return False
-    return answer.split(b"\r\n", 1)[0].split()[1:2] == [b"200"]
 
 
 # --- one student predicting ---------------------------------------------------------------
@@ -298,9 +278,9 @@ def memory_budget(before: float | None, training_mb: float | None) -> float | No
 
 async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> LoadTestReport:
     """Drive the class scenario against a running server and measure it."""
+    sessions = config.sessions + config.trainings + config.hostile + config.explorers
     asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(max_workers=config.sessions + config.trainings + config.hostile + 4,
-                           thread_name_prefix="loadtest"))
+        ThreadPoolExecutor(max_workers=sessions + 4, thread_name_prefix="loadtest"))
     rng = random.Random(config.seed)
     images = list(config.images) or default_images()
     images = rng.sample(images, len(images))  # the bundled digits come sorted by class: mix them
@@ -326,6 +306,8 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
     trainers = [StreamlitSession(url, f"trainer {i + 1}", config.timeout) for i in range(config.trainings)]
     hostiles = [StreamlitSession(url, f"hostile {i + 1}", config.timeout) for i in range(config.hostile)]
     report.hostile = [HostileRecord(h.name) for h in hostiles]
+    explorers = [StreamlitSession(url, f"explorer {i + 1}", config.timeout) for i in range(config.explorers)]
+    report.explorers = [ExplorerRecord(e.name) for e in explorers]
     try:
         opened = await asyncio.gather(*(open_predict_page(s) for s in students), return_exceptions=True)
         for session, result in zip(students, opened, strict=True):
@@ -352,6 +334,9 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
             asyncio.create_task(hostile_student(h, r, config.hostile_rounds, config.train_dataset,
                                                 config.training_timeout, config.save_quota))
             for h, r in zip(hostiles, report.hostile, strict=True)]
+        explorer_tasks = [
+            asyncio.create_task(exploring_student(e, r, config.explorer_rounds, config.training_timeout))
+            for e, r in zip(explorers, report.explorers, strict=True)]
         students_work = (predicting_student(s, i, config, images, rng) for i, s in enumerate(ready))
         results = await asyncio.gather(*students_work, return_exceptions=True)
         report.prediction_phase_seconds = time.perf_counter() - phase_start
@@ -372,13 +357,13 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
                 report.predictions.extend(result)
         report.errors.extend(p.error for p in report.predictions if p.error)
 
-        await asyncio.gather(*training_tasks, *hostile_tasks)
+        await asyncio.gather(*training_tasks, *hostile_tasks, *explorer_tasks)
         report.errors.extend(t.error for t in report.trainings if t.error)
     finally:
         for session in students + trainers:
             new = [e for e in session.exceptions if not any(e in seen for seen in report.errors)]
             report.errors.extend(new)
-        await asyncio.gather(*(s.close() for s in students + trainers + hostiles))
+        await asyncio.gather(*(s.close() for s in students + trainers + hostiles + explorers))
         await sampler.stop()
     report.memory.peak = sampler.peak
     report.server_up = await server_answers(url)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import os
 import statistics
 import threading
 import time
@@ -21,6 +20,7 @@ import torch
 
 from cnnviz.datasets.files import dataset_info
 from cnnviz.networks.summary import summarize_spec
+from cnnviz.runtime import LOW_PRIORITY_NICE, run_at_low_priority
 from cnnviz.training.config import TrainConfig
 from cnnviz.training.prepare import RunData, build_run, run_device, set_whitening_bias_epoch, take_step
 
@@ -30,7 +30,7 @@ MAX_TIMED_BATCH = 128  # images per timed step at most: the estimate stays quick
 REFERENCE_SPECS = ("C8 M F10", "C32 C32 M C64")
 REFERENCE_BATCH = 64
 REFERENCE_STEPS = 3  # timed steps of each reference net, after WARM_UP_STEPS untimed ones
-REFERENCE_NICE = 10  # the reference timing's thread gives way to training runs and other pages
+REFERENCE_NICE = LOW_PRIORITY_NICE  # the reference timing's thread gives way to other students' pages
 
 
 def measure_images_per_second(config: TrainConfig, steps: int = 5, cpu_threads: int | None = None) -> float:
@@ -106,28 +106,17 @@ def machine_speed(dataset: str, device: str, cpu_threads: int) -> MachineSpeed:
 @functools.lru_cache(maxsize=16)
 def _timed_machine_speed(dataset: str, device: str, cpu_threads: int) -> MachineSpeed:
     info = dataset_info(dataset)
-    results: list[tuple[int, float]] = []
-    failure: list[BaseException] = []
 
-    def time_references() -> None:
-        try:
-            _lower_this_threads_priority()
-            for spec in REFERENCE_SPECS:
-                adds = summarize_spec(spec, info.image_shape, info.num_classes).total_mult_adds
-                config = TrainConfig(dataset=dataset, spec=spec, batch_size=REFERENCE_BATCH, device=device)
-                speed = measure_images_per_second(config, steps=REFERENCE_STEPS, cpu_threads=cpu_threads)
-                results.append((adds, 1.0 / speed))
-        except BaseException as err:  # handed to the caller's thread
-            failure.append(err)
+    def time_references() -> list[tuple[int, float]]:
+        results = []
+        for spec in REFERENCE_SPECS:
+            adds = summarize_spec(spec, info.image_shape, info.num_classes).total_mult_adds
+            config = TrainConfig(dataset=dataset, spec=spec, batch_size=REFERENCE_BATCH, device=device)
+            speed = measure_images_per_second(config, steps=REFERENCE_STEPS, cpu_threads=cpu_threads)
+            results.append((adds, 1.0 / speed))
+        return results
 
-    # A thread of its own: an unprivileged process can lower a thread's priority but never raise it
-    # back, and the thread's OpenMP workers start from it, so they run at its priority too.
-    worker = threading.Thread(target=time_references, name="cnnviz-speed-reference")
-    worker.start()
-    worker.join()
-    if failure:
-        raise failure[0]
-    return fit_speed(results)
+    return fit_speed(run_at_low_priority(time_references, nice=REFERENCE_NICE))
 
 
 _BACKGROUND: dict[tuple[str, str, int], threading.Thread] = {}
@@ -166,13 +155,3 @@ def estimated_images_per_second(config: TrainConfig, mult_adds: int, cpu_threads
     from ``mult_adds`` (per image) and :func:`machine_speed` (timed once per process)."""
     return machine_speed(config.dataset, config.device, cpu_threads).images_per_second(mult_adds)
 
-
-def _lower_this_threads_priority() -> None:
-    """Nice the calling thread (Linux: a thread id is a process id to setpriority); elsewhere a no-op."""
-    if hasattr(os, "setpriority") and hasattr(threading, "get_native_id"):
-        try:
-            thread = threading.get_native_id()
-            nice = max(REFERENCE_NICE, os.getpriority(os.PRIO_PROCESS, thread))  # never raise it
-            os.setpriority(os.PRIO_PROCESS, thread, nice)
-        except OSError:  # not allowed here: the timing is short anyway
-            pass

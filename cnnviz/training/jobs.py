@@ -15,7 +15,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from cnnviz.runtime import available_cores
+from cnnviz.runtime import available_cores, release_free_memory
 from cnnviz.training.config import TrainConfig
 from cnnviz.training.loop import TrainResult, train
 from cnnviz.training.memory import admission_problem
@@ -270,3 +270,4 @@ class TrainingJob:
         finally:
             if self.queue is not None and self._ticket is not None:
                 self.queue.leave(self._ticket)
+            release_free_memory()  # the run's batches and activations, back to the system

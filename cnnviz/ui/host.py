@@ -16,11 +16,12 @@ from streamlit import runtime
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from cnnviz.hosting.limits import HostLimits, load_limits
+from cnnviz.runtime import LOW_PRIORITY_NICE, limit_malloc_arenas
 from cnnviz.training.jobs import TrainingJob, TrainingQueue
 from cnnviz.training.reaper import JobReaper
 from cnnviz.ui.navigation import PAGES, PageSpec
 
-TRAINING_NICE = 10  # training threads yield the CPU to page reruns (predictions) of other students
+TRAINING_NICE = LOW_PRIORITY_NICE  # training threads yield the CPU to other students' page reruns
 # Streamlit sets this cookie once per browser (server.enableXsrfProtection, on by default); every tab
 # of that browser sends it, so it tells one student's tabs from another student's.
 BROWSER_COOKIE = "_streamlit_xsrf"
@@ -35,7 +36,9 @@ def _secrets() -> dict:
 
 @st.cache_resource(show_spinner=False)
 def host_limits() -> HostLimits:
-    """The server's limits (environment, then secrets.toml, then defaults), read once per process."""
+    """The server's limits (environment, then secrets.toml, then defaults), read once per process (which
+    is also when the process's malloc arenas are capped: see :func:`cnnviz.runtime.limit_malloc_arenas`)."""
+    limit_malloc_arenas()
     return load_limits(os.environ, _secrets())
 
 
