@@ -1,8 +1,9 @@
 """What excites the picked channel: the 9 test images whose strongest response in it is highest (each
 cut to that cell's receptive field, and marked on the whole image), and an optimized image.
 
-Both are heavy (all 10,000 test images through the layers, or 160 steps of gradient ascent), so they
-run only when asked, with a spinner, and are kept for the session per (model, layer, channel).
+Both are heavy (all 10,000 test images through the layers, or dozens of steps of gradient ascent), so
+they run only when asked, with a spinner, at the low priority of training
+(``runtime.run_at_low_priority``), and are kept for the session per (model, layer, channel).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from cnnviz import pages
 from cnnviz.datasets.files import DataNotFoundError
 from cnnviz.explorer.optimize import OptimizedImage, optimize_image
 from cnnviz.explorer.top_images import TopCrop, crop_top_images, load_test_set, top_images
+from cnnviz.runtime import run_at_low_priority
 from cnnviz.ui.explorer import parts
 from cnnviz.ui.explorer.figures import PICK_COLOUR
 from cnnviz.ui.widgets import crisp_images
@@ -104,8 +106,10 @@ def show_excite(model: parts.Model, cell: parts.Cell) -> None:
 
 
 def _run(key: tuple, work, *args) -> None:
+    """``work(*args)`` at training's low priority (it never slows other students' page reruns), kept
+    under ``key``; a missing test set or a refused layer is one sentence."""
     try:
-        _keep(key, work(*args))
+        _keep(key, run_at_low_priority(work, *args))
     except (DataNotFoundError, ValueError) as err:
         st.warning(str(err))
 
