@@ -261,3 +261,36 @@ def test_an_upload_is_explained_and_kept_after_a_visit_to_another_page(real_data
     assert not app.exception, [e.value for e in app.exception]
     assert any("three\\.png, kept from before" in c.value for c in app.caption)  # the name as text
     assert shown_value(app) == pytest.approx(float(outputs[8][0, 17]), abs=1e-4)  # same image, same cell
+
+
+def test_top_images_are_the_strongest_responses_and_the_optimized_image_is_labelled(page) -> None:
+    import re
+
+    pick(page, 3, 5, 0, 0)
+    page.button(key=pages.EXPLORE_TOP_IMAGES_KEY).click().run()
+    assert not page.exception, [e.value for e in page.exception]
+    assert any(pages.TOP_IMAGES_DONE_TEXT in c.value for c in page.caption)
+    captions = [i.caption for element in page.get("image") for i in element.proto.imgs
+                if i.caption.startswith("test image")]
+    assert len(captions) == 9
+    loaded = load_checkpoint(MNIST_MODEL)
+    test = load_dataset("mnist", "test", download=False)
+    model = loaded.model.eval()
+    shown = []
+    for caption in captions:
+        pattern = r"test image ([\d,]+): ([-\d.]+) at \((\d+), (\d+)\)"
+        index, value, row, col = re.match(pattern, caption).groups()
+        image = prepare_dataset_pixels(test.images[int(index.replace(",", ""))], "mnist", loaded.mean,
+                                       loaded.std).tensor
+        with torch.no_grad():
+            maps = model.features[:4](image)[0, 5]  # nn.Sequential up to layer 3
+        assert float(maps[int(row), int(col)]) == pytest.approx(float(value), abs=1e-3)
+        assert float(maps.max()) == pytest.approx(float(value), abs=1e-3)  # its strongest cell
+        shown.append(float(value))
+    assert shown == sorted(shown, reverse=True)
+
+    page.radio(key="explore_objective").set_value("centre").run()
+    page.button(key=pages.EXPLORE_OPTIMIZE_KEY).click().run()
+    assert not page.exception, [e.value for e in page.exception]
+    labels = [i.caption for element in page.get("image") for i in element.proto.imgs]
+    assert any(label.startswith("Optimized image, not a photo") for label in labels)

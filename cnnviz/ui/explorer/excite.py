@@ -23,6 +23,8 @@ from cnnviz.ui.widgets import crisp_images
 
 RESULTS_KEY = "explore_excite"  # this session's results: {(kind, model key, layer, channel): result}
 RESULTS_KEPT = 24
+OBJECTIVE_KEY = "explore_objective"  # what the optimized image maximizes: the map's mean or its centre
+PLAIN_STD = 8.0  # pixel levels: an optimized image this flat is "one plain colour"
 SHOWN_PX = 112  # each top image on screen
 MARK_RGB = tuple(int(PICK_COLOUR[i:i + 2], 16) for i in (1, 3, 5))
 
@@ -75,10 +77,10 @@ def _find_top(model: parts.Model, layer: int, channel: int) -> list[tuple[TopCro
     return found
 
 
-def _optimize(model: parts.Model, layer: int, channel: int) -> OptimizedImage:
+def _optimize(model: parts.Model, layer: int, channel: int, objective: str) -> OptimizedImage:
     loaded = model.loaded
-    return optimize_image(loaded.model, layer, channel, loaded.mean, loaded.std, images=load_test_set(loaded),
-                          key=model.key)
+    return optimize_image(loaded.model, layer, channel, loaded.mean, loaded.std, objective=objective,
+                          images=load_test_set(loaded), key=model.key)
 
 
 def show_excite(model: parts.Model, cell: parts.Cell) -> None:
@@ -95,12 +97,17 @@ def show_excite(model: parts.Model, cell: parts.Cell) -> None:
         if found is not None:
             _show_top(found, cell)
     with optimized_column:
+        objective = "mean"
+        if cell.layer < len(model.loaded.model.features):  # a map: its mean, or one cell's value
+            labels = {"mean": "the whole map", "centre": "its centre cell"}
+            objective = st.radio("Make it fire over", list(labels), format_func=labels.get, horizontal=True,
+                                 key=OBJECTIVE_KEY)
         if st.button("Optimize an image for it", key=pages.EXPLORE_OPTIMIZE_KEY,
                      icon=":material/auto_awesome:",
                      help="Gradient ascent on the input, from noise, to make this channel fire."):
             with st.spinner("Climbing the gradient from noise ..."):
-                _run(("optimized", *key), _optimize, model, cell.layer, cell.channel)
-        optimized = _results().get(("optimized", *key))
+                _run(("optimized", *key, objective), _optimize, model, cell.layer, cell.channel, objective)
+        optimized = _results().get(("optimized", *key, objective))
         if optimized is not None:
             _show_optimized(optimized)
 
@@ -140,3 +147,6 @@ def _show_optimized(optimized: OptimizedImage) -> None:
                else f"; over the test images it averages {optimized.dataset_mean:.3f}")
     st.caption(f"The channel's {what}: {optimized.start_activation:.3f} on the starting noise, "
                f"{optimized.activation:.3f} on this image{typical}.")
+    if float(optimized.pixels.astype(np.float32).std()) < PLAIN_STD:
+        st.caption("Nearly one flat colour: over the whole map this filter likes a plain picture best. "
+                   "Try its centre cell to see the pattern it looks for in one place.")
