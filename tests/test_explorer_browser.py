@@ -115,3 +115,9 @@ def test_click_a_map_then_a_cell(app_server, browser_page, real_data_dir) -> Non
     page.set_viewport_size({"width": 800, "height": 1000})
     page.wait_for_timeout(800)
     keep_shot(page, "explorer-800")
+
+    # Layer 3 is a convolution: its learned kernel and real input go to the Convolution page.
+    page.get_by_test_id("stMain").get_by_role("button", name="Open on the Convolution page").click()
+    page.wait_for_url(f"**/{pages.CONVOLUTION_PAGE}")
+    wait_until_idle(page)
+    assert_no_exception(page)

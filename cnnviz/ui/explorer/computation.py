@@ -40,7 +40,8 @@ def _bias(bias: float | None) -> str:
 def show_conv(step: ConvStep, key: str) -> None:
     """The windows, kernel slices and products of the channels that contribute most, then the sum."""
     (kh, kw), rows, cols = step.kernel_size, step.rows, step.cols
-    padded = " Blank cells of a window are the zero padding." if any(any(r) for r in step.padding) else ""
+    on_padding = any(any(r) for r in step.padding)
+    padded = " Grey cells marked 0 lie on the zero padding around the map." if on_padding else ""
     shown = len(step.channels)
     which = (f"the {shown} of its {step.in_channels} input channels that add most (largest |sum|)"
              if step.rest is not None else f"each of its {step.in_channels} input channel(s)")

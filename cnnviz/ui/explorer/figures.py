@@ -291,9 +291,10 @@ def units_figure(values: torch.Tensor, title: str, picked: int, low: float, high
     return {
         "data": [
             {"type": "heatmap", "z": z, "colorscale": MAP_COLOURS, "zmin": low, "zmax": high,
-             "colorbar": {"thickness": 12}, "hoverinfo": "skip", "xgap": 0.5},
+             "colorbar": {"thickness": 12}, "hoverinfo": "skip", "xgap": 0.5 if count <= 200 else 0},
             {"type": "scatter", "x": list(range(count)), "y": [0] * count, "mode": "markers",
-             "marker": {"symbol": "square", "size": 8, "opacity": 0.01, "color": "#000"},
+             "marker": {"symbol": "square", "size": max(2, min(12, 400 // count)), "opacity": 0.01,
+                        "color": "#fff"},
              "customdata": [[u, 0, float(z[0, u])] for u in range(count)], "showlegend": False,
              "hovertemplate": "unit %{customdata[0]}: %{customdata[2]:.4f}<extra></extra>"},
         ],

@@ -74,7 +74,8 @@ with map_column:
         title = f"Layer {layer.name}: {output.shape[1]} units"
         figure = units_figure(output[0], title, cell.channel, low, high, names)
     st.plotly_chart(figure, key=parts.MAP_KEY, on_select=parts.on_map_click, selection_mode="points", **CHART)
-    st.caption("Click a cell to pick it (or type its row and column above).")
+    st.caption("Click a cell to pick it (or type its row and column above)." if output.dim() == 4
+               else "Click a unit to pick it (or type its number above).")
 with math_column:
     where = (f"channel {cell.channel}, row {cell.row}, column {cell.col}" if output.dim() == 4
              else f"unit {cell.channel}")

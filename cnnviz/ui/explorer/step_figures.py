@@ -14,6 +14,7 @@ PANEL_PX = 34  # px per cell of a window or kernel
 PANEL_GAP = 0.06  # of the width between the three panels of a channel
 KERNEL_COLOURS = "RdBu"  # negative weights red, positive blue, 0 white (zmid 0), as the Convolution page
 WINDOW_COLOURS = "Greys"
+PADDING_COLOUR = "#eceff4"  # a window's cells outside the map
 TEXT_LIMIT = 7  # cells a side beyond which the numbers are left out (they would not fit)
 
 
@@ -36,6 +37,19 @@ def _panel(
     return trace
 
 
+def _padding(mask: np.ndarray, axis: int, text: bool) -> dict:
+    """The window's cells on the zero padding: light grey, marked "0"."""
+    suffix = "" if axis == 1 else str(axis)
+    z = np.where(mask, 0.0, np.nan)
+    trace = {"type": "heatmap", "z": z.tolist(), "xaxis": f"x{suffix}", "yaxis": f"y{suffix}",
+             "colorscale": [[0, PADDING_COLOUR], [1, PADDING_COLOUR]], "showscale": False, "xgap": 1,
+             "ygap": 1, "name": "padding", "hovertemplate": "zero padding<extra></extra>",
+             "hoverongaps": False}
+    if text:
+        trace.update(texttemplate="0", textfont={"size": 10, "color": "#7d8596"})
+    return trace
+
+
 def conv_figure(step: ConvStep) -> dict:
     """One row per shown input channel: the window of the layer below (grey, padding blank), the
     learned kernel slice (red negative, blue positive) and their products, numbers written in."""
@@ -55,6 +69,8 @@ def conv_figure(step: ConvStep) -> dict:
             suffix = "" if axis == 1 else str(axis)
             values = z.tolist() if isinstance(z, np.ndarray) else z
             data.append(_panel(values, axis, colours, name, mid, text))
+            if c == 0 and np.asarray(step.padding).any():
+                data.append(_padding(np.asarray(step.padding), axis, text))
             x0 = c * (width + PANEL_GAP)
             top = 1 - r * row_height
             layout[f"xaxis{suffix}"] = {"domain": [x0, x0 + width], "visible": False, "anchor": f"y{suffix}"}
