@@ -197,6 +197,11 @@ def test_the_rgb_first_layer_animates_all_three_channels_with_the_bias(real_data
     app = _open_page(learned)
     model_output = traced.outputs[0][0, 11].numpy()  # 31x31: the frames are spread, the last fills the map
     np.testing.assert_allclose(_last_output(_charts(app)[0]), model_output, atol=1e-5)
+    table = app.dataframe[0].value  # one cell's sum over the image's colours
+    row, col = (int(app.number_input(key=f"conv_sum_{axis}_{learned.key()}").value)
+                for axis in ("row", "col"))
+    assert sorted(table["term"].iloc[:3]) == [f"input channel {c} ({n})" for c, n in enumerate("RGB")]
+    assert abs(table["value"].iloc[-1] - model_output[row, col]) < 1e-5
 
 
 def test_the_kernel_can_come_from_a_trained_model_s_first_layer():

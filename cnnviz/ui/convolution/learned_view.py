@@ -140,7 +140,8 @@ def show_channel_sum(learned: LearnedConvolution, channel: int | None) -> None:
                                    key=f"conv_sum_row_{learned.key()}"))
     col = int(col_col.number_input(f"Output column (0 to {out_w - 1})", 0, out_w - 1, int(best[1]),
                                    key=f"conv_sum_col_{learned.key()}"))
-    table = cell_sum_table(partial[:, row, col], learned.bias)
+    colours = learned.layer_number == 0 and channels == 3  # the image's own R, G, B
+    table = cell_sum_table(partial[:, row, col], learned.bias, ("R", "G", "B") if colours else None)
     st.dataframe(table, hide_index=True, key="conv_sum_table", height=35 * (len(table) + 1) + 3,
                  column_config={"value": st.column_config.NumberColumn(format="%.6g")})
     st.caption(
@@ -149,10 +150,11 @@ def show_channel_sum(learned: LearnedConvolution, channel: int | None) -> None:
     )
 
 
-def cell_sum_table(partial: np.ndarray, bias: float) -> pd.DataFrame:
+def cell_sum_table(partial: np.ndarray, bias: float, names: tuple[str, ...] | None = None) -> pd.DataFrame:
     """One cell's sum: the channels that contribute most, the others as one line, the bias, the total."""
     order = np.argsort(-np.abs(partial), kind="stable")
-    rows = [(f"input channel {c}", float(partial[c])) for c in order[:TOP_CHANNELS]]
+    rows = [(f"input channel {c}" + (f" ({names[c]})" if names else ""), float(partial[c]))
+            for c in order[:TOP_CHANNELS]]
     rest = order[TOP_CHANNELS:]
     if len(rest):
         rows.append((f"the other {len(rest)} channels", float(partial[rest].sum())))
@@ -189,7 +191,11 @@ def first_layer_kernel(rgb_picture: bool) -> tuple[LearnedKernel, dict[str, obje
         return None
     with crisp_images("conv_filters"):
         st.image([_thumbnail(k) for k in kernels], caption=[str(i) for i in range(len(kernels))])
-    st.caption("Its filters: gray is 0, light positive, dark negative (each on its own scale).")
+    if kernels[0].shape[0] == 3:
+        st.caption("Its filters in colour: mid-gray is 0; a colour means the filter weighs that colour "
+                   "positively, its opposite negatively (each filter on its own scale).")
+    else:
+        st.caption("Its filters: gray is 0, light positive, dark negative (each on its own scale).")
     suffix = hashlib.sha1(choice.label.encode()).hexdigest()[:8]
     index = int(st.selectbox(f"Filter of its first layer (0 to {len(kernels) - 1}, pictured above)",
                              range(len(kernels)), key=kept(f"conv_learned_filter_{suffix}")))
