@@ -135,3 +135,27 @@ def test_bad_requests_are_friendly(shipped: tuple[LoadedModel, top.TestSet]) -> 
         top.top_images(loaded.model, images, 0, 500)
     with pytest.raises(ValueError, match="at least one"):
         top.top_images(loaded.model, images, 0, 0, k=0)
+
+
+def test_background_computation_is_polled_and_cached(shipped: tuple[LoadedModel, top.TestSet]) -> None:
+    import time
+
+    loaded, images = shipped
+    top.clear_cache()
+    assert top.layer_maxima_if_ready(loaded.model, images, 3, key="background") is None
+    deadline = time.monotonic() + 60
+    while (ready := top.layer_maxima_if_ready(loaded.model, images, 3, key="background")) is None:
+        assert time.monotonic() < deadline, "the background computation never finished"
+        time.sleep(0.05)
+    assert top.layer_maxima(loaded.model, images, 3, key="background") is ready
+    assert torch.equal(ready.values, top.layer_maxima(loaded.model, images, 3).values)
+    # a failure comes back once, in the caller's thread, then the next call tries again
+    broken = top.TestSet(images.pixels.repeat(1, 2, 1, 1), images.mean, images.std)  # channels twice
+    assert top.layer_maxima_if_ready(loaded.model, broken, 3, key=("broken", loaded.dataset)) is None
+    deadline = time.monotonic() + 60
+    with pytest.raises(RuntimeError):
+        while top.layer_maxima_if_ready(loaded.model, broken, 3, key=("broken", loaded.dataset)) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert top.layer_maxima_if_ready(loaded.model, broken, 3, key=("broken", loaded.dataset)) is None
+    top.clear_cache()

@@ -3,8 +3,10 @@
 :func:`layer_maxima` runs every test image through the layers up to the picked one only (in eval mode,
 under ``torch.inference_mode``, in batches) and keeps, per image and channel, the strongest response and
 where it is. That table is cached in the process per (model key, layer), so every later channel of the
-layer is a sort of 10,000 numbers. :func:`top_images` takes the ``k`` highest; :func:`crop_top_image`
-cuts a top image to the receptive field of its strongest cell (``networks.receptive_field.cell_box``).
+layer is a sort of 10,000 numbers; :func:`layer_maxima_if_ready` computes it in a low-priority
+background thread for a page that must not wait. :func:`top_images` takes the ``k`` highest;
+:func:`crop_top_image` cuts a top image to the receptive field of its strongest cell
+(``networks.receptive_field.cell_box``).
 
 Memory: a layer's table is 8 bytes per image and channel (a float32 value and an int32 position):
 10,000 images x 192 channels (the widest layer of the shipped CIFAR-10 net) is 15 MB. The cache keeps
@@ -26,6 +28,7 @@ from cnnviz.datasets.files import load_dataset
 from cnnviz.explorer.layers import eval_mode, find_layer, net_layers
 from cnnviz.networks.build import SpecNet
 from cnnviz.networks.receptive_field import Box, cell_box, layer_fields
+from cnnviz.runtime import lower_this_threads_priority
 from cnnviz.training.checkpoint import LoadedModel
 from cnnviz.training.step import normalize
 
@@ -44,6 +47,7 @@ class TestSet:
     pixels: torch.Tensor  # (N, C, H, W) uint8
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    labels: torch.Tensor | None = None  # (N,) int64 when known
 
     def __len__(self) -> int:
         return int(self.pixels.shape[0])
@@ -58,7 +62,7 @@ class TestSet:
 def load_test_set(loaded: LoadedModel, data_dir: str | None = None) -> TestSet:
     """The test split of the model's dataset (10,000 images), normalized with the model's own mean/std."""
     data = load_dataset(loaded.dataset, "test", data_dir=data_dir)
-    return TestSet(data.images, loaded.mean, loaded.std)
+    return TestSet(data.images, loaded.mean, loaded.std, data.labels)
 
 
 @dataclass(frozen=True)
@@ -98,12 +102,15 @@ class LayerMaxima:
 _CACHE: OrderedDict[tuple[Hashable, int], LayerMaxima] = OrderedDict()
 _CACHE_LOCK = threading.Lock()
 _KEY_LOCKS: dict[tuple[Hashable, int], threading.Lock] = {}
+_BACKGROUND: dict[tuple[Hashable, int], threading.Thread] = {}  # layer_maxima_if_ready's workers
+_FAILURES: dict[tuple[Hashable, int], BaseException] = {}  # their errors, until raised
 
 
 def clear_cache() -> None:
     """Forget every cached layer (tests; a model file that changed gets a new key anyway)."""
     with _CACHE_LOCK:
         _CACHE.clear()
+        _FAILURES.clear()
 
 
 def cached_layers() -> list[tuple[Hashable, int]]:
@@ -142,6 +149,47 @@ def layer_maxima(model: SpecNet, images: TestSet, layer: int, *, key: Hashable |
                 _KEY_LOCKS.pop(next(iter(_CACHE)), None)
                 _CACHE.popitem(last=False)
         return maxima
+
+
+def layer_maxima_if_ready(model: SpecNet, images: TestSet, layer: int, *,
+                          key: Hashable) -> LayerMaxima | None:
+    """The cached :func:`layer_maxima` of (key, layer), else None at once, with the computation started
+    in a background thread at low priority (once per key and layer; a page polls, never waits).
+
+    Raises:
+        ValueError: for a layer that does not exist, or the error the background computation met
+            (raised once; the next call starts it again).
+    """
+    find_layer(model, layer)
+    cache_key = (key, layer)
+    with _CACHE_LOCK:
+        if cache_key in _CACHE:
+            _CACHE.move_to_end(cache_key)
+            return _CACHE[cache_key]
+        failure = _FAILURES.pop(cache_key, None)
+        if failure is not None:
+            _BACKGROUND.pop(cache_key, None)
+            raise failure
+        worker = _BACKGROUND.get(cache_key)
+        if worker is None or not worker.is_alive():
+            worker = threading.Thread(target=_compute_in_background, args=(model, images, layer, key),
+                                      name="cnnviz-top-images", daemon=True)
+            _BACKGROUND[cache_key] = worker
+            worker.start()
+    return None
+
+
+def _compute_in_background(model: SpecNet, images: TestSet, layer: int, key: Hashable) -> None:
+    try:
+        lower_this_threads_priority()  # this thread is its own: it ends with the computation
+        layer_maxima(model, images, layer, key=key)
+    except Exception as err:  # raised by the next layer_maxima_if_ready, in the page's thread
+        with _CACHE_LOCK:
+            _FAILURES[(key, layer)] = err
+    finally:
+        with _CACHE_LOCK:
+            if _BACKGROUND.get((key, layer)) is threading.current_thread() and (key, layer) not in _FAILURES:
+                _BACKGROUND.pop((key, layer), None)
 
 
 def _compute_maxima(model: SpecNet, images: TestSet, layer: int, batch_size: int) -> LayerMaxima:
