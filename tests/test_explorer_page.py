@@ -294,3 +294,16 @@ def test_top_images_are_the_strongest_responses_and_the_optimized_image_is_label
     assert not page.exception, [e.value for e in page.exception]
     labels = [i.caption for element in page.get("image") for i in element.proto.imgs]
     assert any(label.startswith("Optimized image, not a photo") for label in labels)
+
+
+def test_random_picks_another_test_image_and_its_values_follow(page) -> None:
+    page.button(key="explore_random").click().run()
+    assert not page.exception, [e.value for e in page.exception]
+    index = int(page.number_input(key=pages.EXPLORE_TEST_INDEX_KEY).value)
+    image, loaded = normalized_test_image("mnist", index, MNIST_MODEL)
+    outputs = hooked_outputs(loaded.model, image)
+    pick(page, 5, 9, 4, 10)
+    assert shown_value(page) == pytest.approx(float(outputs[5][0, 9, 4, 10]), abs=1e-4)
+    label = load_dataset("mnist", "test", download=False).labels[index]
+    captions = [i.caption for element in page.get("image") for i in element.proto.imgs]
+    assert f"The network's input: test image {index:,} (labelled {int(label)})." in captions
