@@ -29,7 +29,7 @@ COLUMN_NAMES = {"Conv2d": "Conv", "BatchNorm2d": "BN", "MaxPool2d": "Pool", "Avg
                 "Dropout": "Drop", "Dropout2d": "Drop"}  # short: a column may be 35 px wide
 BARS_WIDTH = 150  # px: the output column, softmax bars with their class names and percentages
 BAR_LENGTH = 60  # px: a probability of 1
-OVERVIEW_WIDTH_PX = 1000  # the overview is drawn about this wide on a laptop
+OVERVIEW_WIDTH_PX = 900  # the overview is drawn about this wide on a laptop
 
 
 @dataclass(frozen=True)

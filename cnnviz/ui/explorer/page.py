@@ -21,7 +21,7 @@ st.title("Explore the network")
 st.markdown("Follow one number through a trained network: see every layer's maps for one image, click "
             "any map and any cell, and see the real arithmetic that produced that number.")
 
-top_left, top_right = st.columns([3, 1], gap="large")
+top_left, top_right = st.columns([2, 1], gap="large")
 with top_left:
     model = parts.choose_model()
     if model is None:

@@ -138,12 +138,12 @@ def _test_image(loaded: LoadedModel) -> tuple[Preprocessed, str] | None:
                    "image instead (or put the dataset in the data folder the home page names).")
         return None
     count = len(test)
-    index_column, button_column = st.columns([3, 1], vertical_alignment="bottom")
+    index_column, button_column = st.columns([2, 1], vertical_alignment="bottom")
     _clamp(pages.EXPLORE_TEST_INDEX_KEY, count - 1)
     index = index_column.number_input(f"Test image (0 to {count - 1:,})", 0, count - 1,
                                       key=kept(pages.EXPLORE_TEST_INDEX_KEY))
     button_column.button("Random", key="explore_random", on_click=_random_test_index, args=(count,),
-                         icon=":material/casino:")
+                         help="Another test image, picked at random.")
     label = test.info.classes[int(test.labels[index])]
     mean, std = tuple(loaded.mean), tuple(loaded.std)
     prepared = prepare_dataset_pixels(test.images[index], loaded.dataset, mean, std)
