@@ -11,8 +11,9 @@ HOME_PAGE = "home"  # always on
 CONVOLUTION_PAGE = "convolution"
 TRAIN_PAGE = "train"
 PREDICT_PAGE = "predict"
-EXPLORE_PAGE = "explore"  # joins PAGE_NAMES (after predict) when its page is registered
-PAGE_NAMES = (CONVOLUTION_PAGE, TRAIN_PAGE, PREDICT_PAGE)  # in menu order: the pages a host may switch off
+EXPLORE_PAGE = "explore"
+# in menu order: the pages a host may switch off
+PAGE_NAMES = (CONVOLUTION_PAGE, TRAIN_PAGE, PREDICT_PAGE, EXPLORE_PAGE)
 
 # Inspect and predict: the input choice, the uploader, the answer.
 PREDICT_SOURCE_KEY = "predict_source"

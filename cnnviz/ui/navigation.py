@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnviz.pages import CONVOLUTION_PAGE, HOME_PAGE, PREDICT_PAGE, TRAIN_PAGE
+from cnnviz.pages import CONVOLUTION_PAGE, EXPLORE_PAGE, HOME_PAGE, PREDICT_PAGE, TRAIN_PAGE
 
 UI_DIR = Path(__file__).parent
 
@@ -39,11 +39,13 @@ PAGES: list[PageSpec] = [
              "Train a small CNN on MNIST or CIFAR-10 and watch it learn; compare runs and save one."),
     PageSpec("predict/page.py", "Inspect and predict", ":material/image_search:", PREDICT_PAGE,
              "Upload, draw or snap an image and follow it through a trained network, layer by layer."),
+    PageSpec("explorer/page.py", "Explore the network", ":material/hub:", EXPLORE_PAGE,
+             "Click any number inside a trained network and see the real arithmetic that made it."),
 ]
 
 
 def page_spec(url_path: str) -> PageSpec:
-    """The page served at ``url_path`` ("home", "convolution", "train", "predict")."""
+    """The page served at ``url_path`` ("home", "convolution", "train", "predict", "explore")."""
     for spec in [HOME, *PAGES]:
         if spec.url_path == url_path:
             return spec

@@ -1,0 +1,1 @@
+"""Explore the network: the page, its widgets and figures."""
