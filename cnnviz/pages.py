@@ -53,6 +53,7 @@ EXPLORE_TOP_IMAGES_KEY = "explore_top_images"  # the button that finds the 9 tes
 EXPLORE_OPTIMIZE_KEY = "explore_optimize"  # the button that optimizes an image for the channel
 EXPLORE_VALUE_LABEL = "Value of this cell"  # the metric that shows the picked cell's value
 TOP_IMAGES_DONE_TEXT = "strongest responses"  # in the caption over the 9 top images
+OPTIMIZED_DONE_TEXT = "on the starting noise"  # in the caption under the optimized image
 
 # The Convolution page runs on a trained layer's real kernels and input when this session key holds a
 # cnnviz.convolution.learned.LearnedConvolution (set by the explorer's "open on the Convolution page").

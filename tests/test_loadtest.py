@@ -212,3 +212,21 @@ def test_a_hostile_student_is_refused_while_the_others_predict(real_data_dir: Pa
     targets = report["summary"]["targets"]
     assert targets["server up after the hostile students"] and targets["hostile students refused as expected"]
     assert status in (0, 1)  # 1 = a speed target missed on this shared machine
+
+
+@pytest.mark.slow
+def test_students_on_the_explorer_are_answered_while_the_others_predict(real_data_dir: Path, capsys) -> None:
+    argv = ["loadtest", "--sessions", "4", "--trainings", "0", "--explorers", "2", "--explorer-rounds", "1",
+            "--timeout", "120", "--no-media", "--json"]
+    with ThreadPoolExecutor(max_workers=1) as pool:  # its own thread, as above
+        status = pool.submit(main, argv).result()
+    report = json.loads(capsys.readouterr().out)
+    assert report["errors"] == [], report["errors"]
+    assert len(report["predictions"]) == 4 and all(p["label"] for p in report["predictions"])
+    for explorer in report["explorers"]:
+        assert explorer["error"] is None, explorer["error"]
+        assert explorer["rounds"] == 1
+        assert len(explorer["cell_seconds"]) == len(explorer["top_images_seconds"]) == 1
+        assert len(explorer["optimize_seconds"]) == 1
+    assert report["summary"]["targets"]["explorer students answered"] is True
+    assert status in (0, 1)  # 1 = a speed target missed on this shared machine

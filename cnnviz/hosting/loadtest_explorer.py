@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from cnnviz import pages
 from cnnviz.hosting.session_client import SessionError, ShownElement, StreamlitSession
 
-OPTIMIZED_TEXT = "optimized image"  # in the caption of the optimized image (any case)
-
 
 @dataclass
 class ExplorerRecord:
@@ -103,7 +101,7 @@ async def exploring_student(session: StreamlitSession, record: ExplorerRecord, r
                                                "the 9 top images", timeout)
             record.top_images_seconds.append(seconds)
             seconds, _ = await _click_and_wait(session, pages.EXPLORE_OPTIMIZE_KEY,
-                                               lambda run: _text_shown(OPTIMIZED_TEXT, run),
+                                               lambda run: _text_shown(pages.OPTIMIZED_DONE_TEXT, run),
                                                "the optimized image", timeout)
             record.optimize_seconds.append(seconds)
             problems = _errors(session, before)

@@ -145,7 +145,7 @@ def _show_optimized(optimized: OptimizedImage) -> None:
     what = "mean over its map" if optimized.objective == "mean" else "centre cell"
     typical = ("" if optimized.dataset_mean is None
                else f"; over the test images it averages {optimized.dataset_mean:.3f}")
-    st.caption(f"The channel's {what}: {optimized.start_activation:.3f} on the starting noise, "
+    st.caption(f"The channel's {what}: {optimized.start_activation:.3f} {pages.OPTIMIZED_DONE_TEXT}, "
                f"{optimized.activation:.3f} on this image{typical}.")
     if float(optimized.pixels.astype(np.float32).std()) < PLAIN_STD:
         st.caption("Nearly one flat colour: over the whole map this filter likes a plain picture best. "
