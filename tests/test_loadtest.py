@@ -230,3 +230,15 @@ def test_students_on_the_explorer_are_answered_while_the_others_predict(real_dat
         assert len(explorer["optimize_seconds"]) == 1
     assert report["summary"]["targets"]["explorer students answered"] is True
     assert status in (0, 1)  # 1 = a speed target missed on this shared machine
+
+
+def test_the_text_report_lists_the_explorer_students() -> None:
+    from cnnviz.hosting.loadtest_explorer import ExplorerRecord
+    from cnnviz.hosting.loadtest_report import LoadTestReport, PredictionRecord
+
+    report = LoadTestReport("http://x", None, {"sessions": 1, "predictions_per_session": 1}, 2, (0, 0, 0))
+    report.predictions = [PredictionRecord("student 1", "a.png", "7", 0.5, 0.1, 0.6, 0.2)]
+    report.explorers = [ExplorerRecord("explorer 1", 1, [0.08], [0.41], [2.02])]
+    text = report.to_text()
+    assert "explorer 1: 1 rounds; cell 0.08; top images 0.41; optimized 2.02" in text
+    assert report.targets()["explorer students answered"] is True

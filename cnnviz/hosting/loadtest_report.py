@@ -250,8 +250,8 @@ def format_report(report: LoadTestReport) -> str:
     if report.explorers:
         lines += ["", "explorer students (a cell, its 9 top images, an optimized image; seconds to each):"]
         for e in report.explorers:
-            lines.append(f"  {e.session}: {e.rounds} rounds; cell {_seconds(e.cell_seconds)}; top images "
-                         f"{_seconds(e.top_images_seconds)}; optimized {_seconds(e.optimize_seconds)}"
+            lines.append(f"  {e.session}: {e.rounds} rounds; cell {_each_second(e.cell_seconds)}; top images "
+                         f"{_each_second(e.top_images_seconds)}; optimized {_each_second(e.optimize_seconds)}"
                          + (f"; ERROR {e.error}" if e.error else ""))
     memory = report.memory
     per = "unknown" if memory.per_idle_session is None else f"{memory.per_idle_session:.1f} MB"
@@ -267,5 +267,5 @@ def format_report(report: LoadTestReport) -> str:
     return "\n".join(lines)
 
 
-def _seconds(values: list[float]) -> str:
+def _each_second(values: list[float]) -> str:
     return ", ".join(f"{v:.2f}" for v in values) or "-"
