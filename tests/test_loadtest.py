@@ -233,10 +233,14 @@ def test_students_on_the_explorer_are_answered_while_the_others_predict(real_dat
 
 
 def test_the_text_report_lists_the_explorer_students() -> None:
+    from dataclasses import asdict
+
     from cnnviz.hosting.loadtest_explorer import ExplorerRecord
     from cnnviz.hosting.loadtest_report import LoadTestReport, PredictionRecord
+    from cnnviz.hosting.loadtest_scenario import LoadTestConfig
 
-    report = LoadTestReport("http://x", None, {"sessions": 1, "predictions_per_session": 1}, 2, (0, 0, 0))
+    config = {k: v for k, v in asdict(LoadTestConfig(sessions=1)).items() if k != "expected_labels"}
+    report = LoadTestReport("http://x", None, {**config, "images": 1}, 2, (0.0, 0.0, 0.0))
     report.predictions = [PredictionRecord("student 1", "a.png", "7", 0.5, 0.1, 0.6, 0.2)]
     report.explorers = [ExplorerRecord("explorer 1", 1, [0.08], [0.41], [2.02])]
     text = report.to_text()
