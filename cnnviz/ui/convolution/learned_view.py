@@ -55,10 +55,16 @@ def handoff_controls(learned: LearnedConvolution) -> tuple[Convolved, Convolved]
     """The banner, the way back and the channel choice; returns what the animation runs on and the
     whole layer (all channels, bias added: the layer's real output) that ReLU and pooling take."""
     name = learned.model_name or "the model"
+    picked = ""
+    if learned.cell is not None:
+        row, col = learned.cell
+        value = float(learned.output[row, col])
+        picked = (f" The cell you picked, row {row}, column {col}, is **{value:.4f}**: its sum over the "
+                  "input channels is written out below.")
     with st.container(border=True):
         st.info(
             f"Running on **layer {learned.layer_number} of {name}**: its real input and learned kernel "
-            f"(output channel {learned.out_channel}).",
+            f"(output channel {learned.out_channel}).{picked}",
             icon=":material/model_training:",
         )
         back_col, presets_col = st.columns(2)
@@ -82,9 +88,14 @@ def handoff_controls(learned: LearnedConvolution) -> tuple[Convolved, Convolved]
             view = st.radio("Animate", views, index=default, key=f"conv_learned_view_{key}", horizontal=True)
             if view == views[1]:
                 return full, full
+        first = learned.in_channel
+        if first is None:  # the picked cell's strongest input channel, else the first one
+            first = 0 if learned.cell is None else learned.strongest_channel(*learned.cell)
         channel = st.number_input(
-            f"Input channel (0 to {channels - 1})", 0, channels - 1, learned.in_channel or 0,
+            f"Input channel (0 to {channels - 1})", 0, channels - 1, first,
             key=f"conv_learned_channel_{key}",
+            help=None if learned.cell is None else "It starts on the input channel that adds most to the "
+                                                  "cell you picked.",
         )
         channel = int(channel)
         one = Convolved(f"learned:{key}:{channel}", learned.input[channel : channel + 1],
@@ -134,7 +145,7 @@ def show_channel_sum(learned: LearnedConvolution, channel: int | None) -> None:
         key="conv_sum_chart", width="stretch", config={"displayModeBar": False},
     )
     out_h, out_w = output.shape
-    best = np.unravel_index(int(np.abs(output).argmax()), output.shape)
+    best = learned.cell or np.unravel_index(int(np.abs(output).argmax()), output.shape)
     row_col, col_col = st.columns(2)
     row = int(row_col.number_input(f"Output row (0 to {out_h - 1})", 0, out_h - 1, int(best[0]),
                                    key=f"conv_sum_row_{learned.key()}"))
@@ -144,8 +155,9 @@ def show_channel_sum(learned: LearnedConvolution, channel: int | None) -> None:
     table = cell_sum_table(partial[:, row, col], learned.bias, ("R", "G", "B") if colours else None)
     st.dataframe(table, hide_index=True, key="conv_sum_table", height=35 * (len(table) + 1) + 3,
                  column_config={"value": st.column_config.NumberColumn(format="%.6g")})
+    picked = " (the cell you picked on the explorer)" if learned.cell == (row, col) else ""
     st.caption(
-        f"Output ({row}, {col}) = **{output[row, col]:.6g}**; the model's own forward pass gave "
+        f"Output ({row}, {col}){picked} = **{output[row, col]:.6g}**; the model's own forward pass gave "
         f"{float(learned.output[row, col]):.6g}."
     )
 
