@@ -278,7 +278,7 @@ def test_top_images_are_the_strongest_responses_and_the_optimized_image_is_label
     model = loaded.model.eval()
     shown = []
     for caption in captions:
-        pattern = r"test image ([\d,]+): ([-\d.]+) at \((\d+), (\d+)\)"
+        pattern = r"test image ([\d,]+): ([-\d.]+) at row (\d+), column (\d+)"
         index, value, row, col = re.match(pattern, caption).groups()
         image = prepare_dataset_pixels(test.images[int(index.replace(",", ""))], "mnist", loaded.mean,
                                        loaded.std).tensor
