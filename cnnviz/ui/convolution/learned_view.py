@@ -25,6 +25,8 @@ MAX_ANIMATED_CHANNELS = 3  # the animation runs on all channels at once up to RG
 TOP_CHANNELS = 8  # channels listed one by one in a cell's sum; the rest as one line
 THUMB_PX = 30  # about this wide on screen, a whole number of pixels per weight
 THUMB_MARGIN = 3
+SEEDED_KEY = "conv_handoff_seeded"  # the hand-off whose picked cell already placed the animated region
+REGION_KEYS = ("conv_large_view", "conv_region_top", "conv_region_left")  # the page's region widgets
 
 
 @dataclass(frozen=True)
@@ -48,7 +50,8 @@ def _explorer_page():
 
 
 def _back_to_presets() -> None:
-    st.session_state.pop(pages.CONVOLUTION_HANDOFF_KEY, None)
+    for key in (pages.CONVOLUTION_HANDOFF_KEY, SEEDED_KEY, *REGION_KEYS):  # a layer's region fits no preset
+        st.session_state.pop(key, None)
 
 
 def handoff_controls(learned: LearnedConvolution) -> tuple[Convolved, Convolved]:
@@ -101,6 +104,22 @@ def handoff_controls(learned: LearnedConvolution) -> tuple[Convolved, Convolved]
         one = Convolved(f"learned:{key}:{channel}", learned.input[channel : channel + 1],
                         ConvSettings.of_learned(learned, channel), channel)
         return one, full
+
+
+def picked_region(learned: LearnedConvolution | None, side: int,
+                  output_size: tuple[int, int]) -> tuple[int, int] | None:
+    """On a map too large to animate every step: the first row and column of the side x side region
+    around the cell picked on the explorer (the page's defaults, so the animation passes that cell), or
+    None. A new hand-off forgets the region widgets' old values, so these defaults take effect."""
+    if learned is None or learned.cell is None:
+        return None
+    if st.session_state.get(SEEDED_KEY) != learned.key():
+        st.session_state[SEEDED_KEY] = learned.key()
+        for key in REGION_KEYS:
+            st.session_state.pop(key, None)
+    starts = (min(max(0, at - side // 2), max(0, size - side)) for at, size in zip(learned.cell, output_size,
+                                                                                  strict=True))
+    return next(starts), next(starts)
 
 
 def _input_sentence(learned: LearnedConvolution) -> str:
