@@ -71,9 +71,9 @@ def test_out_writes_marked_crops_a_sheet_and_the_optimized_image(
 
     sheet = np.asarray(Image.open(out / "contact_sheet.png").convert("L"))
     assert sheet.shape == (2 * (PNG_SIDE + CAPTION_PX + 4) + 4, 3 * (PNG_SIDE + 4) + 4)  # 2 rows of 3
-    tile = np.asarray(Image.open(out / f"top1_test{first['index']}.png").convert("L").resize(
-        (PNG_SIDE, PNG_SIDE), Image.NEAREST))
-    assert np.array_equal(sheet[4:4 + PNG_SIDE, 4:4 + PNG_SIDE], tile)
+    tile = np.asarray(Image.open(out / f"top1_test{first['index']}.png").convert("L"))  # 9x9 crop, x17
+    top, left = 4 + (PNG_SIDE - tile.shape[0]) // 2, 4 + (PNG_SIDE - tile.shape[1]) // 2
+    assert np.array_equal(sheet[top:top + tile.shape[0], left:left + tile.shape[1]], tile)  # not stretched
     for i in range(4):
         left, top = 4 + (i % 3) * (PNG_SIDE + 4), 4 + (i // 3) * (PNG_SIDE + CAPTION_PX + 4)
         band = sheet[top + PNG_SIDE:top + PNG_SIDE + CAPTION_PX, left:left + PNG_SIDE]

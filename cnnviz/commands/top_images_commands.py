@@ -100,7 +100,8 @@ def _text(report: dict[str, Any]) -> str:
     for rank, entry in enumerate(report["top"], 1):
         where = "" if entry["row"] is None else f" at row {entry['row']}, col {entry['col']}"
         field = entry["field"]
-        label = f" (a {entry['label']})" if "label" in entry else ""
+        article = "an" if str(entry.get("label", ""))[:1].lower() in tuple("aeiou8") else "a"
+        label = f" ({article} {entry['label']})" if "label" in entry else ""
         lines.append(f"{rank:2d}. test image {entry['index']:5d}{label}: {entry['value']:.4f}{where}; "
                      f"input rows {field['top']}-{field['bottom']}, cols {field['left']}-{field['right']}")
     if "optimized" in report:
@@ -147,6 +148,20 @@ def _font_to_fit(draw: ImageDraw.ImageDraw, text: str) -> ImageFont.FreeTypeFont
     return font
 
 
+def _tile(image: Image.Image) -> Image.Image:
+    """The crop on a PNG_SIDE square, scaled by whole pixels with its shape kept (a field cut by the
+    image border is narrower than it is tall), centred on white."""
+    scale = max(1, PNG_SIDE // max(image.size))
+    image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    if max(image.size) > PNG_SIDE:
+        factor = PNG_SIDE / max(image.size)
+        image = image.resize((max(1, round(image.width * factor)), max(1, round(image.height * factor))),
+                             Image.NEAREST)
+    tile = Image.new("RGB", (PNG_SIDE, PNG_SIDE), "white")
+    tile.paste(image, ((PNG_SIDE - image.width) // 2, (PNG_SIDE - image.height) // 2))
+    return tile
+
+
 def _write_pngs(out: Path, crops: list[TopCrop], optimized: np.ndarray | None,
                 captions: list[str]) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
@@ -157,7 +172,7 @@ def _write_pngs(out: Path, crops: list[TopCrop], optimized: np.ndarray | None,
         name = out / f"top{rank}_test{crop.top.index}.png"
         image.save(name)
         written.append(str(name))
-        tiles.append(image.resize((PNG_SIDE, PNG_SIDE), Image.NEAREST))
+        tiles.append(_tile(image))
     columns = min(3, len(tiles))
     rows = -(-len(tiles) // columns)
     cell_h = PNG_SIDE + CAPTION_PX + 4  # each tile with its line under it (index, label, value): slide-ready
