@@ -245,3 +245,40 @@ def test_back_to_the_explorer_switches_there_or_is_not_offered(real_data_dir):
     app.button(key="conv_back_to_explorer").click().run()
     assert not app.exception, [e.value for e in app.exception]
     assert not any("Convolution and pooling" in t.value for t in app.title)
+
+
+def test_the_cell_picked_on_the_explorer_is_where_the_page_starts(real_data_dir):
+    loaded, traced = shipped_trace("mnist", real_data_dir)
+    learned = learned_convolution(loaded.model, traced, 3, 5, model_name=loaded.name, cell=(7, 7))
+    # the input channel that adds most to that cell, from the layer's own weights (F.conv2d per channel)
+    per_channel = F.conv2d(traced.layer_input(3), loaded.model.features[3].weight[5][:, None],
+                           padding=1, groups=16)[0, :, 7, 7].detach().abs()
+    strongest = int(per_channel.argmax())
+    assert learned.strongest_channel(7, 7) == strongest
+    app = _open_page(learned)
+    assert not app.exception, [e.value for e in app.exception]
+    value = float(traced.outputs[3][0, 5, 7, 7])
+    assert any("row 7, column 7" in i.value and f"{value:.4f}" in i.value for i in app.info)
+    assert app.number_input(key=f"conv_learned_channel_{learned.key()}").value == strongest
+    assert [int(app.number_input(key=f"conv_sum_{axis}_{learned.key()}").value)
+            for axis in ("row", "col")] == [7, 7]
+    assert abs(app.dataframe[0].value["value"].iloc[-1] - value) < 1e-5
+    assert any("the cell you picked on the explorer" in c.value for c in app.caption)
+    with pytest.raises(ValueError, match="not on the 14x14 output"):
+        learned_convolution(loaded.model, traced, 3, 5, cell=(14, 0))
+
+
+def test_a_large_map_animates_the_region_around_the_picked_cell(real_data_dir):
+    loaded, traced = shipped_trace("mnist", real_data_dir)
+    learned = learned_convolution(loaded.model, traced, 3, 5, model_name=loaded.name, cell=(6, 9))
+    app = _open_page(learned)  # 14 x 14 = 196 cells: more than one animation shows step by step
+    assert not app.exception and not app.warning, [w.value for w in app.warning]
+    assert app.radio(key="conv_large_view").value.startswith("every step of a 8x8 region")
+    top, left = (int(app.number_input(key=k).value) for k in ("conv_region_top", "conv_region_left"))
+    assert top <= 6 < top + 8 and left <= 9 < left + 8
+    animation = _charts(app)[0]
+    labels = [step["label"] for step in animation["layout"]["sliders"][0]["steps"]]
+    assert any(label.replace(" ", "").endswith("(6,9)") for label in labels)
+    app.button(key="conv_back_to_presets").click().run()  # the presets start on their own defaults again
+    assert not app.exception, [e.value for e in app.exception]
+    assert "conv_region_top" not in app.session_state

@@ -136,3 +136,19 @@ def test_a_broken_model_file_and_a_non_image_are_refused(capsys, tmp_path):
     result = cli(capsys, "explain-cell", "--model", MNIST, "--image", str(text), "--layer", "0",
                  "--channel", "0")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_field_cut_by_the_image_border_says_so(capsys):
+    from cnnviz.networks.receptive_field import cell_box, layer_fields
+
+    model = load_checkpoint(MNIST).model
+    full, cut = layer_fields(model)[3].box(0, 0), cell_box(model, 3, 0, 0)  # the corner cell of layer 3
+    assert (full.top, full.left) != (cut.top, cut.left)
+    corner = cli(capsys, "explain-cell", "--model", "mnist", "--test-index", "0", "--layer", "3",
+                 "--channel", "0").stdout.splitlines()[-1]
+    assert f"({cut.height}x{cut.width} pixels)" in corner
+    assert (f"rows {full.top}..{full.bottom} and columns {full.left}..{full.right}, reaches into the zero"
+            in corner)
+    inside = cli(capsys, "explain-cell", "--model", "mnist", "--test-index", "0", "--layer", "3",
+                 "--channel", "0", "--row", "7", "--col", "7").stdout.splitlines()[-1]
+    assert "zero padding" not in inside

@@ -92,6 +92,13 @@ def test_page_is_registered_after_predict() -> None:
     assert pages.PAGE_NAMES.index(pages.EXPLORE_PAGE) == pages.PAGE_NAMES.index(pages.PREDICT_PAGE) + 1
 
 
+def test_the_answer_says_the_model_was_trained_with_label_smoothing(page) -> None:
+    loaded = load_checkpoint(MNIST_MODEL)
+    smoothing = loaded.metadata["training"]["label_smoothing"]  # 0.1: the right class is taught as 91%
+    assert smoothing > 0
+    assert any(f"label smoothing {smoothing:g}" in c.value for c in page.caption)
+
+
 def test_every_kind_of_layer_shows_the_models_own_value(page) -> None:
     image, loaded = normalized_test_image("mnist", 0, MNIST_MODEL)
     outputs = hooked_outputs(loaded.model, image)
@@ -278,7 +285,7 @@ def test_top_images_are_the_strongest_responses_and_the_optimized_image_is_label
     model = loaded.model.eval()
     shown = []
     for caption in captions:
-        pattern = r"test image ([\d,]+): ([-\d.]+) at \((\d+), (\d+)\)"
+        pattern = r"test image ([\d,]+): ([-\d.]+) at row (\d+), column (\d+)"
         index, value, row, col = re.match(pattern, caption).groups()
         image = prepare_dataset_pixels(test.images[int(index.replace(",", ""))], "mnist", loaded.mean,
                                        loaded.std).tensor

@@ -66,6 +66,18 @@ def test_out_writes_marked_crops_a_sheet_and_the_optimized_image(
     scale = png.shape[0] // crop.shape[0]
     assert png.shape == (crop.shape[0] * scale, crop.shape[1] * scale)
     assert np.array_equal(png[::scale, ::scale][0], crop.numpy()[0])  # the top row is not marked
+    # the contact sheet: each tile is its crop, with a line of text (index, label, value) under it
+    from cnnviz.commands.top_images_commands import CAPTION_PX, PNG_SIDE
+
+    sheet = np.asarray(Image.open(out / "contact_sheet.png").convert("L"))
+    assert sheet.shape == (2 * (PNG_SIDE + CAPTION_PX + 4) + 4, 3 * (PNG_SIDE + 4) + 4)  # 2 rows of 3
+    tile = np.asarray(Image.open(out / f"top1_test{first['index']}.png").convert("L"))  # 9x9 crop, x17
+    top, left = 4 + (PNG_SIDE - tile.shape[0]) // 2, 4 + (PNG_SIDE - tile.shape[1]) // 2
+    assert np.array_equal(sheet[top:top + tile.shape[0], left:left + tile.shape[1]], tile)  # not stretched
+    for i in range(4):
+        left, top = 4 + (i % 3) * (PNG_SIDE + 4), 4 + (i // 3) * (PNG_SIDE + CAPTION_PX + 4)
+        band = sheet[top + PNG_SIDE:top + PNG_SIDE + CAPTION_PX, left:left + PNG_SIDE]
+        assert (band < 128).sum() > 30, f"no caption under tile {i + 1}"
     optimized = report["optimized"]
     assert optimized["activation"] > optimized["dataset_mean"] + 2.5 * optimized["dataset_std"]
     enlarged = np.asarray(Image.open(out / "optimized.png").convert("L"))

@@ -126,3 +126,18 @@ def test_the_fastest_preset_depends_on_the_device():
     assert fastest_preset("cifar10", "cpu") == "cifar10_speed"
     assert fastest_preset("mnist", "cpu") == "mnist_fast"
     assert FASTEST_PRESET["cifar10", "cuda"] == "cifar10_gpu"  # wide: a GPU is launch-bound on narrow nets
+
+
+def test_summary_of_a_preset_by_name_explains_its_field_columns(capsys):
+    from cnnviz.training.presets import NET_PRESETS
+
+    by_name = cli(capsys, "summary", "mnist_fast", "--json")
+    assert by_name.returncode == 0, by_name.stderr
+    by_spec = cli(capsys, "summary", NET_PRESETS["mnist_fast"].spec, "--input", "1x28x28", "--json")
+    assert json.loads(by_name.stdout) == json.loads(by_spec.stdout)  # the preset's spec, MNIST's shape
+    assert json.loads(cli(capsys, "summary", "cifar10_fast", "--json").stdout)["input_shape"] == [3, 32, 32]
+    table = cli(capsys, "summary", "cifar10_fast")
+    assert table.returncode == 0, table.stderr
+    assert "jump: input pixels between neighbouring cells' fields" in " ".join(table.stdout.split())
+    missing = cli(capsys, "summary", "C8 G")
+    assert missing.returncode == 2 and "--input is needed" in missing.stderr

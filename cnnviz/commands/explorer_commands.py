@@ -97,6 +97,10 @@ def _field_text(field: dict[str, Any]) -> str:
             f"{field['cols'][0]}..{field['cols'][1]} ({field['height']}x{field['width']} pixels)")
     if "size" in field:
         text += f"; size {field['size']}, jump {field['jump']}, start {field['start']:g}"
+        rows, cols = field["unclipped_rows"], field["unclipped_cols"]
+        if (rows, cols) != (field["rows"], field["cols"]):  # "3x3 pixels; size 4" needs its reason
+            text += (f" (the full {field['size']}x{field['size']} field, rows {rows[0]}..{rows[1]} and "
+                     f"columns {cols[0]}..{cols[1]}, reaches into the zero padding outside the image)")
     return text
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from cnnviz.commands.explorer_commands import resolve_model
 from cnnviz.explorer.layers import find_layer
@@ -20,6 +20,7 @@ from cnnviz.training.checkpoint import LoadedModel, load_checkpoint
 EXPLORER_THREADS = 1  # on a shared 2-core machine one thread was 2-3x faster than two (measured here)
 PNG_SIDE = 160  # pixels a side of each saved crop and of the optimized image
 MARK = (255, 40, 40)
+CAPTION_PX = 18  # the line under each tile of the contact sheet
 
 
 def register(commands: argparse._SubParsersAction, benches: argparse._SubParsersAction) -> None:
@@ -69,7 +70,8 @@ def run_top_images(args: argparse.Namespace) -> int:
                                    objective=args.objective, seed=args.seed, images=images, key=key)
         report["optimized"] = optimized.to_json()
     if out is not None:
-        report["files"] = _write_pngs(out, crops, None if optimized is None else optimized.pixels)
+        captions = [_caption(rank, entry) for rank, entry in enumerate(report["top"], 1)]
+        report["files"] = _write_pngs(out, crops, None if optimized is None else optimized.pixels, captions)
     print(json.dumps(report, indent=2) if args.json else _text(report))
     return 0
 
@@ -98,7 +100,8 @@ def _text(report: dict[str, Any]) -> str:
     for rank, entry in enumerate(report["top"], 1):
         where = "" if entry["row"] is None else f" at row {entry['row']}, col {entry['col']}"
         field = entry["field"]
-        label = f" (a {entry['label']})" if "label" in entry else ""
+        article = "an" if str(entry.get("label", ""))[:1].lower() in tuple("aeiou8") else "a"
+        label = f" ({article} {entry['label']})" if "label" in entry else ""
         lines.append(f"{rank:2d}. test image {entry['index']:5d}{label}: {entry['value']:.4f}{where}; "
                      f"input rows {field['top']}-{field['bottom']}, cols {field['left']}-{field['right']}")
     if "optimized" in report:
@@ -129,7 +132,38 @@ def marked_crop(crop: TopCrop) -> Image.Image:
     return image
 
 
-def _write_pngs(out: Path, crops: list[TopCrop], optimized: np.ndarray | None) -> list[str]:
+def _caption(rank: int, entry: dict[str, Any]) -> str:
+    """A contact sheet tile's line: "1. test 3120 (3): 5.17"."""
+    label = f" ({entry['label']})" if "label" in entry else ""
+    return f"{rank}. test {entry['index']}{label}: {entry['value']:.3f}"
+
+
+def _font_to_fit(draw: ImageDraw.ImageDraw, text: str) -> ImageFont.FreeTypeFont:
+    """Pillow's own font, as large as fits under a tile ("(automobile)" needs a smaller one)."""
+    size = CAPTION_PX - 4
+    font = ImageFont.load_default(size=size)
+    while size > 8 and draw.textlength(text, font=font) > PNG_SIDE - 4:
+        size -= 1
+        font = ImageFont.load_default(size=size)
+    return font
+
+
+def _tile(image: Image.Image) -> Image.Image:
+    """The crop on a PNG_SIDE square, scaled by whole pixels with its shape kept (a field cut by the
+    image border is narrower than it is tall), centred on white."""
+    scale = max(1, PNG_SIDE // max(image.size))
+    image = image.resize((image.width * scale, image.height * scale), Image.NEAREST)
+    if max(image.size) > PNG_SIDE:
+        factor = PNG_SIDE / max(image.size)
+        image = image.resize((max(1, round(image.width * factor)), max(1, round(image.height * factor))),
+                             Image.NEAREST)
+    tile = Image.new("RGB", (PNG_SIDE, PNG_SIDE), "white")
+    tile.paste(image, ((PNG_SIDE - image.width) // 2, (PNG_SIDE - image.height) // 2))
+    return tile
+
+
+def _write_pngs(out: Path, crops: list[TopCrop], optimized: np.ndarray | None,
+                captions: list[str]) -> list[str]:
     out.mkdir(parents=True, exist_ok=True)
     written = []
     tiles = []
@@ -138,12 +172,16 @@ def _write_pngs(out: Path, crops: list[TopCrop], optimized: np.ndarray | None) -
         name = out / f"top{rank}_test{crop.top.index}.png"
         image.save(name)
         written.append(str(name))
-        tiles.append(image.resize((PNG_SIDE, PNG_SIDE), Image.NEAREST))
+        tiles.append(_tile(image))
     columns = min(3, len(tiles))
     rows = -(-len(tiles) // columns)
-    sheet = Image.new("RGB", (columns * (PNG_SIDE + 4) + 4, rows * (PNG_SIDE + 4) + 4), "white")
-    for i, tile in enumerate(tiles):
-        sheet.paste(tile, (4 + (i % columns) * (PNG_SIDE + 4), 4 + (i // columns) * (PNG_SIDE + 4)))
+    cell_h = PNG_SIDE + CAPTION_PX + 4  # each tile with its line under it (index, label, value): slide-ready
+    sheet = Image.new("RGB", (columns * (PNG_SIDE + 4) + 4, rows * cell_h + 4), "white")
+    draw = ImageDraw.Draw(sheet)
+    for i, (tile, caption) in enumerate(zip(tiles, captions, strict=True)):
+        left, top = 4 + (i % columns) * (PNG_SIDE + 4), 4 + (i // columns) * cell_h
+        sheet.paste(tile, (left, top))
+        draw.text((left + 2, top + PNG_SIDE + 2), caption, fill="black", font=_font_to_fit(draw, caption))
     sheet.save(out / "contact_sheet.png")
     written.append(str(out / "contact_sheet.png"))
     if optimized is not None:

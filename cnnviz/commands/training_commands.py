@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -65,10 +66,13 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
 
     summary = commands.add_parser(
         "summary", help="per-layer table of a spec: output shapes, parameters, multiply-adds",
-        description='Summarize an architecture spec such as "C32 C32 M F128" for an input shape.',
+        description='Summarize an architecture spec such as "C32 C32 M F128" for an input shape, or a '
+                    "preset of the Train page by its name (its dataset's input shape unless --input).",
     )
-    summary.add_argument("spec", help='the architecture, e.g. "C32 C32 M D0.25 F128"')
-    summary.add_argument("--input", required=True, metavar="CxHxW", help="input shape, e.g. 1x28x28")
+    summary.add_argument("spec", help='the architecture, e.g. "C32 C32 M D0.25 F128", or a preset: '
+                                      + ", ".join(NET_PRESETS))
+    summary.add_argument("--input", metavar="CxHxW",
+                         help="input shape, e.g. 1x28x28 (default for a preset: its dataset's)")
     summary.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
     summary.add_argument("--json", action="store_true", help="print JSON")
     summary.set_defaults(func=run_summary)
@@ -195,13 +199,30 @@ def parse_shape(text: str) -> tuple[int, int, int]:
     return channels, height, width
 
 
+FIELD_LEGEND = ("field: the input pixels one cell sees (size x size; 'all': the whole image; it may be "
+                "larger than the image, whose padding it then covers); jump: input pixels between "
+                "neighbouring cells' fields; start: the input row (and column) of the centre of cell "
+                "(0, 0)'s field.")
+
+
+def summary_spec_and_shape(spec: str, shape: str | None) -> tuple[str, tuple[int, int, int]]:
+    """A spec or a preset's name, and the input shape: --input, else a preset's dataset's."""
+    preset = NET_PRESETS.get(spec.strip())
+    if preset is not None:
+        spec = preset.spec
+        if shape is None and preset.dataset is not None:
+            return spec, data.DATASETS[preset.dataset].image_shape
+    if shape is None:
+        raise ValueError("--input is needed for a spec (e.g. --input 1x28x28); a preset's name "
+                         f"({', '.join(NET_PRESETS)}) takes its dataset's shape.")
+    return spec, parse_shape(shape)
+
+
 def run_summary(args: argparse.Namespace) -> int:
-    summary = summarize_spec(args.spec, parse_shape(args.input), args.classes)
+    summary = summarize_spec(*summary_spec_and_shape(args.spec, args.input), args.classes)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
         return 0
-    # "field": the square of input pixels one cell sees ("all": the whole image), "jump": pixels between
-    # neighbouring cells' fields, "start": the centre of cell (0, 0)'s field, in input pixels.
     print(f"{'layer':>5}  {'part':<10} {'type':<24} {'output':<14} {'params':>10}  {'multiply-adds':>13}  "
           f"{'field':>7} {'jump':>4} {'start':>5}  formula")
     for row in summary.layers:
@@ -214,6 +235,7 @@ def run_summary(args: argparse.Namespace) -> int:
               f"{row.mult_adds:>13,}  {field_label(row):>7} {jump:>4} {start:>5}  {formula}")
     print(f"total parameters: {summary.total_params:,} (trainable {summary.trainable_params:,}); "
           f"multiply-adds per image: {summary.total_mult_adds:,}")
+    print(textwrap.fill(FIELD_LEGEND, 100))
     return 0
 
 

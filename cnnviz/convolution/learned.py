@@ -37,6 +37,7 @@ class LearnedConvolution:
     dilation: int
     output: np.ndarray  # (Ho, Wo) float32: the layer's own output at ``out_channel``
     in_channel: int | None = None  # the input channel shown first; None: all channels summed
+    cell: tuple[int, int] | None = None  # the output cell (row, column) picked on the explorer, if any
 
     def __post_init__(self) -> None:
         if self.input.ndim != 3 or self.kernels.ndim != 3 or self.kernels.shape[0] != self.input.shape[0]:
@@ -49,6 +50,10 @@ class LearnedConvolution:
                 f"Input channel {self.in_channel} does not exist: this layer's input has channels "
                 f"0 to {self.channels - 1}."
             )
+        rows, cols = self.output.shape
+        if self.cell is not None and not (0 <= self.cell[0] < rows and 0 <= self.cell[1] < cols):
+            raise ValueError(f"Cell {self.cell} is not on the {rows}x{cols} output: pick row 0 to {rows - 1} "
+                             f"and column 0 to {cols - 1}.")
 
     @property
     def channels(self) -> int:
@@ -71,7 +76,7 @@ class LearnedConvolution:
         for array in (self.input, self.kernels):
             digest.update(np.ascontiguousarray(array, dtype=np.float32).tobytes())
         digest.update(repr((self.label, self.out_channel, self.bias, self.stride, self.padding,
-                            self.dilation)).encode())
+                            self.dilation, self.cell)).encode())
         return digest.hexdigest()[:20]
 
     def steps(self, channel: int | None = None) -> ConvSteps:
@@ -87,6 +92,10 @@ class LearnedConvolution:
         """(C, Ho, Wo) float64: each input channel's partial sums; their sum plus the bias is the output."""
         steps = self.steps()
         return steps.products[0].sum(axis=(3, 4)).transpose(2, 0, 1)
+
+    def strongest_channel(self, row: int, col: int) -> int:
+        """The input channel whose partial sum at output cell (row, col) is largest in size."""
+        return int(np.abs(self.channel_sums()[:, row, col]).argmax())
 
 
 @dataclass(frozen=True)

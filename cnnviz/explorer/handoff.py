@@ -42,11 +42,13 @@ def learned_convolution(
     out_channel: int,
     in_channel: int | None = None,
     model_name: str = "",
+    cell: tuple[int, int] | None = None,
 ) -> LearnedConvolution:
     """Output channel ``out_channel`` of Conv2d layer ``layer_number`` on the image of ``trace``: its
     real input (the layer before's output), learned kernel and bias, stride, padding and dilation.
 
-    ``in_channel`` is the input channel the page shows first (None: all channels summed).
+    ``in_channel`` is the input channel the page shows first (None: all channels summed); ``cell`` the
+    output (row, column) the explorer picked, which the page's sum over the channels starts on.
     ValueError with one sentence for a layer that is not a convolution or a channel that does not exist.
     """
     layer = _conv_layer(model, layer_number)
@@ -63,7 +65,8 @@ def learned_convolution(
     token = f" {layer.token}" if layer.token else ""
     label = f"layer {layer_number} (Conv2d{token}) of {name}"
     return LearnedConvolution(label, model_name, layer_number, out_channel, received, weight, bias,
-                              int(conv.stride[0]), padding, int(conv.dilation[0]), output, in_channel)
+                              int(conv.stride[0]), padding, int(conv.dilation[0]), output, in_channel,
+                              None if cell is None else (int(cell[0]), int(cell[1])))
 
 
 def first_conv(model: SpecNet) -> nn.Conv2d:

@@ -25,6 +25,8 @@ MAX_ANIMATED_CHANNELS = 3  # the animation runs on all channels at once up to RG
 TOP_CHANNELS = 8  # channels listed one by one in a cell's sum; the rest as one line
 THUMB_PX = 30  # about this wide on screen, a whole number of pixels per weight
 THUMB_MARGIN = 3
+SEEDED_KEY = "conv_handoff_seeded"  # the hand-off whose picked cell already placed the animated region
+REGION_KEYS = ("conv_large_view", "conv_region_top", "conv_region_left")  # the page's region widgets
 
 
 @dataclass(frozen=True)
@@ -48,17 +50,24 @@ def _explorer_page():
 
 
 def _back_to_presets() -> None:
-    st.session_state.pop(pages.CONVOLUTION_HANDOFF_KEY, None)
+    for key in (pages.CONVOLUTION_HANDOFF_KEY, SEEDED_KEY, *REGION_KEYS):  # a layer's region fits no preset
+        st.session_state.pop(key, None)
 
 
 def handoff_controls(learned: LearnedConvolution) -> tuple[Convolved, Convolved]:
     """The banner, the way back and the channel choice; returns what the animation runs on and the
     whole layer (all channels, bias added: the layer's real output) that ReLU and pooling take."""
     name = learned.model_name or "the model"
+    picked = ""
+    if learned.cell is not None:
+        row, col = learned.cell
+        value = float(learned.output[row, col])
+        picked = (f" The cell you picked, row {row}, column {col}, is **{value:.4f}**: its sum over the "
+                  "input channels is written out below.")
     with st.container(border=True):
         st.info(
             f"Running on **layer {learned.layer_number} of {name}**: its real input and learned kernel "
-            f"(output channel {learned.out_channel}).",
+            f"(output channel {learned.out_channel}).{picked}",
             icon=":material/model_training:",
         )
         back_col, presets_col = st.columns(2)
@@ -82,14 +91,35 @@ def handoff_controls(learned: LearnedConvolution) -> tuple[Convolved, Convolved]
             view = st.radio("Animate", views, index=default, key=f"conv_learned_view_{key}", horizontal=True)
             if view == views[1]:
                 return full, full
+        first = learned.in_channel
+        if first is None:  # the picked cell's strongest input channel, else the first one
+            first = 0 if learned.cell is None else learned.strongest_channel(*learned.cell)
         channel = st.number_input(
-            f"Input channel (0 to {channels - 1})", 0, channels - 1, learned.in_channel or 0,
+            f"Input channel (0 to {channels - 1})", 0, channels - 1, first,
             key=f"conv_learned_channel_{key}",
+            help=None if learned.cell is None else "It starts on the input channel that adds most to the "
+                                                  "cell you picked.",
         )
         channel = int(channel)
         one = Convolved(f"learned:{key}:{channel}", learned.input[channel : channel + 1],
                         ConvSettings.of_learned(learned, channel), channel)
         return one, full
+
+
+def picked_region(learned: LearnedConvolution | None, side: int,
+                  output_size: tuple[int, int]) -> tuple[int, int] | None:
+    """On a map too large to animate every step: the first row and column of the side x side region
+    around the cell picked on the explorer (the page's defaults, so the animation passes that cell), or
+    None. A new hand-off forgets the region widgets' old values, so these defaults take effect."""
+    if learned is None or learned.cell is None:
+        return None
+    if st.session_state.get(SEEDED_KEY) != learned.key():
+        st.session_state[SEEDED_KEY] = learned.key()
+        for key in REGION_KEYS:
+            st.session_state.pop(key, None)
+    starts = (min(max(0, at - side // 2), max(0, size - side)) for at, size in zip(learned.cell, output_size,
+                                                                                  strict=True))
+    return next(starts), next(starts)
 
 
 def _input_sentence(learned: LearnedConvolution) -> str:
@@ -134,7 +164,7 @@ def show_channel_sum(learned: LearnedConvolution, channel: int | None) -> None:
         key="conv_sum_chart", width="stretch", config={"displayModeBar": False},
     )
     out_h, out_w = output.shape
-    best = np.unravel_index(int(np.abs(output).argmax()), output.shape)
+    best = learned.cell or np.unravel_index(int(np.abs(output).argmax()), output.shape)
     row_col, col_col = st.columns(2)
     row = int(row_col.number_input(f"Output row (0 to {out_h - 1})", 0, out_h - 1, int(best[0]),
                                    key=f"conv_sum_row_{learned.key()}"))
@@ -144,8 +174,9 @@ def show_channel_sum(learned: LearnedConvolution, channel: int | None) -> None:
     table = cell_sum_table(partial[:, row, col], learned.bias, ("R", "G", "B") if colours else None)
     st.dataframe(table, hide_index=True, key="conv_sum_table", height=35 * (len(table) + 1) + 3,
                  column_config={"value": st.column_config.NumberColumn(format="%.6g")})
+    picked = " (the cell you picked on the explorer)" if learned.cell == (row, col) else ""
     st.caption(
-        f"Output ({row}, {col}) = **{output[row, col]:.6g}**; the model's own forward pass gave "
+        f"Output ({row}, {col}){picked} = **{output[row, col]:.6g}**; the model's own forward pass gave "
         f"{float(learned.output[row, col]):.6g}."
     )
 

@@ -27,6 +27,7 @@ from cnnviz.ui.convolution.learned_view import (
     first_layer_kernel,
     handoff,
     handoff_controls,
+    picked_region,
     show_channel_sum,
 )
 from cnnviz.ui.host import upload_limit_mb, upload_limits
@@ -207,10 +208,12 @@ max_frames = scene.max_frames  # fewer than MAX_FRAMES when several large maps f
 region = None
 if scene.too_many_steps:
     side = region_side(max_frames)
+    picked = picked_region(learned, side, (out_h, out_w))  # the explorer's cell: its region first
     view = st.radio(
         f"The output has {out_h * out_w} cells, more than the {max_frames} steps one animation "
         "shows quickly. Show",
         ("steps spread over the whole map", f"every step of a {side}x{side} region"),
+        index=0 if picked is None else 1,
         key=kept("conv_large_view"),
         horizontal=True,
     )
@@ -220,14 +223,14 @@ if scene.too_many_steps:
             "Region's first output row",
             0,
             max(0, out_h - side),
-            max(0, out_h - side) // 2,
+            max(0, out_h - side) // 2 if picked is None else picked[0],
             key=kept("conv_region_top"),
         )
         first_col = left_col.number_input(
             "Region's first output column",
             0,
             max(0, out_w - side),
-            max(0, out_w - side) // 2,
+            max(0, out_w - side) // 2 if picked is None else picked[1],
             key=kept("conv_region_left"),
         )
         region = (int(first_row), int(first_col))

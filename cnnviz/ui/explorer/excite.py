@@ -99,7 +99,7 @@ def show_excite(model: parts.Model, cell: parts.Cell) -> None:
     with optimized_column:
         objective = "mean"
         if cell.layer < len(model.loaded.model.features):  # a map: its mean, or one cell's value
-            labels = {"mean": "the whole map", "centre": "its centre cell"}
+            labels = {"mean": "the whole map", "centre": "the map's centre cell"}
             objective = st.radio("Make it fire over", list(labels), format_func=labels.get, horizontal=True,
                                  key=OBJECTIVE_KEY)
         if st.button("Optimize an image for it", key=pages.EXPLORE_OPTIMIZE_KEY,
@@ -130,7 +130,7 @@ def _show_top(found: list[tuple[TopCrop, np.ndarray]], cell: parts.Cell) -> None
         for start in range(0, len(found), 3):
             columns = st.columns(3)
             for column, (crop, full) in zip(columns, found[start:start + 3], strict=False):
-                where = "" if crop.top.row is None else f" at ({crop.top.row}, {crop.top.col})"
+                where = "" if crop.top.row is None else f" at row {crop.top.row}, column {crop.top.col}"
                 column.image(marked_image(full, crop), output_format="PNG",
                              caption=f"test image {crop.top.index:,}: {crop.top.value:.3f}{where}")
 
@@ -142,11 +142,11 @@ def _show_optimized(optimized: OptimizedImage) -> None:
         st.image(Image.fromarray(rgb).resize((rgb.shape[1] * factor, rgb.shape[0] * factor),
                                              Image.Resampling.NEAREST), output_format="PNG",
                  caption="Optimized image, not a photo: made by gradient ascent from noise.")
-    what = "mean over its map" if optimized.objective == "mean" else "centre cell"
+    what = "mean over its map" if optimized.objective == "mean" else "value at the map's centre cell"
     typical = ("" if optimized.dataset_mean is None
                else f"; over the test images it averages {optimized.dataset_mean:.3f}")
     st.caption(f"The channel's {what}: {optimized.start_activation:.3f} {pages.OPTIMIZED_DONE_TEXT}, "
                f"{optimized.activation:.3f} on this image{typical}.")
     if float(optimized.pixels.astype(np.float32).std()) < PLAIN_STD:
         st.caption("Nearly one flat colour: over the whole map this filter likes a plain picture best. "
-                   "Try its centre cell to see the pattern it looks for in one place.")
+                   "Try the map's centre cell to see the pattern it looks for in one place.")

@@ -11,6 +11,7 @@ from cnnviz.ui.explorer.computation import show_explanation
 from cnnviz.ui.explorer.describe import describe_layer
 from cnnviz.ui.explorer.excite import show_excite
 from cnnviz.ui.explorer.figures import cell_map_figure, overview_figure, units_figure
+from cnnviz.ui.predict.parts import smoothing_note
 from cnnviz.ui.widgets import crisp_images, markdown_text, pixel_image
 
 CHART = {"width": "stretch", "config": {"displayModeBar": False}}
@@ -41,6 +42,9 @@ answer = int(probabilities.argmax())
 with top_right, crisp_images("explore_input"):
     st.image(pixel_image(prepared.pixels, 168), caption=f"The network's input: {what}.", output_format="PNG")
     st.markdown(f"It answers **{loaded.classes[answer]}** ({float(probabilities[answer]):.1%}).")
+    smoothing = smoothing_note(loaded.metadata, len(loaded.classes))
+    if smoothing:  # why a clean test image gets 92%, not 100%: the first question of a class
+        st.caption(smoothing)
 if loaded.model.tta.active:
     st.caption("This model averages its answers over shifted or mirrored copies (test-time augmentation); "
                "everything here is the image itself, once through the network.")

@@ -81,7 +81,8 @@ def show_receptive_field(model: parts.Model, model_trace: Trace, layers: list[Ne
 def _open_convolution(model: parts.Model, model_trace: Trace, cell: parts.Cell) -> None:
     loaded = model.loaded
     st.session_state[pages.CONVOLUTION_HANDOFF_KEY] = learned_convolution(
-        loaded.model, model_trace, cell.layer, cell.channel, model_name=loaded.name)
+        loaded.model, model_trace, cell.layer, cell.channel, model_name=loaded.name,
+        cell=(cell.row, cell.col))
 
 
 def show_handoff(model: parts.Model, model_trace: Trace, layer: NetLayer, cell: parts.Cell) -> None:
