@@ -149,15 +149,31 @@ def test_a_cell_beyond_a_newly_picked_layer_is_kept_at_its_edge(page) -> None:
 
 def test_the_receptive_field_counts_the_pixels_autograd_reaches(page) -> None:
     image, loaded = normalized_test_image("mnist", 0, MNIST_MODEL)
-    pick(page, 6, 2, 3, 4)  # after the max pool
+    pool = hooked_outputs(loaded.model, image)[6][0, 2]  # after the max pool: (7, 7)
+    row, col = divmod(int(pool.argmax()), pool.shape[1])  # a live cell (a cell at 0 reaches no pixel)
+    pick(page, 6, 2, row, col)
     leaf = image.clone().requires_grad_(True)
     model = loaded.model.eval()
     with torch.enable_grad():
         hidden = model.features[:7](leaf)  # nn.Sequential: conv, BN, ReLU, conv, BN, ReLU, pool
-        (gradient,) = torch.autograd.grad(hidden[0, 2, 3, 4], leaf)
+        (gradient,) = torch.autograd.grad(hidden[0, 2, row, col], leaf)
     count = int(gradient.ne(0).sum())
+    assert count > 0
     text = " ".join(m.value for m in page.markdown)
     assert f"non-zero on **{count}** input pixels" in text
+
+
+def test_a_cell_whose_relu_is_off_says_why_its_footprint_is_empty(page) -> None:
+    image, loaded = normalized_test_image("mnist", 0, MNIST_MODEL)
+    relu = hooked_outputs(loaded.model, image)[5][0]  # 5 · ReLU: (32, 14, 14)
+    channel, row, col = (int(i) for i in (relu == 0).nonzero()[0])
+    pick(page, 5, channel, row, col)
+    leaf = image.clone().requires_grad_(True)
+    with torch.enable_grad():
+        (gradient,) = torch.autograd.grad(loaded.model.eval().features[:6](leaf)[0, channel, row, col], leaf)
+    assert int(gradient.ne(0).sum()) == 0  # autograd agrees: nothing reaches the input
+    text = " ".join(m.value for m in page.markdown)
+    assert "0 on every input pixel" in text and "non-zero on **0**" not in text
 
 
 def test_cifar_residual_cell_and_test_image_choice(page) -> None:
