@@ -294,7 +294,7 @@ def test_top_images_are_the_strongest_responses_and_the_optimized_image_is_label
     model = loaded.model.eval()
     shown = []
     for caption in captions:
-        pattern = r"test image ([\d,]+): ([-\d.]+) at \((\d+), (\d+)\)"
+        pattern = r"test image ([\d,]+): ([-\d.]+) at row (\d+), column (\d+)"
         index, value, row, col = re.match(pattern, caption).groups()
         image = prepare_dataset_pixels(test.images[int(index.replace(",", ""))], "mnist", loaded.mean,
                                        loaded.std).tensor
@@ -323,3 +323,21 @@ def test_random_picks_another_test_image_and_its_values_follow(page) -> None:
     label = load_dataset("mnist", "test", download=False).labels[index]
     captions = [i.caption for element in page.get("image") for i in element.proto.imgs]
     assert f"The network's input: test image {index:,} (labelled {int(label)})." in captions
+
+
+def test_the_wording_a_first_year_student_reads(page) -> None:
+    image, loaded = normalized_test_image("mnist", 0, MNIST_MODEL)
+    outputs = hooked_outputs(loaded.model, image)
+    pick(page, 3, 5, 6, 8)  # four channels' partial sums, some negative: written "a - b", never "+ -b"
+    text = " ".join(m.value for m in page.markdown)
+    assert "+ -" not in text and "Sum: " in text
+    pick(page, 0, 0, 7, 7)  # one input channel: no "1 input channel(s)"
+    assert "its one input channel" in " ".join(m.value for m in page.markdown)
+    pool = outputs[6][0, 1]
+    row, col = divmod(int(pool.argmax()), pool.shape[1])
+    pick(page, 6, 1, row, col)
+    text = " ".join(m.value for m in page.markdown)
+    assert "the largest of each 2 x 2 window" in text and "its window on layer 5's output" in text
+    pick(page, 10, 3)  # the output: its value is a logit, and the page says so
+    assert "the logits" in " ".join(m.value for m in page.markdown)
+    assert shown_value(page) == pytest.approx(float(outputs[10][0, 3]), abs=1e-4)

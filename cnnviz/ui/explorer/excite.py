@@ -130,7 +130,7 @@ def _show_top(found: list[tuple[TopCrop, np.ndarray]], cell: parts.Cell) -> None
         for start in range(0, len(found), 3):
             columns = st.columns(3)
             for column, (crop, full) in zip(columns, found[start:start + 3], strict=False):
-                where = "" if crop.top.row is None else f" at ({crop.top.row}, {crop.top.col})"
+                where = "" if crop.top.row is None else f" at row {crop.top.row}, column {crop.top.col}"
                 column.image(marked_image(full, crop), output_format="PNG",
                              caption=f"test image {crop.top.index:,}: {crop.top.value:.3f}{where}")
 

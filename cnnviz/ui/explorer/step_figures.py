@@ -108,6 +108,6 @@ def pool_figure(step: MaxPoolStep | AvgPoolStep) -> dict:
     return {"data": [trace], "layout": {
         "height": side, "width": int(side * math.sqrt(width / height)) + 40,
         "margin": {"l": 40, "r": 0, "t": 10, "b": 40}, "shapes": shapes, "dragmode": False,
-        "xaxis": {"title": {"text": "column of the layer below"}, "type": "category"},
+        "xaxis": {"title": {"text": "column"}, "type": "category"},  # a longer title is cut at the edge
         "yaxis": {"title": {"text": "row"}, "type": "category", "autorange": "reversed"},
     }}
