@@ -245,3 +245,11 @@ def test_back_to_the_explorer_switches_there_or_is_not_offered(real_data_dir):
     app.button(key="conv_back_to_explorer").click().run()
     assert not app.exception, [e.value for e in app.exception]
     assert not any("Convolution and pooling" in t.value for t in app.title)
+
+
+def test_a_one_channel_first_layer_says_one_input_channel(real_data_dir):
+    loaded, traced = shipped_trace("mnist", real_data_dir)
+    app = _open_page(learned_convolution(loaded.model, traced, 0, 4, model_name=loaded.name))
+    captions = " ".join(c.value for c in app.caption)
+    assert "runs on its one input channel with the real bias" in captions and "channel(s)" not in captions
+    np.testing.assert_allclose(_last_output(_charts(app)[0]), traced.outputs[0][0, 4].numpy(), atol=1e-5)
