@@ -341,3 +341,18 @@ def test_the_wording_a_first_year_student_reads(page) -> None:
     pick(page, 10, 3)  # the output: its value is a logit, and the page says so
     assert "the logits" in " ".join(m.value for m in page.markdown)
     assert shown_value(page) == pytest.approx(float(outputs[10][0, 3]), abs=1e-4)
+
+
+def test_a_typed_cell_outside_the_layer_is_moved_in_with_a_sentence(page) -> None:
+    image, loaded = normalized_test_image("mnist", 0, MNIST_MODEL)
+    outputs = hooked_outputs(loaded.model, image)
+    pick(page, 3, 5, 99, -4)  # layer 3: 32 x 14 x 14
+    cell = [page.number_input(key=key).value for key in
+            (pages.EXPLORE_CHANNEL_KEY, pages.EXPLORE_ROW_KEY, pages.EXPLORE_COL_KEY)]
+    assert cell == [5, 13, 0]
+    assert shown_value(page) == pytest.approx(float(outputs[3][0, 5, 13, 0]), abs=1e-4)
+    notes = " ".join(c.value for c in page.caption)
+    assert "Row 99 is not in this layer (0 to 13): showing row 13" in notes
+    assert "column -4 is not in this layer (0 to 13): showing column 0" in notes
+    page.run()  # the next run: the numbers are inside, no sentence
+    assert not any("is not in this layer" in c.value for c in page.caption)
