@@ -188,6 +188,16 @@ def test_cifar_residual_cell_and_test_image_choice(page) -> None:
     pick(page, last, 3)
     assert shown_value(page) == pytest.approx(float(outputs[last][0, 3]), abs=1e-4)
     assert any("**Softmax** (cat)" in m.value for m in page.markdown)
+    pick(page, 0, 7, 4, 9)  # the first layer over the colour image: its channels named R, G, B
+    assert "the image's red, green and blue" in " ".join(m.value for m in page.markdown)
+    figure = chart(page, "explore_step_0")
+    titles = sorted(a["text"].split(":")[0] for a in figure["layout"]["annotations"]
+                    if a["text"].startswith("input channel"))
+    assert titles == ["input channel 0 (R)", "input channel 1 (G)", "input channel 2 (B)"]
+    kernels = [t["z"] for t in figure["data"] if t["name"] == "kernel"]
+    weight = loaded.model.features[0].weight.detach()[7]  # (3, 2, 2): its own slices, in the shown order
+    assert sorted(map(tuple, (torch.tensor(k).flatten().tolist() for k in kernels))) == sorted(
+        tuple(weight[c].flatten().tolist()) for c in range(3))
 
 
 def save_model(folder, spec: str, name: str) -> None:

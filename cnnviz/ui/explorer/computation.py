@@ -54,6 +54,8 @@ def show_conv(step: ConvStep, key: str) -> None:
     shown = len(step.channels)
     which = (f"the {shown} of its {step.in_channels} input channels that add most (largest |sum|)"
              if step.rest is not None else "its one input channel" if step.in_channels == 1
+             else "each of its 3 input channels (the image's red, green and blue)"
+             if step.source == "the input image" and step.in_channels == 3
              else f"each of its {step.in_channels} input channels")
     st.markdown(f"**Convolution** (layer {step.layer}): a {kh} x {kw} kernel, stride {step.stride[0]}, over "
                 f"{step.source}, rows {rows[0]} to {rows[-1]}, columns {cols[0]} to {cols[-1]}; shown for "
