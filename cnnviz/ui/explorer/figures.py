@@ -271,8 +271,10 @@ def cell_map_figure(
             {"type": "heatmap", "z": z, "colorscale": MAP_COLOURS, "zmin": low, "zmax": high,
              "colorbar": {"thickness": 12}, "hoverinfo": "skip", "xgap": 0.5, "ygap": 0.5},
             {"type": "scatter", "x": cols.ravel().tolist(), "y": rows.ravel().tolist(), "mode": "markers",
-             "marker": {"symbol": "square", "size": max(4, min(30, 300 // max(height, width))),
-                        "opacity": 0.01, "color": "#000"},
+             # small markers and no hover cut-off: a click picks the nearest cell centre, which on a
+             # grid is the cell under the pointer at any scale (markers sized for 300 px overlapped
+             # once the map was drawn smaller, and overlapping markers tie)
+             "marker": {"symbol": "square", "size": CLICK_MARKER_PX, "opacity": 0.01, "color": "#000"},
              "customdata": np.stack([rows.ravel(), cols.ravel(), z.ravel()], axis=1).tolist(),
              "showlegend": False,
              "hovertemplate": "row %{customdata[0]}, column %{customdata[1]}: %{customdata[2]:.4f}"
@@ -287,7 +289,7 @@ def cell_map_figure(
                       "showgrid": False, "zeroline": False, "constrain": "domain"},
             "shapes": [{"type": "rect", "x0": col - 0.5, "x1": col + 0.5, "y0": row - 0.5, "y1": row + 0.5,
                         "line": {"color": PICK_COLOUR, "width": 3}}],
-            "dragmode": False, "hovermode": "closest", "clickmode": "event+select",
+            "dragmode": False, "hovermode": "closest", "hoverdistance": -1, "clickmode": "event+select",
         },
     }
 
