@@ -282,7 +282,7 @@ def cell_map_figure(
         ],
         "layout": {
             "height": side, "title": {"text": title, "font": {"size": 13}},
-            "margin": {"l": 30, "r": 0, "t": 40, "b": 30},
+            "margin": {"l": 30, "r": 0, "t": 56, "b": 30},  # room for a two-line title
             "xaxis": {"range": [-0.5, width - 0.5], "constrain": "domain", "title": {"text": "column"},
                       "showgrid": False, "zeroline": False},
             "yaxis": {"range": [height - 0.5, -0.5], "scaleanchor": "x", "title": {"text": "row"},
