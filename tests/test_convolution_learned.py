@@ -282,3 +282,11 @@ def test_a_large_map_animates_the_region_around_the_picked_cell(real_data_dir):
     app.button(key="conv_back_to_presets").click().run()  # the presets start on their own defaults again
     assert not app.exception, [e.value for e in app.exception]
     assert "conv_region_top" not in app.session_state
+
+
+def test_a_one_channel_first_layer_says_one_input_channel(real_data_dir):
+    loaded, traced = shipped_trace("mnist", real_data_dir)
+    app = _open_page(learned_convolution(loaded.model, traced, 0, 4, model_name=loaded.name))
+    captions = " ".join(c.value for c in app.caption)
+    assert "runs on its one input channel with the real bias" in captions and "channel(s)" not in captions
+    np.testing.assert_allclose(_last_output(_charts(app)[0]), traced.outputs[0][0, 4].numpy(), atol=1e-5)

@@ -121,3 +121,43 @@ def test_click_a_map_then_a_cell(app_server, browser_page, real_data_dir) -> Non
     page.wait_for_url(f"**/{pages.CONVOLUTION_PAGE}")
     wait_until_idle(page)
     assert_no_exception(page)
+
+
+@pytest.mark.skipif(not (MODELS_DIR / "cifar10.pt").is_file(), reason="models/cifar10.pt is missing")
+def test_a_phone_click_picks_the_map_under_the_finger(app_server, browser, real_data_dir) -> None:
+    """At 412 px the CIFAR-10 net's 20 layers are drawn about a third of their size: click markers as
+    big as the maps covered their neighbours, and every click picked the next layer's map."""
+    context = browser.new_context(viewport={"width": 412, "height": 900})
+    page = context.new_page()
+    try:
+        open_page(page, f"{app_server}/{pages.EXPLORE_PAGE}")
+        page.locator(f".st-key-{pages.EXPLORE_MODEL_KEY}").click()
+        page.get_by_role("option").filter(has_text="cifar10").first.click()
+        wait_until_idle(page)
+        for layer, channel in ((3, 3), (7, 1), (12, 0), (16, 5), (19, 4)):  # 19: a class's softmax bar
+            page.mouse.click(*overview_point(page, layer, channel))
+            wait_until_idle(page)
+            page.wait_for_timeout(400)  # two quick clicks on one chart would be a double click
+            assert (number(page, pages.EXPLORE_LAYER_KEY), number(page, pages.EXPLORE_CHANNEL_KEY)) == (
+                layer, channel)
+        assert_no_exception(page)
+    finally:
+        context.close()
+
+
+def test_at_800_px_a_click_picks_the_cell_under_it(app_server, browser, real_data_dir) -> None:
+    """The large map is drawn about 230 px wide beside the arithmetic at 800 px: click markers sized for
+    300 px overlapped, and a click on the centre of row 2 picked row 3."""
+    context = browser.new_context(viewport={"width": 800, "height": 1000})
+    page = context.new_page()
+    try:
+        open_page(page, f"{app_server}/{pages.EXPLORE_PAGE}")
+        for row, col, dx, dy in ((2, 11, 0, 0), (5, 3, 0.4, 0.4), (13, 0, 0.3, -0.3), (9, 9, -0.4, -0.4)):
+            page.mouse.click(*plot_point(page, "explore_map", col + dx, row + dy))
+            wait_until_idle(page)
+            page.wait_for_timeout(400)  # two quick clicks on one chart would be a double click
+            assert (number(page, pages.EXPLORE_ROW_KEY), number(page, pages.EXPLORE_COL_KEY)) == (row, col)
+            assert shown_value(page) == pytest.approx(expected_value(0, 0, row, col), abs=1e-4)
+        assert_no_exception(page)
+    finally:
+        context.close()

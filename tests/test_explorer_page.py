@@ -156,15 +156,31 @@ def test_a_cell_beyond_a_newly_picked_layer_is_kept_at_its_edge(page) -> None:
 
 def test_the_receptive_field_counts_the_pixels_autograd_reaches(page) -> None:
     image, loaded = normalized_test_image("mnist", 0, MNIST_MODEL)
-    pick(page, 6, 2, 3, 4)  # after the max pool
+    pool = hooked_outputs(loaded.model, image)[6][0, 2]  # after the max pool: (7, 7)
+    row, col = divmod(int(pool.argmax()), pool.shape[1])  # a live cell (a cell at 0 reaches no pixel)
+    pick(page, 6, 2, row, col)
     leaf = image.clone().requires_grad_(True)
     model = loaded.model.eval()
     with torch.enable_grad():
         hidden = model.features[:7](leaf)  # nn.Sequential: conv, BN, ReLU, conv, BN, ReLU, pool
-        (gradient,) = torch.autograd.grad(hidden[0, 2, 3, 4], leaf)
+        (gradient,) = torch.autograd.grad(hidden[0, 2, row, col], leaf)
     count = int(gradient.ne(0).sum())
+    assert count > 0
     text = " ".join(m.value for m in page.markdown)
     assert f"non-zero on **{count}** input pixels" in text
+
+
+def test_a_cell_whose_relu_is_off_says_why_its_footprint_is_empty(page) -> None:
+    image, loaded = normalized_test_image("mnist", 0, MNIST_MODEL)
+    relu = hooked_outputs(loaded.model, image)[5][0]  # 5 · ReLU: (32, 14, 14)
+    channel, row, col = (int(i) for i in (relu == 0).nonzero()[0])
+    pick(page, 5, channel, row, col)
+    leaf = image.clone().requires_grad_(True)
+    with torch.enable_grad():
+        (gradient,) = torch.autograd.grad(loaded.model.eval().features[:6](leaf)[0, channel, row, col], leaf)
+    assert int(gradient.ne(0).sum()) == 0  # autograd agrees: nothing reaches the input
+    text = " ".join(m.value for m in page.markdown)
+    assert "0 on every input pixel" in text and "non-zero on **0**" not in text
 
 
 def test_cifar_residual_cell_and_test_image_choice(page) -> None:
@@ -179,6 +195,16 @@ def test_cifar_residual_cell_and_test_image_choice(page) -> None:
     pick(page, last, 3)
     assert shown_value(page) == pytest.approx(float(outputs[last][0, 3]), abs=1e-4)
     assert any("**Softmax** (cat)" in m.value for m in page.markdown)
+    pick(page, 0, 7, 4, 9)  # the first layer over the colour image: its channels named R, G, B
+    assert "the image's red, green and blue" in " ".join(m.value for m in page.markdown)
+    figure = chart(page, "explore_step_0")
+    titles = sorted(a["text"].split(":")[0] for a in figure["layout"]["annotations"]
+                    if a["text"].startswith("input channel"))
+    assert titles == ["input channel 0 (R)", "input channel 1 (G)", "input channel 2 (B)"]
+    kernels = [t["z"] for t in figure["data"] if t["name"] == "kernel"]
+    weight = loaded.model.features[0].weight.detach()[7]  # (3, 2, 2): its own slices, in the shown order
+    assert sorted(map(tuple, (torch.tensor(k).flatten().tolist() for k in kernels))) == sorted(
+        tuple(weight[c].flatten().tolist()) for c in range(3))
 
 
 def save_model(folder, spec: str, name: str) -> None:
@@ -314,3 +340,36 @@ def test_random_picks_another_test_image_and_its_values_follow(page) -> None:
     label = load_dataset("mnist", "test", download=False).labels[index]
     captions = [i.caption for element in page.get("image") for i in element.proto.imgs]
     assert f"The network's input: test image {index:,} (labelled {int(label)})." in captions
+
+
+def test_the_wording_a_first_year_student_reads(page) -> None:
+    image, loaded = normalized_test_image("mnist", 0, MNIST_MODEL)
+    outputs = hooked_outputs(loaded.model, image)
+    pick(page, 3, 5, 6, 8)  # four channels' partial sums, some negative: written "a - b", never "+ -b"
+    text = " ".join(m.value for m in page.markdown)
+    assert "+ -" not in text and "Sum: " in text
+    pick(page, 0, 0, 7, 7)  # one input channel: no "1 input channel(s)"
+    assert "its one input channel" in " ".join(m.value for m in page.markdown)
+    pool = outputs[6][0, 1]
+    row, col = divmod(int(pool.argmax()), pool.shape[1])
+    pick(page, 6, 1, row, col)
+    text = " ".join(m.value for m in page.markdown)
+    assert "the largest of each 2 x 2 window" in text and "its window on layer 5's output" in text
+    pick(page, 10, 3)  # the output: its value is a logit, and the page says so
+    assert "the logits" in " ".join(m.value for m in page.markdown)
+    assert shown_value(page) == pytest.approx(float(outputs[10][0, 3]), abs=1e-4)
+
+
+def test_a_typed_cell_outside_the_layer_is_moved_in_with_a_sentence(page) -> None:
+    image, loaded = normalized_test_image("mnist", 0, MNIST_MODEL)
+    outputs = hooked_outputs(loaded.model, image)
+    pick(page, 3, 5, 99, -4)  # layer 3: 32 x 14 x 14
+    cell = [page.number_input(key=key).value for key in
+            (pages.EXPLORE_CHANNEL_KEY, pages.EXPLORE_ROW_KEY, pages.EXPLORE_COL_KEY)]
+    assert cell == [5, 13, 0]
+    assert shown_value(page) == pytest.approx(float(outputs[3][0, 5, 13, 0]), abs=1e-4)
+    notes = " ".join(c.value for c in page.caption)
+    assert "Row 99 is not in this layer (0 to 13): showing row 13" in notes
+    assert "column -4 is not in this layer (0 to 13): showing column 0" in notes
+    page.run()  # the next run: the numbers are inside, no sentence
+    assert not any("is not in this layer" in c.value for c in page.caption)

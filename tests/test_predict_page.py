@@ -426,6 +426,24 @@ def test_the_student_picks_grad_cams_layer(page) -> None:
     cam = inspect_image(loaded.model, x, loaded.classes, cam_layer=layer).grad_cam
     assert tuple(cam.coarse.shape) == (31, 31)
     assert any("31 x 31 feature maps" in c.value for c in page.caption)
+    assert "earlier layers are sharper" in page_text(page)  # 31 x 31 against the last block's 3 x 3
+
+
+def test_grad_cam_does_not_call_a_layer_of_the_same_size_sharper(page) -> None:
+    from cnnviz.explorer.layers import net_layers
+
+    open_view(page, "Where it looked (Grad-CAM)")  # the shipped MNIST net: both of its choices are 14 x 14
+    loaded = load_checkpoint(MNIST_MODEL)
+    box = page.selectbox(key="predict_cam_layer")
+    sample = page.selectbox(key="predict_sample").value
+    x = prepare_dataset_pixels(load_sample(sample), "mnist", loaded.mean, loaded.std).tensor
+    numbers = [int(label.split(" · ")[0]) for label in box.options]  # "2 · ReLU (C16k5s2p2n): 14 x 14"
+    assert all(net_layers(loaded.model)[n].kind == "ReLU" for n in numbers)
+    shapes = {tuple(inspect_image(loaded.model, x, loaded.classes, cam_layer=n).grad_cam.coarse.shape)
+              for n in numbers}
+    assert len(numbers) >= 2 and len(shapes) == 1  # the model's own maps: one size
+    text = page_text(page)
+    assert "most specific to the class" in text and "sharper" not in text
 
 
 def test_the_explained_class_goes_back_to_the_prediction_for_a_new_image(page) -> None:

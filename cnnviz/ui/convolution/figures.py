@@ -239,7 +239,8 @@ def _equation_lines(steps: ConvSteps, row: int, col: int) -> list[str]:
     rows, cols = steps.tap_rows(row), steps.tap_cols(col)
     lines = [
         f"output cell ({row},{col})",
-        f"window: rows {rows[0]}..{rows[-1]}, cols {cols[0]}..{cols[-1]} (padded)",
+        f"window: rows {rows[0]}..{rows[-1]}, cols {cols[0]}..{cols[-1]}"
+        + (" (of the padded input)" if any(steps.pad) else ""),  # "(padded)" with padding 0 puzzled
     ]
     count = channels * kernel_h * kernel_w
     per_line = kernel_w if 2 <= kernel_w <= 4 else 3  # a kernel row per line: short enough for a phone

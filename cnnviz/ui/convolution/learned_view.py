@@ -134,7 +134,8 @@ def _input_sentence(learned: LearnedConvolution) -> str:
 def channel_caption(learned: LearnedConvolution, convolved: Convolved) -> str:
     """One line over the animation on what it shows."""
     if convolved.pixels.shape[0] == learned.channels:
-        return (f"The animation runs on all {learned.channels} input channel(s) with the real bias: its "
+        which = "its one input channel" if learned.channels == 1 else f"all {learned.channels} input channels"
+        return (f"The animation runs on {which} with the real bias: its "
                 f"output is layer {learned.layer_number}'s output channel {learned.out_channel}.")
     return ("The animation runs on one input channel with its slice of the kernel: its output is that "
             "channel's partial sums. The layer adds the partial sums of all channels and the bias once, "

@@ -29,6 +29,15 @@ def _n(value: float) -> str:
     return f"{value:.4f}"
 
 
+def signed_sum(values: list[float]) -> str:
+    """Numbers added up as a student writes them: "0.0827 - 0.0323 + 0.0503", not "+ -0.0323"."""
+    text = ""
+    for i, value in enumerate(values):
+        sign = ("-" if value < 0 else "") if i == 0 else (" - " if value < 0 else " + ")
+        text += f"{sign}{abs(value):.4f}"
+    return text
+
+
 def _rest(rest: Rest | None, what: str) -> str:
     return "" if rest is None else f" + the other {rest.count} {what} ({_n(rest.total)} in all)"
 
@@ -44,12 +53,15 @@ def show_conv(step: ConvStep, key: str) -> None:
     padded = " Grey cells marked 0 lie on the zero padding around the map." if on_padding else ""
     shown = len(step.channels)
     which = (f"the {shown} of its {step.in_channels} input channels that add most (largest |sum|)"
-             if step.rest is not None else f"each of its {step.in_channels} input channel(s)")
+             if step.rest is not None else "its one input channel" if step.in_channels == 1
+             else "each of its 3 input channels (the image's red, green and blue)"
+             if step.source == "the input image" and step.in_channels == 3
+             else f"each of its {step.in_channels} input channels")
     st.markdown(f"**Convolution** (layer {step.layer}): a {kh} x {kw} kernel, stride {step.stride[0]}, over "
                 f"{step.source}, rows {rows[0]} to {rows[-1]}, columns {cols[0]} to {cols[-1]}; shown for "
                 f"{which}.{padded}")
     st.plotly_chart(conv_figure(step), key=key, **CHART)
-    sums = " + ".join(_n(c.partial_sum) for c in step.channels)
+    sums = signed_sum([c.partial_sum for c in step.channels])
     st.markdown(f"Sum: {sums}{_rest(step.rest, 'channels')}{_bias(step.bias)} = **{_n(step.result)}**")
 
 
@@ -62,8 +74,10 @@ def show_linear(step: LinearStep) -> None:
         where = "" if term.source is None else "channel {}, row {}, col {}".format(*term.source)
         rows.append({"input": term.index, "from": where, "input value": round(term.x, 4),
                      "weight": round(term.weight, 4), "weight x input": round(term.product, 4)})
-    st.dataframe(rows, hide_index=True, key=f"explore_terms_{step.layer}",
-                 column_config={"from": None} if all(t.source is None for t in step.terms) else None)
+    numbers = {name: st.column_config.NumberColumn(format="%.4f")
+               for name in ("input value", "weight", "weight x input")}  # one format: 0.034 read as 0.0340
+    hidden = {"from": None} if all(t.source is None for t in step.terms) else {}
+    st.dataframe(rows, hide_index=True, key=f"explore_terms_{step.layer}", column_config=numbers | hidden)
     shown = sum(t.product for t in step.terms)
     st.markdown(f"Sum: {_n(shown)} (these){_rest(step.rest, 'terms')}{_bias(step.bias)} = "
                 f"**{_n(step.result)}**")
@@ -104,7 +118,9 @@ def _line(step: Step) -> str:  # noqa: C901 - one short sentence per kind of ste
         return (f"**The input image** (normalized), channel {step.cell.channel}, row {step.cell.row}, column "
                 f"{step.cell.col}: **{_n(step.result)}**")
     if isinstance(step, MaxPoolStep):
-        return (f"**Max pool** (layer {step.layer}): the largest of the window, **{_n(step.result)}**, "
+        below = "the input image" if step.layer == 0 else f"layer {step.layer - 1}'s output"
+        return (f"**Max pool** (layer {step.layer}): the largest of its window on {below}, "
+                f"**{_n(step.result)}**, "
                 f"at row {step.winner[0]}, column {step.winner[1]} (outlined); the chain goes on from there.")
     if isinstance(step, AvgPoolStep):
         return (f"**Average pool** (layer {step.layer}): the window's sum {_n(step.total)} / {step.divisor} "

@@ -12,6 +12,12 @@ def _pair(value) -> str:
     return f"{first}" if first == second else f"{first} x {second}"
 
 
+def _square(value) -> str:
+    """A window's size written out: 2 -> "2 x 2" (a student reads "each 2 window" as nothing)."""
+    first, second = (value, value) if isinstance(value, int) else tuple(value)
+    return f"{first} x {second}"
+
+
 def describe_layer(layer: NetLayer, trace: Trace) -> str:
     """What ``layer`` computes, with its sizes: "A convolution: 32 kernels of 16 x 3 x 3 ..."."""
     module = layer.module
@@ -31,7 +37,7 @@ def describe_layer(layer: NetLayer, trace: Trace) -> str:
     if isinstance(module, nn.ReLU):
         return f"**ReLU** {sizes}: negative numbers become 0, the rest pass unchanged."
     if isinstance(module, nn.MaxPool2d):
-        return (f"**Max pooling** {sizes}: the largest of each {_pair(module.kernel_size)} window, "
+        return (f"**Max pooling** {sizes}: the largest of each {_square(module.kernel_size)} window, "
                 f"stride {_pair(module.stride)}.")
     if isinstance(module, nn.AdaptiveAvgPool2d | nn.AvgPool2d):
         return f"**Average pooling** {sizes}: the mean of each channel's window (global: the whole map)."
@@ -40,8 +46,12 @@ def describe_layer(layer: NetLayer, trace: Trace) -> str:
     if isinstance(module, nn.Flatten):
         return f"**Flatten** {sizes}: the maps laid end to end as one list of numbers, channel by channel."
     if isinstance(module, nn.Linear):
-        return (f"**A dense layer** {sizes}: each unit is a weighted sum of all {module.in_features} inputs "
-                "plus a bias.")
+        dense = (f"**A dense layer** {sizes}: each unit is a weighted sum of all {module.in_features} inputs "
+                 "plus a bias.")
+        if layer.number == len(trace.outputs) - 1:  # its value is a logit, not the percentage shown above
+            dense += (f" This is the output layer: its {module.out_features} numbers are the logits, one per "
+                      "class; the softmax below turns them into the probabilities.")
+        return dense
     if layer.kind == "ResidualBlock":
         return (f"**A residual block** {sizes}: two convolutions (each with BatchNorm and ReLU) and the "
                 "block's input added back on (the shortcut).")

@@ -28,6 +28,8 @@ COLUMN_NAMES = {"Conv2d": "Conv", "BatchNorm2d": "BN", "MaxPool2d": "Pool", "Avg
                 "AdaptiveAvgPool2d": "GAP", "ResidualBlock": "Res", "Linear": "Dense", "Flatten": "Flat",
                 "Dropout": "Drop", "Dropout2d": "Drop"}  # short: a column may be 35 px wide
 BARS_WIDTH = 150  # px: the output column, softmax bars with their class names and percentages
+CLICK_MARKER_PX = 6  # screen px of a click marker; BAR_CLICKS markers along each output bar's row
+BAR_CLICKS = 5
 BAR_LENGTH = 60  # px: a probability of 1
 OVERVIEW_WIDTH_PX = 900  # the overview is drawn about this wide on a laptop
 
@@ -123,6 +125,12 @@ def overview_figure(
     figure = _assemble(parts, picked, height)
     if classes is not None and parts[-1][1].label.endswith("Output"):  # the softmax bars
         figure["data"].append(_bar_trace(trace.outputs[-1][0], parts[-1][1].left, height, classes))
+        markers, column = figure["data"][1], parts[-1][1]
+        for _x, y, layer, unit, _ in parts[-1][2]:  # a wide row: its centre is far from a click on its left
+            for k in range(BAR_CLICKS):
+                markers["x"].append(column.left + (k + 0.5) * column.width / BAR_CLICKS)
+                markers["y"].append(y)
+                markers["customdata"].append([layer, unit])
     return figure
 
 
@@ -212,8 +220,10 @@ def _assemble(parts: list[tuple[np.ndarray, Column, list]], picked, height: int)
             {"type": "image", "source": png_source(canvas), "x0": 0, "y0": 0, "dx": 1, "dy": 1,
              "hoverinfo": "skip"},
             {"type": "scatter", "x": [p[0] for p in points], "y": [p[1] for p in points], "mode": "markers",
-             "marker": {"symbol": "square", "size": [max(4, p[4] * 0.8) for p in points], "opacity": 0.01,
-                        "color": "#fff"},  # invisible, yet clickable (opacity 0 would not be)
+             # small, invisible (opacity 0 would not be clickable) markers: a click picks the nearest
+             # centre within hoverdistance. Markers as big as the maps overlapped their neighbours'
+             # once the figure was scaled down (a phone, a 20-layer net), and a tie picked the wrong map.
+             "marker": {"symbol": "square", "size": CLICK_MARKER_PX, "opacity": 0.01, "color": "#fff"},
              "customdata": [[p[2], p[3]] for p in points], "showlegend": False,
              "hovertemplate": "layer %{customdata[0]}, channel %{customdata[1]}: click to pick"
                               "<extra></extra>"},
@@ -261,8 +271,10 @@ def cell_map_figure(
             {"type": "heatmap", "z": z, "colorscale": MAP_COLOURS, "zmin": low, "zmax": high,
              "colorbar": {"thickness": 12}, "hoverinfo": "skip", "xgap": 0.5, "ygap": 0.5},
             {"type": "scatter", "x": cols.ravel().tolist(), "y": rows.ravel().tolist(), "mode": "markers",
-             "marker": {"symbol": "square", "size": max(4, min(30, 300 // max(height, width))),
-                        "opacity": 0.01, "color": "#000"},
+             # small markers and no hover cut-off: a click picks the nearest cell centre, which on a
+             # grid is the cell under the pointer at any scale (markers sized for 300 px overlapped
+             # once the map was drawn smaller, and overlapping markers tie)
+             "marker": {"symbol": "square", "size": CLICK_MARKER_PX, "opacity": 0.01, "color": "#000"},
              "customdata": np.stack([rows.ravel(), cols.ravel(), z.ravel()], axis=1).tolist(),
              "showlegend": False,
              "hovertemplate": "row %{customdata[0]}, column %{customdata[1]}: %{customdata[2]:.4f}"
@@ -270,14 +282,14 @@ def cell_map_figure(
         ],
         "layout": {
             "height": side, "title": {"text": title, "font": {"size": 13}},
-            "margin": {"l": 30, "r": 0, "t": 40, "b": 30},
+            "margin": {"l": 30, "r": 0, "t": 56, "b": 30},  # room for a two-line title
             "xaxis": {"range": [-0.5, width - 0.5], "constrain": "domain", "title": {"text": "column"},
                       "showgrid": False, "zeroline": False},
             "yaxis": {"range": [height - 0.5, -0.5], "scaleanchor": "x", "title": {"text": "row"},
                       "showgrid": False, "zeroline": False, "constrain": "domain"},
             "shapes": [{"type": "rect", "x0": col - 0.5, "x1": col + 0.5, "y0": row - 0.5, "y1": row + 0.5,
                         "line": {"color": PICK_COLOUR, "width": 3}}],
-            "dragmode": False, "hovermode": "closest", "clickmode": "event+select",
+            "dragmode": False, "hovermode": "closest", "hoverdistance": -1, "clickmode": "event+select",
         },
     }
 

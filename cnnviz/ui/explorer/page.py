@@ -71,7 +71,8 @@ parts.cell_inputs(trace, layers, cell)
 map_column, math_column = st.columns([3, 2], gap="large")
 with map_column:
     if output.dim() == 4:
-        title = f"Layer {layer.name}, channel {cell.channel}: {output.shape[2]} x {output.shape[3]}"
+        # two lines: one was cut off beside the arithmetic at 800 px ("channel 3: 31 x")
+        title = f"Layer {layer.name},<br>channel {cell.channel}: {output.shape[2]} x {output.shape[3]}"
         figure = cell_map_figure(output[0, cell.channel], title, (cell.row, cell.col), low, high)
     else:
         names = loaded.classes if cell.layer == len(layers) - 1 else None

@@ -33,6 +33,7 @@ CACHE_ENTRIES = 4
 KEPT_UPLOAD_KEY = "explore_kept_upload"  # (name, bytes) of the latest upload
 DENSE_KEY = "explore_dense"  # the picked layer is dense: a click on its units picks a unit
 RECENTRE_KEY = "explore_recentre"  # a click moved to another layer: start at its middle cell
+CLAMPED_KEY = "explore_clamped"  # this run's sentences on typed coordinates moved into the layer
 CELL_KEYS = (pages.EXPLORE_LAYER_KEY, pages.EXPLORE_CHANNEL_KEY, pages.EXPLORE_ROW_KEY, pages.EXPLORE_COL_KEY)
 
 
@@ -242,9 +243,17 @@ def picked_cell(model_trace: Trace, layers: list[NetLayer]) -> Cell:
     channels, rows, cols = cell_limits(model_trace.outputs[layer])
     if st.session_state.pop(RECENTRE_KEY, False):
         _set_cell(None, None, rows // 2, cols // 2)
-    st.session_state[DENSE_KEY] = model_trace.outputs[layer].dim() != 4
-    values = [_clamp(key, high) for key, high in zip(CELL_KEYS[1:], (channels - 1, rows - 1, cols - 1),
-                                                      strict=True)]
+    dense = model_trace.outputs[layer].dim() != 4
+    st.session_state[DENSE_KEY] = dense
+    notes, values = [], []
+    names = ("unit" if dense else "channel", "row", "column")
+    for key, high, name in zip(CELL_KEYS[1:], (channels - 1, rows - 1, cols - 1), names, strict=True):
+        typed = st.session_state.get(key)
+        values.append(_clamp(key, high))
+        if typed is not None and int(typed) != values[-1] and high > 0:
+            notes.append(f"{name} {int(typed)} is not in this layer (0 to {high}): showing {name} "
+                         f"{values[-1]}")
+    st.session_state[CLAMPED_KEY] = notes
     return Cell(layer, *values)
 
 
@@ -259,8 +268,15 @@ def cell_inputs(model_trace: Trace, layers: list[NetLayer], cell: Cell) -> None:
     labels = ("Layer", "Unit" if dense else "Channel", "Row", "Column")
     highs = (len(layers) - 1, channels - 1, rows - 1, cols - 1)
     for column, key, label, high in zip(st.columns(4), CELL_KEYS, labels, highs, strict=True):
-        column.number_input(f"{label} (0 to {high})", 0, high, key=kept(key), disabled=high == 0,
-                            on_change=_recentre if key == pages.EXPLORE_LAYER_KEY else None)
+        if key == pages.EXPLORE_LAYER_KEY:  # the model's layers: a fixed range, checked by the browser
+            column.number_input(f"{label} (0 to {high})", 0, high, key=kept(key), on_change=_recentre)
+        else:  # no bounds: the browser would keep a refused 99 in red after another layer is picked;
+            # picked_cell moves it into the layer and says so
+            column.number_input(f"{label} (0 to {high})", step=1, key=kept(key), disabled=high == 0)
+    notes = st.session_state.get(CLAMPED_KEY) or []
+    if notes:
+        text = "; ".join(notes)
+        st.caption(text[0].upper() + text[1:] + ".")
 
 
 def layer_choices(model: Model) -> list[NetLayer]:

@@ -66,16 +66,26 @@ def show_receptive_field(model: parts.Model, model_trace: Trace, layers: list[Ne
             if arithmetic != box:
                 st.caption(f"Its full field is {arithmetic.height} x {arithmetic.width} (thin outline): the "
                            "rest lies on the zero padding outside the image.")
-        share = footprint.mean()
-        st.markdown(f"Its gradient is non-zero on **{int(footprint.sum())}** input pixels ({share:.0%} of "
-                    "the image): inside the field, ReLUs that are off and max pools' losers pass no "
-                    "gradient.")
-        table = field_table(model, layers, cell.layer)
-        if table is not None:
-            with st.expander("Receptive field arithmetic, layer by layer"):
-                st.caption("size' = size + (kernel - 1) x jump, jump' = jump x stride, start' = start + "
-                           "((kernel - 1) / 2 - padding) x jump; start is the centre of cell (0, 0)'s field.")
-                st.dataframe(table, hide_index=True, key="explore_field_table")
+        st.markdown(footprint_sentence(int(footprint.sum()), footprint.size))
+    table = field_table(model, layers, cell.layer)
+    if table is not None:  # full width: in the right-hand column its last columns were cut off
+        with st.expander("Receptive field arithmetic, layer by layer"):
+            st.caption("size' = size + (kernel - 1) x jump, jump' = jump x stride, start' = start + "
+                       "((kernel - 1) / 2 - padding) x jump; start is the centre of cell (0, 0)'s field.")
+            st.dataframe(table, hide_index=True, key="explore_field_table")
+
+
+def footprint_sentence(count: int, pixels: int) -> str:
+    """How many input pixels the cell's gradient reaches; an empty footprint says why (a ReLU that is
+    off on the way, often the cell itself at 0, stops every gradient)."""
+    if count == 0:
+        return ("Its gradient is **0 on every input pixel**: a ReLU on the way is off (at 0, often this "
+                "very cell), so no small change of the input moves this number. Pick a cell above 0 to "
+                "see its footprint.")
+    share = count / pixels
+    shown = f"{share:.0%}" if share >= 0.01 else "under 1%"
+    return (f"Its gradient is non-zero on **{count}** input pixels ({shown} of the image): inside the "
+            "field, ReLUs that are off and max pools' losers pass no gradient.")
 
 
 def _open_convolution(model: parts.Model, model_trace: Trace, cell: parts.Cell) -> None:

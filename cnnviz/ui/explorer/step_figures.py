@@ -59,6 +59,7 @@ def conv_figure(step: ConvStep) -> dict:
     data, layout, annotations = [], {}, []
     width = (1 - 2 * PANEL_GAP) / 3
     row_height = 1 / rows
+    colour_input = step.source == "the input image" and step.in_channels == 3  # name R, G, B
     for r, channel in enumerate(step.channels):
         window = np.where(np.asarray(step.padding), np.nan, np.asarray(channel.window))
         for c, (z, colours, name, mid) in enumerate((
@@ -80,7 +81,9 @@ def conv_figure(step: ConvStep) -> dict:
                 annotations.append({"text": f"<b>{('window', 'kernel', 'window x kernel')[c]}</b>",
                                     "x": x0 + width / 2, "y": 1, "xref": "paper", "yref": "paper",
                                     "yanchor": "bottom", "showarrow": False, "font": {"size": 12}})
-        annotations.append({"text": f"input channel {channel.channel}: sum = {channel.partial_sum:.4f}",
+        colour = f" ({'RGB'[channel.channel]})" if colour_input else ""
+        title = f"input channel {channel.channel}{colour}: sum = {channel.partial_sum:.4f}"
+        annotations.append({"text": title,
                             "x": 1, "y": 1 - r * row_height - row_height * 0.80, "xref": "paper",
                             "yref": "paper", "xanchor": "right", "yanchor": "top", "showarrow": False,
                             "font": {"size": 11, "color": "#4a5468"}})
@@ -108,6 +111,6 @@ def pool_figure(step: MaxPoolStep | AvgPoolStep) -> dict:
     return {"data": [trace], "layout": {
         "height": side, "width": int(side * math.sqrt(width / height)) + 40,
         "margin": {"l": 40, "r": 0, "t": 10, "b": 40}, "shapes": shapes, "dragmode": False,
-        "xaxis": {"title": {"text": "column of the layer below"}, "type": "category"},
+        "xaxis": {"title": {"text": "column"}, "type": "category"},  # a longer title is cut at the edge
         "yaxis": {"title": {"text": "row"}, "type": "category", "autorange": "reversed"},
     }}

@@ -214,7 +214,8 @@ def drawn_digit(loaded: LoadedModel) -> Preprocessed | None:
         result = st_canvas(stroke_width=CANVAS_STROKE, stroke_color="#FFFFFF", background_color="#000000",
                            height=CANVAS_SIDE, width=CANVAS_SIDE, drawing_mode="freedraw",
                            return_image_data=True, key="predict_canvas")
-    st.caption("Draw one digit with the mouse or a finger; it is predicted when you lift the pen.")
+    st.caption("Draw one digit with the mouse or a finger; it goes through the network when you lift the "
+               "pen.")  # both pages: the explorer does not "predict" it
     if loaded.dataset != "mnist":
         st.caption("This model was trained on photos, not digits: it will still pick one of its classes.")
     rgba = result.image_data if result is not None else None

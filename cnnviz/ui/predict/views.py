@@ -72,9 +72,11 @@ def grad_cam_view(loaded: LoadedModel, prepared: Preprocessed) -> None:
         st.caption(f"Red and yellow: the parts of the input that raised the score of "
                    f"**{loaded.classes[cam.class_index]}** most, from the gradients at layer "
                    f"{names[cam.layer_index]}'s {height} x {width} feature maps.")
+        sharper = ("earlier layers are sharper and answer more to edges and textures than to the class"
+                   if any(sizes[n] != sizes[layers[-1]] for n in layers)
+                   else "earlier layers answer more to edges and textures than to the class")  # all one size
         st.caption("The last convolutional layer is the usual choice: its maps are the most specific to the "
-                   f"class, but coarse ({last_height} x {last_width} here); earlier layers are sharper and "
-                   "answer more to edges and textures than to the class.")
+                   f"class, but coarse ({last_height} x {last_width} here); {sharper}.")
     with right:
         pixels = prepared.pixels.permute(1, 2, 0).numpy()  # (C, H, W) -> (H, W, C)
         overlay = heatmap_overlay(pixels[:, :, 0] if pixels.shape[2] == 1 else pixels, cam.heatmap)
