@@ -108,6 +108,8 @@ def test_click_a_map_then_a_cell(app_server, browser_page, real_data_dir) -> Non
     assert field.get_attribute("src") != outlined  # the outline was redrawn around the new field
 
     page.get_by_test_id("stMain").get_by_role("button", name="Find the 9").click()
+    # the page shows progress and polls until the layer's maxima are ready (no page run waits)
+    page.get_by_test_id("stMain").get_by_text(pages.TOP_IMAGES_DONE_TEXT).first.wait_for(timeout=60_000)
     wait_until_idle(page)
     assert pages.TOP_IMAGES_DONE_TEXT in main_text(page)
     assert_no_exception(page)

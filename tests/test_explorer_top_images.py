@@ -142,11 +142,15 @@ def test_background_computation_is_polled_and_cached(shipped: tuple[LoadedModel,
 
     loaded, images = shipped
     top.clear_cache()
-    assert top.layer_maxima_if_ready(loaded.model, images, 3, key="background") is None
+    assert top.maxima_progress("background", 3) is None  # nothing under way
+    assert top.layer_maxima_if_ready(loaded.model, images, 3, key="background", threads=2) is None
     deadline = time.monotonic() + 60
     while (ready := top.layer_maxima_if_ready(loaded.model, images, 3, key="background")) is None:
         assert time.monotonic() < deadline, "the background computation never finished"
+        done = top.maxima_progress("background", 3)
+        assert done is not None and 0.0 <= done <= 1.0  # under way: how far, never "not started"
         time.sleep(0.05)
+    assert top.maxima_progress("background", 3) is None  # done
     assert top.layer_maxima(loaded.model, images, 3, key="background") is ready
     assert torch.equal(ready.values, top.layer_maxima(loaded.model, images, 3).values)
     # a failure comes back once, in the caller's thread, then the next call tries again
@@ -159,3 +163,20 @@ def test_background_computation_is_polled_and_cached(shipped: tuple[LoadedModel,
             time.sleep(0.05)
     assert top.layer_maxima_if_ready(loaded.model, broken, 3, key=("broken", loaded.dataset)) is None
     top.clear_cache()
+
+
+def test_threads_and_batches_change_no_value(shipped: tuple[LoadedModel, top.TestSet]) -> None:
+    """Two threads and another batch size give the same maxima and cells; the caller keeps its count."""
+    loaded, images = shipped
+    layer = 5 if loaded.dataset == "mnist" else 11
+    before = torch.get_num_threads()
+    one = top.layer_maxima(loaded.model, images, layer, threads=1)
+    assert torch.get_num_threads() == before
+    two = top.layer_maxima(loaded.model, images, layer, threads=2, batch_size=64)
+    assert torch.get_num_threads() == before
+    assert torch.allclose(one.values, two.values, atol=1e-5, rtol=0)
+    moved = (one.positions != two.positions).nonzero().tolist()  # else a cell whose value is the maximum
+    maps = _brute_force_maps(loaded, images, layer) if moved else []
+    for index, channel in moved:
+        flat = maps[index][channel].flatten()
+        assert float(flat[int(two.positions[index, channel])]) == pytest.approx(float(flat.max()), abs=1e-5)

@@ -4,21 +4,26 @@
 under ``torch.inference_mode``, in batches) and keeps, per image and channel, the strongest response and
 where it is. That table is cached in the process per (model key, layer), so every later channel of the
 layer is a sort of 10,000 numbers; :func:`layer_maxima_if_ready` computes it in a low-priority
-background thread for a page that must not wait. :func:`top_images` takes the ``k`` highest;
+background thread for a page that must not wait (:func:`maxima_progress` says how far it is).
+:func:`top_images` takes the ``k`` highest;
 :func:`crop_top_image` cuts a top image to the receptive field of its strongest cell
 (``networks.receptive_field.cell_box``).
 
 Memory: a layer's table is 8 bytes per image and channel (a float32 value and an int32 position):
 10,000 images x 192 channels (the widest layer of the shipped CIFAR-10 net) is 15 MB. The cache keeps
 at most :data:`CACHE_LAYERS` layers and :data:`CACHE_BYTES` bytes (least recently used go first).
-A batch of :data:`BATCH_SIZE` images through the shipped nets peaks at about 0.2 GB.
+A batch of :data:`BATCH_SIZE` images through the shipped nets peaks at about 50 MB.
+
+Speed: the cost is the forward pass up to the layer (the shipped CIFAR-10 net's deepest maps: 400 G
+multiply-adds for the test set, about 8 s of one core's time), so a caller with the machine to itself
+gives it two threads (``threads``).
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,7 +38,7 @@ from cnnviz.training.checkpoint import LoadedModel
 from cnnviz.training.step import normalize
 
 TOP_K = 9  # images shown per channel
-BATCH_SIZE = 500  # test images per forward pass
+BATCH_SIZE = 100  # test images per forward pass: a batch's maps stay in the CPU's caches
 CACHE_LAYERS = 4  # layers whose maxima are kept per process
 CACHE_BYTES = 64 * 1024 * 1024  # and at most this many bytes of them (one oversized layer is still kept)
 
@@ -104,6 +109,7 @@ _CACHE_LOCK = threading.Lock()
 _KEY_LOCKS: dict[tuple[Hashable, int], threading.Lock] = {}
 _BACKGROUND: dict[tuple[Hashable, int], threading.Thread] = {}  # layer_maxima_if_ready's workers
 _FAILURES: dict[tuple[Hashable, int], BaseException] = {}  # their errors, until raised
+_PROGRESS: dict[tuple[Hashable, int], float] = {}  # computations under way: the fraction of images done
 
 
 def clear_cache() -> None:
@@ -111,6 +117,7 @@ def clear_cache() -> None:
     with _CACHE_LOCK:
         _CACHE.clear()
         _FAILURES.clear()
+        _PROGRESS.clear()
 
 
 def cached_layers() -> list[tuple[Hashable, int]]:
@@ -120,19 +127,21 @@ def cached_layers() -> list[tuple[Hashable, int]]:
 
 
 def layer_maxima(model: SpecNet, images: TestSet, layer: int, *, key: Hashable | None = None,
-                 batch_size: int = BATCH_SIZE) -> LayerMaxima:
+                 batch_size: int = BATCH_SIZE, threads: int | None = None) -> LayerMaxima:
     """Per image and channel of layer ``layer``: the strongest response and its cell.
 
     Args:
         key: identifies the model's weights (a file's path and modification time, a session's run id):
             the result is cached under (key, layer). None: computed every time, not cached.
+        threads: the torch CPU threads of the computation (this thread's count is restored after);
+            None: the count set now.
 
     Raises:
         ValueError: when the layer does not exist.
     """
     find_layer(model, layer)
     if key is None:
-        return _compute_maxima(model, images, layer, batch_size)
+        return _compute_maxima(model, images, layer, batch_size, threads)
     cache_key = (key, layer)
     with _CACHE_LOCK:
         lock = _KEY_LOCKS.setdefault(cache_key, threading.Lock())
@@ -141,8 +150,20 @@ def layer_maxima(model: SpecNet, images: TestSet, layer: int, *, key: Hashable |
             if cache_key in _CACHE:
                 _CACHE.move_to_end(cache_key)
                 return _CACHE[cache_key]
-        maxima = _compute_maxima(model, images, layer, batch_size)
-        with _CACHE_LOCK:
+
+        def progress(fraction: float) -> None:
+            with _CACHE_LOCK:
+                _PROGRESS[cache_key] = fraction
+
+        try:
+            maxima = _compute_maxima(model, images, layer, batch_size, threads, progress)
+        except BaseException:
+            with _CACHE_LOCK:  # a background worker's own error is recorded with its progress cleared
+                if _BACKGROUND.get(cache_key) is not threading.current_thread():
+                    _PROGRESS.pop(cache_key, None)
+            raise
+        with _CACHE_LOCK:  # in one step: no moment when it is neither under way nor cached
+            _PROGRESS.pop(cache_key, None)
             _CACHE[cache_key] = maxima
             while len(_CACHE) > 1 and (len(_CACHE) > CACHE_LAYERS
                                        or sum(m.nbytes for m in _CACHE.values()) > CACHE_BYTES):
@@ -151,10 +172,11 @@ def layer_maxima(model: SpecNet, images: TestSet, layer: int, *, key: Hashable |
         return maxima
 
 
-def layer_maxima_if_ready(model: SpecNet, images: TestSet, layer: int, *,
-                          key: Hashable) -> LayerMaxima | None:
+def layer_maxima_if_ready(model: SpecNet, images: TestSet, layer: int, *, key: Hashable,
+                          threads: int | None = None) -> LayerMaxima | None:
     """The cached :func:`layer_maxima` of (key, layer), else None at once, with the computation started
-    in a background thread at low priority (once per key and layer; a page polls, never waits).
+    in a background thread at low priority (once per key and layer; a page polls, never waits) on
+    ``threads`` torch threads (None: the count set when it starts).
 
     Raises:
         ValueError: for a layer that does not exist, or the error the background computation met
@@ -172,27 +194,50 @@ def layer_maxima_if_ready(model: SpecNet, images: TestSet, layer: int, *,
             raise failure
         worker = _BACKGROUND.get(cache_key)
         if worker is None or not worker.is_alive():
-            worker = threading.Thread(target=_compute_in_background, args=(model, images, layer, key),
-                                      name="cnnviz-top-images", daemon=True)
+            worker = threading.Thread(target=_compute_in_background,
+                                      args=(model, images, layer, key, threads), name="cnnviz-top-images",
+                                      daemon=True)
             _BACKGROUND[cache_key] = worker
+            _PROGRESS.setdefault(cache_key, 0.0)  # under way from now on, for maxima_progress
             worker.start()
     return None
 
 
-def _compute_in_background(model: SpecNet, images: TestSet, layer: int, key: Hashable) -> None:
+def maxima_progress(key: Hashable, layer: int) -> float | None:
+    """How far the computation of (key, layer)'s maxima is (0 to 1), or None when none is under way."""
+    with _CACHE_LOCK:
+        return _PROGRESS.get((key, layer))
+
+
+def _compute_in_background(model: SpecNet, images: TestSet, layer: int, key: Hashable,
+                           threads: int | None) -> None:
     try:
         lower_this_threads_priority()  # this thread is its own: it ends with the computation
-        layer_maxima(model, images, layer, key=key)
+        layer_maxima(model, images, layer, key=key, threads=threads)
     except Exception as err:  # raised by the next layer_maxima_if_ready, in the page's thread
         with _CACHE_LOCK:
             _FAILURES[(key, layer)] = err
+            _PROGRESS.pop((key, layer), None)
     finally:
         with _CACHE_LOCK:
+            _PROGRESS.pop((key, layer), None)
             if _BACKGROUND.get((key, layer)) is threading.current_thread() and (key, layer) not in _FAILURES:
                 _BACKGROUND.pop((key, layer), None)
 
 
-def _compute_maxima(model: SpecNet, images: TestSet, layer: int, batch_size: int) -> LayerMaxima:
+def _compute_maxima(model: SpecNet, images: TestSet, layer: int, batch_size: int, threads: int | None,
+                    progress: Callable[[float], None] | None = None) -> LayerMaxima:
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(max(1, threads))
+    try:
+        return _maxima_in_batches(model, images, layer, batch_size, progress)
+    finally:
+        torch.set_num_threads(previous)  # with OpenMP a thread started later starts from the last count
+
+
+def _maxima_in_batches(model: SpecNet, images: TestSet, layer: int, batch_size: int,
+                       progress: Callable[[float], None] | None) -> LayerMaxima:
     modules = [entry.module for entry in net_layers(model)[: layer + 1]]
     values, positions, width = [], [], None
     sums = {"mean": [0.0, 0.0], "centre": [0.0, 0.0]}  # per objective: sum and sum of squares, (C,)
@@ -216,6 +261,8 @@ def _compute_maxima(model: SpecNet, images: TestSet, layer: int, batch_size: int
             for name, per_image in objectives.items():
                 sums[name][0] = sums[name][0] + per_image.sum(dim=0)
                 sums[name][1] = sums[name][1] + (per_image ** 2).sum(dim=0)
+            if progress is not None:
+                progress(min(start + batch_size, len(images)) / len(images))
     count = len(images)
     stats = {}
     for name, (total, squares) in sums.items():

@@ -75,7 +75,8 @@ async def _click_and_wait(session: StreamlitSession, key: str, shown, what: str,
                           timeout: float) -> tuple[float, ShownElement]:
     sent, before = await session.click(key)
     element = await session.wait_for_element(shown(before), what, timeout)
-    await session.wait_run_end(sent, before, f"the page after {what}")
+    # the end of the run that showed it: a page that polls (the top images) shows it in a later run
+    await session.wait_run_end(sent, max(before, element.run - 1), f"the page after {what}")
     return element.received - sent, element
 
 
