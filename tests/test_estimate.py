@@ -66,7 +66,14 @@ def test_the_estimate_of_a_net_near_the_size_gate_is_quick_after_the_reference_t
 def test_the_estimate_is_within_a_factor_of_the_real_timed_steps(preset):
     threads = training_threads()
     config = recipe(preset)
-    estimate._timed_machine_speed.cache_clear()  # the reference timing next to the real steps, same load
-    predicted = estimate.estimated_images_per_second(config, _mult_adds(config), threads)
-    timed = estimate.measure_images_per_second(config, cpu_threads=threads)
-    assert 1 / ESTIMATE_FACTOR < predicted / timed < ESTIMATE_FACTOR, (predicted, timed)
+    ratios = []
+    # Up to three tries: on a shared machine another process can take the CPU between the reference
+    # timing and the real steps (seen once: 3,582 images/s predicted, 394 timed under a load of 8).
+    for _ in range(3):
+        estimate._timed_machine_speed.cache_clear()  # the reference timing next to the real steps
+        predicted = estimate.estimated_images_per_second(config, _mult_adds(config), threads)
+        timed = estimate.measure_images_per_second(config, cpu_threads=threads)
+        ratios.append(predicted / timed)
+        if 1 / ESTIMATE_FACTOR < ratios[-1] < ESTIMATE_FACTOR:
+            break
+    assert 1 / ESTIMATE_FACTOR < ratios[-1] < ESTIMATE_FACTOR, ratios
