@@ -99,6 +99,7 @@ def test_dense_units_have_no_cell(data: Path, capsys: pytest.CaptureFixture[str]
     (["--layer", "99", "--channel", "0"], "Layer 99 does not exist: this model has layers 0 to 10."),
     (["--layer", "5", "--channel", "32"], "Channel 32 does not exist: layer 5 has channels 0 to 31."),
     (["--layer", "5", "--channel", "0", "--k", "0"], "Ask for at least one image"),
+    (["--layer", "5", "--channel", "0", "--k", "20000"], "at most 100 images"),
 ])
 def test_friendly_errors(data: Path, capsys: pytest.CaptureFixture[str], argv: list[str],
                          message: str) -> None:

@@ -50,7 +50,12 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
     register_bench(benches)
 
 
+MAX_K = 100  # images a call may ask for: a contact sheet, not 10,000 PNGs
+
+
 def run_top_images(args: argparse.Namespace) -> int:
+    if args.k > MAX_K:
+        raise ValueError(f"--k {args.k} is more than this command shows: ask for at most {MAX_K} images.")
     out = _out_dir(args.out)
     torch.set_num_threads(EXPLORER_THREADS)
     path = resolve_model(args.model)
