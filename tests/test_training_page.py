@@ -165,6 +165,16 @@ def test_tiny_training_runs_to_the_end_and_saves(monkeypatch, tmp_path, real_dat
     assert app.selectbox(key="train_save_run_2").value == "#2"
 
 
+def test_a_stopped_run_s_epochs_read_as_a_person_reads_them():
+    from cnnviz.ui.training.runs import RunRecord
+
+    record = RunRecord(label="#1", dataset="MNIST", spec="C8 F10", params=0, epochs=1.1544,
+                       train_accuracy=None, val_accuracy=None, test_accuracy=None, seconds=1.0,
+                       device="cpu", stopped=True, history=(), model=None, metadata={})
+    row = record.table_row()
+    assert row["epochs"] == 1.15 and row["time (s)"] == 1.0 and row["stopped"] is True
+
+
 def _with_a_finished_run(app: AppTest) -> AppTest:
     """The page as after one finished run (the shipped MNIST model stands in for a trained one)."""
     from cnnviz.paths import MODELS_DIR

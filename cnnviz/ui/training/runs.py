@@ -51,5 +51,6 @@ class RunRecord:
         percent = {key: None if value is None else value * 100 for key, value in zip(
             ACCURACY_COLUMNS, (self.train_accuracy, self.val_accuracy, self.test_accuracy), strict=True)}
         return {"run": self.label, "dataset": self.dataset, "spec": self.spec, "params": self.params,
-                "epochs": self.epochs, **percent, "time (s)": self.seconds, "device": self.device,
+                # A stopped run's 1.1544 epochs read 1.15.
+                "epochs": round(self.epochs, 2), **percent, "time (s)": self.seconds, "device": self.device,
                 "stopped": self.stopped}
