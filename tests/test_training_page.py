@@ -82,7 +82,23 @@ def test_the_first_page_run_never_waits_for_the_speed_timing(monkeypatch, tmp_pa
 def test_durations_read_as_a_student_plans():
     from cnnviz.ui.training.parts import duration_text
 
-    assert [duration_text(s) for s in (0.2, 7.4, 89, 95, 600)] == ["1 s", "7 s", "89 s", "2 min", "10 min"]
+    assert [duration_text(s) for s in (0.2, 7.4, 89, 95, 600, 9000)] == [
+        "1 s", "7 s", "89 s", "2 min", "10 min", "2.5 h"]
+
+
+def test_a_run_of_hours_gets_a_warning_and_a_quick_one_none(monkeypatch, tmp_path, real_data_dir):
+    from cnnviz.runtime import training_threads
+    from cnnviz.training import estimate
+
+    app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
+    estimate.machine_speed("mnist", "auto", training_threads())  # the background timing, waited for
+    app.run()
+    assert not [w.value for w in app.warning if "This run would take about" in w.value]  # the fast preset
+    app.selectbox(key="train_preset_mnist").set_value("custom").run()
+    app.text_input(key="train_spec").set_value("C256 C256 M C256 F10").run()  # 0.6 G multiply-adds an image
+    warnings = [w.value for w in app.warning if "This run would take about" in w.value]
+    line = next(c.value for c in app.caption if c.value.startswith("Training on"))
+    assert warnings and "Fewer epochs, fewer training images" in warnings[0], (warnings, line)
 
 
 @pytest.mark.slow

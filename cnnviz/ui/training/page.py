@@ -86,6 +86,9 @@ with right:
         wait_for_the_speed()
     else:
         st.caption(device_line)
+        long_run = parts.long_run_warning(config, None if too_big or too_much else summary)
+        if long_run:
+            st.warning(long_run, icon=":material/schedule:")
     if estimate is not None:
         st.caption(parts.memory_line(estimate, budget))
         if too_much:

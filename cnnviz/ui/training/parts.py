@@ -124,6 +124,9 @@ def hyperparameter_form(
 MEASURING_SPEED = "measuring this machine's speed for a time estimate (once per server, a second or two)"
 
 
+LONG_RUN_SECONDS = 20 * 60  # longer than this, a run gets a warning: a class waits for it
+
+
 def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
     """The device in use and an estimate of this run's time: arithmetic from the net's multiply-adds and
     this machine's speed (timed once per process on two small reference nets, never on this net, and in
@@ -136,14 +139,32 @@ def device_line(config: TrainConfig, summary: ModelSummary | None) -> str:
         where = f"Training on **{device_name(device)}**"
     if summary is None:
         return where + "."
-    machine = speed_if_measured(config.dataset, config.device, threads)
-    if machine is None:
+    estimate = estimated_run(config, summary)
+    if estimate is None:
         return f"{where}: {MEASURING_SPEED} ..."
-    speed = machine.images_per_second(summary.total_mult_adds)
-    images = config.train_subset or data.DATASETS[config.dataset].train_size
-    seconds = config.epochs * images * (1 - config.val_fraction) / speed
+    seconds, speed = estimate
     return (f"{where}: about {duration_text(seconds)} for this run (estimated from this machine's speed: "
             f"~{speed:,.0f} images/s for this net).")
+
+
+def estimated_run(config: TrainConfig, summary: ModelSummary) -> tuple[float, float] | None:
+    """(seconds, images per second) this run is estimated to take, or None while the machine's speed is
+    still being measured."""
+    machine = speed_if_measured(config.dataset, config.device, training_threads())
+    if machine is None:
+        return None
+    speed = machine.images_per_second(summary.total_mult_adds)
+    images = config.train_subset or data.DATASETS[config.dataset].train_size
+    return config.epochs * images * (1 - config.val_fraction) / speed, speed
+
+
+def long_run_warning(config: TrainConfig, summary: ModelSummary | None) -> str | None:
+    """A sentence when the run is estimated to take longer than :data:`LONG_RUN_SECONDS`, else None."""
+    estimate = None if summary is None else estimated_run(config, summary)
+    if estimate is None or estimate[0] <= LONG_RUN_SECONDS:
+        return None
+    return (f"This run would take about {duration_text(estimate[0])} here. Fewer epochs, fewer training "
+            "images, or a net with fewer filters or an earlier pool make it shorter.")
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -165,8 +186,10 @@ def memory_line(estimate: RunMemory, budget: int) -> str:
 
 
 def duration_text(seconds: float) -> str:
-    """'7 s' or '12 min', rounded as a student plans; never '0 s'."""
-    return f"{max(1, round(seconds))} s" if seconds < 90 else f"{seconds / 60:.0f} min"
+    """'7 s', '12 min' or '2.5 h', rounded as a student plans; never '0 s'."""
+    if seconds < 90:
+        return f"{max(1, round(seconds))} s"
+    return f"{seconds / 60:.0f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
 
 
 def progress_block(snapshot: JobSnapshot) -> None:
