@@ -22,9 +22,9 @@ from cnnviz.explorer.cell_terms import (
     Softmax,
     Step,
 )
-from cnnviz.explorer.layers import NetLayer, Trace, eval_mode, find_layer, net_layers, trace
+from cnnviz.explorer.layers import NetLayer, Trace, find_layer, net_layers, trace
 from cnnviz.images.inspection import softmax_explained
-from cnnviz.networks.build import ResidualBlock, SpecNet
+from cnnviz.networks.build import ResidualBlock, SpecNet, eval_mode
 
 __all__ = ["Cell", "CellExplanation", "check_cell", "explain_cell"]
 

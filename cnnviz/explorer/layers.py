@@ -10,14 +10,12 @@ only this order has the ReLU's own full-size output to show.)
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from cnnviz.networks.build import SpecNet
+from cnnviz.networks.build import SpecNet, eval_mode
 
 
 @dataclass(frozen=True)
@@ -85,14 +83,3 @@ def trace(model: SpecNet, image: torch.Tensor) -> Trace:
             hidden = layer.module(hidden.clone())
             outputs.append(hidden)
     return Trace(x, tuple(outputs))
-
-
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run in eval mode (BatchNorm uses its running statistics, dropout is off), then restore."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)

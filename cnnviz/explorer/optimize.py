@@ -23,9 +23,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cnnviz.explorer.layers import eval_mode, find_layer, net_layers
+from cnnviz.explorer.layers import find_layer, net_layers
 from cnnviz.explorer.top_images import TestSet, layer_maxima
-from cnnviz.networks.build import SpecNet
+from cnnviz.networks.build import SpecNet, eval_mode
 from cnnviz.networks.receptive_field import layer_fields
 
 OBJECTIVES = ("mean", "centre")

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from cnnviz.datasets.files import load_dataset
-from cnnviz.explorer.layers import eval_mode, find_layer, net_layers
-from cnnviz.networks.build import SpecNet
+from cnnviz.explorer.layers import find_layer, net_layers
+from cnnviz.networks.build import SpecNet, eval_mode
 from cnnviz.networks.receptive_field import Box, cell_box, layer_fields
 from cnnviz.runtime import lower_this_threads_priority
 from cnnviz.training.checkpoint import LoadedModel

@@ -11,8 +11,7 @@ last convolutional feature map gives Grad-CAM (Selvaraju et al., 2017).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cnnviz.networks.build import eval_mode
 from cnnviz.networks.tta import augmentation_of, class_logits
 
 DEFAULT_TOP_K = 5
@@ -119,13 +119,13 @@ def inspect_image(
     if not 0 <= layer < len(model.features):
         raise ValueError(f"Layer {layer} does not exist: choose 0 to {len(model.features) - 1}.")
     activations: list[LayerActivation] = []
-    with _eval_mode(model), torch.no_grad():
+    with eval_mode(model), torch.no_grad():
         hidden = x
         for index, child in enumerate(model.features[:layer + 1]):
             hidden = _run_layer(child, hidden)
             activations.append(_activation(index, child, hidden))
     # Only the layers after the Grad-CAM map need gradients; none are kept on the parameters.
-    with _eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         feature_map = hidden.detach().requires_grad_(True)
         hidden = feature_map
         for index, child in enumerate(model.features[layer + 1:], start=layer + 1):
@@ -145,7 +145,7 @@ def inspect_image(
 
 def predict(model: nn.Module, image: torch.Tensor, classes: Sequence[str] | None = None) -> Prediction:
     """Logits and softmax probabilities for one image ((1, C, H, W) or (C, H, W), normalized)."""
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         logits = class_logits(model, _as_batch(image))[0]
     return _prediction(logits, classes)
 
@@ -154,7 +154,7 @@ def predict_batch(
     model: nn.Module, images: torch.Tensor, classes: Sequence[str] | None = None
 ) -> list[Prediction]:
     """One :class:`Prediction` per image of a normalized (N, C, H, W) batch."""
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         logits = class_logits(model, images)
     return [_prediction(row, classes) for row in logits]
 
@@ -162,7 +162,7 @@ def predict_batch(
 def layer_activations(model: nn.Module, image: torch.Tensor) -> list[LayerActivation]:
     """The output of every child of ``model.features`` for one image."""
     activations = []
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         hidden = _as_batch(image)
         for index, child in enumerate(model.features):
             hidden = _run_layer(child, hidden)
@@ -175,7 +175,7 @@ def network_activations(model: nn.Module, image: torch.Tensor) -> list[LayerActi
     ``model.classifier`` (flatten, dense layers, their ReLUs, the logits), numbered on from the
     features as :func:`cnnviz.explorer.layers.net_layers` numbers them."""
     activations = []
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         hidden = _as_batch(image)
         children = [*model.features, *model.classifier]
         for index, child in enumerate(children):
@@ -234,7 +234,7 @@ class LayerSummary:
 def layer_summaries(model: nn.Module, input_shape: Sequence[int]) -> list[LayerSummary]:
     """Every layer of ``features`` then ``classifier`` with its output shape for one (C, H, W) input."""
     summaries = []
-    with _eval_mode(model), torch.inference_mode():
+    with eval_mode(model), torch.inference_mode():
         hidden = torch.zeros(1, *input_shape)
         for part in ("features", "classifier"):
             for index, child in enumerate(getattr(model, part)):
@@ -331,14 +331,3 @@ def _grad_cam(
     peak = float(upsampled.max())
     heatmap = upsampled / peak if peak > 0 else torch.zeros_like(upsampled)
     return GradCam(class_index, layer, weights, coarse, heatmap)
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Run in eval mode (batch norm uses its running statistics, dropout is off), then restore."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)

@@ -7,8 +7,9 @@ The input is the normalized float batch ``(uint8 / 255 - mean) / std``.
 
 from __future__ import annotations
 
+import contextlib
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -73,6 +74,17 @@ def initialize_parameters(model: nn.Module, generator: torch.Generator) -> None:
             if module.bias is not None:
                 bound = 1 / math.sqrt(module.weight[0].numel())
                 nn.init.uniform_(module.bias, -bound, bound, generator=generator)
+
+
+@contextlib.contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run in eval mode (BatchNorm uses its running statistics, dropout is off), then restore."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
 
 
 def set_dropout_generator(model: nn.Module, generator: torch.Generator | None) -> None:

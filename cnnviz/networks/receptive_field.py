@@ -29,15 +29,14 @@ and a max pool passes it only to its winner.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
 
-from cnnviz.networks.build import ResidualBlock, SpecNet
+from cnnviz.networks.build import ResidualBlock, SpecNet, eval_mode
 
 # Layers that act on each number by itself (or per channel): a cell sees what the cell below saw.
 ELEMENTWISE = (nn.BatchNorm2d, nn.ReLU, nn.Dropout, nn.Dropout2d, nn.Identity, nn.LeakyReLU, nn.GELU,
@@ -300,16 +299,6 @@ def cell_box(model: SpecNet, layer_number: int, row: int, col: int, clip: bool =
     return Box(int(rows[0]), int(cols[0]), int(rows[-1]), int(cols[-1]))
 
 
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was_training = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was_training)
-
-
 def gradient_footprints(
     model: SpecNet, image: torch.Tensor, layer_number: int, cells: Sequence[tuple[int, int, int]],
 ) -> torch.Tensor:
@@ -330,7 +319,7 @@ def gradient_footprints(
     if not cells:
         return torch.zeros(0, *x.shape[2:], dtype=torch.bool)
     leaf = x.repeat(len(cells), 1, 1, 1).requires_grad_(True)
-    with _eval_mode(model), torch.enable_grad():
+    with eval_mode(model), torch.enable_grad():
         hidden = leaf
         for module in numbered_modules(model)[: layer_number + 1]:
             hidden = module(hidden.clone())  # in-place ReLUs must not overwrite what backward needs
