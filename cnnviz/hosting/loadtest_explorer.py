@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from cnnviz import pages
 from cnnviz.hosting.session_client import SessionError, ShownElement, StreamlitSession
 
+FIRST_CONV_LAYER = 0  # of the shipped MNIST model, the page's default
+
 
 @dataclass
 class ExplorerRecord:
@@ -45,27 +47,6 @@ def _text_shown(text: str, after_run: int):
     return lambda e: e.run > after_run and needle in e.text.lower()
 
 
-def _set_number(session: StreamlitSession, key: str, value: int) -> None:
-    """A number input (int) or a select box of layers: the option whose label starts with ``value``."""
-    widget = session.widget(key)
-    options = list(getattr(widget.proto, "options", []) or [])
-    if options:
-        label = next((o for o in options if o.split(" ", 1)[0] == str(value)), None)
-        if label is None:
-            raise SessionError(f"{session.name}: {key!r} offers no option {value}: {options[:5]} ...")
-        session.set_value(key, int_value=options.index(label))
-    else:
-        session.set_value(key, int_value=value)
-
-
-def _first_conv_layer(session: StreamlitSession) -> int:
-    widget = session.widget(pages.EXPLORE_LAYER_KEY)
-    for option in list(getattr(widget.proto, "options", []) or []):
-        if "Conv2d" in option:
-            return int(option.split(" ", 1)[0])
-    return 0  # a number input: layer 0 is the first convolution of the shipped MNIST net
-
-
 def _errors(session: StreamlitSession, after_run: int) -> list[str]:
     alerts = [e.text for e in session.find("alert", since_run=after_run) if e.format_name == "ERROR"]
     return alerts + session.exceptions
@@ -86,9 +67,8 @@ async def exploring_student(session: StreamlitSession, record: ExplorerRecord, r
     try:
         await session.connect()
         await session.open_page(pages.EXPLORE_PAGE)
-        layer = _first_conv_layer(session)
         for channel in range(rounds):
-            _set_number(session, pages.EXPLORE_LAYER_KEY, layer)
+            session.set_value(pages.EXPLORE_LAYER_KEY, int_value=FIRST_CONV_LAYER)
             session.set_value(pages.EXPLORE_CHANNEL_KEY, int_value=channel)
             session.set_value(pages.EXPLORE_ROW_KEY, int_value=10 + channel)
             session.set_value(pages.EXPLORE_COL_KEY, int_value=12)
