@@ -1,0 +1,85 @@
+"""Snapshots of a run while it trains: what the time slider, the replay and the gradient flow show.
+
+A run takes about :data:`SNAPSHOT_COUNT` snapshots, dense at the start (where the filters and the
+answers change fastest) and sparse later, whatever its length (:func:`snapshot_steps`). Each one keeps
+only small things, so a run's snapshots stay within :data:`SNAPSHOT_BUDGET_BYTES`: the first learned
+convolution's filters, one probe image's maps (a few channels per layer), answer and Grad-CAM, the
+confusion matrix on a fixed set of check images, and every layer's weight and gradient norms.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+SNAPSHOT_COUNT = 24  # snapshots per run, the one before the first step and the one after the last among them
+SNAPSHOT_BUDGET_BYTES = 20_000_000  # all snapshots of one run, in memory and in the checkpoint
+PROBE_CHANNELS = 8  # feature maps kept per layer of the probe image (the overview shows 8 too)
+PROBE_UNITS = 64  # numbers kept per dense layer of the probe image
+CHECK_IMAGES = 500  # the validation images (else test images) each snapshot's confusion matrix counts
+
+
+def snapshot_steps(total_steps: int, count: int = SNAPSHOT_COUNT) -> list[int]:
+    """The steps after which a run of ``total_steps`` steps takes its snapshots, in order: 0 (before the
+    first step), ``total_steps`` and between them ``count - 2`` steps spaced on a square-root scale (dense
+    at the start); fewer when the run has fewer steps than that.
+
+    Raises:
+        ValueError: ``total_steps`` below 1 or ``count`` below 2.
+    """
+    if total_steps < 1 or count < 2:
+        raise ValueError("A run needs at least one step and two snapshots.")
+    steps = {round(total_steps * (i / (count - 1)) ** 2) for i in range(count)}
+    return sorted(steps | {0, total_steps})
+
+
+@dataclass(frozen=True)
+class ProbeSnapshot:
+    """The probe image at one moment."""
+
+    maps: list[torch.Tensor]  # per layer (net_layers order): float16 (<=PROBE_CHANNELS, H, W) or (<=PROBE_UNITS,)
+    probabilities: torch.Tensor  # (classes,) float32 softmax of the model's logits
+    cam: torch.Tensor | None  # (H, W) float32 Grad-CAM heatmap (0..1) of the predicted class, None without a conv
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The network after ``step`` optimizer steps."""
+
+    step: int
+    epoch: float  # step / steps per epoch
+    filters: torch.Tensor  # (out, C, k, k) float32 weights of the first learned convolution
+    probe: ProbeSnapshot | None
+    confusion: torch.Tensor  # (classes, classes) int64 on the check images; row = true, column = predicted
+    predictions: torch.Tensor  # (check images,) int64 predicted class of each check image
+    top3: torch.Tensor  # (check images, 3) int64 the three most probable classes, most probable first
+    top3_probabilities: torch.Tensor  # (check images, 3) float32 their probabilities
+    weight_norms: torch.Tensor  # (layers,) float32 L2 norm of each layer's weights (RunSnapshots.layers)
+    grad_norms: torch.Tensor  # (layers,) float32 L2 norm of each layer's gradient at this step (0 at step 0)
+    train_loss: float | None  # mean training loss of the steps since the previous snapshot (None at 0)
+
+    @property
+    def per_class_accuracy(self) -> torch.Tensor:
+        """(classes,) float32: the share of each class's check images answered right (0 for a class
+        with none)."""
+        counts = self.confusion.sum(dim=1).clamp_min(1)
+        return self.confusion.diagonal().float() / counts
+
+
+@dataclass
+class RunSnapshots:
+    """Every snapshot of one run and what they share."""
+
+    filters_layer: int | None  # net_layers number of the first learned convolution (None: no conv)
+    layers: list[str]  # the names of the layers that have weights, for the norms ("0 · Conv2d")
+    map_layers: list[str]  # the names of the probe's layers, one per entry of ProbeSnapshot.maps
+    probe_pixels: torch.Tensor | None  # (C, H, W) uint8, the probe image as the network sees it
+    probe_label: str  # where the probe came from: "test image 7 (a 2)", "your upload", "your drawing"
+    check_split: str  # "val" or "test": which images the confusion matrices count
+    check_indices: torch.Tensor  # (check images,) int64 indices into that split
+    check_labels: torch.Tensor  # (check images,) int64 their true classes
+    check_pixels: torch.Tensor  # (check images, C, H, W) uint8 the check images themselves
+    projection_indices: torch.Tensor | None = None  # (P,) int64 test-set indices of the map's images
+    projection_before: torch.Tensor | None = None  # (P, D) float32 their penultimate features at step 0
+    snapshots: list[Snapshot] = field(default_factory=list)
