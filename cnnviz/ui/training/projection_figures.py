@@ -42,7 +42,8 @@ def projection_map(panels: Sequence[tuple[str, torch.Tensor]], labels: torch.Ten
                 x=xy[mine, 0], y=xy[mine, 1], mode="markers", name=name, legendgroup=name,
                 showlegend=number == 0, xaxis="x" + suffix, yaxis="y" + suffix,
                 marker={"size": MARKER_PX, "color": class_color(cls), "opacity": 0.75},
-                customdata=np.stack([positions[mine], test_indices.numpy()[mine]], axis=1),
+                # plain lists: a numpy table goes as a typed array, whose rows a click reports as objects
+                customdata=np.stack([positions[mine], test_indices.numpy()[mine]], axis=1).tolist(),
                 hovertemplate=f"{name}<br>test image %{{customdata[1]}}<extra>{title}</extra>",
             ))
         left = number * (width + PANEL_GAP)
@@ -55,5 +56,5 @@ def projection_map(panels: Sequence[tuple[str, torch.Tensor]], labels: torch.Ten
             "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 15}})
     layout.update({"height": 480, "margin": {"l": 30, "r": 10, "t": 36, "b": 40},
                    "legend": {"orientation": "h", "y": -0.12, "itemsizing": "constant"},
-                   "hovermode": "closest", "clickmode": "event+select", "dragmode": "zoom"})
+                   "hovermode": "closest"})  # Streamlit sets the click and drag modes of on_select
     return go.Figure(data=traces, layout=layout)

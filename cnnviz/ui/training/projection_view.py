@@ -28,7 +28,7 @@ from cnnviz.ui.widgets import crisp_images, pixel_image
 CACHE_KEY = "train_projection_cache"  # session state: the latest run's map and its process-wide token
 BEFORE, AFTER = "before training", "after training"
 SIDE_BY_SIDE = "side by side"
-TILE_PX = 72
+TILE_PX = 96  # a neighbour's tile, wide enough for its caption on one line
 
 
 def _cached_map(model: nn.Module, info: DatasetInfo,
