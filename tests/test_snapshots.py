@@ -186,11 +186,24 @@ def test_a_snapshot_is_what_the_weights_of_its_step_give(mnist_run):
     assert torch.all(runs.snapshots[-1].grad_norms > 0)
 
 
-def test_the_check_images_are_a_seeded_set_of_the_split(mnist_run, real_data_dir):
+def test_the_check_images_are_a_seeded_set_of_the_split_and_step_0_keeps_the_map(mnist_run, real_data_dir):
     result, _ = mnist_run
     runs = result.snapshots
-    again, _ = _run(result.config, real_data_dir, keep_step=0)
+    again, before = _run(result.config, real_data_dir, keep_step=0)
     assert torch.equal(again.snapshots.check_indices, runs.check_indices)
+    # the map's images: 200 test images of each class, their features = what the last Linear receives
+    test = load_dataset("mnist", "test", real_data_dir)
+    indices = runs.projection_indices
+    assert torch.equal(indices, again.snapshots.projection_indices) and len(indices.unique()) == 2000
+    assert torch.bincount(test.labels[indices], minlength=10).tolist() == [200] * 10
+    received: list[torch.Tensor] = []
+    last = before.model.classifier[-1]
+    handle = last.register_forward_pre_hook(lambda _m, args: received.append(args[0].detach().clone()))
+    with torch.no_grad():
+        before.model(_normalized(test.images[indices], result.info))
+    handle.remove()
+    torch.testing.assert_close(again.snapshots.projection_before, received[0], rtol=1e-5, atol=1e-5)
+    assert runs.projection_before.shape == (2000, 128)
     assert len(set(runs.check_indices.tolist())) == len(runs.check_indices) == 120  # min(500, 120 val)
     # the validation images: the last tenth of the seeded shuffle of the training subset
     full = load_dataset("mnist", "train", real_data_dir)
