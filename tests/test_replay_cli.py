@@ -4,6 +4,7 @@ snapshots gets a sentence and exit status 2."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,6 @@ from cnnviz.replay.slides import (
     legend_rows,
 )
 from cnnviz.training.checkpoint import load_checkpoint, save_checkpoint
-from cnnviz.training.features import penultimate_features, projection_sample
 from cnnviz.training.loop import train
 from cnnviz.training.recipes import recipe
 from cnnviz.training.snapshot_capture import SnapshotPlan
@@ -39,24 +39,15 @@ MAP_IMAGES = 300
 
 @pytest.fixture(scope="module")
 def saved_run(real_data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A real 16-step MNIST run saved with its snapshots; its map's features before the first step are
-    taken from the model at step 0, as the run's own capture does."""
+    """A real 16-step MNIST run saved with its snapshots (its step 0 keeps the map's features of
+    MAP_IMAGES test images)."""
     test = load_dataset("mnist", "test", data_dir=real_data_dir)
-    indices = projection_sample(test.labels, count=MAP_IMAGES)
-    before: list[torch.Tensor] = []
-
-    def at_step_zero(runs, model) -> None:
-        if runs.snapshots[-1].step == 0:
-            before.append(penultimate_features(model, test.images[indices], test.info.mean,
-                                              test.info.std).clone())
-
     config = recipe("mnist_fast", train_subset=1200, batch_size=64, test_subset=500, device="cpu")
-    result = train(config, data_dir=real_data_dir,
-                   snapshots=SnapshotPlan(test.images[7], "test image 7", on_capture=at_step_zero))
-    runs = result.snapshots
-    runs.projection_indices, runs.projection_before = indices, before[0]
+    plan = SnapshotPlan(test.images[7], "test image 7", projection_images=MAP_IMAGES)
+    result = train(config, data_dir=real_data_dir, snapshots=plan)
+    assert result.snapshots is not None and result.snapshots.projection_before is not None
     path = tmp_path_factory.mktemp("replay") / "run.pt"
-    save_checkpoint(path, result.model, result.metadata("run"), snapshots=runs)
+    save_checkpoint(path, result.model, result.metadata("run"), snapshots=result.snapshots)
     return path
 
 
@@ -118,3 +109,22 @@ def test_out_that_is_a_file_is_refused(tmp_path: Path, capsys) -> None:
     path.write_text("x")
     assert main(["replay", "--model", "mnist", "--out", str(path)]) == 2
     assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_bench_projection_reports_real_timings_and_scores(real_data_dir: Path, capsys) -> None:
+    from cnnviz.replay.projection import knn_accuracy, project
+    from cnnviz.training.features import penultimate_features, projection_sample
+
+    assert main(["bench", "projection", "--points", "150", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    models = {entry["model"]: entry for entry in report["models"]}
+    assert set(models) == {"mnist", "cifar10"} and report["load_average"] >= 0
+    mnist = models["mnist"]
+    assert mnist["points"] == 150 and mnist["features"] == 128
+    assert all(mnist[f"{m}_s"] > 0 for m in ("pca", "tsne")) and mnist["features_s"] > 0
+    loaded = load_checkpoint(REPO / "models" / "mnist.pt")
+    test = load_dataset("mnist", "test", data_dir=real_data_dir)
+    sample = projection_sample(test.labels, count=150)
+    features = penultimate_features(loaded.model, test.images[sample], loaded.mean, loaded.std)
+    for method in ("pca", "tsne"):
+        assert mnist[f"{method}_knn"] == knn_accuracy(project(features, method), test.labels[sample])
