@@ -112,3 +112,61 @@ def test_tsne_shows_a_progress_line_then_the_map(monkeypatch, real_data_dir: Pat
         time.sleep(1)
         app.run()
         assert not app.exception, [e.value for e in app.exception]
+
+
+SNAPSHOT_SCRIPT = """
+import streamlit as st
+import torch
+from cnnviz.datasets import files as data
+from cnnviz.networks.build import build_model
+from cnnviz.training.checkpoint import load_checkpoint
+from cnnviz.training.features import penultimate_features, projection_sample
+from cnnviz.training.snapshots import RunSnapshots
+from cnnviz.ui.training.projection_view import projection_view
+
+@st.cache_resource
+def run():
+    loaded = load_checkpoint("models/mnist.pt")
+    test = data.load_dataset("mnist", "test")
+    indices = projection_sample(test.labels, count=500, seed=3)
+    torch.manual_seed(0)  # the same net at its initial weights: what a run's step 0 keeps
+    untrained = build_model(loaded.spec, 1, 10, 28)
+    before = penultimate_features(untrained, test.images[indices], loaded.mean, loaded.std)
+    empty = torch.zeros(0, dtype=torch.int64)
+    no_pixels = torch.zeros(0, 1, 28, 28, dtype=torch.uint8)
+    snapshots = RunSnapshots(0, [], [], None, "", "test", empty, empty, no_pixels,
+                             projection_indices=indices, projection_before=before)
+    return loaded, snapshots
+
+loaded, snapshots = run()
+projection_view(loaded.model, data.DATASETS["mnist"], snapshots)
+"""
+
+
+def test_a_run_with_snapshots_is_mapped_before_and_after(monkeypatch, real_data_dir: Path) -> None:
+    monkeypatch.setenv("CNNVIZ_DATA_DIR", str(real_data_dir))
+    monkeypatch.chdir(REPO)
+    app = AppTest.from_string(SNAPSHOT_SCRIPT, default_timeout=60)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert app.radio(key="train_projection_view").value == "side by side"
+    loaded = load_checkpoint(REPO / "models" / "mnist.pt")
+    test = load_dataset("mnist", "test", data_dir=real_data_dir)
+    indices = projection_sample(test.labels, count=500, seed=3)
+    after = project(penultimate_features(loaded.model, test.images[indices], loaded.mean, loaded.std), "pca")
+    figure = _figure(app)
+    titles = [a["text"] for a in figure["layout"]["annotations"]]
+    assert titles == ["before training", "after training"]
+    labels = test.labels[indices]
+    for trace in figure["data"]:
+        if trace.get("xaxis") != "x2":
+            continue
+        mine = (labels == loaded.classes.index(trace["name"])).numpy()
+        np.testing.assert_allclose(_decode(trace["x"]), after[mine, 0].numpy(), atol=1e-5)
+    assert len([t for t in figure["data"] if t.get("xaxis") == "x"]) == 10  # before: one trace per class
+    app.radio(key="train_projection_view").set_value("before training").run()
+    assert [a["text"] for a in _figure(app)["layout"]["annotations"]] == ["before training"]
+    app.session_state["train_projection_picked"] = 11
+    app.run()
+    text = " ".join(m.value for m in app.markdown)
+    assert "Before training" in text and f"Test image {int(indices[11])}" in text
