@@ -147,3 +147,25 @@ def test_the_background_projection_reports_progress_then_the_map(mnist_features)
     # The speed it measured is the next expectation.
     assert projection.expected_seconds("tsne", 400) == pytest.approx(
         projection._SECONDS_PER_POINT["tsne"] * 400)
+
+
+def test_background_maps_take_turns(mnist_features) -> None:
+    projection.clear_maps()
+    features = mnist_features[0]
+    first, second = ("turns", 1, time.time_ns()), ("turns", 2, time.time_ns())
+    assert projection_if_ready(features, "tsne", 0, key=first) is None
+    deadline = time.monotonic() + 30
+    while (progress := projection_progress(first, "tsne", 0)) is not None and progress.waiting:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    assert projection_if_ready(features, "tsne", 0, key=second) is None
+    if projection_progress(first, "tsne", 0) is not None:  # the first still holds the one slot
+        waiting = projection_progress(second, "tsne", 0)
+        assert waiting is not None and waiting.waiting and waiting.elapsed == 0
+        assert waiting.line.startswith("waiting for another map")
+    deadline = time.monotonic() + 120
+    while projection_if_ready(features, "tsne", 0, key=second) is None:
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    assert torch.equal(projection_if_ready(features, "tsne", 0, key=first),
+                       projection_if_ready(features, "tsne", 0, key=second))

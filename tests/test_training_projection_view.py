@@ -104,7 +104,7 @@ def test_tsne_shows_a_progress_line_then_the_map(monkeypatch, real_data_dir: Pat
     app.radio(key="train_projection_method").set_value("tsne").run()
     assert not app.exception, [e.value for e in app.exception]
     lines = [bar.proto.text for bar in app.get("progress")]
-    assert len(lines) == 1 and lines[0].startswith("t-SNE of 2,000 images: ") and "s of about" in lines[0]
+    assert len(lines) == 1 and lines[0].startswith("t-SNE of 2,000 images: ") and "about" in lines[0]
     deadline = time.monotonic() + 90
     while not any("t-SNE 1" in json.dumps(e.proto.spec) for e in app.main
                   if type(e).__name__ == "UnknownElement" and hasattr(e.proto, "spec")):

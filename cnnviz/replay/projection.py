@@ -43,6 +43,10 @@ EXPECTED_SECONDS = {"pca": 0.2, "tsne": 4.0}
 # 34.6 s on two (threads spinning while they wait for each other) and PCA 0.03 s against 0.5-1.0 s.
 PROJECTION_THREADS = 1
 CACHE_MAPS = 16  # projections kept per process (2,000 points: 16 KB each)
+# Background projections at once per process: a class pressing t-SNE together queues instead of
+# splitting the CPU between thirty t-SNEs that would each take thirty times as long.
+BACKGROUND_SLOTS = 1
+_SLOTS = threading.BoundedSemaphore(BACKGROUND_SLOTS)
 
 
 def _as_array(features: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -127,20 +131,25 @@ def knn_accuracy(points: torch.Tensor | np.ndarray, labels: torch.Tensor | np.nd
 
 @dataclass(frozen=True)
 class MapProgress:
-    """A projection under way: seconds since it started and the seconds it is expected to take."""
+    """A projection under way: seconds since it started and the seconds it is expected to take, or
+    waiting for a slot (another map is being made)."""
 
-    elapsed: float
+    elapsed: float  # 0 while waiting
     expected: float
+    waiting: bool = False
 
     @property
     def line(self) -> str:
-        """"2.1 s of about 4 s"."""
+        """"2.1 s of about 4 s", or "waiting for another map (about 4 s)"."""
+        if self.waiting:
+            return f"waiting for another map to finish, then about {self.expected:.0f} s"
         return f"{self.elapsed:.1f} s of about {self.expected:.0f} s"
 
 
 _LOCK = threading.Lock()
 _MAPS: OrderedDict[tuple[Hashable, str, int], torch.Tensor] = OrderedDict()
-_STARTED: dict[tuple[Hashable, str, int], tuple[float, float]] = {}  # under way: start time, expected s
+# Under way: the start time (None while waiting for a slot) and the expected seconds.
+_STARTED: dict[tuple[Hashable, str, int], tuple[float | None, float]] = {}
 _FAILURES: dict[tuple[Hashable, str, int], BaseException] = {}
 _SECONDS_PER_POINT: dict[str, float] = {}  # the last measured speed of each method in this process
 
@@ -183,7 +192,7 @@ def projection_if_ready(features: torch.Tensor | np.ndarray, method: str, seed: 
             raise failure
         if cache_key in _STARTED:
             return None
-        _STARTED[cache_key] = (time.perf_counter(), expected_seconds(method, len(array)))
+        _STARTED[cache_key] = (None, expected_seconds(method, len(array)))
     worker = threading.Thread(target=_project_in_background, args=(array, method, seed, cache_key, threads),
                               name="cnnviz-projection", daemon=True)
     worker.start()
@@ -196,15 +205,20 @@ def projection_progress(key: Hashable, method: str, seed: int = 0) -> MapProgres
         started = _STARTED.get((key, method, seed))
     if started is None:
         return None
+    if started[0] is None:
+        return MapProgress(0.0, started[1], waiting=True)
     return MapProgress(time.perf_counter() - started[0], started[1])
 
 
 def _project_in_background(array: np.ndarray, method: str, seed: int, cache_key: tuple[Hashable, str, int],
                            threads: int | None) -> None:
     lower_this_threads_priority()  # this thread is its own: it ends with the projection
-    start = time.perf_counter()
     try:
-        points = project(array, method, seed, threads=threads)
+        with _SLOTS:
+            start = time.perf_counter()
+            with _LOCK:
+                _STARTED[cache_key] = (start, _STARTED[cache_key][1])
+            points = project(array, method, seed, threads=threads)
     except Exception as err:  # raised by the next projection_if_ready, in the page's thread
         with _LOCK:
             _FAILURES[cache_key] = err

@@ -118,10 +118,10 @@ def _wait_for_tsne(token: str, moments: list[str], points: int) -> None:
         under_way = [line for line in lines if line is not None]
         if len(under_way) < len(lines):
             st.rerun()  # one finished (or failed): the page asks again and draws it
-        elapsed = max(p.elapsed for p in under_way)
-        expected = max(p.expected for p in under_way)
-        st.progress(min(0.99, elapsed / max(expected, 1e-6)),
-                    text=f"t-SNE of {points:,} images: {elapsed:.1f} s of about {expected:.0f} s")
+        running = [p for p in under_way if not p.waiting]
+        shown = max(running or under_way, key=lambda p: p.elapsed)
+        st.progress(min(0.99, shown.elapsed / max(shown.expected, 1e-6)),
+                    text=f"t-SNE of {points:,} images: {shown.line}")
 
     progress()
 
