@@ -111,6 +111,7 @@ def test_out_that_is_a_file_is_refused(tmp_path: Path, capsys) -> None:
     assert "is a file, not a folder" in capsys.readouterr().err
 
 
+@pytest.mark.bench
 def test_bench_projection_reports_real_timings_and_scores(real_data_dir: Path, capsys) -> None:
     from cnnviz.replay.projection import knn_accuracy, project
     from cnnviz.training.features import penultimate_features, projection_sample
