@@ -28,6 +28,7 @@ from cnnviz.ui.widgets import crisp_images, pixel_image
 CACHE_KEY = "train_projection_cache"  # session state: the latest run's map and its process-wide token
 BEFORE, AFTER = "before training", "after training"
 SIDE_BY_SIDE = "side by side"
+KEPT_FIGURES = 2  # per session: 0.11 MB of JSON each for 4,000 points
 TILE_PX = 96  # a neighbour's tile, wide enough for its caption on one line
 
 
@@ -46,9 +47,12 @@ def _cached_map(model: nn.Module, info: DatasetInfo,
 
 
 def _points(features: torch.Tensor, method: str, token: str, moment: str) -> torch.Tensor | None:
-    if method == "pca":
-        return project(features, "pca")
-    return projection_if_ready(features, method, key=(token, moment))
+    if method != "pca":
+        return projection_if_ready(features, method, key=(token, moment))
+    kept = st.session_state[CACHE_KEY].setdefault("pca", {})
+    if moment not in kept:
+        kept[moment] = project(features, "pca")
+    return kept[moment]
 
 
 def projection_view(model: nn.Module, info: DatasetInfo, snapshots: RunSnapshots | None,
@@ -88,8 +92,13 @@ def projection_view(model: nn.Module, info: DatasetInfo, snapshots: RunSnapshots
     if any(points is None for points in maps.values()):
         _wait_for_tsne(token, shown, len(learned))
         return
-    figure = projection_map([(moment, maps[moment]) for moment in shown], learned.labels, learned.indices,
-                            info.classes, METHOD_NAMES[method])
+    figures = st.session_state[CACHE_KEY].setdefault("figures", {})  # this run's, by method and view
+    if (method, view) not in figures:  # building 2,000-4,000 points is most of a rerun's cost
+        if len(figures) >= KEPT_FIGURES:
+            figures.pop(next(iter(figures)))
+        figures[(method, view)] = projection_map([(moment, maps[moment]) for moment in shown], learned.labels,
+                                                 learned.indices, info.classes, METHOD_NAMES[method])
+    figure = figures[(method, view)]
     event = st.plotly_chart(figure, key=key, on_select="rerun", selection_mode="points",
                             config={"displayModeBar": False})
     picked = _picked(event, key)
