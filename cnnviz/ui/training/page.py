@@ -27,6 +27,7 @@ from cnnviz.ui.host import (
 )
 from cnnviz.ui.training import parts
 from cnnviz.ui.training.figures import compare_runs, learning_curves
+from cnnviz.ui.training.projection_view import projection_view
 from cnnviz.ui.training.runs import ACCURACY_COLUMNS, RunRecord
 from cnnviz.ui.widgets import kept, markdown_text
 
@@ -166,6 +167,8 @@ live_view()
 job = st.session_state.train_job
 if job is not None and job.snapshot().result is not None and not running:
     parts.results_block(job.snapshot().result, key="train_results")
+    finished = job.snapshot().result
+    projection_view(finished.model, finished.info, finished.snapshots)
 
 runs: list[RunRecord] = st.session_state.train_runs
 if runs:
