@@ -46,6 +46,7 @@ class RunRecord:
             val_accuracy=last.val_accuracy if last else None, test_accuracy=result.test_accuracy,
             seconds=round(result.seconds, 1), device=result.device, stopped=result.stopped,
             history=tuple(result.history), model=result.model, metadata=result.metadata(),
+            snapshots=result.snapshots,
         )
 
     def table_row(self) -> dict[str, Any]:

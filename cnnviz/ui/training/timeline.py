@@ -58,7 +58,7 @@ def live_replay(job: TrainingJob) -> Replay | None:
     """The run now training as the time machine shows it (its snapshots so far), or None before its
     first snapshot."""
     state = job.snapshot()
-    if getattr(state, "snapshots", None) is None or not state.snapshots.snapshots:
+    if state.snapshots is None or not state.snapshots.snapshots:
         return None
     history = tuple(HistoryPoint.from_progress(p) for p in state.points)
     classes = tuple(dataset_info(job.config.dataset).classes)
