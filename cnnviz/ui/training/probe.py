@@ -63,7 +63,7 @@ def choose_probe(dataset: str) -> Probe | None:
     if probe is not None:
         with crisp_images("train_probe"):
             st.image(pixel_image(probe.pixels, SHOWN_PX), caption=f"Followed: {markdown_text(probe.label)}",
-                     output_format="PNG")
+                     width=SHOWN_PX, output_format="PNG")
     return probe
 
 

@@ -31,9 +31,12 @@ PLAYING_KEY = "train_time_playing"
 FOLLOW_KEY = "train_time_follow"  # the slider follows the newest snapshot until the student moves it
 SOURCE_KEY = "train_time_source"  # which run the slider is over: "live", or a run's label
 LAYER_KEY = "train_time_layer"
+DRAWN_KEY = "train_time_drawn"  # (index, snapshots) the slider was last drawn with
+STALE_KEY = "train_time_stale"  # the same before the number of snapshots last changed
 CACHE_KEY = "train_time_figures"
 CACHE_ENTRIES = 96  # figures kept for this session: 4 kinds for every snapshot of a run
 LIVE = "live"
+FILTERS_PER_ROW = 4  # a narrow column: 8 first-layer filters in two rows are drawn twice as large
 MAPS_PX = 480  # the probe's maps are shown at about this width
 CHART = {"config": {"displayModeBar": False}}
 
@@ -125,6 +128,10 @@ def _moment(replay: Replay, playing: bool) -> int:
     if playing and index == count - 1:
         st.session_state[PLAYING_KEY] = False  # the end: Play stops there
     st.session_state[pages.TRAIN_TIME_KEY] = index
+    drawn = st.session_state.get(DRAWN_KEY)
+    if drawn is not None and drawn[1] != count:
+        st.session_state[STALE_KEY] = drawn  # what the browser may still report once (see _moved)
+    st.session_state[DRAWN_KEY] = (index, count)
     row = st.container(horizontal=True, vertical_alignment="bottom")
     moments = replay.snapshots.snapshots
     with row:
@@ -148,7 +155,14 @@ def _latest_label() -> str | None:
 
 def _moved(count: int) -> None:
     """The student moved the slider: it stays there unless they moved it to the newest moment."""
-    st.session_state[FOLLOW_KEY] = st.session_state.get(pages.TRAIN_TIME_KEY) == count - 1
+    value = st.session_state.get(pages.TRAIN_TIME_KEY)
+    stale, drawn = st.session_state.get(STALE_KEY), st.session_state.get(DRAWN_KEY)
+    if stale is not None and drawn is not None and value == stale[0] and stale[1] != count:
+        # Not the student: when new snapshots lengthen the slider, the browser reports back the value
+        # it showed before (seen in Chromium with Streamlit 1.67). Keep the moment drawn last.
+        st.session_state[pages.TRAIN_TIME_KEY] = drawn[0]
+        return
+    st.session_state[FOLLOW_KEY] = value == count - 1
     st.session_state["train_time_tick"] = False  # this rerun shows their moment, not the next one
 
 
@@ -176,7 +190,8 @@ def show_moment(replay: Replay, index: int) -> None:
         if run.filters_layer is not None:
             st.markdown(f"**Filters of layer {run.filters_layer}**, the first convolution that learns "
                         "(each scaled to its own range):")
-            filters = _cached(key + ("filters",), lambda: filter_grid(tf.scaled_filters(snapshot.filters)))
+            filters = _cached(key + ("filters",), lambda: filter_grid(tf.scaled_filters(snapshot.filters),
+                                                                   per_row=FILTERS_PER_ROW))
             st.plotly_chart(filters, key="train_time_filters", **CHART)
     with right:
         curves = _cached(key + ("curves", len(replay.history)),
