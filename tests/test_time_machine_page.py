@@ -16,6 +16,8 @@ from cnnviz import pages
 from cnnviz.datasets.files import load_dataset
 from cnnviz.images.inspection import predict
 from cnnviz.images.preprocess import normalize_image
+from cnnviz.runtime import training_threads
+from cnnviz.training import estimate
 from cnnviz.training.checkpoint import load_checkpoint
 from cnnviz.ui.navigation import page_spec
 from cnnviz.ui.training.timeline import moment_label
@@ -156,3 +158,50 @@ def test_a_second_run_is_replayed_first_and_the_first_can_be_chosen(trained_page
     picker.set_value("#1").run()
     assert not app.exception, [e.value for e in app.exception]
     _check_moment(app, first.snapshots, len(first.snapshots.snapshots) - 1, first.info.classes)
+
+
+def _train_page(monkeypatch, tmp_path, real_data_dir) -> AppTest:
+    monkeypatch.setenv("CNNVIZ_DATA_DIR", str(real_data_dir))
+    monkeypatch.setenv("CNNVIZ_MODELS_DIR", str(tmp_path))
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=120)
+    app.run()
+    app.switch_page(str(page_spec("train").path))
+    app.run()
+    return app
+
+
+def test_an_uploaded_probe_is_what_the_predict_page_makes_of_it(monkeypatch, tmp_path, real_data_dir):
+    import io
+
+    from PIL import Image
+
+    from cnnviz.images.decode import decode_image
+    from cnnviz.images.preprocess import preprocess
+
+    test = load_dataset("mnist", "test", data_dir=real_data_dir)
+    buffer = io.BytesIO()
+    ink_on_paper = 255 - test.images[3, 0].numpy()
+    Image.fromarray(ink_on_paper).resize((140, 140)).save(buffer, format="PNG")
+    data = buffer.getvalue()
+    app = _train_page(monkeypatch, tmp_path, real_data_dir)
+    assert app.radio(key=pages.TRAIN_PROBE_SOURCE_KEY).options == ["Test image", "Upload", "Draw a digit"]
+    app.radio(key=pages.TRAIN_PROBE_SOURCE_KEY).set_value(pages.UPLOAD_INPUT).run()
+    app.file_uploader(key="train_probe_upload").set_value(("three.png", b"not a picture", "image/png")).run()
+    assert not app.exception and len(app.error) == 1 and app.error[0].value.rstrip().endswith(".")
+    app.file_uploader(key="train_probe_upload").set_value(("three.png", data, "image/png")).run()
+    assert not app.exception, [e.value for e in app.exception]
+    app.selectbox(key="train_mnist_fast_subset").set_value("2,000").run()
+    app.button(key=pages.TRAIN_START_KEY).click().run()
+    job = app.session_state["train_job"]
+    job.stop()  # only the plan it was given matters here
+    job.join(timeout=120)
+    assert job.snapshot().finished
+    expected = preprocess(decode_image(data), "mnist").pixels  # the Predict page's preprocessing
+    assert torch.equal(job.snapshot_plan.probe_pixels, expected)
+    assert job.snapshot_plan.probe_label == "your upload three.png"
+
+    app.selectbox(key=pages.TRAIN_DATASET_KEY).set_value("cifar10").run()  # photos: no drawing to follow
+    assert app.radio(key=pages.TRAIN_PROBE_SOURCE_KEY).options == ["Test image", "Upload"]
+    assert not app.exception, [e.value for e in app.exception]
+    for dataset in ("mnist", "cifar10"):  # the page's background speed timing ends before the process does
+        estimate.machine_speed(dataset, "auto", training_threads())
