@@ -16,8 +16,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from cnnviz.datasets.files import load_dataset
 from cnnviz.images.inspection import grad_cam, last_conv_layer, network_activations, predict
 from cnnviz.training.evaluate import predict_logits
+from cnnviz.training.features import (
+    PROJECTION_IMAGES,
+    last_linear_index,
+    penultimate_features,
+    projection_sample,
+)
 from cnnviz.training.prepare import PreparedRun, load_test_split
 from cnnviz.training.results import confusion_matrix
 from cnnviz.training.snapshots import (
@@ -49,7 +56,7 @@ class SnapshotPlan:
     probe_label: str = ""
     count: int = SNAPSHOT_COUNT
     check_images: int = CHECK_IMAGES
-    projection_images: int = 2000
+    projection_images: int = PROJECTION_IMAGES  # test images whose features step 0 keeps (0: none)
     on_capture: Callable[[RunSnapshots, nn.Module], None] | None = None
 
     def problem(self, image_shape: tuple[int, int, int]) -> str | None:
@@ -58,6 +65,8 @@ class SnapshotPlan:
             return "A run's snapshots need at least two moments (before and after training)."
         if self.check_images < 1:
             return "The snapshots need at least one check image for their confusion matrix."
+        if self.projection_images < 0:
+            return "The map of what the network learned cannot have fewer than 0 images."
         pixels = self.probe_pixels
         if pixels is not None and (pixels.dtype != torch.uint8 or tuple(pixels.shape) != tuple(image_shape)):
             shape = "x".join(str(d) for d in image_shape)
@@ -146,6 +155,8 @@ class SnapshotRecorder:
         if self._loss_sum is not None and self._losses:
             train_loss = self._loss_sum.item() / self._losses
         self._loss_sum, self._losses = None, 0
+        if step == 0 and self.snapshots.projection_before is None:
+            self._project_before()
         snapshot = Snapshot(
             step=step, epoch=step / max(1, self.run.schedule.steps_per_epoch), filters=self._filter_weights(),
             probe=self._probe_snapshot(model), confusion=confusion_matrix(
@@ -159,6 +170,22 @@ class SnapshotRecorder:
         if self.plan.on_capture is not None:
             self.plan.on_capture(self.snapshots, model)
         return snapshot
+
+    def _project_before(self) -> None:
+        """The penultimate features of the map's test images (a balanced seeded sample, the one
+        ``replay`` draws) before the first step."""
+        model, count = self.run.model, self.plan.projection_images
+        if count == 0:
+            return
+        try:
+            last_linear_index(model.classifier)
+        except ValueError:
+            return  # no dense layer: no features to map
+        test = load_dataset(self.run.info.name, "test", self.run.data_dir)
+        indices = projection_sample(test.labels, count)
+        self.snapshots.projection_indices = indices
+        self.snapshots.projection_before = penultimate_features(
+            model, test.images[indices], self.run.info.mean, self.run.info.std)
 
     def _taken(self, step: int) -> bool:
         return bool(self.snapshots.snapshots) and self.snapshots.snapshots[-1].step == step
