@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -205,3 +206,47 @@ def test_an_uploaded_probe_is_what_the_predict_page_makes_of_it(monkeypatch, tmp
     assert not app.exception, [e.value for e in app.exception]
     for dataset in ("mnist", "cifar10"):  # the page's background speed timing ends before the process does
         estimate.machine_speed(dataset, "auto", training_threads())
+
+
+def _wait_for_snapshots(job, count: int, timeout_s: float = 90) -> int:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        snapshots = job.snapshot().snapshots
+        if snapshots is not None and len(snapshots.snapshots) >= count:
+            return len(snapshots.snapshots)
+        time.sleep(0.05)
+    pytest.fail(f"fewer than {count} snapshots after {timeout_s} s")
+
+
+@pytest.mark.slow
+def test_live_the_slider_follows_the_newest_until_the_student_moves_it(monkeypatch, tmp_path, real_data_dir):
+    app = _train_page(monkeypatch, tmp_path, real_data_dir)
+    app.selectbox(key="train_preset_mnist").set_value("custom").run()
+    app.text_input(key="train_spec").set_value(TINY_SPEC).run()
+    app.selectbox(key="train_custom_subset").set_value("5,000").run()
+    app.slider(key="train_custom_epochs").set_value(10).run()  # long enough to watch it live
+    app.button(key=pages.TRAIN_START_KEY).click().run()
+    job = app.session_state["train_job"]
+    try:
+        seen = _wait_for_snapshots(job, 3)
+        app.run()  # what the fragment's run_every does in the browser
+        count = len(app.select_slider(key=pages.TRAIN_TIME_KEY).options)
+        assert count >= seen and app.select_slider(key=pages.TRAIN_TIME_KEY).value == count - 1
+        live = job.snapshot().snapshots
+        shown = replace(live, snapshots=live.snapshots[:count])  # those taken by the time the page ran
+        _check_moment(app, shown, count - 1, [str(digit) for digit in range(10)])
+        app.select_slider(key=pages.TRAIN_TIME_KEY).set_value(1).run()  # the student looks back
+        _wait_for_snapshots(job, count + 1)
+        app.run()
+        assert app.select_slider(key=pages.TRAIN_TIME_KEY).value == 1  # it stays where they put it
+        newest = len(app.select_slider(key=pages.TRAIN_TIME_KEY).options) - 1
+        assert newest >= count
+        app.select_slider(key=pages.TRAIN_TIME_KEY).set_value(newest).run()  # back to the newest: follow
+        _wait_for_snapshots(job, newest + 2)
+        app.run()
+        now = len(app.select_slider(key=pages.TRAIN_TIME_KEY).options)
+        assert now >= newest + 2 and app.select_slider(key=pages.TRAIN_TIME_KEY).value == now - 1
+        assert not app.exception, [e.value for e in app.exception]
+    finally:
+        job.stop()
+        job.join(timeout=120)
