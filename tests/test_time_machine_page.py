@@ -74,8 +74,12 @@ def trained_page(monkeypatch, tmp_path, real_data_dir):
 
 def _check_moment(app: AppTest, run, index: int, classes) -> None:
     """What the page shows at snapshot ``index`` is that snapshot's own numbers."""
-    snapshot = run.snapshots[index]
     assert app.select_slider(key=pages.TRAIN_TIME_KEY).value == index
+    _check_moment_figures(app, run, index, classes)
+
+
+def _check_moment_figures(app: AppTest, run, index: int, classes) -> None:
+    snapshot = run.snapshots[index]
     caption = next(c.value for c in app.caption if c.value.startswith("Snapshot "))
     assert caption.startswith(f"Snapshot {index + 1} of {len(run.snapshots)}: after {snapshot.step:,} "
                               f"training steps (epoch {snapshot.epoch:.2f})")
@@ -250,3 +254,53 @@ def test_live_the_slider_follows_the_newest_until_the_student_moves_it(monkeypat
     finally:
         job.stop()
         job.join(timeout=120)
+
+
+@pytest.mark.slow
+def test_a_cifar10_run_shows_its_filters_and_probe_in_colour(monkeypatch, tmp_path, real_data_dir):
+    """A tiny custom net (the whitening presets train for minutes on this CPU: their layer-0 skip is
+    r19-snap's test)."""
+    app = _train_page(monkeypatch, tmp_path, real_data_dir)
+    app.selectbox(key=pages.TRAIN_DATASET_KEY).set_value("cifar10").run()
+    app.selectbox(key="train_preset_cifar10").set_value("custom").run()
+    app.text_input(key="train_spec").set_value(TINY_SPEC).run()
+    app.selectbox(key="train_custom_subset").set_value("2,000").run()
+    app.slider(key="train_custom_epochs").set_value(1).run()
+    result = _train_tiny_run(app)
+    run = result.snapshots
+    assert run.filters_layer == 0
+    assert not any("whitening" in m.value for m in app.markdown)
+    _check_moment(app, run, len(run.snapshots) - 1, result.info.classes)
+    app.select_slider(key=pages.TRAIN_TIME_KEY).set_value(2).run()
+    _check_moment(app, run, 2, result.info.classes)
+    image = np.asarray(chart(app, "train_time_filters")["data"][0]["z"])
+    assert image.ndim == 3 and image.shape[2] == 3  # RGB filters
+    assert not app.exception, [e.value for e in app.exception]
+
+
+@pytest.mark.slow
+def test_the_whitening_preset_s_fixed_layer_is_named_not_shown(real_data_dir):
+    from cnnviz.training.loop import train
+    from cnnviz.training.recipes import recipe
+    from cnnviz.training.snapshot_capture import SnapshotPlan
+
+    config = recipe("cifar10_fast", train_subset=300, batch_size=100, val_fraction=0.0, test_subset=200,
+                    device="cpu")
+    test = load_dataset("cifar10", "test", data_dir=real_data_dir)
+    result = train(config, data_dir=real_data_dir, snapshots=SnapshotPlan(
+        test.images[0], "test image 0", check_images=100, projection_images=100))
+    run = result.snapshots
+    assert run.filters_layer > 0
+
+    def script(run, classes):
+        from cnnviz.ui.training.timeline import LIVE, Replay, show_moment
+
+        show_moment(Replay(LIVE, run, classes, (), 1), len(run.snapshots) - 1)
+
+    app = AppTest.from_function(script, args=(run, result.info.classes), default_timeout=60)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    text = next(m.value for m in app.markdown if m.value.startswith("**Filters of layer"))
+    assert text.startswith(f"**Filters of layer {run.filters_layer}**")
+    assert "Layer 0 is a fixed patch-whitening filter bank" in text
+    _check_moment_figures(app, run, len(run.snapshots) - 1, result.info.classes)

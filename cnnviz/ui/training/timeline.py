@@ -31,6 +31,7 @@ PLAYING_KEY = "train_time_playing"
 FOLLOW_KEY = "train_time_follow"  # the slider follows the newest snapshot until the student moves it
 SOURCE_KEY = "train_time_source"  # which run the slider is over: "live", or a run's label
 LAYER_KEY = "train_time_layer"
+TICK_KEY = "train_time_tick"  # False: this rerun came from a press or a move, not from Play's clock
 DRAWN_KEY = "train_time_drawn"  # (index, snapshots) the slider was last drawn with
 STALE_KEY = "train_time_stale"  # the same before the number of snapshots last changed
 CACHE_KEY = "train_time_figures"
@@ -120,7 +121,7 @@ def _moment(replay: Replay, playing: bool) -> int:
         st.session_state[PLAYING_KEY] = playing = False
     st.session_state[SOURCE_KEY] = replay.source
     index = st.session_state.get(pages.TRAIN_TIME_KEY, count - 1)
-    if playing and st.session_state.pop("train_time_tick", True):
+    if playing and st.session_state.pop(TICK_KEY, True):
         index += 1
     if st.session_state.get(FOLLOW_KEY, True) and not playing:
         index = count - 1
@@ -163,13 +164,13 @@ def _moved(count: int) -> None:
         st.session_state[pages.TRAIN_TIME_KEY] = drawn[0]
         return
     st.session_state[FOLLOW_KEY] = value == count - 1
-    st.session_state["train_time_tick"] = False  # this rerun shows their moment, not the next one
+    st.session_state[TICK_KEY] = False  # this rerun shows their moment, not the next one
 
 
 def _toggle_play(count: int) -> None:
     playing = not st.session_state.get(PLAYING_KEY, False)
     st.session_state[PLAYING_KEY] = playing
-    st.session_state["train_time_tick"] = False  # the press itself does not move the slider
+    st.session_state[TICK_KEY] = False  # the press itself does not move the slider
     if playing:
         st.session_state[FOLLOW_KEY] = False
         if st.session_state.get(pages.TRAIN_TIME_KEY, 0) >= count - 1:
@@ -188,8 +189,11 @@ def show_moment(replay: Replay, index: int) -> None:
     left, right = st.columns([1, 2], gap="medium")
     with left:
         if run.filters_layer is not None:
+            # The only convolution here that does not learn is the recipes' patch-whitening first layer.
+            before = (" Layer 0 is a fixed patch-whitening filter bank: its filters never change, so they "
+                      "are not shown." if run.filters_layer > 0 and "Conv2d" in run.map_layers[0] else "")
             st.markdown(f"**Filters of layer {run.filters_layer}**, the first convolution that learns "
-                        "(each scaled to its own range):")
+                        f"(each scaled to its own range).{before}")
             filters = _cached(key + ("filters",), lambda: filter_grid(tf.scaled_filters(snapshot.filters),
                                                                    per_row=FILTERS_PER_ROW))
             st.plotly_chart(filters, key="train_time_filters", **CHART)
