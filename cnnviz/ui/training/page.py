@@ -25,7 +25,7 @@ from cnnviz.ui.host import (
     session_jobs,
     training_queue,
 )
-from cnnviz.ui.training import parts
+from cnnviz.ui.training import parts, shown_view
 from cnnviz.ui.training.figures import compare_runs, learning_curves
 from cnnviz.ui.training.runs import ACCURACY_COLUMNS, RunRecord
 from cnnviz.ui.widgets import kept, markdown_text
@@ -96,6 +96,7 @@ with right:
     tricks = describe_tricks(**asdict(config))
     if tricks:
         st.caption("Speed-run tricks in this recipe: " + "; ".join(tricks) + ".")
+    shown_view.shown_block(config, key="train_new_batch")  # the recipe's augmentation, on real images
 
 job: TrainingJob | None = st.session_state.train_job
 running = job is not None and not job.snapshot().finished
