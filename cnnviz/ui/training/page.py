@@ -25,7 +25,7 @@ from cnnviz.ui.host import (
     session_jobs,
     training_queue,
 )
-from cnnviz.ui.training import parts, shown_view
+from cnnviz.ui.training import gradient_view, parts, shown_view
 from cnnviz.ui.training.figures import compare_runs, learning_curves
 from cnnviz.ui.training.runs import ACCURACY_COLUMNS, RunRecord
 from cnnviz.ui.widgets import kept, markdown_text
@@ -167,6 +167,7 @@ live_view()
 job = st.session_state.train_job
 if job is not None and job.snapshot().result is not None and not running:
     parts.results_block(job.snapshot().result, key="train_results")
+    gradient_view.gradient_flow_block(job.snapshot().result.snapshots, key="train_gradient_flow")
 
 runs: list[RunRecord] = st.session_state.train_runs
 if runs:
