@@ -10,6 +10,7 @@ from cnnviz import pages
 from cnnviz.training.config import TrainConfig
 from cnnviz.training.loop import TrainResult, train
 from cnnviz.training.results import cell_members, confusion_matrix
+from cnnviz.training.snapshot_capture import SnapshotPlan
 from cnnviz.ui.training.confusion_view import SHOWN, clickable_confusion_figure
 
 TINY = TrainConfig(spec="C8n M C16n M F32", epochs=1, batch_size=64, train_subset=1_000, test_subset=600,
@@ -18,7 +19,8 @@ TINY = TrainConfig(spec="C8n M C16n M F32", epochs=1, batch_size=64, train_subse
 
 @pytest.fixture(scope="module")
 def tiny_run(real_data_dir) -> TrainResult:
-    return train(TINY, data_dir=real_data_dir, cpu_threads=1)
+    plan = SnapshotPlan(None, count=6, check_images=300, projection_images=10)
+    return train(TINY, data_dir=real_data_dir, cpu_threads=1, snapshots=plan)
 
 
 def _results_app(result: TrainResult) -> AppTest:
@@ -79,3 +81,27 @@ def test_every_cell_has_a_click_target_with_its_pair(tiny_run) -> None:
     # each marker sits on its own cell: y names the true class, x the predicted one
     assert [(int(y), int(x)) for x, y in zip(overlay.x, overlay.y, strict=True)] == pairs
     assert overlay.hoverinfo == "none"  # "skip" would swallow the clicks too
+
+
+def test_a_snapshot_s_cell_lists_its_check_images_with_the_stored_top3(tiny_run) -> None:
+    run = tiny_run.snapshots
+    early = run.snapshots[1]  # after the first step: many mistakes still
+
+    def script(snapshot, run):
+        from cnnviz.ui.training.confusion_view import snapshot_confusion
+
+        snapshot_confusion(snapshot, run, key="moment_confusion")
+
+    app = AppTest.from_function(script, args=(early, run), default_timeout=60).run()
+    assert not app.exception, [e.value for e in app.exception]
+    true = int(app.selectbox(key="moment_confusion_true").value)
+    said = int(app.selectbox(key="moment_confusion_said").value)
+    members = cell_members(early.predictions, run.check_labels, true, said)
+    assert len(members) == early.confusion[true, said] > 0 and true != said
+    shown = members[:SHOWN].tolist()
+    split = "validation" if run.check_split == "val" else "test"
+    expected = [f"{split} #{int(run.check_indices[i])}: " + " · ".join(
+        f"{int(c)} {float(p):.0%}" for c, p in zip(early.top3[i], early.top3_probabilities[i], strict=True))
+        for i in shown]
+    assert _captions(app) == expected
+    assert any("Grad-CAM: at the end of the run" in c.value for c in app.caption)
