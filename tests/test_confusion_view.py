@@ -80,7 +80,8 @@ def test_every_cell_has_a_click_target_with_its_pair(tiny_run) -> None:
     assert pairs == [(r, c) for r in range(10) for c in range(10)]
     # each marker sits on its own cell: y names the true class, x the predicted one
     assert [(int(y), int(x)) for x, y in zip(overlay.x, overlay.y, strict=True)] == pairs
-    assert overlay.hoverinfo == "none"  # "skip" would swallow the clicks too
+    assert overlay.hoverinfo != "skip" and heatmap.hoverinfo == "skip"  # the markers take the clicks
+    assert [int(t) for t in overlay.text] == matrix.flatten().tolist()  # and the tooltip's counts
 
 
 def test_a_snapshot_s_cell_lists_its_check_images_with_the_stored_top3(tiny_run) -> None:

@@ -39,9 +39,18 @@ def clickable_confusion_figure(matrix: torch.Tensor, classes: Sequence[str]) -> 
     rows, cols = np.divmod(np.arange(n * n), n)  # row-major: cell k is (k // n, k % n)
     figure.add_trace(go.Scatter(
         x=[classes[c] for c in cols], y=[classes[r] for r in rows], mode="markers",
-        marker={"symbol": "square", "size": max(8, 330 // n), "opacity": 0.01, "color": "#000"},
-        customdata=np.stack([rows, cols], axis=1), hoverinfo="none", showlegend=False,
+        # Small markers: Plotly counts every marker under the pointer as at distance 0, so markers larger
+        # than a cell (a narrow screen) would tie and the wrong one could win; small ones let the
+        # nearest centre win, within Plotly's hover distance (20 px) of it, about a wide cell's half.
+        marker={"symbol": "square", "size": 6, "opacity": 0.01, "color": "#000"},
+        # plain lists: a numpy array travels as a typed array and comes back as {"0": i, "1": j}
+        customdata=np.stack([rows, cols], axis=1).tolist(), showlegend=False,
+        text=matrix.flatten().tolist(),
+        hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
     ))
+    # The heatmap takes no hover, else off a marker's centre the heatmap's cell wins the click, and
+    # Streamlit reports no point for a heatmap. Its tooltip moves onto the markers.
+    figure.update_traces(hoverinfo="skip", hovertemplate=None, selector={"type": "heatmap"})
     figure.update_layout(clickmode="event+select", dragmode=False)
     return figure
 
@@ -56,7 +65,7 @@ def pick_cell(matrix: torch.Tensor, classes: Sequence[str], key: str) -> tuple[i
     if not points:  # nothing selected (a second click on a cell deselects it): the next click is new
         st.session_state.pop(click_key, None)
     elif "customdata" in points[0]:
-        clicked = [int(v) for v in points[0]["customdata"]]
+        clicked = _pair(points[0]["customdata"])
         if clicked != st.session_state.get(click_key):  # a new click, not the selection left from before
             st.session_state[click_key] = clicked
             st.session_state[true_key], st.session_state[said_key] = (classes[i] for i in clicked)
@@ -139,6 +148,14 @@ def _page_of(members: torch.Tensor, true: int, said: int, classes: Sequence[str]
     st.markdown(f"**{count:,} image{'s' if count != 1 else ''}** of a {classes[true]} answered "
                 f"{classes[said]} ({verdict}); showing {start + 1}-{start + len(shown)} of {count:,}.")
     return shown
+
+
+def _pair(customdata: list | dict) -> list[int]:
+    """[true, predicted] from a clicked marker's customdata, a list or (typed arrays) {"0": i, "1": j}."""
+    if isinstance(customdata, dict):
+        customdata = [customdata[k] for k in sorted(customdata, key=int)]
+    values = customdata
+    return [int(v) for v in values]
 
 
 def _most_frequent_mistake(matrix: torch.Tensor) -> tuple[int, int]:
