@@ -61,7 +61,7 @@ CONVOLUTION_HANDOFF_KEY = "convolution_learned"
 
 # Train: the time machine (snapshots of a run), its clickable confusion matrix and the map of what it
 # learned. Each helper of issue 19 adds the keys its widgets need here.
-TRAIN_PROBE_SOURCE_KEY = "train_probe_source"  # which image the snapshots follow: a test image, upload, drawing
+TRAIN_PROBE_SOURCE_KEY = "train_probe_source"  # the image the snapshots follow: test image, upload, drawing
 TRAIN_TIME_KEY = "train_time"  # the time slider over a run's snapshots
 TRAIN_PLAY_KEY = "train_play"  # the Play button of the time slider
 TRAIN_CONFUSION_KEY = "train_confusion_pick"  # the clickable confusion matrix (a plotly chart)

@@ -16,8 +16,14 @@ VAL_COLOR = "#ff7f0e"
 RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
-def learning_curves(history: Sequence[HistoryPoint], epochs: int | None = None) -> go.Figure:
-    """Loss and accuracy, training vs validation, against epochs (one point per validation point).
+MARK_COLOR = "#5a6275"
+
+
+def learning_curves(
+    history: Sequence[HistoryPoint], epochs: int | None = None, mark_epoch: float | None = None,
+) -> go.Figure:
+    """Loss and accuracy, training vs validation, against epochs (one point per validation point);
+    ``mark_epoch`` draws a dashed vertical line at that moment on both charts (the time slider's).
 
     Built as one dict (two x/y axis pairs side by side) rather than with ``make_subplots``: the live
     view redraws it every two seconds while a run trains, and this is many times cheaper."""
@@ -41,8 +47,11 @@ def learning_curves(history: Sequence[HistoryPoint], epochs: int | None = None) 
     x_range = [0, epochs] if epochs else None
     title = {"font": {"size": 16}, "showarrow": False, "xanchor": "center", "yanchor": "bottom",
              "xref": "paper", "yref": "paper", "y": 1.0}
+    marks = [] if mark_epoch is None else [
+        {"type": "line", "xref": axis, "yref": "paper", "x0": mark_epoch, "x1": mark_epoch, "y0": 0, "y1": 1,
+         "line": {"color": MARK_COLOR, "width": 2, "dash": "dash"}} for axis in ("x", "x2")]
     return go.Figure({"data": traces, "layout": {
-        "height": 340, "margin": {"l": 40, "r": 10, "t": 40, "b": 40},
+        "height": 340, "shapes": marks, "margin": {"l": 40, "r": 10, "t": 40, "b": 40},
         "legend": {"orientation": "h", "y": -0.25},
         "xaxis": {"domain": [0, 0.46], "anchor": "y", "title": {"text": "epoch"}, "range": x_range},
         "yaxis": {"anchor": "x"},

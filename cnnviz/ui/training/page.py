@@ -16,6 +16,7 @@ from cnnviz.training.presets import CUSTOM_PRESET, TRAIN_PAGE_CHOICES
 from cnnviz.training.progress import HistoryPoint
 from cnnviz.training.recipes import default_preset, find_preset, recipe
 from cnnviz.training.saving import SaveError, SaveQuota, default_model_name, save_named_model
+from cnnviz.training.snapshot_capture import SnapshotPlan
 from cnnviz.training.tricks import describe_tricks
 from cnnviz.ui.host import (
     TRAINING_NICE,
@@ -25,8 +26,9 @@ from cnnviz.ui.host import (
     session_jobs,
     training_queue,
 )
-from cnnviz.ui.training import gradient_view, parts, shown_view
+from cnnviz.ui.training import gradient_view, parts, shown_view, timeline
 from cnnviz.ui.training.figures import compare_runs, learning_curves
+from cnnviz.ui.training.probe import choose_probe
 from cnnviz.ui.training.runs import ACCURACY_COLUMNS, RunRecord
 from cnnviz.ui.widgets import kept, markdown_text
 
@@ -65,6 +67,7 @@ with left:
             st.dataframe(parts.summary_rows(summary), hide_index=True, key="train_summary_table")
     if too_big:
         st.error(too_big, icon=":material/memory:")
+    probe = choose_probe(dataset)
 
 with right:
     base = recipe(preset)
@@ -115,8 +118,9 @@ if buttons.button("Train", type="primary", key=pages.TRAIN_START_KEY, disabled=r
     if refusal:
         st.error(refusal)
     else:
+        plan = SnapshotPlan(None if probe is None else probe.pixels, "" if probe is None else probe.label)
         job = TrainingJob(config, queue=training_queue(), nice=TRAINING_NICE, memory_budget=budget,
-                          client=client_key())
+                          client=client_key(), snapshot_plan=plan)
         try:
             started, refusal = job.start(), None
         except ValueError as err:  # this browser has as many runs on the server as one student may
@@ -170,6 +174,7 @@ if job is not None and job.snapshot().result is not None and not running:
     gradient_view.gradient_flow_block(job.snapshot().result.snapshots, key="train_gradient_flow")
 
 runs: list[RunRecord] = st.session_state.train_runs
+timeline.show_time_machine(job, runs)
 if runs:
     st.subheader("Run history")
     percent = st.column_config.NumberColumn(format="%.2f%%")  # 72.00%, not 72%, beside 72.34%
@@ -190,7 +195,8 @@ if runs:
             saves = st.session_state.get("train_saves", 0)
             quota = SaveQuota(limits.max_saves_per_session, limits.max_saved_models, limits.max_saved_mb)
             try:
-                path = save_named_model(saved_models_dir(), name, record.model, record.metadata, saves, quota)
+                path = save_named_model(saved_models_dir(), name, record.model, record.metadata, saves, quota,
+                                        snapshots=record.snapshots)
             except SaveError as err:
                 st.error(markdown_text(str(err)))
                 if isinstance(err.__cause__, OSError):  # the host's problem, for the host's log

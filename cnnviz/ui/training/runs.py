@@ -9,6 +9,7 @@ from typing import Any
 from cnnviz.networks.build import SpecNet
 from cnnviz.training.loop import TrainResult
 from cnnviz.training.progress import HistoryPoint
+from cnnviz.training.snapshots import RunSnapshots
 
 ACCURACY_COLUMNS = ("train acc", "val acc", "test acc")  # shown as percentages
 
@@ -32,6 +33,7 @@ class RunRecord:
     history: tuple[HistoryPoint, ...]
     model: SpecNet
     metadata: dict[str, Any]  # the checkpoint metadata of the run
+    snapshots: RunSnapshots | None = None  # what the time machine replays; None for a run without them
 
     @classmethod
     def of(cls, result: TrainResult, number: int) -> RunRecord:
@@ -44,6 +46,7 @@ class RunRecord:
             val_accuracy=last.val_accuracy if last else None, test_accuracy=result.test_accuracy,
             seconds=round(result.seconds, 1), device=result.device, stopped=result.stopped,
             history=tuple(result.history), model=result.model, metadata=result.metadata(),
+            snapshots=result.snapshots,
         )
 
     def table_row(self) -> dict[str, Any]:
