@@ -91,3 +91,17 @@ def test_clicking_a_confusion_cell_lists_its_images(app_server, browser_page):
     assert f"{counts[3][3]:,} images of a 3 answered 3 (right)" in main.inner_text()
     main.get_by_text("answered 3 (right)").scroll_into_view_if_needed()
     _shot(page, "confusion-list-800")
+    # the run took snapshots, so its gradient flow is drawn under the results
+    page.set_viewport_size({"width": 1400, "height": 1000})
+    wait_until_idle(page)
+    flow = main.get_by_text("Gradient flow", exact=False).first
+    flow.scroll_into_view_if_needed()
+    page.mouse.wheel(0, 200)
+    page.wait_for_timeout(500)
+    _shot(page, "gradient-flow-1400")
+    main.get_by_text("What the network is shown").click()
+    main.get_by_text("As this step sees them").scroll_into_view_if_needed()
+    page.mouse.wheel(0, 250)  # the augmented row under its heading
+    page.wait_for_timeout(500)
+    _shot(page, "shown-batch-1400")
+    assert_no_exception(page)
