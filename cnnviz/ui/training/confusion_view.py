@@ -2,8 +2,8 @@
 
 At the end of a run (:func:`results_confusion`) the list shows the test images with the final
 network's top-3 probabilities and Grad-CAM; at a snapshot (:func:`snapshot_confusion`, for the time
-slider) the check images with the top-3 the snapshot stored. Plotly reports no click on a heatmap, so
-an invisible square marker lies over every cell (see /work/shared/notes/streamlit-1.67.md); two
+slider) the check images with the top-3 the snapshot stored. Streamlit 1.67 reports no click on a
+Plotly heatmap, so an invisible small marker lies on every cell's centre and takes the clicks; two
 select boxes under the matrix pick the same cell by keyboard and follow each click.
 """
 
