@@ -246,3 +246,29 @@ def test_the_text_report_lists_the_explorer_students() -> None:
     text = report.to_text()
     assert "explorer 1: 1 rounds; cell 0.08; top images 0.41; optimized 2.02" in text
     assert report.targets()["explorer students answered"] is True
+
+
+@pytest.mark.slow
+def test_a_training_student_scrubs_and_clicks_a_cell_after_the_run(real_data_dir: Path, capsys) -> None:
+    argv = ["loadtest", "--sessions", "2", "--trainings", "1", "--replay-moves", "2", "--timeout", "120",
+            "--no-media", "--json"]
+    with ThreadPoolExecutor(max_workers=1) as pool:  # its own thread, as above
+        status = pool.submit(main, argv).result()
+    report = json.loads(capsys.readouterr().out)
+    assert report["errors"] == [], report["errors"]
+    (training,) = report["trainings"]
+    assert training["outcome"] == "done", training
+    # each move redrew the page, each click listed the cell's images (checked by the student)
+    assert len(training["replay_seconds"]) == len(training["pick_seconds"]) == 2
+    assert all(s > 0 for s in training["replay_seconds"] + training["pick_seconds"])
+    assert report["summary"]["replay_confusion_click_s"]["count"] == 2
+    assert status in (0, 1)  # 1 = a speed target missed on this shared machine
+
+
+def test_a_cell_click_is_the_selection_a_browser_sends() -> None:
+    from cnnviz.hosting.loadtest_replay import cell_click
+
+    selection = json.loads(cell_click(3, 5))["selection"]
+    (point,) = selection["points"]
+    assert point["customdata"] == [3, 5] and point["point_index"] == 35 == selection["point_indices"][0]
+    assert (point["y"], point["x"]) == ("3", "5")

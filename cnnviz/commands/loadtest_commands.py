@@ -52,6 +52,9 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
                         "images and an optimized image, --explorer-rounds times (0)")
     parser.add_argument("--explorer-rounds", type=int, default=2, metavar="R",
                         help="how many channels each exploring student looks at (2)")
+    parser.add_argument("--replay-moves", type=int, default=0, metavar="M",
+                        help="after their run, each training student moves the time slider M times and "
+                        "clicks M confusion cells, while the class predicts (0)")
     parser.add_argument("--training-memory-mb", type=int, default=DEFAULT_TRAINING_MEMORY_MB,
                         metavar="MB",
                         help="the server's training memory (CNNVIZ_TRAINING_MEMORY_MB) for the server "
@@ -95,6 +98,7 @@ def run(args: argparse.Namespace) -> int:
     config = LoadTestConfig(
         sessions=args.sessions, trainings=args.trainings, hostile=args.hostile,
         hostile_rounds=args.hostile_rounds, explorers=args.explorers, explorer_rounds=args.explorer_rounds,
+        replay_moves=args.replay_moves,
         memory_budget_mb=args.training_memory_mb,
         predictions_per_session=args.predictions_per_session, images=images, train_images=args.train_images,
         timeout=args.timeout, fetch_media=not args.no_media, seed=args.seed,

@@ -42,6 +42,8 @@ class TrainingRecord:
     queue_positions: list[int] = field(default_factory=list)  # positions the page showed while waiting
     test_accuracy: str | None = None
     error: str | None = None
+    replay_seconds: list[float] = field(default_factory=list)  # after the run: a time-slider move -> redrawn
+    pick_seconds: list[float] = field(default_factory=list)  # a confusion cell clicked -> its images listed
 
 
 @dataclass
@@ -127,6 +129,8 @@ class LoadTestReport:
             "page_open_s": spread(self.page_opens),
             "queue_wait_s": spread([t.queue_wait for t in self.trainings if t.queue_wait is not None]),
             "training_run_s": spread([t.run_seconds for t in self.trainings if t.run_seconds is not None]),
+            "replay_slider_s": spread([s for t in self.trainings for s in t.replay_seconds]),
+            "replay_confusion_click_s": spread([s for t in self.trainings for s in t.pick_seconds]),
             "explorer_cell_s": spread([s for e in self.explorers for s in e.cell_seconds]),
             "explorer_top_images_s": spread([s for e in self.explorers for s in e.top_images_seconds]),
             "explorer_optimize_s": spread([s for e in self.explorers for s in e.optimize_seconds]),
@@ -232,6 +236,9 @@ def format_report(report: LoadTestReport) -> str:
             positions = ",".join(map(str, t.queue_positions)) or "-"
             lines.append(f"  {t.session:<11} {t.outcome:<8} {wait:>10} {run:>9} {positions:<10} "
                          f"{t.test_accuracy or '-'}")
+        if summary["replay_slider_s"] or summary["replay_confusion_click_s"]:
+            lines.append(f"  after their runs: time slider {_seconds(summary['replay_slider_s'])}; "
+                         f"confusion click {_seconds(summary['replay_confusion_click_s'])}")
     if report.hostile:
         lines += ["", "hostile students (widest net at the largest batch, estimates, a heavy run started and "
                   "stopped, big decodes, repeated saves):"]

@@ -37,6 +37,7 @@ from cnnviz import pages
 from cnnviz.datasets.files import DATASETS
 from cnnviz.hosting.loadtest_explorer import ExplorerRecord, exploring_student
 from cnnviz.hosting.loadtest_hostile import HostileRecord, hostile_student
+from cnnviz.hosting.loadtest_replay import replay_run
 from cnnviz.hosting.loadtest_report import LoadTestReport, PredictionRecord, TrainingRecord
 from cnnviz.hosting.loadtest_sampling import (
     ServerSampler,
@@ -75,6 +76,8 @@ class LoadTestConfig:
     save_quota: int | None = None  # the server's saves per session, when known (hostile check)
     explorers: int = 0  # further students on the explorer (see loadtest_explorer)
     explorer_rounds: int = 2  # cells, top images and optimized images each of them asks for
+    replay_moves: int = 0  # after their run, each training student scrubs this many moments and clicks
+    # this many confusion cells (see loadtest_replay)
     predictions_per_session: int = 1
     images: Sequence[UploadImage] = ()  # default: the bundled MNIST test digits
     think_seconds: tuple[float, float] = (0.5, 2.0)  # a student's pause before each upload
@@ -95,6 +98,8 @@ class LoadTestConfig:
             raise ValueError("--trainings cannot be negative.")
         if self.hostile < 0 or self.hostile_rounds < 1:
             raise ValueError("--hostile cannot be negative and --hostile-rounds must be at least 1.")
+        if self.replay_moves < 0:
+            raise ValueError("--replay-moves cannot be negative.")
         if self.explorers < 0 or self.explorer_rounds < 1:
             raise ValueError("--explorers cannot be negative and --explorer-rounds must be at least 1.")
         if self.predictions_per_session < 1:
@@ -252,6 +257,7 @@ async def training_student(session: StreamlitSession, record: TrainingRecord, co
             clicked_event.set()
         if clicked is not None:
             await follow_training(session, record, clicked, config)
+            await replay_run(session, record, config.replay_moves)
     except SessionError as err:
         record.outcome, record.error = "error", str(err)
 

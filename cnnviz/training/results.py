@@ -29,3 +29,20 @@ def first_layer_filters(model: nn.Module) -> torch.Tensor | None:
     low = weights.amin(dim=(1, 2, 3), keepdim=True)
     high = weights.amax(dim=(1, 2, 3), keepdim=True)
     return (weights - low) / (high - low).clamp_min(1e-12)
+
+
+def cell_members(
+    predictions: torch.Tensor, labels: torch.Tensor, true_class: int, predicted_class: int,
+) -> torch.Tensor:
+    """(M,) int64 indices, in order, of exactly the images of true class ``true_class`` that were
+    answered ``predicted_class``: one cell of :func:`confusion_matrix` (its count is M).
+
+    Raises:
+        ValueError: the two tensors differ in length, or a class is negative.
+    """
+    if predictions.shape != labels.shape:
+        raise ValueError(f"{len(predictions)} predictions for {len(labels)} labels: they must match.")
+    if true_class < 0 or predicted_class < 0:
+        raise ValueError("Classes are numbered from 0.")
+    hits = (labels.long() == true_class) & (predictions.long() == predicted_class)
+    return torch.nonzero(hits).flatten()

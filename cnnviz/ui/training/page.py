@@ -26,7 +26,7 @@ from cnnviz.ui.host import (
     session_jobs,
     training_queue,
 )
-from cnnviz.ui.training import parts, timeline
+from cnnviz.ui.training import gradient_view, parts, shown_view, timeline
 from cnnviz.ui.training.figures import compare_runs, learning_curves
 from cnnviz.ui.training.projection_view import projection_view
 from cnnviz.ui.training.probe import choose_probe
@@ -100,6 +100,7 @@ with right:
     tricks = describe_tricks(**asdict(config))
     if tricks:
         st.caption("Speed-run tricks in this recipe: " + "; ".join(tricks) + ".")
+    shown_view.shown_block(config, key="train_new_batch")  # the recipe's augmentation, on real images
 
 job: TrainingJob | None = st.session_state.train_job
 running = job is not None and not job.snapshot().finished
@@ -173,6 +174,7 @@ if job is not None and job.snapshot().result is not None and not running:
     parts.results_block(job.snapshot().result, key="train_results")
     finished = job.snapshot().result
     projection_view(finished.model, finished.info, finished.snapshots)
+    gradient_view.gradient_flow_block(job.snapshot().result.snapshots, key="train_gradient_flow")
 
 runs: list[RunRecord] = st.session_state.train_runs
 timeline.show_time_machine(job, runs)

@@ -17,8 +17,9 @@ from cnnviz.training.estimate import speed_if_measured
 from cnnviz.training.jobs import JobSnapshot, JobStatus
 from cnnviz.training.loop import TrainResult
 from cnnviz.training.memory import RunMemory, predict_config_memory, readable_bytes
-from cnnviz.training.results import confusion_matrix, first_layer_filters, misclassified
-from cnnviz.ui.training.figures import confusion_heatmap, filter_grid
+from cnnviz.training.results import first_layer_filters, misclassified
+from cnnviz.ui.training.confusion_view import results_confusion
+from cnnviz.ui.training.figures import filter_grid
 from cnnviz.ui.widgets import kept, pixel_image
 
 SUBSETS = {"all": None, "20,000": 20_000, "10,000": 10_000, "5,000": 5_000, "2,000": 2_000}
@@ -253,10 +254,9 @@ def results_block(result: TrainResult, key: str) -> None:
     classes = result.info.classes
     left, right = st.columns(2, gap="large")
     with left:
-        st.markdown("**Confusion matrix**: rows are the true classes, columns what the network said.")
-        matrix = confusion_matrix(result.test_predictions, result.test_labels, len(classes))
-        st.plotly_chart(confusion_heatmap(matrix, classes), key=f"{key}_confusion",
-                        config={"displayModeBar": False})
+        st.markdown("**Confusion matrix**: rows are the true classes, columns what the network said. "
+                    "Click a cell to see its images.")
+        results_confusion(result, key=pages.TRAIN_CONFUSION_KEY)
     with right:
         filters = first_layer_filters(result.model)
         if filters is not None:
