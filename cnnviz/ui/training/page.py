@@ -28,7 +28,7 @@ from cnnviz.ui.host import (
 from cnnviz.ui.training import parts
 from cnnviz.ui.training.figures import compare_runs, learning_curves
 from cnnviz.ui.training.runs import ACCURACY_COLUMNS, RunRecord
-from cnnviz.ui.widgets import kept, markdown_text
+from cnnviz.ui.widgets import markdown_text
 
 st.title("Train a network")
 st.markdown("Choose a dataset and an architecture, press **Train**, and watch the network learn: the "
@@ -39,14 +39,14 @@ limits = host_limits()
 
 left, right = st.columns([1, 1], gap="large")
 with left:
-    dataset = st.selectbox("Dataset", list(data.DATASETS), key=kept(pages.TRAIN_DATASET_KEY),
-                           format_func=lambda name: data.DATASETS[name].title)
+    dataset = st.selectbox("Dataset", list(data.DATASETS), key=pages.TRAIN_DATASET_KEY,
+                           persist_state=parts.KEEP, format_func=lambda name: data.DATASETS[name].title)
     preset = st.selectbox("Architecture", TRAIN_PAGE_CHOICES,
                           index=TRAIN_PAGE_CHOICES.index(default_preset(dataset)),
-                          key=kept(f"train_preset_{dataset}"),  # each dataset keeps its own choice
-                          format_func=lambda name: find_preset(name).title)
+                          key=f"train_preset_{dataset}",  # each dataset keeps its own choice
+                          persist_state=parts.KEEP, format_func=lambda name: find_preset(name).title)
     if preset == CUSTOM_PRESET.name:
-        spec = st.text_input("Spec", value=CUSTOM_PRESET.spec, key=kept("train_spec"),
+        spec = st.text_input("Spec", value=CUSTOM_PRESET.spec, key="train_spec", persist_state=parts.KEEP,
                              help=CUSTOM_PRESET.description)
     else:
         spec = find_preset(preset).spec

@@ -19,8 +19,13 @@ from cnnviz.training.loop import TrainResult
 from cnnviz.training.memory import RunMemory, predict_config_memory, readable_bytes
 from cnnviz.training.results import confusion_matrix, first_layer_filters, misclassified
 from cnnviz.ui.training.figures import confusion_heatmap, filter_grid
-from cnnviz.ui.widgets import kept, pixel_image
+from cnnviz.ui.widgets import pixel_image
 
+# Every setting keeps its value while the student looks at another page, as Streamlit itself offers it
+# (``persist_state``). The form used ``widgets.kept``, which writes each value back through
+# st.session_state on every full run: a page switch while the live view reran reset the form to its
+# defaults (epochs 3 -> 1, rate 0.05 -> 0.1), so the next Train trained those.
+KEEP = "session"
 SUBSETS = {"all": None, "20,000": 20_000, "10,000": 10_000, "5,000": 5_000, "2,000": 2_000}
 # The decay factor each schedule gets on this page: step decay TrainConfig's own, per-epoch decay a
 # gentler one (multiplying by 0.5 every epoch would leave almost nothing after a few).
@@ -64,8 +69,8 @@ def hyperparameter_form(
     quick_epochs = min(base.epochs if on_gpu else min(base.epochs, 2), limits.max_epochs)
     c1, c2 = st.columns(2)
     if limits.max_epochs > 1:
-        epochs = c1.slider("Epochs", 1, limits.max_epochs, quick_epochs, key=kept(key + pages.EPOCHS_SUFFIX),
-                           help="How many times the network sees every training image.")
+        epochs = c1.slider("Epochs", 1, limits.max_epochs, quick_epochs, key=key + pages.EPOCHS_SUFFIX,
+                           persist_state=KEEP, help="How many times the network sees every training image.")
     else:
         epochs = 1
         c1.caption("Epochs: 1 (this server's limit per run).")
@@ -73,41 +78,43 @@ def hyperparameter_form(
     subset_default = "all" if on_gpu or dataset == "mnist" else "10,000"
     subset_default = subset_default if subset_default in subsets else subsets[0]
     subset = c2.selectbox("Training images", subsets, index=subsets.index(subset_default),
-                          key=kept(key + pages.SUBSET_SUFFIX),
+                          key=key + pages.SUBSET_SUFFIX, persist_state=KEEP,
                           help="Fewer images train faster but generalize worse.")
     optimizer = c1.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(base.optimizer),
-                             key=kept(f"{key}_optimizer"),
+                             key=f"{key}_optimizer", persist_state=KEEP,
                              help="SGD with Nesterov momentum, or Adam / AdamW, which adapt the step "
                              "per weight.")
-    lr = c2.number_input("Learning rate", LR_INPUT_MIN, MAX_LR, base.lr, format="%.4f", key=kept(f"{key}_lr"),
-                         help="How big a step the weights take against the gradient.")
+    lr = c2.number_input("Learning rate", LR_INPUT_MIN, MAX_LR, base.lr, format="%.4f", key=f"{key}_lr",
+                         persist_state=KEEP, help="How big a step the weights take against the gradient.")
     sizes = sorted({32, 64, 128, 256, 512, 1024, base.batch_size})  # every recipe's own size is offered
     batch_size = c1.select_slider("Batch size", sizes, base.batch_size,
-                                  key=kept(f"{key}_batch"), help="Images per step: more is smoother and "
-                                  "faster per image, fewer gives more steps.")
+                                  key=f"{key}_batch", persist_state=KEEP,
+                                  help="Images per step: more is smoother and faster per image, fewer gives "
+                                  "more steps.")
     schedule = c2.selectbox("Schedule", SCHEDULES, index=SCHEDULES.index(base.schedule),
-                            key=kept(f"{key}_schedule"),
+                            key=f"{key}_schedule", persist_state=KEEP,
                             format_func=lambda s: SCHEDULE_HELP[s].split(":")[0],
                             help="How the learning rate changes: " + "; ".join(SCHEDULE_HELP.values()) + ".")
     weight_decay = c1.number_input("Weight decay", 0.0, 0.1, base.weight_decay, format="%.5f",
-                                   key=kept(f"{key}_wd"),
+                                   key=f"{key}_wd", persist_state=KEEP,
                                    help="Pulls every weight a little towards zero each step.")
-    smoothing = c2.slider("Label smoothing", 0.0, 0.3, base.label_smoothing, 0.05, key=kept(f"{key}_smooth"),
-                          help="Asks for 90% sure instead of 100%: a little modesty helps "
-                          "generalization.")
-    val_fraction = c1.slider("Validation share", 0.0, 0.3, 0.1, 0.05, key=kept(f"{key}_val"),
+    smoothing = c2.slider("Label smoothing", 0.0, 0.3, base.label_smoothing, 0.05, key=f"{key}_smooth",
+                          persist_state=KEEP, help="Asks for 90% sure instead of 100%: a little modesty "
+                          "helps generalization.")
+    val_fraction = c1.slider("Validation share", 0.0, 0.3, 0.1, 0.05, key=f"{key}_val", persist_state=KEEP,
                              help="Training images held back to check the network on images it never "
                              "trains on.")
-    seed = c2.number_input("Seed", 0, 10_000, 0, key=kept(f"{key}_seed"),
+    seed = c2.number_input("Seed", 0, 10_000, 0, key=f"{key}_seed", persist_state=KEEP,
                            help="Same seed, same settings: the same run again.")
     mirror_tta, shift_tta = base.mirror_tta, base.shift_tta
     if dataset == "cifar10":
         mirror_tta = c1.checkbox("Mirror at test time", value=True,
-                                 key=kept(f"{key}_mirror"),
+                                 key=f"{key}_mirror", persist_state=KEEP,
                                  help="Answer with the average of the network's outputs for the image and "
                                  "its mirror image: a cat facing left is still a cat. Free accuracy for a "
                                  "net trained with random flips.")
-        shift_tta = c2.checkbox("Shift at test time", value=base.shift_tta, key=kept(f"{key}_shift_tta"),
+        shift_tta = c2.checkbox("Shift at test time", value=base.shift_tta, key=f"{key}_shift_tta",
+                                persist_state=KEEP,
                                 help="Also average over the image moved one pixel up-left and one pixel "
                                 "down-right, small moves like those of training: a little more accuracy "
                                 "for three times the work per answer.")
