@@ -21,6 +21,10 @@ from cnnviz.training.loop import TrainResult, train
 from cnnviz.training.memory import admission_problem
 from cnnviz.training.progress import Phase, Progress
 
+# The live loss line keeps at most this many (step, loss) points: when full, every other one goes, so
+# a long run's line still spans it from the first step (about 4 reports a second fill it in 4 min).
+MAX_LOSS_POINTS = 1_000
+
 
 class TrainingQueue:
     """First come, first served admission of training runs across every session of one server.
@@ -131,6 +135,9 @@ class JobSnapshot:
     queue_position: int | None = None  # while queued: 1 = next to train
     queue_wait: float | None = None  # seconds spent in line, once admitted
     stop_requested: bool = False  # Stop was pressed; the run ends after its step, then scores the test set
+    # (step, mean training loss of the steps since the previous report): the live curves' thin line,
+    # drawn from the first steps on, long before the first validation point.
+    loss_points: tuple[tuple[int, float], ...] = ()
 
     @property
     def stopping(self) -> bool:
@@ -148,11 +155,21 @@ class JobSnapshot:
         return min(1.0, self.latest.step / max(1, self.latest.total_steps))
 
     @property
+    def scoring(self) -> bool:
+        """The last step is done and the test set is being scored."""
+        return self.latest is not None and self.latest.phase == Phase.SCORE and not self.finished
+
+    @property
     def eta_seconds(self) -> float | None:
-        """Seconds left at the average pace so far (None before the first step)."""
-        if self.latest is None or self.latest.step == 0:
+        """Seconds left: the steps to go at the pace since the first step (the data loading before it
+        left out), and the scoring of the test set at the speed the validation checks measured (at
+        a guess from the training speed before the first). None before the first step and once the
+        steps are done."""
+        p = self.latest
+        if p is None or p.step == 0 or p.phase in (Phase.SCORE, Phase.DONE):
             return None
-        return self.latest.elapsed * (1 - self.fraction) / max(self.fraction, 1e-9)
+        training = p.train_seconds * (1 - self.fraction) / max(self.fraction, 1e-9)
+        return training + p.scoring_seconds
 
 
 class TrainingJob:
@@ -184,6 +201,7 @@ class TrainingJob:
         self._lock = threading.Lock()
         self._latest: Progress | None = None
         self._points: list[Progress] = []
+        self._loss_points: list[tuple[int, float]] = []
         self._result: TrainResult | None = None
         self._error: str | None = None
         self._thread: threading.Thread | None = None
@@ -231,13 +249,18 @@ class TrainingJob:
                 status = JobStatus.RUNNING
             wait = None if self._admitted is None else self._admitted - self._started
             return JobSnapshot(status, self._latest, list(self._points), self._result, self._error,
-                               self._started, position, wait, self.stop_event.is_set())
+                               self._started, position, wait, self.stop_event.is_set(),
+                               tuple(self._loss_points))
 
     def _on_progress(self, progress: Progress) -> None:
         with self._lock:
             self._latest = progress
             if progress.phase == Phase.EVAL:
                 self._points.append(progress)
+            if progress.window_loss is not None and progress.step > 0:
+                if len(self._loss_points) >= MAX_LOSS_POINTS:
+                    del self._loss_points[1::2]  # keep every other point, the first step's among them
+                self._loss_points.append((progress.step, progress.window_loss))
 
     def _run(self) -> None:
         try:

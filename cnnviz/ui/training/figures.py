@@ -16,8 +16,13 @@ VAL_COLOR = "#ff7f0e"
 RUN_COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf")
 
 
-def learning_curves(history: Sequence[HistoryPoint], epochs: int | None = None) -> go.Figure:
-    """Loss and accuracy, training vs validation, against epochs (one point per validation point).
+def learning_curves(
+    history: Sequence[HistoryPoint], epochs: int | None = None,
+    window_losses: Sequence[tuple[float, float]] = (),
+) -> go.Figure:
+    """Loss and accuracy, training vs validation, against epochs (one point per validation point), and
+    under them a thin line of ``window_losses``, (epoch, mean training loss of a few steps) pairs: the
+    live view has them from the first steps on, long before the first validation point.
 
     Built as one dict (two x/y axis pairs side by side) rather than with ``make_subplots``: the live
     view redraws it every two seconds while a run trains, and this is many times cheaper."""
@@ -29,6 +34,13 @@ def learning_curves(history: Sequence[HistoryPoint], epochs: int | None = None) 
         ("2", "accuracy", "validation", VAL_COLOR, [h.val_accuracy for h in history]),
     )
     traces = []
+    if window_losses:
+        traces.append({
+            "type": "scatter", "x": [e for e, _ in window_losses], "y": [v for _, v in window_losses],
+            "mode": "lines", "name": "training loss, every few steps",
+            "line": {"color": TRAIN_COLOR, "width": 1}, "opacity": 0.45, "xaxis": "x", "yaxis": "y",
+            "hovertemplate": "epoch %{x:.3f}<br>training loss %{y:.4f}<extra></extra>",
+        })
     for axis, label, name, color, values in curves:
         if all(v is None for v in values):
             continue

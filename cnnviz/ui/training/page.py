@@ -151,9 +151,10 @@ def live_view() -> None:
         return
     snapshot = current.snapshot()
     parts.progress_block(snapshot)
-    if snapshot.points:
+    if snapshot.points or snapshot.loss_points:
         history = [HistoryPoint.from_progress(p) for p in snapshot.points]
-        st.plotly_chart(learning_curves(history, current.config.epochs), key="train_live_curves")
+        st.plotly_chart(learning_curves(history, current.config.epochs, parts.window_losses(snapshot)),
+                        key="train_live_curves")
     if snapshot.finished and st.session_state.get("train_recorded") is not current:
         st.session_state.train_recorded = current
         if snapshot.result is not None and snapshot.result.steps > 0:  # a run that learned something

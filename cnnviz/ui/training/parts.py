@@ -13,7 +13,7 @@ from cnnviz.hosting.limits import HostLimits
 from cnnviz.networks.summary import ModelSummary, field_label, summarize_spec
 from cnnviz.runtime import cpu_name, device_name, resolve_device, training_threads
 from cnnviz.training.config import DEFAULT_GAMMA, LR_INPUT_MIN, MAX_LR, OPTIMIZERS, SCHEDULES, TrainConfig
-from cnnviz.training.estimate import speed_if_measured
+from cnnviz.training.estimate import answer_views, scoring_seconds, speed_if_measured
 from cnnviz.training.jobs import JobSnapshot, JobStatus
 from cnnviz.training.loop import TrainResult
 from cnnviz.training.memory import RunMemory, predict_config_memory, readable_bytes
@@ -128,6 +128,7 @@ def hyperparameter_form(
     )
 
 
+SCORING_TEXT = "scoring the test set"  # the bar's text after the last step
 MEASURING_SPEED = "measuring this machine's speed for a time estimate (once per server, a second or two)"
 
 
@@ -161,8 +162,11 @@ def estimated_run(config: TrainConfig, summary: ModelSummary) -> tuple[float, fl
     if machine is None:
         return None
     speed = machine.images_per_second(summary.total_mult_adds)
-    images = config.train_subset or data.DATASETS[config.dataset].train_size
-    return config.epochs * images * (1 - config.val_fraction) / speed, speed
+    info = data.DATASETS[config.dataset]
+    images = config.train_subset or info.train_size
+    test_images = min(config.test_subset or info.test_size, info.test_size)
+    scoring = scoring_seconds(test_images, None, speed, answer_views(config))  # after the last step
+    return config.epochs * images * (1 - config.val_fraction) / speed + scoring, speed
 
 
 def long_run_warning(config: TrainConfig, summary: ModelSummary | None) -> str | None:
@@ -221,8 +225,12 @@ def progress_block(snapshot: JobSnapshot) -> None:
     eta = snapshot.eta_seconds
     ending = snapshot.finished or snapshot.stopping or eta is None
     eta_text = "" if ending else f" · about {duration_text(eta)} left"
-    st.progress(snapshot.fraction, text=f"epoch {p.epoch:.2f} of {p.epochs} · step {p.step} of "
-                f"{p.total_steps} · {p.images_per_second:,.0f} images/s{eta_text}")
+    if snapshot.scoring:  # the steps are done; scoring the test set can take a third of a run
+        st.progress(1.0, text=f"{SCORING_TEXT}: {p.test_images:,} images · about "
+                    f"{duration_text(p.scoring_seconds)}")
+    else:
+        st.progress(snapshot.fraction, text=f"epoch {p.epoch:.2f} of {p.epochs} · step {p.step} of "
+                    f"{p.total_steps} · {p.images_per_second:,.0f} images/s{eta_text}")
     if snapshot.stopping:
         st.info("Stopping: the current step ends, then the network is scored on the test set with what it "
                 "has learned so far.", icon=":material/hourglass_top:")
@@ -243,6 +251,15 @@ def progress_block(snapshot: JobSnapshot) -> None:
     last_val = next((q for q in reversed(snapshot.points) if q.val_accuracy is not None), None)
     cols[2].metric("Validation accuracy", "–" if last_val is None else f"{last_val.val_accuracy:.1%}")
     cols[3].metric("Learning rate", f"{p.lr:.3g}")
+
+
+def window_losses(snapshot: JobSnapshot) -> list[tuple[float, float]]:
+    """The job's (step, loss) points as (epoch, loss) pairs for :func:`figures.learning_curves`."""
+    p = snapshot.latest
+    if p is None:
+        return []
+    steps_per_epoch = max(1, p.total_steps) / max(1, p.epochs)
+    return [(step / steps_per_epoch, loss) for step, loss in snapshot.loss_points]
 
 
 def results_block(result: TrainResult, key: str) -> None:
