@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
@@ -29,3 +31,13 @@ def first_layer_filters(model: nn.Module) -> torch.Tensor | None:
     low = weights.amin(dim=(1, 2, 3), keepdim=True)
     high = weights.amax(dim=(1, 2, 3), keepdim=True)
     return (weights - low) / (high - low).clamp_min(1e-12)
+
+
+def smoothed_loss_floor(smoothing: float, num_classes: int) -> float:
+    """The lowest training loss label smoothing allows: the cross-entropy of a network that answers
+    exactly the smoothed targets (1 - s + s/K for the true class, s/K for each other), their entropy."""
+    if smoothing <= 0:
+        return 0.0
+    other = smoothing / num_classes
+    true = 1 - smoothing + other
+    return -(true * math.log(true) + (num_classes - 1) * other * math.log(other))

@@ -155,6 +155,9 @@ def live_view() -> None:
         history = [HistoryPoint.from_progress(p) for p in snapshot.points]
         st.plotly_chart(learning_curves(history, current.config.epochs, parts.window_losses(snapshot)),
                         key="train_live_curves")
+        note = parts.smoothing_note(current.config, data.DATASETS[current.config.dataset].num_classes)
+        if note:
+            st.caption(note)
     if snapshot.finished and st.session_state.get("train_recorded") is not current:
         st.session_state.train_recorded = current
         if snapshot.result is not None and snapshot.result.steps > 0:  # a run that learned something

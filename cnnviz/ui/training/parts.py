@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Sequence
 from dataclasses import replace
 
 import streamlit as st
@@ -17,7 +19,7 @@ from cnnviz.training.estimate import answer_views, scoring_seconds, speed_if_mea
 from cnnviz.training.jobs import JobSnapshot, JobStatus
 from cnnviz.training.loop import TrainResult
 from cnnviz.training.memory import RunMemory, predict_config_memory, readable_bytes
-from cnnviz.training.results import confusion_matrix, first_layer_filters, misclassified
+from cnnviz.training.results import confusion_matrix, first_layer_filters, misclassified, smoothed_loss_floor
 from cnnviz.ui.training.figures import confusion_heatmap, filter_grid
 from cnnviz.ui.widgets import pixel_image
 
@@ -42,10 +44,11 @@ def summary_rows(summary: ModelSummary) -> list[dict]:
     """The summary as table rows: "layer" is the number the explorer and ``--layer`` use; the receptive
     field is the square of input pixels one cell sees ("all" for the dense part), with the pixels between
     neighbouring cells' fields (jump) and where cell (0, 0)'s field is centred (start)."""
+    # The formula right after the type: further right it hid behind the table's horizontal scrolling.
     return [{
-        "layer": row.number, "part": row.part, "type": row.kind, "from": row.token,
+        "layer": row.number, "type": row.kind, "parameters": row.params,
+        "formula": row.formula if row.params else "", "part": row.part, "from": row.token,
         "output shape": " x ".join(str(d) for d in row.output_shape),
-        "parameters": row.params, "formula": row.formula if row.params else "",
         "multiply-adds": row.mult_adds,
         # Text, so that the dense part's blanks do not turn the numbers above them into floats ("1.0").
         "receptive field": field_label(row), "jump": "" if row.rf_jump is None else str(row.rf_jump),
@@ -290,6 +293,29 @@ def results_block(result: TrainResult, key: str) -> None:
         st.markdown(f"**Mistakes** ({int((result.test_predictions != result.test_labels).sum()):,} of "
                     f"{images:,}), labelled predicted / true:")
         test = data.load_dataset(result.info.name, "test", download=False)
-        st.image([pixel_image(test.images[i], 64) for i in wrong],
+        width = mistake_width(classes, result.info.image_shape[-1])
+        st.image([pixel_image(test.images[i], width) for i in wrong],
                  caption=[f"{classes[result.test_predictions[i]]} / {classes[result.test_labels[i]]}"
-                          for i in wrong], width=64, output_format="PNG")
+                          for i in wrong], width=width, output_format="PNG")
+
+
+CAPTION_CHAR_PX = 8  # the width of a character of an image caption, a little over Streamlit's average
+
+
+def mistake_width(classes: Sequence[str], image_size: int) -> int:
+    """Pixels wide for the mistakes: a whole multiple of the image (crisp pixels), at least 64, and
+    wide enough for the longest class name on one line ("automobile" broke inside at 64 px)."""
+    needed = max(64, CAPTION_CHAR_PX * max(len(name) for name in classes))
+    return image_size * math.ceil(needed / image_size)
+
+
+def smoothing_note(config: TrainConfig, num_classes: int) -> str | None:
+    """Why the training loss sits above the validation loss, for a run with label smoothing; else None."""
+    if config.label_smoothing <= 0:
+        return None
+    floor = smoothed_loss_floor(config.label_smoothing, num_classes)
+    return (f"The training loss sits above the validation loss on purpose: with label smoothing "
+            f"{config.label_smoothing:g} the training targets are not one-hot (the true class asks for "
+            f"{1 - config.label_smoothing + config.label_smoothing / num_classes:.0%}, so the training loss "
+            f"cannot fall below {floor:.2f}), and dropout and augmentation are on while it trains. The "
+            "validation loss scores the plain images against their one true class.")
