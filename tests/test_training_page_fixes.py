@@ -42,3 +42,71 @@ def test_mistake_captions_get_room_for_the_longest_class_name():
     width = mistake_width(cifar.classes, 32)
     assert width % 32 == 0 and width >= 8 * len("automobile")  # 96: "automobile" on one line
     assert mistake_width(mnist.classes, 28) % 28 == 0 and mistake_width(mnist.classes, 28) >= 64
+
+
+def _shipped_cifar10():
+    from cnnviz.paths import MODELS_DIR
+    from cnnviz.training.checkpoint import load_checkpoint
+
+    return load_checkpoint(MODELS_DIR / "cifar10.pt")
+
+
+def test_cifar10_shows_its_first_learned_convolution_seen_through_the_whitening_layer(real_data_dir):
+    from cnnviz.datasets.files import load_dataset
+    from cnnviz.training.results import composed_filters, first_layer_filters, first_learned_filters
+
+    loaded = _shipped_cifar10()
+    assert loaded.metadata["training"]["whiten"]
+    model = loaded.model
+    whitening, learned = model.features[0], model.features[2]
+    assert torch.equal(whitening.weight[:12], -whitening.weight[12:])  # what the page showed before
+    filters, whitened = first_learned_filters(model, whiten=True)
+    assert whitened and filters.shape == (32, 3, 4, 4)
+    assert filters.amin() == 0 and filters.amax() == 1
+    # The composed filter computes the two layers at once (no biases, no ReLU between, no padding).
+    test = load_dataset("cifar10", "test", real_data_dir)
+    mean, std = (torch.tensor(v).view(1, 3, 1, 1) for v in (loaded.mean, loaded.std))
+    x = (test.images[:8].float() / 255 - mean) / std  # (8, 3, 32, 32), normalized as in training
+    with torch.no_grad():  # in float64, so that only the composition is compared, not float32 rounding
+        both = F.conv2d(F.conv2d(x.double(), whitening.weight.double()), learned.weight.double())
+        once = F.conv2d(x.double(), composed_filters(whitening, learned).double())
+    assert (once - both).abs().max() <= 1e-5 * both.abs().max()
+    # A net without whitening shows its first convolution, as before.
+    plain, whitened = first_learned_filters(model, whiten=False)
+    assert not whitened and torch.equal(plain, first_layer_filters(model))
+
+
+def _draw_cifar10_results() -> None:
+    from cnnviz.datasets.files import load_dataset
+    from cnnviz.paths import MODELS_DIR
+    from cnnviz.training.checkpoint import load_checkpoint
+    from cnnviz.training.config import TrainConfig
+    from cnnviz.training.evaluate import evaluate
+    from cnnviz.training.loop import TrainResult
+    from cnnviz.ui.training.parts import results_block
+
+    loaded = load_checkpoint(MODELS_DIR / "cifar10.pt")
+    test = load_dataset("cifar10", "test")
+    _, accuracy, predictions = evaluate(loaded.model, test.images[:100], test.labels[:100], test.info)
+    config = TrainConfig(**{**loaded.metadata["training"], "test_subset": 100})
+    results_block(TrainResult(loaded.model, config, test.info, [], accuracy, predictions, test.labels[:100],
+                              False, 1.0, 10, "cpu"), key="fix_results")
+
+
+def test_the_results_say_what_the_whitening_layer_is_and_show_its_filters_on_request(real_data_dir):
+    from streamlit.testing.v1 import AppTest
+
+    from cnnviz.ui.training.parts import WHITENING_TEXT
+
+    app = AppTest.from_function(_draw_cifar10_results, default_timeout=60)
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    text = " ".join(m.value for m in app.markdown) + " ".join(c.value for c in app.caption)
+    assert "filters of the first layer it learned" in text and WHITENING_TEXT in text
+    assert "first-layer filters it learned" not in text  # the whitening filters are not called learned
+    charts = lambda: [e for e in app.get("plotly_chart")]  # noqa: E731
+    before = len(charts())
+    app.toggle(key="fix_results_whitening_filters").set_value(True).run()
+    assert not app.exception
+    assert len(charts()) == before + 1
+    assert any("computed from the data, not learned" in m.value for m in app.markdown)

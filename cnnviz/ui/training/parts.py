@@ -19,7 +19,13 @@ from cnnviz.training.estimate import answer_views, scoring_seconds, speed_if_mea
 from cnnviz.training.jobs import JobSnapshot, JobStatus
 from cnnviz.training.loop import TrainResult
 from cnnviz.training.memory import RunMemory, predict_config_memory, readable_bytes
-from cnnviz.training.results import confusion_matrix, first_layer_filters, misclassified, smoothed_loss_floor
+from cnnviz.training.results import (
+    confusion_matrix,
+    first_layer_filters,
+    first_learned_filters,
+    misclassified,
+    smoothed_loss_floor,
+)
 from cnnviz.ui.training.figures import confusion_heatmap, filter_grid
 from cnnviz.ui.widgets import pixel_image
 
@@ -285,10 +291,7 @@ def results_block(result: TrainResult, key: str) -> None:
         st.plotly_chart(confusion_heatmap(matrix, classes), key=f"{key}_confusion",
                         config={"displayModeBar": False})
     with right:
-        filters = first_layer_filters(result.model)
-        if filters is not None:
-            st.markdown(f"**The {len(filters)} first-layer filters it learned** (bright = large weight).")
-            st.plotly_chart(filter_grid(filters), key=f"{key}_filters")
+        learned_filters_block(result, key)
         wrong = misclassified(result.test_predictions, result.test_labels, limit=24)
         st.markdown(f"**Mistakes** ({int((result.test_predictions != result.test_labels).sum()):,} of "
                     f"{images:,}), labelled predicted / true:")
@@ -299,6 +302,34 @@ def results_block(result: TrainResult, key: str) -> None:
                           for i in wrong], width=width, output_format="PNG")
 
 
+def learned_filters_block(result: TrainResult, key: str) -> None:
+    """The first learned convolution's filters; behind a whitening layer, seen through it, with a
+    sentence on what that layer is and its own filters on request."""
+    found = first_learned_filters(result.model, result.config.whiten)
+    if found is None:
+        return
+    filters, whitened = found
+    if not whitened:
+        st.markdown(f"**The {len(filters)} first-layer filters it learned** (bright = large weight).")
+        st.plotly_chart(filter_grid(filters), key=f"{key}_filters")
+        return
+    whitening = first_layer_filters(result.model)
+    size = filters.shape[-1]
+    st.markdown(f"**The {len(filters)} filters of the first layer it learned**, seen on the image through "
+                f"the whitening layer before it ({size}x{size} pixels: the two layers as one filter, the "
+                "ReLU between them left out; bright = large weight).")
+    st.plotly_chart(filter_grid(filters), key=f"{key}_filters")
+    st.caption(f"{WHITENING_TEXT}: its {len(whitening)} filters are computed from the training images "
+               "before training (the directions in which small patches of pixels vary, each scaled to vary "
+               "as much, and their negatives) and stay fixed, so the layers after it start from "
+               "decorrelated pixels and learn faster.")
+    if st.toggle("Show the whitening layer's filters", key=f"{key}_whitening_filters"):
+        st.markdown(f"**The {len(whitening)} whitening filters, computed from the data, not learned** "
+                    "(the second half are the negatives of the first).")
+        st.plotly_chart(filter_grid(whitening), key=f"{key}_whitening_grid")
+
+
+WHITENING_TEXT = "The first layer of this net is a whitening layer"
 CAPTION_CHAR_PX = 8  # the width of a character of an image caption, a little over Streamlit's average
 
 
