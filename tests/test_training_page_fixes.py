@@ -110,3 +110,69 @@ def test_the_results_say_what_the_whitening_layer_is_and_show_its_filters_on_req
     assert not app.exception
     assert len(charts()) == before + 1
     assert any("computed from the data, not learned" in m.value for m in app.markdown)
+
+
+def _two_runs(real_data_dir):
+    """Two finished runs of this session, #1 and #2, that differ in their rate and schedule (the shipped
+    MNIST model stands in for both; each is scored on its own share of the real test set)."""
+    from cnnviz.datasets.files import load_dataset
+    from cnnviz.paths import MODELS_DIR
+    from cnnviz.training.checkpoint import load_checkpoint
+    from cnnviz.training.evaluate import evaluate
+    from cnnviz.training.progress import history_points
+    from cnnviz.ui.training.runs import RunRecord
+
+    loaded = load_checkpoint(MODELS_DIR / "mnist.pt")
+    test = load_dataset("mnist", "test", real_data_dir)
+    history = tuple(history_points(loaded.metadata["history"]))
+    runs = []
+    for number, (images, lr, schedule) in enumerate([(300, 0.05, "onecycle"), (200, 0.1, "step")], 1):
+        labels = test.labels[:images]
+        _, accuracy, predictions = evaluate(loaded.model, test.images[:images], labels, test.info)
+        training = {**loaded.metadata["training"], "lr": lr, "schedule": schedule, "test_subset": images}
+        record = RunRecord(
+            label=f"#{number}", dataset="MNIST", spec=loaded.spec, params=1, epochs=1.0, train_accuracy=None,
+            val_accuracy=None, test_accuracy=accuracy, seconds=1.0, device="cpu", stopped=False,
+            history=history, model=loaded.model, metadata={**loaded.metadata, "training": training},
+            test_predictions=predictions, test_labels=labels)
+        runs.append(record)
+    return runs
+
+
+def test_the_run_history_shows_the_settings_that_differ_and_each_run_s_results(monkeypatch, tmp_path,
+                                                                                real_data_dir):
+    from tests.test_training_page import _open_training_page
+
+    app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
+    runs = _two_runs(real_data_dir)
+    app.session_state["train_runs"] = runs
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    table = app.dataframe[-1].value  # the Run history (the layer table comes first)
+    for column in ("optimizer", "lr", "batch", "images", "smoothing", "seed", "schedule", "test subset"):
+        assert column in table.columns, (column, list(table.columns))
+    assert list(table["lr"]) == [0.05, 0.1] and list(table["schedule"]) == ["onecycle", "step"]
+    assert "weight decay" not in table.columns  # the same in both runs: no column of its own
+    # The latest run's results first; the earlier run's stay a choice away.
+    metrics = lambda: {m.label: m.value for m in app.metric}  # noqa: E731
+    assert metrics()["Test accuracy"] == f"{runs[1].test_accuracy:.2%}"
+    assert any("of 200)" in m.value for m in app.markdown)
+    app.selectbox(key="train_results_run_2").set_value("#1").run()
+    assert not app.exception, [e.value for e in app.exception]
+    assert metrics()["Test accuracy"] == f"{runs[0].test_accuracy:.2%}"
+    assert any("of 300)" in m.value for m in app.markdown)
+
+
+def test_the_run_comparison_overlays_losses_too():
+    from cnnviz.training.progress import HistoryPoint
+    from cnnviz.ui.training.figures import COMPARED, compare_runs
+
+    history = [HistoryPoint(step=s, epoch=s / 10, train_loss=1 / s, train_accuracy=0.5, lr=0.1, elapsed=s,
+                            val_loss=2 / s, val_accuracy=0.6) for s in (1, 2, 4)]
+    alone = [HistoryPoint(step=1, epoch=0.1, train_loss=0.7, train_accuracy=0.5, lr=0.1, elapsed=1.0)]
+    assert set(COMPARED) >= {"validation accuracy", "validation loss", "training loss"}
+    figure = compare_runs([("#1", history), ("#2", alone)], "validation loss")
+    assert list(figure.data[0].y) == [2.0, 1.0, 0.5] and figure.data[0].name == "#1"
+    assert list(figure.data[1].y) == [0.7] and figure.data[1].name == "#2 (training)"  # nothing held out
+    assert list(compare_runs([("#1", history)], "training loss").data[0].y) == [1.0, 0.5, 0.25]
+    assert figure.layout.yaxis.title.text == "validation loss"

@@ -64,20 +64,33 @@ def learning_curves(
     }})
 
 
-def compare_runs(runs: Sequence[tuple[str, Sequence[HistoryPoint]]]) -> go.Figure:
-    """Validation (else training) accuracy of several runs on one chart, like a lab notebook."""
+# What the run comparison can overlay: its label -> (the HistoryPoint field, the one it falls back on
+# for a run that held nothing out for validation).
+COMPARED = {
+    "validation accuracy": ("val_accuracy", "train_accuracy"),
+    "validation loss": ("val_loss", "train_loss"),
+    "training accuracy": ("train_accuracy", "train_accuracy"),
+    "training loss": ("train_loss", "train_loss"),
+}
+
+
+def compare_runs(runs: Sequence[tuple[str, Sequence[HistoryPoint]]], shown: str = "validation accuracy",
+                 ) -> go.Figure:
+    """One number of several runs on one chart, like a lab notebook: ``shown`` is a :data:`COMPARED`
+    label; a run without validation points shows its training number, and says so."""
+    field, fallback = COMPARED[shown]
     figure = go.Figure()
     for i, (label, history) in enumerate(runs):
-        use_val = any(h.val_accuracy is not None for h in history)
-        accuracy = [h.val_accuracy if use_val else h.train_accuracy for h in history]
+        use = field if any(getattr(h, field) is not None for h in history) else fallback
         figure.add_trace(go.Scatter(
-            x=[h.epoch for h in history], y=accuracy, mode="lines+markers",
-            name=f"{label} ({'validation' if use_val else 'training'})",
+            x=[h.epoch for h in history], y=[getattr(h, use) for h in history], mode="lines+markers",
+            name=label if use == field else f"{label} (training)",
             line={"color": RUN_COLORS[i % len(RUN_COLORS)]},
         ))
     # ".3~%": 9.5%, never 10% twice on a narrow range
-    figure.update_layout(height=320, xaxis_title="epoch", yaxis_title="accuracy", showlegend=True,
-                         yaxis={"tickformat": ".3~%"}, margin={"l": 40, "r": 10, "t": 20, "b": 40},
+    yaxis = {"tickformat": ".3~%"} if "accuracy" in shown else {}
+    figure.update_layout(height=320, xaxis_title="epoch", yaxis_title=shown, showlegend=True,
+                         yaxis=yaxis, margin={"l": 40, "r": 10, "t": 20, "b": 40},
                          legend={"orientation": "h", "y": -0.3})
     return figure
 

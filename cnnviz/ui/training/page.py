@@ -26,8 +26,8 @@ from cnnviz.ui.host import (
     training_queue,
 )
 from cnnviz.ui.training import parts
-from cnnviz.ui.training.figures import compare_runs, learning_curves
-from cnnviz.ui.training.runs import ACCURACY_COLUMNS, RunRecord
+from cnnviz.ui.training.figures import COMPARED, compare_runs, learning_curves
+from cnnviz.ui.training.runs import ACCURACY_COLUMNS, RunRecord, history_rows
 from cnnviz.ui.widgets import markdown_text
 
 st.title("Train a network")
@@ -168,17 +168,28 @@ def live_view() -> None:
 
 live_view()
 job = st.session_state.train_job
-if job is not None and job.snapshot().result is not None and not running:
-    parts.results_block(job.snapshot().result, key="train_results")
-
 runs: list[RunRecord] = st.session_state.train_runs
+latest = None if job is None or running else job.snapshot().result
+if latest is not None and latest.steps == 0:
+    parts.results_block(latest, key="train_results")  # it says there was nothing to score
+elif scored := [r for r in runs if r.test_predictions is not None]:
+    shown = scored[-1]
+    if len(scored) > 1:  # an earlier run's results stay on hand after later runs
+        label = st.selectbox(parts.RESULTS_RUN_LABEL, [r.label for r in scored], index=len(scored) - 1,
+                             key=f"train_results_run_{len(runs)}")  # a new run: the latest is shown
+        shown = next(r for r in scored if r.label == label)
+    parts.results_block(shown.as_result(), key=f"train_results_{shown.label[1:]}")
+
 if runs:
     st.subheader("Run history")
     percent = st.column_config.NumberColumn(format="%.2f%%")  # 72.00%, not 72%, beside 72.34%
-    st.dataframe([r.table_row() for r in runs], hide_index=True, key="train_history_table",
+    st.dataframe(history_rows(runs), hide_index=True, key="train_history_table",
                  column_config={"params": st.column_config.NumberColumn(format="localized"),
                                 **dict.fromkeys(ACCURACY_COLUMNS, percent)})
-    st.plotly_chart(compare_runs([(r.label, r.history) for r in runs]), key="train_compare")
+    first = next(iter(COMPARED))
+    compared = st.segmented_control("Compare", list(COMPARED), default=first, key="train_compare_shown",
+                                    persist_state=parts.KEEP) or first  # None once its choice is clicked off
+    st.plotly_chart(compare_runs([(r.label, r.history) for r in runs], compared), key="train_compare")
     if st.session_state.pop("train_save_done", False):
         st.session_state.pop("train_save_name", None)  # a fresh default name after each save
     default_name = st.session_state.get("train_save_name") or default_model_name(runs[-1].metadata["dataset"])

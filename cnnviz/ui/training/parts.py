@@ -137,6 +137,7 @@ def hyperparameter_form(
     )
 
 
+RESULTS_RUN_LABEL = "Show the results of run"  # picks the run whose results are shown (2+ runs)
 SCORING_TEXT = "scoring the test set"  # the bar's text after the last step
 MEASURING_SPEED = "measuring this machine's speed for a time estimate (once per server, a second or two)"
 
