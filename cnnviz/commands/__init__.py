@@ -7,9 +7,10 @@ from cnnviz.commands import (
     gpu_commands,
     loadtest_commands,
     predict_commands,
+    replay_commands,
     top_images_commands,
     training_commands,
 )
 
 COMMAND_MODULES = [data_commands, conv_commands, training_commands, predict_commands, loadtest_commands,
-                   gpu_commands, explorer_commands, top_images_commands]
+                   gpu_commands, explorer_commands, top_images_commands, replay_commands]

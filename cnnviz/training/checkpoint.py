@@ -4,6 +4,9 @@ File layout (``torch.save`` of plain types and tensors only, so ``weights_only=T
 
     {"format": "cnnviz-checkpoint", "version": 1, "state_dict": {...}, "metadata": {...}}
 
+and, for a run saved with its snapshots, ``"snapshots": {...}`` (see :mod:`cnnviz.training.snapshot_store`;
+a malformed snapshot part leaves the model loadable, see :attr:`LoadedModel.snapshot_problem`).
+
 The metadata holds the model's test-time augmentation as ``"tta": {"mirror": bool, "shift": bool}``;
 files written before it was stored there take it from their training config's ``mirror_tta`` and
 ``shift_tta`` (the shipped ``models/*.pt`` among them).
@@ -33,6 +36,8 @@ from cnnviz.networks.spec import SpecError
 from cnnviz.networks.summary import MAX_TRAIN_PARAMS, summarize_model, training_size_problem
 from cnnviz.networks.tta import TestTimeAugmentation
 from cnnviz.training.progress import HistoryPoint, history_points
+from cnnviz.training.snapshot_store import SnapshotFormatError, snapshots_from_plain, snapshots_to_plain
+from cnnviz.training.snapshots import RunSnapshots
 
 CHECKPOINT_FORMAT = "cnnviz-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -55,6 +60,8 @@ class LoadedModel:
     model: SpecNet
     metadata: dict[str, Any]
     path: Path | None = None
+    snapshots: RunSnapshots | None = None  # the run's snapshots, when it was saved with them
+    snapshot_problem: str | None = None  # why the file's snapshots could not be read (the model still loads)
 
     @property
     def dataset(self) -> str:
@@ -115,9 +122,11 @@ def sanitize_model_name(name: str) -> str:
 
 
 def save_checkpoint(path: str | os.PathLike, model: SpecNet, metadata: dict[str, Any],
-                    exclusive: bool = False) -> Path:
+                    exclusive: bool = False, snapshots: RunSnapshots | None = None) -> Path:
     """Write the weights and metadata to ``path`` atomically (a temporary file, then a rename); the
     metadata gains the model's test-time augmentation.
+
+    ``snapshots`` (a run's, optional) go under ``payload["snapshots"]`` as plain dicts, lists and tensors.
 
     With ``exclusive`` the temporary is hard-linked to ``path`` instead of renamed over it, which the
     file system refuses when ``path`` exists: of two saves of one name at once, exactly one wins.
@@ -139,6 +148,8 @@ def save_checkpoint(path: str | os.PathLike, model: SpecNet, metadata: dict[str,
         "format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION,
         "state_dict": state, "metadata": to_plain({**metadata, "tta": dataclasses.asdict(model.tta)}),
     }
+    if snapshots is not None:
+        payload["snapshots"] = snapshots_to_plain(snapshots)
     handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
         with os.fdopen(handle, "wb") as f:
@@ -230,7 +241,16 @@ def load_checkpoint(path: str | os.PathLike) -> LoadedModel:
     except (RuntimeError, ValueError, TypeError) as err:
         raise CheckpointError(f"{path.name} has weights that do not match its architecture ({err}).") from err
     model.eval()
-    return LoadedModel(model=model, metadata=metadata, path=path)
+    snapshots, snapshot_problem = None, None
+    if payload.get("snapshots") is not None:
+        try:
+            snapshots = snapshots_from_plain(payload["snapshots"], len(metadata["classes"]),
+                                             tuple(metadata["input_shape"]))
+        except (SnapshotFormatError, RecursionError) as err:
+            snapshot_problem = (f"{path.name}'s training snapshots cannot be read ({err}); the model "
+                                "itself loaded.")
+    return LoadedModel(model=model, metadata=metadata, path=path, snapshots=snapshots,
+                       snapshot_problem=snapshot_problem)
 
 
 def _build_within_limits(file_name: str, metadata: dict[str, Any]) -> SpecNet:

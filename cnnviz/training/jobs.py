@@ -13,13 +13,15 @@ import os
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cnnviz.runtime import available_cores, release_free_memory
 from cnnviz.training.config import TrainConfig
 from cnnviz.training.loop import TrainResult, train
 from cnnviz.training.memory import admission_problem
 from cnnviz.training.progress import Phase, Progress
+from cnnviz.training.snapshot_capture import SnapshotPlan
+from cnnviz.training.snapshots import RunSnapshots
 
 # The live loss line keeps at most this many (step, loss) points: when full, every other one goes, so
 # a long run's line still spans it from the first step (about 4 reports a second fill it in 4 min).
@@ -135,6 +137,9 @@ class JobSnapshot:
     queue_position: int | None = None  # while queued: 1 = next to train
     queue_wait: float | None = None  # seconds spent in line, once admitted
     stop_requested: bool = False  # Stop was pressed; the run ends after its step, then scores the test set
+    # The run's snapshots so far (all of them once it has ended); None without a snapshot plan. A copy
+    # of its own: the training thread never appends to this one's list.
+    snapshots: RunSnapshots | None = None
     # (step, mean training loss of the steps since the previous report): the live curves' thin line,
     # drawn from the first steps on, long before the first validation point.
     loss_points: tuple[tuple[int, float], ...] = ()
@@ -182,13 +187,14 @@ class TrainingJob:
         memory_budget: bytes the run may use at its predicted peak (None: no check); a run that
             would need more fails before it allocates anything, with a sentence on what to shrink.
         client: who started it, for the queue's per-client cap (see :meth:`TrainingQueue.enter`).
+        snapshot_plan: take the snapshots it asks for; :attr:`JobSnapshot.snapshots` has those taken so far.
     """
 
     def __init__(
         self, config: TrainConfig, data_dir: str | os.PathLike | None = None,
         queue: TrainingQueue | None = None, cpu_threads: int | None = None, nice: int = 0,
         memory_budget: int | None = None,
-        client: str | None = None,
+        client: str | None = None, snapshot_plan: SnapshotPlan | None = None,
     ) -> None:
         self.config = config
         self.memory_budget = memory_budget
@@ -209,6 +215,8 @@ class TrainingJob:
         self._ticket: int | None = None
         self._admitted: float | None = None  # time.time() when it left the line
         self._cancelled = False
+        self.snapshot_plan = snapshot_plan
+        self._snapshots: RunSnapshots | None = None  # the latest copy the training thread handed over
 
     def start(self) -> bool:
         """Start the thread (it waits its turn in the queue first); False when the line is full.
@@ -248,9 +256,21 @@ class TrainingJob:
             else:
                 status = JobStatus.RUNNING
             wait = None if self._admitted is None else self._admitted - self._started
+            snapshots = self._snapshots
+            if self._result is not None and self._result.snapshots is not None:
+                snapshots = self._result.snapshots
             return JobSnapshot(status, self._latest, list(self._points), self._result, self._error,
-                               self._started, position, wait, self.stop_event.is_set(),
+                               self._started, position, wait, self.stop_event.is_set(), snapshots,
                                tuple(self._loss_points))
+
+    def _on_capture(self, snapshots: RunSnapshots, model: object) -> None:
+        """On the training thread after each snapshot: a shallow copy with a list of its own."""
+        copy = replace(snapshots, snapshots=list(snapshots.snapshots))
+        with self._lock:
+            self._snapshots = copy
+        plan = self.snapshot_plan
+        if plan is not None and plan.on_capture is not None:
+            plan.on_capture(snapshots, model)
 
     def _on_progress(self, progress: Progress) -> None:
         with self._lock:
@@ -283,8 +303,10 @@ class TrainingJob:
             if threads is None and self.queue is not None:
                 # A lone run gets every core; one admitted beside others gets its share of them.
                 threads = max(1, available_cores() // max(1, self.queue.counts()[0]))
+            plan = self.snapshot_plan
+            plan = None if plan is None else replace(plan, on_capture=self._on_capture)
             result = train(self.config, progress=self._on_progress, stop=self.stop_event,
-                           data_dir=self.data_dir, cpu_threads=threads)
+                           data_dir=self.data_dir, cpu_threads=threads, snapshots=plan)
             with self._lock:
                 self._result = result
         except Exception as err:  # noqa: BLE001 - shown to the student instead of killing the thread

@@ -40,6 +40,8 @@ from cnnviz.training.progress import (
     StopFlag,
     history_records,
 )
+from cnnviz.training.snapshot_capture import SnapshotPlan, SnapshotRecorder
+from cnnviz.training.snapshots import RunSnapshots
 from cnnviz.training.step import learning_rate, set_learning_rate
 from cnnviz.training.tricks import Lookahead, alternating_mirror, lookahead_decay
 
@@ -63,6 +65,7 @@ class TrainResult:
     seconds: float  # wall time, data loading included
     steps: int
     device: str  # "cpu" or the GPU's name
+    snapshots: RunSnapshots | None = None  # when train() was given a SnapshotPlan
 
     def metadata(self, name: str | None = None) -> dict[str, Any]:
         """The checkpoint metadata of this run."""
@@ -102,6 +105,7 @@ class _RunState:
     step: int = 0
     stopped: bool = False
     lookahead: Lookahead | None = None
+    recorder: SnapshotRecorder | None = None
     history: list[HistoryPoint] = field(default_factory=list)
     last_report: float = field(default_factory=time.perf_counter)
     first_step: float | None = None  # time.perf_counter() when the first step began
@@ -134,6 +138,7 @@ def train(
     data_dir: str | os.PathLike | None = None,
     report_interval: float = 0.25,
     cpu_threads: int | None = None,
+    snapshots: SnapshotPlan | None = None,
 ) -> TrainResult:
     """Train a model as ``config`` says; returns it (CPU, eval mode) with its history and test accuracy.
 
@@ -144,6 +149,8 @@ def train(
             current step and the model keeps what it learned.
         data_dir: where the datasets are (see :func:`cnnviz.datasets.files.resolve_data_dir`).
         cpu_threads: intra-op threads on the CPU (None: every core; see :func:`configure_cpu_threads`).
+        snapshots: take the snapshots this plan asks for (``TrainResult.snapshots``); they do not change
+            the run.
     """
     started = time.perf_counter()
     stop = stop or threading.Event()
@@ -152,6 +159,9 @@ def train(
                       lr=learning_rate(config, 0, run.schedule.steps_per_epoch, run.schedule.total_steps),
                       test_images=min(config.test_subset or run.info.test_size, run.info.test_size))
     scored: TestScore | None = None
+    if snapshots is not None:
+        state.recorder = SnapshotRecorder(snapshots, run)
+        state.recorder.capture(0)
     run.model.train()
     for epoch in range(config.epochs):
         _train_epoch(state, epoch, stop)
@@ -163,6 +173,8 @@ def train(
                 break
     if state.stopped and state.meter.images:  # keep the partial window so the curves end where it stopped
         state.history.append(_validation_point(state))
+    if state.recorder is not None:
+        state.recorder.finish(state.step)  # a stopped run's moment too
     run.model.eval()
     set_dropout_generator(run.model, None)  # the trained model holds no state of this run
     final = scored if scored is not None and scored.step == state.step else None  # the same weights
@@ -179,6 +191,7 @@ def train(
         test_labels=None if final is None else final.labels,
         stopped=state.stopped, seconds=time.perf_counter() - started, steps=state.step,
         device=device_name(run.device),
+        snapshots=None if state.recorder is None else state.recorder.snapshots,
     )
     if progress is not None:
         progress(_done_report(state, result.seconds))
@@ -208,9 +221,13 @@ def _train_epoch(state: _RunState, epoch: int, stop: StopFlag) -> None:
             break
         window = slice(batch_index * schedule.batch_size, (batch_index + 1) * schedule.batch_size)
         _train_step(state, epoch_images[window], epoch_labels[window])
+        if state.recorder is not None and batch_index + 1 < schedule.steps_per_epoch:
+            state.recorder.after_step(state.step)
         _after_step(state, checking=(batch_index + 1) in schedule.eval_steps)
     if state.lookahead is not None:
         state.lookahead.update(1.0)  # end each epoch on the averaged weights
+    if state.recorder is not None:  # an epoch's last step: its snapshot sees the averaged weights
+        state.recorder.after_step(state.step)
 
 
 def _train_step(state: _RunState, images: torch.Tensor, targets: torch.Tensor) -> None:
@@ -228,6 +245,8 @@ def _train_step(state: _RunState, images: torch.Tensor, targets: torch.Tensor) -
         else:
             state.lookahead.update(lookahead_decay(state.step, schedule.total_steps, every))
     state.meter.add(loss, correct, len(targets))
+    if state.recorder is not None:
+        state.recorder.add_loss(loss)
 
 
 def _after_step(state: _RunState, checking: bool) -> None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from cnnviz.networks.build import SpecNet
 from cnnviz.training.checkpoint import SHIPPED_MODELS, TEMP_SUFFIX, sanitize_model_name, save_checkpoint
+from cnnviz.training.snapshots import RunSnapshots
 
 STALE_TEMP_SECONDS = 300  # a save writes its temporary in well under a second; older ones were killed
 # save_checkpoint's temporaries: ".<name>.pt." + mkstemp's random letters + ".tmp", nothing else
@@ -81,12 +82,15 @@ def saved_usage(folder: str | os.PathLike) -> tuple[int, int]:
     return len(sizes), sum(sizes)
 
 
-def weights_bytes(model: SpecNet) -> int:
-    """About the size of the file a save of this model writes."""
-    return CHECKPOINT_OVERHEAD_BYTES + sum(t.numel() * t.element_size() for t in model.state_dict().values())
+def weights_bytes(model: SpecNet, snapshots: RunSnapshots | None = None) -> int:
+    """About the size of the file a save of this model (and its run's snapshots) writes."""
+    stored = 0 if snapshots is None else snapshots.nbytes()
+    return CHECKPOINT_OVERHEAD_BYTES + stored + sum(
+        t.numel() * t.element_size() for t in model.state_dict().values())
 
 
-def quota_problem(folder: Path, model: SpecNet, saves_this_session: int, quota: SaveQuota) -> str | None:
+def quota_problem(folder: Path, model: SpecNet, saves_this_session: int, quota: SaveQuota,
+                  snapshots: RunSnapshots | None = None) -> str | None:
     """Why this save would go over a quota (one sentence), or None."""
     if saves_this_session >= quota.per_session:
         return (f"This server allows {quota.per_session} saved model{'s' if quota.per_session != 1 else ''}"
@@ -94,15 +98,18 @@ def quota_problem(folder: Path, model: SpecNet, saves_this_session: int, quota: 
     count, used = saved_usage(folder)
     if count >= quota.models:
         return f"The server already holds {count} saved models, its limit: ask your host to remove some."
-    if used + weights_bytes(model) > quota.megabytes * 1_000_000:
-        return (f"This model ({weights_bytes(model) / 1e6:.1f} MB) would take the saved models past the "
+    size = weights_bytes(model, snapshots)
+    if used + size > quota.megabytes * 1_000_000:
+        return (f"This model ({size / 1e6:.1f} MB) would take the saved models past the "
                 f"server's {quota.megabytes} MB: ask your host to remove some.")
     return None
 
 
 def save_named_model(folder: str | os.PathLike, name: str, model: SpecNet, metadata: dict[str, Any],
-                     saves_this_session: int, quota: SaveQuota) -> Path:
-    """Save ``model`` as ``<folder>/<name>.pt``, never over an existing file.
+                     saves_this_session: int, quota: SaveQuota,
+                     snapshots: RunSnapshots | None = None) -> Path:
+    """Save ``model`` as ``<folder>/<name>.pt``, never over an existing file, with its run's
+    ``snapshots`` when given (the quota counts their bytes).
 
     Raises:
         SaveError: a bad or taken name, a quota reached, or a disk that refused the file; the
@@ -121,10 +128,10 @@ def save_named_model(folder: str | os.PathLike, name: str, model: SpecNet, metad
         raise SaveError(f"A model named {clean} already exists: choose another name.")
     try:
         remove_stale_temporaries(folder)
-        problem = quota_problem(folder, model, saves_this_session, quota)
+        problem = quota_problem(folder, model, saves_this_session, quota, snapshots)
         if problem:
             raise SaveError(problem)
-        return save_checkpoint(path, model, {**metadata, "name": clean}, exclusive=True)
+        return save_checkpoint(path, model, {**metadata, "name": clean}, exclusive=True, snapshots=snapshots)
     except FileExistsError as err:
         if not path.exists():  # not the link: a file stands where the models folder should be
             raise _write_error(err) from err

@@ -9,7 +9,7 @@ confusion matrix on a fixed set of check images, and every layer's weight and gr
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import torch
 
@@ -38,9 +38,16 @@ def snapshot_steps(total_steps: int, count: int = SNAPSHOT_COUNT) -> list[int]:
 class ProbeSnapshot:
     """The probe image at one moment."""
 
-    maps: list[torch.Tensor]  # per layer (net_layers order): float16 (<=PROBE_CHANNELS, H, W) or (<=PROBE_UNITS,)
-    probabilities: torch.Tensor  # (classes,) float32 softmax of the model's logits
-    cam: torch.Tensor | None  # (H, W) float32 Grad-CAM heatmap (0..1) of the predicted class, None without a conv
+    # per layer (net_layers order): float16 (<=PROBE_CHANNELS, H, W), or (<=PROBE_UNITS,) in a dense layer
+    maps: list[torch.Tensor]
+    # (classes,) float32 softmax of the model's answer (with its test-time augmentation, as Predict gives it)
+    probabilities: torch.Tensor
+    # (H, W) float32 Grad-CAM heatmap (0..1) of the predicted class at last_conv_layer; None without a conv
+    cam: torch.Tensor | None
+
+    def nbytes(self) -> int:
+        """The bytes its tensors hold."""
+        return sum(_nbytes(m) for m in self.maps) + _nbytes(self.probabilities) + _nbytes(self.cam)
 
 
 @dataclass(frozen=True)
@@ -55,8 +62,11 @@ class Snapshot:
     predictions: torch.Tensor  # (check images,) int64 predicted class of each check image
     top3: torch.Tensor  # (check images, 3) int64 the three most probable classes, most probable first
     top3_probabilities: torch.Tensor  # (check images, 3) float32 their probabilities
-    weight_norms: torch.Tensor  # (layers,) float32 L2 norm of each layer's weights (RunSnapshots.layers)
-    grad_norms: torch.Tensor  # (layers,) float32 L2 norm of each layer's gradient at this step (0 at step 0)
+    # (layers,) float32 L2 norm of each layer's parameters, weights and biases together (RunSnapshots.layers)
+    weight_norms: torch.Tensor
+    # (layers,) float32 L2 norm of their gradients of this step, the one just taken (0 at step 0; a
+    # frozen parameter counts 0)
+    grad_norms: torch.Tensor
     train_loss: float | None  # mean training loss of the steps since the previous snapshot (None at 0)
 
     @property
@@ -65,6 +75,11 @@ class Snapshot:
         with none)."""
         counts = self.confusion.sum(dim=1).clamp_min(1)
         return self.confusion.diagonal().float() / counts
+
+    def nbytes(self) -> int:
+        """The bytes its tensors hold."""
+        own = sum(_nbytes(getattr(self, f.name)) for f in fields(self) if f.name != "probe")
+        return own + (0 if self.probe is None else self.probe.nbytes())
 
 
 @dataclass
@@ -83,3 +98,12 @@ class RunSnapshots:
     projection_indices: torch.Tensor | None = None  # (P,) int64 test-set indices of the map's images
     projection_before: torch.Tensor | None = None  # (P, D) float32 their penultimate features at step 0
     snapshots: list[Snapshot] = field(default_factory=list)
+
+    def nbytes(self) -> int:
+        """The bytes all its tensors hold (what :data:`SNAPSHOT_BUDGET_BYTES` bounds)."""
+        shared = sum(_nbytes(getattr(self, f.name)) for f in fields(self) if f.name != "snapshots")
+        return shared + sum(snapshot.nbytes() for snapshot in self.snapshots)
+
+
+def _nbytes(value: object) -> int:
+    return value.numel() * value.element_size() if isinstance(value, torch.Tensor) else 0

@@ -1,0 +1,2 @@
+"""Looking back at a run: the map of what the network learned (projection) and the pictures for slides
+(slides)."""
