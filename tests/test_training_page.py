@@ -380,3 +380,45 @@ def test_a_net_too_big_is_refused_as_typed_without_timing_it(monkeypatch, tmp_pa
     assert app.button(key="train_start").disabled
     with pytest.raises(ValueError, match="too big to train here"):  # the command line says the same
         train(TrainConfig(spec="C64 F4096 F4096"), data_dir=real_data_dir)
+
+
+def _form_values(main) -> tuple[str, str]:
+    """(epochs, learning rate) as the Train page's form shows them."""
+    epochs = main.get_by_test_id("stSlider").filter(has_text="Epochs").get_by_test_id("stSliderThumbValue")
+    lr = main.get_by_label("Learning rate", exact=True)
+    return epochs.inner_text(), lr.input_value()
+
+
+@pytest.mark.browser
+def test_the_form_survives_a_visit_to_another_page_while_a_run_trains(app_server, browser_page):
+    """Set epochs 3 and rate 0.05, Train, look at another page and come back while it trains: the form
+    still says 3 and 0.05 (it came back as 1 and 0.1, with Streamlit's default-value warning)."""
+    page = browser_page
+    open_page(page, f"{app_server}/train")
+    main = page.get_by_test_id("stMain")
+    main.get_by_test_id("stSlider").filter(has_text="Epochs").get_by_role("slider").focus()
+    for _ in range(2):
+        page.keyboard.press("ArrowRight")
+        wait_until_idle(page)
+    lr = main.get_by_label("Learning rate", exact=True)
+    lr.fill("0.05")
+    lr.press("Enter")
+    wait_until_idle(page)
+    assert _form_values(main) == ("3", "0.0500")
+    main.get_by_role("button", name="Train", exact=True).click()
+    main.get_by_test_id("stProgress").wait_for(timeout=60_000)
+    try:
+        page.wait_for_timeout(3_000)  # the live view (a fragment that reruns every 2 s) has redrawn
+        page.locator("[data-testid='stSidebarNavLink']", has_text="Inspect and predict").click()
+        page.wait_for_timeout(3_000)
+        page.locator("[data-testid='stSidebarNavLink']", has_text="Train").click()
+        wait_until_idle(page)
+        page.wait_for_timeout(2_500)  # and once more on the Train page
+        assert main.get_by_text("Results on the test set").count() == 0, "the run ended too soon"
+        assert_no_exception(page)
+        assert "Session State API" not in main.inner_text()
+        assert _form_values(main) == ("3", "0.0500")
+    finally:
+        stop = main.get_by_role("button", name="Stop", exact=True)
+        if stop.is_enabled():
+            stop.click()

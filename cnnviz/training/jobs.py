@@ -23,6 +23,10 @@ from cnnviz.training.progress import Phase, Progress
 from cnnviz.training.snapshot_capture import SnapshotPlan
 from cnnviz.training.snapshots import RunSnapshots
 
+# The live loss line keeps at most this many (step, loss) points: when full, every other one goes, so
+# a long run's line still spans it from the first step (about 4 reports a second fill it in 4 min).
+MAX_LOSS_POINTS = 1_000
+
 
 class TrainingQueue:
     """First come, first served admission of training runs across every session of one server.
@@ -136,6 +140,9 @@ class JobSnapshot:
     # The run's snapshots so far (all of them once it has ended); None without a snapshot plan. A copy
     # of its own: the training thread never appends to this one's list.
     snapshots: RunSnapshots | None = None
+    # (step, mean training loss of the steps since the previous report): the live curves' thin line,
+    # drawn from the first steps on, long before the first validation point.
+    loss_points: tuple[tuple[int, float], ...] = ()
 
     @property
     def stopping(self) -> bool:
@@ -153,11 +160,21 @@ class JobSnapshot:
         return min(1.0, self.latest.step / max(1, self.latest.total_steps))
 
     @property
+    def scoring(self) -> bool:
+        """The last step is done and the test set is being scored."""
+        return self.latest is not None and self.latest.phase == Phase.SCORE and not self.finished
+
+    @property
     def eta_seconds(self) -> float | None:
-        """Seconds left at the average pace so far (None before the first step)."""
-        if self.latest is None or self.latest.step == 0:
+        """Seconds left: the steps to go at the pace since the first step (the data loading before it
+        left out), and the scoring of the test set at the speed the validation checks measured (at
+        a guess from the training speed before the first). None before the first step and once the
+        steps are done."""
+        p = self.latest
+        if p is None or p.step == 0 or p.phase in (Phase.SCORE, Phase.DONE):
             return None
-        return self.latest.elapsed * (1 - self.fraction) / max(self.fraction, 1e-9)
+        training = p.train_seconds * (1 - self.fraction) / max(self.fraction, 1e-9)
+        return training + p.scoring_seconds
 
 
 class TrainingJob:
@@ -190,6 +207,7 @@ class TrainingJob:
         self._lock = threading.Lock()
         self._latest: Progress | None = None
         self._points: list[Progress] = []
+        self._loss_points: list[tuple[int, float]] = []
         self._result: TrainResult | None = None
         self._error: str | None = None
         self._thread: threading.Thread | None = None
@@ -242,7 +260,8 @@ class TrainingJob:
             if self._result is not None and self._result.snapshots is not None:
                 snapshots = self._result.snapshots
             return JobSnapshot(status, self._latest, list(self._points), self._result, self._error,
-                               self._started, position, wait, self.stop_event.is_set(), snapshots)
+                               self._started, position, wait, self.stop_event.is_set(), snapshots,
+                               tuple(self._loss_points))
 
     def _on_capture(self, snapshots: RunSnapshots, model: object) -> None:
         """On the training thread after each snapshot: a shallow copy with a list of its own."""
@@ -258,6 +277,10 @@ class TrainingJob:
             self._latest = progress
             if progress.phase == Phase.EVAL:
                 self._points.append(progress)
+            if progress.window_loss is not None and progress.step > 0:
+                if len(self._loss_points) >= MAX_LOSS_POINTS:
+                    del self._loss_points[1::2]  # keep every other point, the first step's among them
+                self._loss_points.append((progress.step, progress.window_loss))
 
     def _run(self) -> None:
         try:

@@ -22,6 +22,7 @@ from cnnviz.networks.build import SpecNet, set_dropout_generator
 from cnnviz.runtime import device_name
 from cnnviz.training.augment import shuffled_epoch
 from cnnviz.training.config import TrainConfig
+from cnnviz.training.estimate import answer_views, scoring_seconds
 from cnnviz.training.evaluate import evaluate
 from cnnviz.training.prepare import (
     PreparedRun,
@@ -107,18 +108,26 @@ class _RunState:
     recorder: SnapshotRecorder | None = None
     history: list[HistoryPoint] = field(default_factory=list)
     last_report: float = field(default_factory=time.perf_counter)
+    first_step: float | None = None  # time.perf_counter() when the first step began
+    eval_images_per_second: float | None = None  # measured at the validation checks
+    test_images: int = 0  # scored after the last step
 
     def report(
         self, phase: Phase, val_loss: float | None = None, val_accuracy: float | None = None,
     ) -> Progress:
         """A progress report of the run as it is now."""
         schedule = self.run.schedule
+        now = time.perf_counter()
         return Progress(
             phase=phase, step=self.step, total_steps=schedule.total_steps,
             epoch=self.step / max(1, schedule.steps_per_epoch), epochs=self.run.config.epochs,
             loss=self.meter.loss, accuracy=self.meter.accuracy, lr=self.lr,
-            images_per_second=self.meter.images_per_second, elapsed=time.perf_counter() - self.started,
+            images_per_second=self.meter.images_per_second, elapsed=now - self.started,
             val_loss=val_loss, val_accuracy=val_accuracy,
+            train_seconds=0.0 if self.first_step is None else now - self.first_step,
+            window_loss=self.meter.take_window_loss(), test_images=self.test_images,
+            scoring_seconds=scoring_seconds(self.test_images, self.eval_images_per_second,
+                                            self.meter.images_per_second, answer_views(self.run.config)),
         )
 
 
@@ -147,7 +156,8 @@ def train(
     stop = stop or threading.Event()
     run = prepare_run(config, data_dir, cpu_threads)
     state = _RunState(run, Meter(run.device), started, callback=progress, report_interval=report_interval,
-                      lr=learning_rate(config, 0, run.schedule.steps_per_epoch, run.schedule.total_steps))
+                      lr=learning_rate(config, 0, run.schedule.steps_per_epoch, run.schedule.total_steps),
+                      test_images=min(config.test_subset or run.info.test_size, run.info.test_size))
     scored: TestScore | None = None
     if snapshots is not None:
         state.recorder = SnapshotRecorder(snapshots, run)
@@ -169,6 +179,10 @@ def train(
     set_dropout_generator(run.model, None)  # the trained model holds no state of this run
     final = scored if scored is not None and scored.step == state.step else None  # the same weights
     if final is None and state.step > 0:
+        if state.stopped:
+            state.test_images = min(state.test_images, STOPPED_TEST_IMAGES)
+        if progress is not None:  # scoring takes a while (36 s of an 83 s CIFAR-10 run): say so
+            progress(state.report(Phase.SCORE))
         final = score_test_set(run, state.step, STOPPED_TEST_IMAGES if state.stopped else None)
     result = TrainResult(
         model=run.model.to("cpu").eval(), config=config, info=run.info, history=state.history,
@@ -219,6 +233,8 @@ def _train_epoch(state: _RunState, epoch: int, stop: StopFlag) -> None:
 def _train_step(state: _RunState, images: torch.Tensor, targets: torch.Tensor) -> None:
     run, schedule, config = state.run, state.run.schedule, state.run.config
     state.lr = learning_rate(config, state.step, schedule.steps_per_epoch, schedule.total_steps)
+    if state.first_step is None:
+        state.first_step = time.perf_counter()
     set_learning_rate(run.optimizer, state.lr)
     loss, correct = take_step(run, images, targets)
     state.step += 1
@@ -251,7 +267,9 @@ def _validation_point(state: _RunState) -> HistoryPoint:
     val_loss = val_accuracy = None
     run, data = state.run, state.run.data
     if len(data.val_labels):
+        start = time.perf_counter()
         val_loss, val_accuracy, _ = evaluate(run.model, data.val_images, data.val_labels, run.info)
+        state.eval_images_per_second = len(data.val_labels) / max(time.perf_counter() - start, 1e-9)
     point = state.report(Phase.EVAL, val_loss, val_accuracy)
     if state.callback is not None:
         state.callback(point)

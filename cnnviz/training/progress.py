@@ -18,6 +18,7 @@ class Phase(enum.StrEnum):
 
     TRAIN = "train"  # during an epoch
     EVAL = "eval"  # at a validation point
+    SCORE = "score"  # after the last step, while the test set is scored
     DONE = "done"  # once, at the end
 
 
@@ -37,6 +38,10 @@ class Progress:
     elapsed: float  # seconds since training started (data loading included)
     val_loss: float | None = None
     val_accuracy: float | None = None
+    train_seconds: float = 0.0  # seconds since the first step began: data loading left out, for the ETA
+    window_loss: float | None = None  # mean training loss of the steps since the previous report
+    test_images: int = 0  # how many test images the run is scored on after its last step
+    scoring_seconds: float = 0.0  # how long that scoring is estimated to take (see estimate.scoring_seconds)
 
 
 ProgressCallback = Callable[[Progress], None]
@@ -92,12 +97,16 @@ class Meter:
         self._loss = torch.zeros((), device=device)
         self._correct = torch.zeros((), device=device)
         self.images = 0  # in the loss window
+        self._window_loss = torch.zeros((), device=device)  # since the last report (the live loss line)
+        self._window_images = 0
         self.images_per_second = 0.0
         self._rate_clock, self._rate_images = time.perf_counter(), 0
 
     def add(self, loss: torch.Tensor, correct: torch.Tensor, count: int) -> None:
         """Count one step: its mean loss, how many it got right, of how many images."""
         self._loss += loss.detach() * count
+        self._window_loss += loss.detach() * count
+        self._window_images += count
         self._correct += correct
         self.images += count
         self._rate_images += count
@@ -114,6 +123,16 @@ class Meter:
         self._correct.zero_()
         self.images = 0
         self._rate_clock, self._rate_images = time.perf_counter(), 0
+
+    def take_window_loss(self) -> float | None:
+        """The mean training loss of the steps since the previous call (None when there were none);
+        starts a new window."""
+        if not self._window_images:
+            return None
+        loss = self._window_loss.item() / self._window_images
+        self._window_loss.zero_()
+        self._window_images = 0
+        return loss
 
     @property
     def loss(self) -> float:

@@ -20,9 +20,12 @@ MARK_COLOR = "#5a6275"
 
 
 def learning_curves(
-    history: Sequence[HistoryPoint], epochs: int | None = None, mark_epoch: float | None = None,
+    history: Sequence[HistoryPoint], epochs: int | None = None,
+    window_losses: Sequence[tuple[float, float]] = (), mark_epoch: float | None = None,
 ) -> go.Figure:
-    """Loss and accuracy, training vs validation, against epochs (one point per validation point);
+    """Loss and accuracy, training vs validation, against epochs (one point per validation point), and
+    under them a thin line of ``window_losses``, (epoch, mean training loss of a few steps) pairs: the
+    live view has them from the first steps on, long before the first validation point.
     ``mark_epoch`` draws a dashed vertical line at that moment on both charts (the time slider's).
 
     Built as one dict (two x/y axis pairs side by side) rather than with ``make_subplots``: the live
@@ -35,6 +38,13 @@ def learning_curves(
         ("2", "accuracy", "validation", VAL_COLOR, [h.val_accuracy for h in history]),
     )
     traces = []
+    if window_losses:
+        traces.append({
+            "type": "scatter", "x": [e for e, _ in window_losses], "y": [v for _, v in window_losses],
+            "mode": "lines", "name": "training loss, every few steps",
+            "line": {"color": TRAIN_COLOR, "width": 1}, "opacity": 0.45, "xaxis": "x", "yaxis": "y",
+            "hovertemplate": "epoch %{x:.3f}<br>training loss %{y:.4f}<extra></extra>",
+        })
     for axis, label, name, color, values in curves:
         if all(v is None for v in values):
             continue
@@ -61,20 +71,33 @@ def learning_curves(
     }})
 
 
-def compare_runs(runs: Sequence[tuple[str, Sequence[HistoryPoint]]]) -> go.Figure:
-    """Validation (else training) accuracy of several runs on one chart, like a lab notebook."""
+# What the run comparison can overlay: its label -> (the HistoryPoint field, the one it falls back on
+# for a run that held nothing out for validation).
+COMPARED = {
+    "validation accuracy": ("val_accuracy", "train_accuracy"),
+    "validation loss": ("val_loss", "train_loss"),
+    "training accuracy": ("train_accuracy", "train_accuracy"),
+    "training loss": ("train_loss", "train_loss"),
+}
+
+
+def compare_runs(runs: Sequence[tuple[str, Sequence[HistoryPoint]]], shown: str = "validation accuracy",
+                 ) -> go.Figure:
+    """One number of several runs on one chart, like a lab notebook: ``shown`` is a :data:`COMPARED`
+    label; a run without validation points shows its training number, and says so."""
+    field, fallback = COMPARED[shown]
     figure = go.Figure()
     for i, (label, history) in enumerate(runs):
-        use_val = any(h.val_accuracy is not None for h in history)
-        accuracy = [h.val_accuracy if use_val else h.train_accuracy for h in history]
+        use = field if any(getattr(h, field) is not None for h in history) else fallback
         figure.add_trace(go.Scatter(
-            x=[h.epoch for h in history], y=accuracy, mode="lines+markers",
-            name=f"{label} ({'validation' if use_val else 'training'})",
+            x=[h.epoch for h in history], y=[getattr(h, use) for h in history], mode="lines+markers",
+            name=label if use == field else f"{label} (training)",
             line={"color": RUN_COLORS[i % len(RUN_COLORS)]},
         ))
     # ".3~%": 9.5%, never 10% twice on a narrow range
-    figure.update_layout(height=320, xaxis_title="epoch", yaxis_title="accuracy", showlegend=True,
-                         yaxis={"tickformat": ".3~%"}, margin={"l": 40, "r": 10, "t": 20, "b": 40},
+    yaxis = {"tickformat": ".3~%"} if "accuracy" in shown else {}
+    figure.update_layout(height=320, xaxis_title="epoch", yaxis_title=shown, showlegend=True,
+                         yaxis=yaxis, margin={"l": 40, "r": 10, "t": 20, "b": 40},
                          legend={"orientation": "h", "y": -0.3})
     return figure
 

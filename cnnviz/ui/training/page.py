@@ -27,11 +27,11 @@ from cnnviz.ui.host import (
     training_queue,
 )
 from cnnviz.ui.training import gradient_view, parts, shown_view, timeline
-from cnnviz.ui.training.figures import compare_runs, learning_curves
-from cnnviz.ui.training.projection_view import projection_view
+from cnnviz.ui.training.figures import COMPARED, compare_runs, learning_curves
 from cnnviz.ui.training.probe import choose_probe
-from cnnviz.ui.training.runs import ACCURACY_COLUMNS, RunRecord
-from cnnviz.ui.widgets import kept, markdown_text
+from cnnviz.ui.training.projection_view import projection_view
+from cnnviz.ui.training.runs import ACCURACY_COLUMNS, RunRecord, history_rows
+from cnnviz.ui.widgets import markdown_text
 
 st.title("Train a network")
 st.markdown("Choose a dataset and an architecture, press **Train**, and watch the network learn: the "
@@ -42,14 +42,14 @@ limits = host_limits()
 
 left, right = st.columns([1, 1], gap="large")
 with left:
-    dataset = st.selectbox("Dataset", list(data.DATASETS), key=kept(pages.TRAIN_DATASET_KEY),
-                           format_func=lambda name: data.DATASETS[name].title)
+    dataset = st.selectbox("Dataset", list(data.DATASETS), key=pages.TRAIN_DATASET_KEY,
+                           persist_state=parts.KEEP, format_func=lambda name: data.DATASETS[name].title)
     preset = st.selectbox("Architecture", TRAIN_PAGE_CHOICES,
                           index=TRAIN_PAGE_CHOICES.index(default_preset(dataset)),
-                          key=kept(f"train_preset_{dataset}"),  # each dataset keeps its own choice
-                          format_func=lambda name: find_preset(name).title)
+                          key=f"train_preset_{dataset}",  # each dataset keeps its own choice
+                          persist_state=parts.KEEP, format_func=lambda name: find_preset(name).title)
     if preset == CUSTOM_PRESET.name:
-        spec = st.text_input("Spec", value=CUSTOM_PRESET.spec, key=kept("train_spec"),
+        spec = st.text_input("Spec", value=CUSTOM_PRESET.spec, key="train_spec", persist_state=parts.KEEP,
                              help=CUSTOM_PRESET.description)
     else:
         spec = find_preset(preset).spec
@@ -157,9 +157,13 @@ def live_view() -> None:
         return
     snapshot = current.snapshot()
     parts.progress_block(snapshot)
-    if snapshot.points:
+    if snapshot.points or snapshot.loss_points:
         history = [HistoryPoint.from_progress(p) for p in snapshot.points]
-        st.plotly_chart(learning_curves(history, current.config.epochs), key="train_live_curves")
+        st.plotly_chart(learning_curves(history, current.config.epochs, parts.window_losses(snapshot)),
+                        key="train_live_curves")
+        note = parts.smoothing_note(current.config, data.DATASETS[current.config.dataset].num_classes)
+        if note:
+            st.caption(note)
     if snapshot.finished and st.session_state.get("train_recorded") is not current:
         st.session_state.train_recorded = current
         if snapshot.result is not None and snapshot.result.steps > 0:  # a run that learned something
@@ -170,21 +174,32 @@ def live_view() -> None:
 
 live_view()
 job = st.session_state.train_job
-if job is not None and job.snapshot().result is not None and not running:
-    parts.results_block(job.snapshot().result, key="train_results")
-    finished = job.snapshot().result
-    projection_view(finished.model, finished.info, finished.snapshots)
-    gradient_view.gradient_flow_block(job.snapshot().result.snapshots, key="train_gradient_flow")
-
 runs: list[RunRecord] = st.session_state.train_runs
 timeline.show_time_machine(job, runs)
+latest = None if job is None or running else job.snapshot().result
+if latest is not None and latest.steps == 0:
+    parts.results_block(latest, key="train_results")  # it says there was nothing to score
+elif scored := [r for r in runs if r.test_predictions is not None]:
+    shown = scored[-1]
+    if len(scored) > 1:  # an earlier run's results stay on hand after later runs
+        label = st.selectbox(parts.RESULTS_RUN_LABEL, [r.label for r in scored], index=len(scored) - 1,
+                             key=f"train_results_run_{len(runs)}")  # a new run: the latest is shown
+        shown = next(r for r in scored if r.label == label)
+    result = shown.as_result()
+    parts.results_block(result, key=f"train_results_{shown.label[1:]}")
+    projection_view(result.model, result.info, result.snapshots)
+    gradient_view.gradient_flow_block(result.snapshots, key=f"train_gradient_flow_{shown.label[1:]}")
+
 if runs:
     st.subheader("Run history")
     percent = st.column_config.NumberColumn(format="%.2f%%")  # 72.00%, not 72%, beside 72.34%
-    st.dataframe([r.table_row() for r in runs], hide_index=True, key="train_history_table",
+    st.dataframe(history_rows(runs), hide_index=True, key="train_history_table",
                  column_config={"params": st.column_config.NumberColumn(format="localized"),
                                 **dict.fromkeys(ACCURACY_COLUMNS, percent)})
-    st.plotly_chart(compare_runs([(r.label, r.history) for r in runs]), key="train_compare")
+    first = next(iter(COMPARED))
+    compared = st.segmented_control("Compare", list(COMPARED), default=first, key="train_compare_shown",
+                                    persist_state=parts.KEEP) or first  # None once its choice is clicked off
+    st.plotly_chart(compare_runs([(r.label, r.history) for r in runs], compared), key="train_compare")
     if st.session_state.pop("train_save_done", False):
         st.session_state.pop("train_save_name", None)  # a fresh default name after each save
     default_name = st.session_state.get("train_save_name") or default_model_name(runs[-1].metadata["dataset"])
