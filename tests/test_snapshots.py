@@ -375,3 +375,15 @@ def test_bench_train_reports_the_snapshot_overhead(real_data_dir, capsys):
     assert report["snapshots"] == len(snapshot_steps(10))  # 700 images, no validation: 10 steps
     overhead = 100 * (report["seconds_with_snapshots"] - report["seconds"]) / report["seconds"]
     assert abs(report["snapshot_overhead_percent"] - overhead) < 2 and report["snapshot_mb"] > 0
+
+
+def test_a_plan_that_does_not_fit_the_run_is_one_sentence(real_data_dir):
+    colour = torch.zeros(3, 32, 32, dtype=torch.uint8)
+    assert SnapshotPlan(colour).problem((3, 32, 32)) is None
+    assert SnapshotPlan(colour).problem((1, 28, 28)) == \
+        "The probe image must be 1x28x28 pixels (0-255) like the dataset's images."
+    assert "at least two moments" in SnapshotPlan(None, count=1).problem((1, 28, 28))
+    assert "check image" in SnapshotPlan(None, check_images=0).problem((1, 28, 28))
+    config = recipe("mnist_fast", train_subset=100, device="cpu")
+    with pytest.raises(ValueError, match="The probe image must be 1x28x28"):
+        train(config, data_dir=real_data_dir, snapshots=SnapshotPlan(colour))

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from cnnviz.datasets.files import load_dataset
+from cnnviz.datasets.files import dataset_info, load_dataset
 from cnnviz.images.inspection import grad_cam, last_conv_layer, network_activations, predict
 from cnnviz.training.evaluate import predict_logits
 from cnnviz.training.features import (
@@ -74,6 +74,14 @@ class SnapshotPlan:
             shape = "x".join(str(d) for d in image_shape)
             return f"The probe image must be {shape} pixels (0-255) like the dataset's images."
         return None
+
+
+def check_plan(plan: SnapshotPlan, dataset: str) -> None:
+    """Raise ValueError (one sentence) when ``plan`` cannot follow a run on ``dataset``: before the
+    run loads its data."""
+    problem = plan.problem(dataset_info(dataset).image_shape)
+    if problem:
+        raise ValueError(problem)
 
 
 def test_image_plan(dataset: str, index: int, data_dir: str | os.PathLike | None = None) -> SnapshotPlan:
