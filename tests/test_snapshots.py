@@ -5,6 +5,7 @@ live copies of a job, the checkpoint round trip and the size budget."""
 from __future__ import annotations
 
 import copy
+import json
 from dataclasses import dataclass
 
 import pytest
@@ -21,6 +22,7 @@ from cnnviz.training.recipes import recipe
 from cnnviz.training.saving import weights_bytes
 from cnnviz.training.snapshot_capture import SnapshotPlan
 from cnnviz.training.snapshots import (
+    CHECK_IMAGES,
     PROBE_CHANNELS,
     PROBE_UNITS,
     SNAPSHOT_BUDGET_BYTES,
@@ -28,6 +30,7 @@ from cnnviz.training.snapshots import (
     RunSnapshots,
     snapshot_steps,
 )
+from tests.test_cli import cli
 
 PROBE_INDEX = 7
 
@@ -204,7 +207,7 @@ def test_the_check_images_are_a_seeded_set_of_the_split_and_step_0_keeps_the_map
     handle.remove()
     torch.testing.assert_close(again.snapshots.projection_before, received[0], rtol=1e-5, atol=1e-5)
     assert runs.projection_before.shape == (2000, 128)
-    assert len(set(runs.check_indices.tolist())) == len(runs.check_indices) == 120  # min(500, 120 val)
+    assert len(set(runs.check_indices.tolist())) == len(runs.check_indices) == 120  # 120 val images
     # the validation images: the last tenth of the seeded shuffle of the training subset
     full = load_dataset("mnist", "train", real_data_dir)
     order = torch.randperm(1200, generator=torch.Generator().manual_seed(result.config.seed))
@@ -323,7 +326,7 @@ def _budget(preset: str, data_dir) -> RunSnapshots:
     config = recipe(preset, train_subset=300, batch_size=100, val_fraction=0.0, test_subset=500, device="cpu")
     pixels, label = _probe(config.dataset, data_dir)
     runs = train(config, data_dir=data_dir, snapshots=SnapshotPlan(pixels, label)).snapshots
-    assert runs.check_split == "test" and len(runs.check_labels) == 500
+    assert runs.check_split == "test" and len(runs.check_labels) == CHECK_IMAGES
     per_snapshot = {s.nbytes() for s in runs.snapshots}
     assert len(per_snapshot) == 1
     full = runs.nbytes() + (SNAPSHOT_COUNT - len(runs.snapshots)) * per_snapshot.pop()
@@ -344,3 +347,43 @@ def test_the_cifar10_preset_stays_within_the_budget_and_recomputes(real_data_dir
     result, kept = _run(config, real_data_dir, keep_step=2)
     assert not kept.model.features[0].weight.requires_grad and kept.model.tta.mirror
     _check_recomputed(result, kept)
+
+
+def test_train_snapshots_on_the_command_line_are_kept_in_the_checkpoint(real_data_dir, tmp_path, capsys):
+    out = tmp_path / "snap.pt"
+    quick = ("--dataset", "mnist", "--preset", "mnist_fast", "--train-subset", "700", "--batch-size", "64",
+             "--device", "cpu", "--data-dir", str(real_data_dir), "--set", "test_subset=200")
+    result = cli(capsys, "train", *quick, "--snapshots", "--probe", "7", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    loaded = load_checkpoint(out)
+    runs = loaded.snapshots
+    label = int(load_dataset("mnist", "test", real_data_dir).labels[7])
+    assert runs.probe_label == f"test image 7 (a {label})" and len(runs.snapshots) == len(snapshot_steps(9))
+    assert f"snapshots: {len(runs.snapshots)} of test image 7 (a {label}), {runs.nbytes() / 1e6:.2f} MB" \
+        in result.stdout
+    wrong = cli(capsys, "train", *quick, "--snapshots", "--probe", "10000")
+    assert wrong.returncode == 2 and "The probe must be a test image 0 to 9999" in wrong.stderr
+
+
+@pytest.mark.bench
+def test_bench_train_reports_the_snapshot_overhead(real_data_dir, capsys):
+    result = cli(capsys, "bench", "train", "--dataset", "mnist", "--target", "0.3", "--epochs", "1",
+                 "--train-subset", "700", "--batch-size", "64", "--device", "cpu", "--set", "test_subset=200",
+                 "--data-dir", str(real_data_dir), "--snapshots", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["snapshots"] == len(snapshot_steps(10))  # 700 images, no validation: 10 steps
+    overhead = 100 * (report["seconds_with_snapshots"] - report["seconds"]) / report["seconds"]
+    assert abs(report["snapshot_overhead_percent"] - overhead) < 2 and report["snapshot_mb"] > 0
+
+
+def test_a_plan_that_does_not_fit_the_run_is_one_sentence(real_data_dir):
+    colour = torch.zeros(3, 32, 32, dtype=torch.uint8)
+    assert SnapshotPlan(colour).problem((3, 32, 32)) is None
+    assert SnapshotPlan(colour).problem((1, 28, 28)) == \
+        "The probe image must be 1x28x28 pixels (0-255) like the dataset's images."
+    assert "at least two moments" in SnapshotPlan(None, count=1).problem((1, 28, 28))
+    assert "check image" in SnapshotPlan(None, check_images=0).problem((1, 28, 28))
+    config = recipe("mnist_fast", train_subset=100, device="cpu")
+    with pytest.raises(ValueError, match="The probe image must be 1x28x28"):
+        train(config, data_dir=real_data_dir, snapshots=SnapshotPlan(colour))

@@ -21,6 +21,7 @@ from cnnviz.training.loop import train
 from cnnviz.training.presets import NET_PRESETS
 from cnnviz.training.progress import Progress
 from cnnviz.training.recipes import fastest_preset, recipe
+from cnnviz.training.snapshot_capture import test_image_plan
 
 BAR_WIDTH = 30
 
@@ -52,6 +53,10 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
     add_data_dir_argument(train)
     train.add_argument("--out", metavar="PATH", help="save the trained model here (.pt)")
     train.add_argument("--name", help="the model's display name (default: the file name)")
+    train.add_argument("--snapshots", action="store_true",
+                       help="take the time machine's snapshots while it trains (stored with --out)")
+    train.add_argument("--probe", type=int, default=0, metavar="N",
+                       help="with --snapshots: the test image the snapshots follow (default 0)")
     train.set_defaults(func=run_train)
 
     evaluate_parser = commands.add_parser(
@@ -102,6 +107,9 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
                        help="score the test set after every epoch and stop at the target (costs a test "
                        "pass per epoch)")
     bench.add_argument("--seed", type=int, default=0)
+    bench.add_argument("--snapshots", action="store_true",
+                       help="train each run twice, without and with snapshots (probe: test image 0), and "
+                       "report both wall times and the snapshots' overhead")
     _add_settings(bench)
     _add_device(bench)
     add_data_dir_argument(bench)
@@ -160,13 +168,18 @@ class ProgressBar:
 
 def run_train(args: argparse.Namespace) -> int:
     config = config_from_args(args)
+    plan = test_image_plan(config.dataset, args.probe, args.data_dir) if args.snapshots else None
     print(f"training {config.spec!r} on {config.dataset} for {config.epochs} epochs", file=sys.stderr)
-    result = train(config, progress=ProgressBar(), data_dir=args.data_dir)
+    result = train(config, progress=ProgressBar(), data_dir=args.data_dir, snapshots=plan)
     print(f"test accuracy: {result.test_accuracy:.4f} on {len(result.test_labels)} test images "
           f"({result.seconds:.1f} s on {result.device})")
+    if result.snapshots is not None:
+        runs = result.snapshots
+        print(f"snapshots: {len(runs.snapshots)} of {runs.probe_label}, {runs.nbytes() / 1e6:.2f} MB"
+              + ("" if args.out else " (not kept: no --out)"))
     if args.out:
         name = args.name or Path(args.out).stem
-        path = save_checkpoint(args.out, result.model, result.metadata(name))
+        path = save_checkpoint(args.out, result.model, result.metadata(name), snapshots=result.snapshots)
         print(f"saved {path} ({path.stat().st_size / 1e6:.2f} MB)")
     return 0
 
@@ -278,6 +291,7 @@ def bench_train_reports(args: argparse.Namespace) -> list[dict]:
         result = train(run_config, progress=None if args.json else ProgressBar(), data_dir=args.data_dir)
         seconds = time.perf_counter() - started
         reached = result.test_accuracy is not None and result.test_accuracy >= target
+        snapshot_report = _snapshot_overhead(run_config, args, seconds) if args.snapshots else {}
         reports.append({
             "dataset": args.dataset, "preset": preset, "spec": config.spec,
             "target": target, "reached": reached, "accuracy": result.test_accuracy,
@@ -289,13 +303,39 @@ def bench_train_reports(args: argparse.Namespace) -> list[dict]:
             "seed": run_config.seed, "device": result.device, "warmup_seconds": warmup_seconds,
             "per_epoch_test_accuracy": ([point.test_accuracy for point in result.history]
                                         if args.every_epoch else None),
+            **snapshot_report,
         })
         if not args.json:
             verdict = f"reached {target:.2%} in {seconds:.1f} s" if reached else \
                 f"did not reach {target:.2%} ({seconds:.1f} s)"
             print(f"{args.dataset}: {verdict}; test accuracy {result.test_accuracy:.4f} after "
                   f"{reports[-1]['epochs']} epochs on {result.device}")
+            if snapshot_report:
+                s = snapshot_report
+                print(f"with snapshots: {s['seconds_with_snapshots']:.1f} s "
+                      f"({s['snapshot_overhead_percent']:+.1f}%; taking them: {s['capture_seconds']:.1f} s, "
+                      f"{s['capture_percent']:.1f}% of that run), {s['snapshots']} snapshots, "
+                      f"{s['snapshot_mb']:.2f} MB")
     return reports
+
+
+def _snapshot_overhead(config: TrainConfig, args: argparse.Namespace, seconds: float) -> dict:
+    """The same run again with snapshots (probe: test image 0): its wall time, the overhead in
+    percent of ``seconds`` (the run without), how many snapshots and their size."""
+    plan = test_image_plan(config.dataset, 0, args.data_dir)
+    started = time.perf_counter()
+    result = train(config, progress=None if args.json else ProgressBar(), data_dir=args.data_dir,
+                   snapshots=plan)
+    with_snapshots = time.perf_counter() - started
+    return {
+        "seconds_with_snapshots": round(with_snapshots, 2),
+        "snapshot_overhead_percent": round(100 * (with_snapshots - seconds) / seconds, 1),
+        "snapshots": len(result.snapshots.snapshots),
+        # measured inside the run with snapshots: steadier than the difference of two wall times
+        "capture_seconds": round(result.snapshots.capture_seconds, 2),
+        "capture_percent": round(100 * result.snapshots.capture_seconds / with_snapshots, 1),
+        "snapshot_mb": round(result.snapshots.nbytes() / 1e6, 2),
+    }
 
 
 def _warm_up(config: TrainConfig, data_dir: str | None) -> float:

@@ -40,7 +40,7 @@ from cnnviz.training.progress import (
     StopFlag,
     history_records,
 )
-from cnnviz.training.snapshot_capture import SnapshotPlan, SnapshotRecorder
+from cnnviz.training.snapshot_capture import SnapshotPlan, SnapshotRecorder, check_plan
 from cnnviz.training.snapshots import RunSnapshots
 from cnnviz.training.step import learning_rate, set_learning_rate
 from cnnviz.training.tricks import Lookahead, alternating_mirror, lookahead_decay
@@ -154,6 +154,8 @@ def train(
     """
     started = time.perf_counter()
     stop = stop or threading.Event()
+    if snapshots is not None:
+        check_plan(snapshots, config.dataset)
     run = prepare_run(config, data_dir, cpu_threads)
     state = _RunState(run, Meter(run.device), started, callback=progress, report_interval=report_interval,
                       lr=learning_rate(config, 0, run.schedule.steps_per_epoch, run.schedule.total_steps),

@@ -10,13 +10,15 @@ as the run without them.
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from cnnviz.datasets.files import load_dataset
+from cnnviz.datasets.files import dataset_info, load_dataset
 from cnnviz.images.inspection import grad_cam, last_conv_layer, network_activations, predict
 from cnnviz.training.evaluate import predict_logits
 from cnnviz.training.features import (
@@ -72,6 +74,28 @@ class SnapshotPlan:
             shape = "x".join(str(d) for d in image_shape)
             return f"The probe image must be {shape} pixels (0-255) like the dataset's images."
         return None
+
+
+def check_plan(plan: SnapshotPlan, dataset: str) -> None:
+    """Raise ValueError (one sentence) when ``plan`` cannot follow a run on ``dataset``: before the
+    run loads its data."""
+    problem = plan.problem(dataset_info(dataset).image_shape)
+    if problem:
+        raise ValueError(problem)
+
+
+def test_image_plan(dataset: str, index: int, data_dir: str | os.PathLike | None = None) -> SnapshotPlan:
+    """A plan whose probe is test image ``index`` of ``dataset``, labelled "test image 7 (a 2)".
+
+    Raises:
+        ValueError: an index outside the test set.
+    """
+    test = load_dataset(dataset, "test", data_dir)
+    if not 0 <= index < len(test):
+        raise ValueError(f"The probe must be a test image 0 to {len(test) - 1}; {index} is not one.")
+    name = test.info.classes[int(test.labels[index])]
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    return SnapshotPlan(test.images[index].clone(), f"test image {index} ({article} {name})")
 
 
 def first_learned_conv(model: nn.Module) -> tuple[int, nn.Conv2d] | None:
@@ -146,6 +170,7 @@ class SnapshotRecorder:
 
     def capture(self, step: int) -> Snapshot:
         """Take the snapshot of the model as it is now, after ``step`` steps."""
+        started = time.perf_counter()
         model = self.run.model
         logits = predict_logits(model, self._check_on_device, self._mean, self._std).float()
         probabilities = torch.softmax(logits, dim=1)
@@ -167,6 +192,7 @@ class SnapshotRecorder:
             train_loss=train_loss,
         )
         self.snapshots.snapshots.append(snapshot)
+        self.snapshots.capture_seconds += time.perf_counter() - started
         if self.plan.on_capture is not None:
             self.plan.on_capture(self.snapshots, model)
         return snapshot

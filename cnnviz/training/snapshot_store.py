@@ -31,6 +31,7 @@ def snapshots_to_plain(runs: RunSnapshots) -> dict[str, Any]:
         "check_pixels": _t(runs.check_pixels), "projection_indices": _t(runs.projection_indices),
         "projection_before": _t(runs.projection_before),
         "snapshots": [_snapshot_to_plain(s) for s in runs.snapshots],
+        "capture_seconds": float(runs.capture_seconds),
     }
 
 
@@ -72,6 +73,8 @@ def snapshots_from_plain(plain: Any, num_classes: int, image_shape: tuple[int, i
         raise SnapshotFormatError("their list of snapshots is missing")
     shape = _Shape(num_classes, n, len(layers), len(map_layers), runs.probe_pixels is not None)
     runs.snapshots = [_snapshot_from_plain(item, shape) for item in items]
+    seconds = d.get("capture_seconds", 0.0)
+    runs.capture_seconds = float(seconds) if _finite(seconds) else 0.0
     return runs
 
 
