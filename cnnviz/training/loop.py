@@ -179,13 +179,7 @@ def train(
         state.recorder.finish(state.step)  # a stopped run's moment too
     run.model.eval()
     set_dropout_generator(run.model, None)  # the trained model holds no state of this run
-    final = scored if scored is not None and scored.step == state.step else None  # the same weights
-    if final is None and state.step > 0:
-        if state.stopped:
-            state.test_images = min(state.test_images, STOPPED_TEST_IMAGES)
-        if progress is not None:  # scoring takes a while (36 s of an 83 s CIFAR-10 run): say so
-            progress(state.report(Phase.SCORE))
-        final = score_test_set(run, state.step, STOPPED_TEST_IMAGES if state.stopped else None)
+    final = _final_score(state, scored)
     result = TrainResult(
         model=run.model.to("cpu").eval(), config=config, info=run.info, history=state.history,
         test_accuracy=None if final is None else final.accuracy,
@@ -198,6 +192,20 @@ def train(
     if progress is not None:
         progress(_done_report(state, result.seconds))
     return result
+
+
+def _final_score(state: _RunState, scored: TestScore | None) -> TestScore | None:
+    """The test score of the weights the run ends with: the last epoch's when it was taken on them,
+    else scored now (a stopped run on its first STOPPED_TEST_IMAGES); None before the first step."""
+    if scored is not None and scored.step == state.step:  # the same weights
+        return scored
+    if state.step == 0:
+        return None
+    if state.stopped:
+        state.test_images = min(state.test_images, STOPPED_TEST_IMAGES)
+    if state.callback is not None:  # scoring takes a while (36 s of an 83 s CIFAR-10 run): say so
+        state.callback(state.report(Phase.SCORE))
+    return score_test_set(state.run, state.step, STOPPED_TEST_IMAGES if state.stopped else None)
 
 
 def score_test_set(run: PreparedRun, step: int, limit: int | None = None) -> TestScore:
