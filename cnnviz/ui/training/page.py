@@ -158,9 +158,10 @@ def live_view() -> None:
     snapshot = current.snapshot()
     parts.progress_block(snapshot)
     if snapshot.points or snapshot.loss_points:
-        history = [HistoryPoint.from_progress(p) for p in snapshot.points]
-        st.plotly_chart(learning_curves(history, current.config.epochs, parts.window_losses(snapshot)),
-                        key="train_live_curves")
+        if snapshot.snapshots is None:  # with snapshots the time machine draws them, its moment marked
+            history = [HistoryPoint.from_progress(p) for p in snapshot.points]
+            st.plotly_chart(learning_curves(history, current.config.epochs, parts.window_losses(snapshot)),
+                            key="train_live_curves")
         note = parts.smoothing_note(current.config, data.DATASETS[current.config.dataset].num_classes)
         if note:
             st.caption(note)
@@ -168,7 +169,7 @@ def live_view() -> None:
         st.session_state.train_recorded = current
         if snapshot.result is not None and snapshot.result.steps > 0:  # a run that learned something
             runs = st.session_state.train_runs
-            runs.append(RunRecord.of(snapshot.result, len(runs) + 1))
+            runs.append(RunRecord.of(snapshot.result, len(runs) + 1, parts.window_losses(snapshot)))
         st.rerun()
 
 

@@ -43,14 +43,17 @@ class RunRecord:
     model: SpecNet
     metadata: dict[str, Any]  # the checkpoint metadata of the run
     snapshots: RunSnapshots | None = None  # what the time machine replays; None for a run without them
+    window_losses: tuple[tuple[float, float], ...] = ()  # (epoch, training loss of a few steps)
     # The test set's answers, so the run's confusion matrix and mistakes can be shown again after
     # other runs (10,000 int64 each: 80 kB).
     test_predictions: torch.Tensor | None = None
     test_labels: torch.Tensor | None = None
 
     @classmethod
-    def of(cls, result: TrainResult, number: int) -> RunRecord:
-        """The record of a finished run, the ``number``-th of this session."""
+    def of(cls, result: TrainResult, number: int,
+           window_losses: Sequence[tuple[float, float]] = ()) -> RunRecord:
+        """The record of a finished run, the ``number``-th of this session (``window_losses``: the
+        live curves' (epoch, loss) line, which the trainer's history does not keep)."""
         last = result.history[-1] if result.history else None
         return cls(
             label=f"#{number}", dataset=result.info.title, spec=result.model.spec,
@@ -59,7 +62,7 @@ class RunRecord:
             val_accuracy=last.val_accuracy if last else None, test_accuracy=result.test_accuracy,
             seconds=round(result.seconds, 1), device=result.device, stopped=result.stopped,
             history=tuple(result.history), model=result.model, metadata=result.metadata(),
-            snapshots=result.snapshots,
+            snapshots=result.snapshots, window_losses=tuple(window_losses),
             test_predictions=result.test_predictions, test_labels=result.test_labels,
         )
 

@@ -21,7 +21,9 @@ from cnnviz.training.jobs import TrainingJob
 from cnnviz.training.progress import HistoryPoint
 from cnnviz.training.snapshots import RunSnapshots, Snapshot
 from cnnviz.ui.training import timeline_figures as tf
-from cnnviz.ui.training.figures import confusion_heatmap, filter_grid, learning_curves
+from cnnviz.ui.training.confusion_view import snapshot_confusion
+from cnnviz.ui.training.figures import filter_grid, learning_curves
+from cnnviz.ui.training.parts import window_losses
 from cnnviz.ui.training.runs import RunRecord
 from cnnviz.ui.widgets import crisp_images
 
@@ -51,6 +53,7 @@ class Replay:
     classes: tuple[str, ...]
     history: tuple[HistoryPoint, ...]
     epochs: int | None  # planned epochs (the curves' x range), None for a finished run
+    window_losses: tuple[tuple[float, float], ...] = ()  # (epoch, training loss of a few steps)
 
 
 def moment_label(snapshot: Snapshot) -> str:
@@ -66,13 +69,14 @@ def live_replay(job: TrainingJob) -> Replay | None:
         return None
     history = tuple(HistoryPoint.from_progress(p) for p in state.points)
     classes = tuple(dataset_info(job.config.dataset).classes)
-    return Replay(LIVE, state.snapshots, classes, history, job.config.epochs)
+    return Replay(LIVE, state.snapshots, classes, history, job.config.epochs, tuple(window_losses(state)))
 
 
 def finished_replays(runs: Sequence[RunRecord]) -> list[Replay]:
     """The finished runs of this session that kept snapshots, oldest first."""
     return [Replay(r.label, r.snapshots, tuple(r.metadata["classes"]), r.history,
-                   r.metadata.get("training", {}).get("epochs")) for r in runs if r.snapshots is not None]
+                   r.metadata.get("training", {}).get("epochs"), r.window_losses)
+            for r in runs if r.snapshots is not None]
 
 
 def show_time_machine(job: TrainingJob | None, runs: Sequence[RunRecord]) -> None:
@@ -198,8 +202,9 @@ def show_moment(replay: Replay, index: int) -> None:
                                                                    per_row=FILTERS_PER_ROW))
             st.plotly_chart(filters, key="train_time_filters", **CHART)
     with right:
-        curves = _cached(key + ("curves", len(replay.history)),
-                         lambda: learning_curves(replay.history, replay.epochs, mark_epoch=snapshot.epoch))
+        curves = _cached(key + ("curves", len(replay.history), len(replay.window_losses)),
+                         lambda: learning_curves(replay.history, replay.epochs, replay.window_losses,
+                                                 mark_epoch=snapshot.epoch))
         st.plotly_chart(curves, key="train_time_curves", **CHART)
     if snapshot.probe is not None and run.probe_pixels is not None:
         _show_probe(run, snapshot, replay.classes, key)
@@ -243,8 +248,8 @@ def _show_confusion(run: RunSnapshots, snapshot: Snapshot, classes: Sequence[str
                 f"({right / max(total, 1):.1%}) at this moment.")
     matrix_column, accuracy_column = st.columns([1, 1], gap="medium")
     with matrix_column:
-        st.plotly_chart(_cached(key + ("confusion",), lambda: confusion_heatmap(snapshot.confusion, classes)),
-                        key="train_time_confusion", **CHART)
+        st.caption("Click a cell to see its images and their answers at this moment.")
+        snapshot_confusion(snapshot, run, key="train_time_confusion", classes=classes)
     with accuracy_column:
         st.markdown("Each class's share answered right:")
         st.plotly_chart(_cached(key + ("accuracy",), lambda: tf.figure(tf.class_accuracy_bars(
