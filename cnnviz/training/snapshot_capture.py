@@ -19,7 +19,8 @@ import torch
 from torch import nn
 
 from cnnviz.datasets.files import dataset_info, load_dataset
-from cnnviz.images.inspection import grad_cam, last_conv_layer, network_activations, predict
+from cnnviz.images.inspection import inspect_image, last_conv_layer, network_activations, predict
+from cnnviz.networks.build import eval_mode
 from cnnviz.training.evaluate import predict_logits
 from cnnviz.training.features import (
     PROJECTION_IMAGES,
@@ -224,13 +225,24 @@ class SnapshotRecorder:
     def _probe_snapshot(self, model: nn.Module) -> ProbeSnapshot | None:
         if self._probe is None:
             return None
-        maps = [_kept(activation.values) for activation in network_activations(model, self._probe)]
-        prediction = predict(model, self._probe)  # with the model's test-time augmentation
-        cam = None
-        if self._cam_layer is not None:
-            cam = grad_cam(model, self._probe, prediction.index, self._cam_layer).heatmap
-            cam = cam.detach().float().cpu().contiguous()
-        return ProbeSnapshot(maps, prediction.probabilities.float().cpu(), cam)
+        if self._cam_layer is None:
+            maps = [_kept(activation.values) for activation in network_activations(model, self._probe)]
+            prediction = predict(model, self._probe)  # with the model's test-time augmentation
+            return ProbeSnapshot(maps, prediction.probabilities.float().cpu(), None)
+        # One pass for the features' maps, the answer (with test-time augmentation) and the Grad-CAM of
+        # the predicted class; the classifier's layers then run on from the last feature map. Measured on
+        # the 2-core CPU against network_activations, predict and grad_cam one after the other (40 times
+        # each, alternating): mnist_fast 1.06 against 1.70 ms, cifar10_speed 6.6 against 12.6 ms.
+        inspection = inspect_image(model, self._probe, cam_layer=self._cam_layer)
+        values = [activation.values for activation in inspection.activations]
+        with eval_mode(model), torch.inference_mode():
+            hidden = values[-1][None]
+            for child in model.classifier:
+                hidden = child(hidden.clone() if getattr(child, "inplace", False) else hidden)
+                values.append(hidden[0])
+        cam = inspection.grad_cam.heatmap.detach().float().cpu().contiguous()
+        probabilities = inspection.prediction.probabilities.float().cpu()
+        return ProbeSnapshot([_kept(v) for v in values], probabilities, cam)
 
     def _norms(self, gradients: bool) -> torch.Tensor:
         """(layers,) float32: each weighted layer's L2 norm over all its parameters (weights and
