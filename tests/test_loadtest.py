@@ -262,6 +262,7 @@ def test_a_training_student_scrubs_and_clicks_a_cell_after_the_run(real_data_dir
     assert len(training["replay_seconds"]) == len(training["pick_seconds"]) == 2
     assert all(s > 0 for s in training["replay_seconds"] + training["pick_seconds"])
     assert report["summary"]["replay_confusion_click_s"]["count"] == 2
+    assert len(training["map_seconds"]) == len(training["point_seconds"]) == 1  # t-SNE, then a dot
     assert status in (0, 1)  # 1 = a speed target missed on this shared machine
 
 

@@ -1,11 +1,12 @@
-"""Training students who look back at their run while the class predicts: the time slider and a
-click on a confusion-matrix cell.
+"""Training students who look back at their run while the class predicts: the time slider, a click on
+a confusion-matrix cell, and the map of what it learned.
 
 After "Test accuracy" shows, each such student moves the time slider to ``moves`` moments of the run
 (from the start onwards) and waits for each redraw, then clicks ``moves`` cells of the results'
 confusion matrix (the diagonal: the cells with the most images, so the most Grad-CAM work) and waits
 for each listing. The click is the selection event a browser sends for the invisible marker over the
-cell (see ``cnnviz.ui.training.confusion_view``).
+cell (see ``cnnviz.ui.training.confusion_view``). Last, it switches the map to t-SNE (the heavy one,
+in a niced background thread on the server), waits for it, and clicks a dot to see its neighbours.
 """
 
 from __future__ import annotations
@@ -19,6 +20,18 @@ from cnnviz.hosting.session_client import SessionError, StreamlitSession
 
 CLASSES = 10  # MNIST and CIFAR-10 alike
 LISTED_TEXT = "answered"  # in the line over a clicked cell's images: "711 images of a 3 answered 3 ..."
+
+
+MAP_METHOD_KEY = f"{pages.TRAIN_PROJECTION_KEY}_method"  # the map's PCA / t-SNE choice
+TSNE_OPTION = "t-SNE"
+MAP_POINT = 0  # the dot clicked: the first of the map's 2,000 test images
+
+
+def map_click(position: int) -> str:
+    """The widget value a browser sends for a click on the map's dot at ``position`` (its customdata is
+    [position, test index]; the page reads only the position)."""
+    point = {"curve_number": 0, "point_number": 0, "point_index": 0, "customdata": [position, 0]}
+    return json.dumps({"selection": {"points": [point], "point_indices": [0], "box": [], "lasso": []}})
 
 
 def cell_click(true: int, predicted: int, classes: int = CLASSES) -> str:
@@ -64,5 +77,22 @@ async def replay_run(session: StreamlitSession, record: TrainingRecord, moves: i
                 raise SessionError(f"{session.name}: no images listed for the cell ({cell}, {cell}) "
                                    f"{time.perf_counter() - sent:.1f} s after the click")
             record.pick_seconds.append(seconds)
+        await _tsne_map(session, record)
     except SessionError as err:
         record.outcome, record.error = "error", str(err)
+
+
+async def _tsne_map(session: StreamlitSession, record: TrainingRecord) -> None:
+    """Switch the map to t-SNE, wait for it, click a dot and wait for its image; fill in the seconds."""
+    await session.wait_until(lambda: MAP_METHOD_KEY in session.widget_keys(), "the map of what it learned")
+    sent, before = time.perf_counter(), session.runs_started
+    await session.choose(MAP_METHOD_KEY, TSNE_OPTION)
+    await session.wait_for_element(
+        lambda e: e.run > before and e.key == pages.TRAIN_PROJECTION_KEY and TSNE_OPTION in e.proto.spec,
+        "the t-SNE map")
+    record.map_seconds.append(time.perf_counter() - sent)
+    session.set_value(pages.TRAIN_PROJECTION_KEY, string_value=map_click(MAP_POINT))
+    seconds, before = await _timed_run(session)
+    if not session.find("markdown", "Test image", since_run=before):
+        raise SessionError(f"{session.name}: a click on the map showed no image")
+    record.point_seconds.append(seconds)

@@ -44,6 +44,8 @@ class TrainingRecord:
     error: str | None = None
     replay_seconds: list[float] = field(default_factory=list)  # after the run: a time-slider move -> redrawn
     pick_seconds: list[float] = field(default_factory=list)  # a confusion cell clicked -> its images listed
+    map_seconds: list[float] = field(default_factory=list)  # t-SNE chosen -> the t-SNE map drawn
+    point_seconds: list[float] = field(default_factory=list)  # a dot of the map clicked -> its image shown
 
 
 @dataclass
@@ -131,6 +133,8 @@ class LoadTestReport:
             "training_run_s": spread([t.run_seconds for t in self.trainings if t.run_seconds is not None]),
             "replay_slider_s": spread([s for t in self.trainings for s in t.replay_seconds]),
             "replay_confusion_click_s": spread([s for t in self.trainings for s in t.pick_seconds]),
+            "replay_tsne_map_s": spread([s for t in self.trainings for s in t.map_seconds]),
+            "replay_map_click_s": spread([s for t in self.trainings for s in t.point_seconds]),
             "explorer_cell_s": spread([s for e in self.explorers for s in e.cell_seconds]),
             "explorer_top_images_s": spread([s for e in self.explorers for s in e.top_images_seconds]),
             "explorer_optimize_s": spread([s for e in self.explorers for s in e.optimize_seconds]),
@@ -238,7 +242,9 @@ def format_report(report: LoadTestReport) -> str:
                          f"{t.test_accuracy or '-'}")
         if summary["replay_slider_s"] or summary["replay_confusion_click_s"]:
             lines.append(f"  after their runs: time slider {_seconds(summary['replay_slider_s'])}; "
-                         f"confusion click {_seconds(summary['replay_confusion_click_s'])}")
+                         f"confusion click {_seconds(summary['replay_confusion_click_s'])}; "
+                         f"t-SNE map {_seconds(summary['replay_tsne_map_s'])}; "
+                         f"map click {_seconds(summary['replay_map_click_s'])}")
     if report.hostile:
         lines += ["", "hostile students (widest net at the largest batch, estimates, a heavy run started and "
                   "stopped, big decodes, repeated saves):"]

@@ -18,10 +18,11 @@ EVAL_BATCH_SIZE = {"cpu": 100, "cuda": 1000}
 @torch.inference_mode()
 def predict_logits(
     model: nn.Module, images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor,
-    batch_size: int | None = None,
+    batch_size: int | None = None, views: bool = True,
 ) -> torch.Tensor:
     """Logits (N, classes) for uint8 images, computed on the model's device in eval mode, in batches of
-    ``batch_size`` (default: :data:`EVAL_BATCH_SIZE` for the device)."""
+    ``batch_size`` (default: :data:`EVAL_BATCH_SIZE` for the device); averaged over the model's test-time
+    augmentation, or with ``views=False`` the plain forward pass of each image alone."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
@@ -31,7 +32,8 @@ def predict_logits(
     for start in range(0, len(images), batch_size):
         batch = normalize(images[start:start + batch_size].to(device, non_blocking=True), mean, std)
         with autocast_for(device):
-            outputs.append(class_logits(model, to_memory_format(batch, device)).float())
+            batch = to_memory_format(batch, device)
+            outputs.append((class_logits(model, batch) if views else model(batch)).float())
     model.train(was_training)
     return torch.cat(outputs) if outputs else torch.empty(0, 0)
 

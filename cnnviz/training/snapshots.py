@@ -17,12 +17,12 @@ SNAPSHOT_COUNT = 24  # snapshots per run, the one before the first step and the 
 SNAPSHOT_BUDGET_BYTES = 20_000_000  # all snapshots of one run, in memory and in the checkpoint
 PROBE_CHANNELS = 8  # feature maps kept per layer of the probe image (the overview shows 8 too)
 PROBE_UNITS = 64  # numbers kept per dense layer of the probe image
-# The validation images (else test images) each snapshot's confusion matrix counts: about 30 a class.
-# Scoring them is most of a snapshot's cost (57% for mnist_fast, 90% for cifar10_speed, whose answer
-# averages six views): measured on the shared 2-core CPU, 500 of them made the 24 snapshots take 5.5%
-# of an mnist_fast run (14.0 s of 256 s, a loaded machine); with 300, 0.3 s of 5.6-5.8 s (4.9-5.5%)
-# on a quiet one, and 10.8 s of a 3-epoch cifar10_speed run of 124.5 s (8.7%; about 3% of its
-# 9-epoch preset run).
+# The validation images (else test images) each snapshot's confusion matrix counts: about 30 a class,
+# each answered from one view (the plain forward pass, no test-time mirror or shifts). Scoring them is
+# most of a snapshot's cost: measured on the shared 2-core CPU with the model's test-time views (up to
+# six for cifar10_speed), 500 of them made the 24 snapshots take 5.5% of an mnist_fast run; with 300,
+# 0.3 s of 5.6-5.8 s on a quiet machine, and 10.8 s of a 3-epoch cifar10_speed run of 124.5 s (8.7%),
+# 16 s of a page-sized cifar10_fast run (2 epochs of 9,000 images), which one view cuts by 2-6x.
 CHECK_IMAGES = 300
 
 
