@@ -175,7 +175,9 @@ def run_train(args: argparse.Namespace) -> int:
           f"({result.seconds:.1f} s on {result.device})")
     if result.snapshots is not None:
         runs = result.snapshots
-        print(f"snapshots: {len(runs.snapshots)} of {runs.probe_label}, {runs.nbytes() / 1e6:.2f} MB"
+        share = 100 * runs.capture_seconds / max(result.seconds, 1e-9)
+        print(f"snapshots: {len(runs.snapshots)} of {runs.probe_label}, {runs.nbytes() / 1e6:.2f} MB, taken "
+              f"in {runs.capture_seconds:.1f} s ({share:.1f}% of the run)"
               + ("" if args.out else " (not kept: no --out)"))
     if args.out:
         name = args.name or Path(args.out).stem
