@@ -236,7 +236,8 @@ def _show_probe(run: RunSnapshots, snapshot: Snapshot, classes: Sequence[str], k
     with cam_column:
         if probe.cam is not None:
             with crisp_images("train_time_cam"):
-                st.image(tf.cam_picture(run.probe_pixels, probe.cam), width=168,
+                # The column's width: a fixed 168 px ran past the page's edge at 800 px.
+                st.image(tf.cam_picture(run.probe_pixels, probe.cam), width="stretch",
                          caption="Where it looks for its answer (Grad-CAM).")
 
 
