@@ -80,6 +80,8 @@ def test_answer_bars_and_cam_show_the_probe_s_numbers(mnist) -> None:
     colours = list(bars.data[0].marker.color)
     assert colours.index(tf.PREDICTED_COLOUR) == int(probabilities.argmax())
     assert colours.count(tf.PREDICTED_COLOUR) == 1
+    # the percentages are drawn outside their bars: the right margin holds the longest ("100.0%")
+    assert bars.data[0].textposition == "outside" and bars.layout.margin.r >= 40
     cam = grad_cam(loaded.model, image).heatmap
     picture = tf.cam_picture(test.images[3], cam)
     np.testing.assert_array_equal(picture, heatmap_overlay(test.images[3][0].numpy(), cam.numpy()))

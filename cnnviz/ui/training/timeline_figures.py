@@ -59,7 +59,8 @@ def probe_answer_bars(probabilities: torch.Tensor, classes: Sequence[str]) -> di
             "hovertemplate": "%{y}: probability %{x:.4f}<extra></extra>",
         }],
         "layout": {
-            "height": 40 + 22 * len(values), "margin": {"l": 10, "r": 10, "t": 10, "b": 30},
+            # the right margin holds the largest bar's "100.0%" (drawn outside the bar)
+            "height": 40 + 22 * len(values), "margin": {"l": 10, "r": 40, "t": 10, "b": 30},
             "xaxis": {"range": [0, 1.25], "tickformat": ".0%", "tickvals": [0, 0.5, 1.0]},
             "yaxis": {"autorange": "reversed", "type": "category"}, "bargap": 0.25,
         },
