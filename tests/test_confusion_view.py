@@ -82,6 +82,7 @@ def test_every_cell_has_a_click_target_with_its_pair(tiny_run) -> None:
     assert [(int(y), int(x)) for x, y in zip(overlay.x, overlay.y, strict=True)] == pairs
     assert overlay.hoverinfo != "skip" and heatmap.hoverinfo == "skip"  # the markers take the clicks
     assert [int(t) for t in overlay.text] == matrix.flatten().tolist()  # and the tooltip's counts
+    assert figure.layout.xaxis.dtick == 1 == figure.layout.yaxis.dtick  # every class named, narrow or not
 
 
 def test_a_snapshot_s_cell_lists_its_check_images_with_the_stored_top3(tiny_run) -> None:

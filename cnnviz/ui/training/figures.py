@@ -111,8 +111,10 @@ def confusion_heatmap(matrix: torch.Tensor, classes: Sequence[str]) -> go.Figure
         text=counts, texttemplate="%{text}",
         hovertemplate="true %{y}, predicted %{x}: %{z} images<extra></extra>",
     ))
-    figure.update_layout(height=420, xaxis={"title": "predicted", "side": "top", "type": "category"},
-                         yaxis={"title": "true", "autorange": "reversed", "type": "category"},
+    # dtick 1: every class named; in a narrow column Plotly otherwise names every second or third
+    figure.update_layout(height=420,
+                         xaxis={"title": "predicted", "side": "top", "type": "category", "dtick": 1},
+                         yaxis={"title": "true", "autorange": "reversed", "type": "category", "dtick": 1},
                          margin={"l": 60, "r": 10, "t": 60, "b": 10})
     return figure
 
