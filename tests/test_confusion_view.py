@@ -102,7 +102,7 @@ def test_a_snapshot_s_cell_lists_its_check_images_with_the_stored_top3(tiny_run)
     assert len(members) == early.confusion[true, said] > 0 and true != said
     shown = members[:SHOWN].tolist()
     split = "validation" if run.check_split == "val" else "test"
-    expected = [f"{split} #{int(run.check_indices[i])}: " + " · ".join(
+    expected = [f"{split} #{int(run.check_indices[i])}: " + "\N{NO-BREAK SPACE}· ".join(
         f"{int(c)}\N{NO-BREAK SPACE}{float(p):.0%}"  # no line break inside an answer
         for c, p in zip(early.top3[i], early.top3_probabilities[i], strict=True))
         for i in shown]

@@ -179,9 +179,10 @@ def _most_frequent_mistake(matrix: torch.Tensor) -> tuple[int, int]:
 
 
 def _top3_text(top: torch.Tensor, probabilities: torch.Tensor, classes: Sequence[str]) -> str:
-    """'7 91% · 1 6% · 2 1%', each class and its share joined by a no-break space, so a narrow caption
-    wraps between the answers, never inside one ('8' at a line's end, '22%' on the next)."""
-    return " · ".join(f"{classes[int(c)]}\N{NO-BREAK SPACE}{float(p):.0%}"
+    """'7 91% · 1 6% · 2 1%', each class and its share joined by a no-break space, and each '·' kept on
+    the line of the answer before it, so a narrow caption wraps between the answers, never inside one
+    ('8' at a line's end, '22%' on the next) nor before a '·'."""
+    return "\N{NO-BREAK SPACE}· ".join(f"{classes[int(c)]}\N{NO-BREAK SPACE}{float(p):.0%}"
                       for c, p in zip(top, probabilities, strict=True))
 
 
