@@ -98,3 +98,4 @@ def test_class_accuracy_bars_are_the_confusion_s_diagonal_shares(mnist) -> None:
     expected = [float((predictions[test.labels[:300] == c] == c).float().mean()) for c in range(10)]
     assert list(bars.data[0].y) == pytest.approx(expected, abs=1e-6)
     assert list(bars.data[0].customdata) == matrix.sum(dim=1).tolist()
+    assert bars.layout.xaxis.dtick == 1  # every class named under its bar, in a narrow column too

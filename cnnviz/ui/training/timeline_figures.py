@@ -90,7 +90,7 @@ def class_accuracy_bars(accuracy: torch.Tensor, counts: torch.Tensor, classes: S
         }],
         "layout": {
             "height": 220, "margin": {"l": 40, "r": 10, "t": 10, "b": 40},
-            "xaxis": {"type": "category", "title": {"text": "true class"}},
+            "xaxis": {"type": "category", "title": {"text": "true class"}, "dtick": 1},  # every class named
             "yaxis": {"range": [0, 1], "tickformat": ".0%", "title": {"text": "right"}},
         },
     }
