@@ -67,7 +67,7 @@ def test_each_cell_lists_exactly_its_test_images(tiny_run, real_data_dir, monkey
     app.number_input(key=f"{pages.TRAIN_CONFUSION_KEY}_page_{big}_{big}").set_value(2).run()
     assert _listed(app) == members[SHOWN:2 * SHOWN]
     # every listed answer is the run's own prediction: the top-3's first class is the predicted one
-    assert all(c.split(": ")[1].split(" ")[0] == str(big) for c in _captions(app))
+    assert all(c.split(": ")[1].split("\N{NO-BREAK SPACE}")[0] == str(big) for c in _captions(app))
 
 
 def test_every_cell_has_a_click_target_with_its_pair(tiny_run) -> None:
@@ -82,6 +82,7 @@ def test_every_cell_has_a_click_target_with_its_pair(tiny_run) -> None:
     assert [(int(y), int(x)) for x, y in zip(overlay.x, overlay.y, strict=True)] == pairs
     assert overlay.hoverinfo != "skip" and heatmap.hoverinfo == "skip"  # the markers take the clicks
     assert [int(t) for t in overlay.text] == matrix.flatten().tolist()  # and the tooltip's counts
+    assert figure.layout.xaxis.dtick == 1 == figure.layout.yaxis.dtick  # every class named, narrow or not
 
 
 def test_a_snapshot_s_cell_lists_its_check_images_with_the_stored_top3(tiny_run) -> None:
@@ -101,8 +102,52 @@ def test_a_snapshot_s_cell_lists_its_check_images_with_the_stored_top3(tiny_run)
     assert len(members) == early.confusion[true, said] > 0 and true != said
     shown = members[:SHOWN].tolist()
     split = "validation" if run.check_split == "val" else "test"
-    expected = [f"{split} #{int(run.check_indices[i])}: " + " · ".join(
-        f"{int(c)} {float(p):.0%}" for c, p in zip(early.top3[i], early.top3_probabilities[i], strict=True))
+    expected = [f"{split} #{int(run.check_indices[i])}: " + "\N{NO-BREAK SPACE}· ".join(
+        f"{int(c)}\N{NO-BREAK SPACE}{float(p):.0%}"  # no line break inside an answer
+        for c, p in zip(early.top3[i], early.top3_probabilities[i], strict=True))
         for i in shown]
     assert _captions(app) == expected
     assert any("Grad-CAM: at the end of the run" in c.value for c in app.caption)
+
+
+def _top_mistake(matrix: torch.Tensor) -> tuple[int, int]:
+    wrong = matrix.clone().fill_diagonal_(-1)
+    return divmod(int(wrong.argmax()), matrix.shape[1])
+
+
+def test_a_moment_s_cell_follows_the_slider_until_the_student_picks_one(tiny_run) -> None:
+    """Under the time slider the matrix changes under one key: the picked cell is each moment's most
+    frequent mistake (not the first snapshot's, often empty at the end) until the student picks one."""
+    run = tiny_run.snapshots
+    early = 1
+    late = next((i for i in range(len(run.snapshots) - 1, early, -1)
+                 if _top_mistake(run.snapshots[i].confusion) != _top_mistake(run.snapshots[early].confusion)),
+                None)
+    assert late is not None, "every moment has the same most frequent mistake"
+
+    def script(run):
+        import streamlit as st
+
+        from cnnviz.ui.training.confusion_view import snapshot_confusion
+
+        snapshot_confusion(run.snapshots[st.session_state.get("moment", 1)], run, key="moment_confusion")
+
+    def picked(app: AppTest) -> tuple[int, int]:
+        assert not app.exception, [e.value for e in app.exception]
+        return (int(app.selectbox(key="moment_confusion_true").value),
+                int(app.selectbox(key="moment_confusion_said").value))
+
+    app = AppTest.from_function(script, args=(run,), default_timeout=60).run()
+    assert picked(app) == _top_mistake(run.snapshots[early].confusion)
+    app.session_state["moment"] = late
+    assert picked(app.run()) == _top_mistake(run.snapshots[late].confusion)
+    # the student picks another cell: it stays while the slider moves
+    cell = next((t, s) for t in range(10) for s in range(10) if t != s and (t, s) not in {
+        _top_mistake(run.snapshots[early].confusion), _top_mistake(run.snapshots[late].confusion)}
+        and t != _top_mistake(run.snapshots[late].confusion)[0])
+    app.selectbox(key="moment_confusion_true").set_value(str(cell[0])).run()
+    assert picked(app)[0] == cell[0]
+    app.selectbox(key="moment_confusion_said").set_value(str(cell[1])).run()
+    assert picked(app) == cell
+    app.session_state["moment"] = early
+    assert picked(app.run()) == cell

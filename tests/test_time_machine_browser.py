@@ -120,6 +120,15 @@ def test_train_scrub_and_play(app_server, browser_page) -> None:
 
     page.set_viewport_size({"width": 800, "height": 1000})
     wait_until_idle(page)
+    page.wait_for_timeout(500)
+    # Nothing runs past the page's right edge at 800 px (the probe's Grad-CAM, 168 px wide, did).
+    past_edge = page.evaluate("""() => {
+      const main = document.querySelector('[data-testid=stMain]');
+      const edge = main.getBoundingClientRect().right;
+      return [...main.querySelectorAll('img, .js-plotly-plot')].map(e => e.getBoundingClientRect())
+        .filter(b => b.width > 0 && b.right > edge + 1).map(b => [Math.round(b.width), Math.round(b.right)]);
+    }""")
+    assert past_edge == [], f"wider than the page at 800 px (width, right edge): {past_edge}"
     main.get_by_text("Watch it learn").scroll_into_view_if_needed()
     keep_shot(page, "time-800", full_page=False)
     keep_shot(page, "time-800-full")

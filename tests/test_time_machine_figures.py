@@ -80,6 +80,8 @@ def test_answer_bars_and_cam_show_the_probe_s_numbers(mnist) -> None:
     colours = list(bars.data[0].marker.color)
     assert colours.index(tf.PREDICTED_COLOUR) == int(probabilities.argmax())
     assert colours.count(tf.PREDICTED_COLOUR) == 1
+    # the percentages are drawn outside their bars: the right margin holds the longest ("100.0%")
+    assert bars.data[0].textposition == "outside" and bars.layout.margin.r >= 40
     cam = grad_cam(loaded.model, image).heatmap
     picture = tf.cam_picture(test.images[3], cam)
     np.testing.assert_array_equal(picture, heatmap_overlay(test.images[3][0].numpy(), cam.numpy()))
@@ -96,3 +98,4 @@ def test_class_accuracy_bars_are_the_confusion_s_diagonal_shares(mnist) -> None:
     expected = [float((predictions[test.labels[:300] == c] == c).float().mean()) for c in range(10)]
     assert list(bars.data[0].y) == pytest.approx(expected, abs=1e-6)
     assert list(bars.data[0].customdata) == matrix.sum(dim=1).tolist()
+    assert bars.layout.xaxis.dtick == 1  # every class named under its bar, in a narrow column too

@@ -28,6 +28,8 @@ def test_learning_curves_put_loss_left_and_accuracy_right() -> None:
     assert traces["training accuracy"].yaxis == "y2" and figure.layout.yaxis2.tickformat == ".0%"
     assert tuple(figure.layout.xaxis.range) == (0, 2) == tuple(figure.layout.xaxis2.range)
     assert figure.layout.xaxis.domain[1] < figure.layout.xaxis2.domain[0]  # side by side, not overlapping
+    # the accuracy labels sit right of their plot, not in the narrow gap over the loss plot (800 px)
+    assert figure.layout.yaxis2.side == "right" and figure.layout.margin.r >= 40
     assert [a.text for a in figure.layout.annotations] == ["Loss", "Accuracy"]
 
 

@@ -164,6 +164,12 @@ def test_a_run_with_snapshots_is_mapped_before_and_after(monkeypatch, real_data_
         mine = (labels == loaded.classes.index(trace["name"])).numpy()
         np.testing.assert_allclose(_decode(trace["x"]), after[mine, 0].numpy(), atol=1e-5)
     assert len([t for t in figure["data"] if t.get("xaxis") == "x"]) == 10  # before: one trace per class
+    # t-SNE side by side: two maps, one after the other, and the progress line counts both
+    app.radio(key="train_projection_method").set_value("tsne").run()
+    assert not app.exception, [e.value for e in app.exception]
+    lines = [bar.proto.text for bar in app.get("progress")]
+    assert len(lines) == 1 and "; then 1 more map, about " in lines[0], lines
+    app.radio(key="train_projection_method").set_value("pca").run()
     app.radio(key="train_projection_view").set_value("before training").run()
     assert [a["text"] for a in _figure(app)["layout"]["annotations"]] == ["before training"]
     app.session_state["train_projection_picked"] = 11

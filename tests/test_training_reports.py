@@ -38,6 +38,10 @@ def test_a_run_reports_its_loss_from_the_first_step_and_then_its_scoring(real_da
     assert score.step == score.total_steps == result.steps
     assert score.test_images == len(result.test_labels) == 1000
     assert score.scoring_seconds > 0  # at the speed the two validation checks measured
+    # While it scores, the page shows the last check's training numbers, not an empty window's zeros.
+    last_check = [e for e in events if e.phase == Phase.EVAL][-1]
+    assert score.loss == last_check.loss > 0 and score.accuracy == last_check.accuracy > 0
+    assert score.val_accuracy == last_check.val_accuracy
     assert events[0].step == 1 and events[0].window_loss is not None  # a point from the first step
     # Each report's window is one step here: between two checks they average to the check's loss.
     windows: list[float] = []

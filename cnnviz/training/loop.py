@@ -204,7 +204,7 @@ def _final_score(state: _RunState, scored: TestScore | None) -> TestScore | None
     if state.stopped:
         state.test_images = min(state.test_images, STOPPED_TEST_IMAGES)
     if state.callback is not None:  # scoring takes a while (36 s of an 83 s CIFAR-10 run): say so
-        state.callback(state.report(Phase.SCORE))
+        state.callback(_with_last_point(state.report(Phase.SCORE), state))
     return score_test_set(state.run, state.step, STOPPED_TEST_IMAGES if state.stopped else None)
 
 
@@ -296,9 +296,14 @@ def _score_epoch(state: _RunState) -> TestScore:
 
 def _done_report(state: _RunState, seconds: float) -> Progress:
     """The last report: the numbers of the last validation point (zeros when there is none)."""
-    done = replace(state.report(Phase.DONE), elapsed=seconds, loss=0.0, accuracy=0.0)
+    return _with_last_point(replace(state.report(Phase.DONE), elapsed=seconds, loss=0.0, accuracy=0.0), state)
+
+
+def _with_last_point(report: Progress, state: _RunState) -> Progress:
+    """``report`` with the training and validation numbers of the last validation point: after the last
+    step the loss window has just restarted, so the meter's own loss and accuracy read 0."""
     if not state.history:
-        return done
+        return report
     last = state.history[-1]
-    return replace(done, loss=last.train_loss, accuracy=last.train_accuracy, val_loss=last.val_loss,
+    return replace(report, loss=last.train_loss, accuracy=last.train_accuracy, val_loss=last.val_loss,
                    val_accuracy=last.val_accuracy)

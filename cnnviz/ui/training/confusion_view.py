@@ -57,10 +57,12 @@ def clickable_confusion_figure(matrix: torch.Tensor, classes: Sequence[str]) -> 
 
 def pick_cell(matrix: torch.Tensor, classes: Sequence[str], key: str) -> tuple[int, int]:
     """Draw the clickable matrix (chart ``key``) and return the picked (true, predicted) cell: the one
-    last clicked, or chosen in the two select boxes; at first the most frequent mistake."""
+    last clicked, or chosen in the two select boxes; until then the most frequent mistake of this
+    ``matrix`` (a time slider's matrix changes under the same key: the cell follows it)."""
     event = st.plotly_chart(clickable_confusion_figure(matrix, classes), key=key, on_select="rerun",
                             selection_mode="points", config={"displayModeBar": False})
     true_key, said_key, click_key = f"{key}_true", f"{key}_said", f"{key}_clicked"
+    auto_key = f"{key}_auto"  # True while the cell is ours (the most frequent mistake), not the student's
     points = event.selection.points if event is not None else []
     if not points:  # nothing selected (a second click on a cell deselects it): the next click is new
         st.session_state.pop(click_key, None)
@@ -69,13 +71,20 @@ def pick_cell(matrix: torch.Tensor, classes: Sequence[str], key: str) -> tuple[i
         if clicked != st.session_state.get(click_key):  # a new click, not the selection left from before
             st.session_state[click_key] = clicked
             st.session_state[true_key], st.session_state[said_key] = (classes[i] for i in clicked)
-    if true_key not in st.session_state or said_key not in st.session_state:
+            st.session_state[auto_key] = False
+    if st.session_state.get(auto_key, True) or true_key not in st.session_state \
+            or said_key not in st.session_state:
         st.session_state[true_key], st.session_state[said_key] = (
             classes[i] for i in _most_frequent_mistake(matrix))
+        st.session_state[auto_key] = True
     left, right = st.columns(2)
-    true_name = left.selectbox("True class", list(classes), key=true_key)
-    said_name = right.selectbox("Predicted", list(classes), key=said_key)
+    true_name = left.selectbox("True class", list(classes), key=true_key, on_change=_picked, args=(auto_key,))
+    said_name = right.selectbox("Predicted", list(classes), key=said_key, on_change=_picked, args=(auto_key,))
     return list(classes).index(true_name), list(classes).index(said_name)
+
+
+def _picked(auto_key: str) -> None:
+    st.session_state[auto_key] = False  # the student chose a cell: it stays when the matrix changes
 
 
 def results_confusion(result: TrainResult, key: str) -> None:
@@ -170,8 +179,11 @@ def _most_frequent_mistake(matrix: torch.Tensor) -> tuple[int, int]:
 
 
 def _top3_text(top: torch.Tensor, probabilities: torch.Tensor, classes: Sequence[str]) -> str:
-    """'7 91% · 1 6% · 2 1%'."""
-    return " · ".join(f"{classes[int(c)]} {float(p):.0%}" for c, p in zip(top, probabilities, strict=True))
+    """'7 91% · 1 6% · 2 1%', each class and its share joined by a no-break space, and each '·' kept on
+    the line of the answer before it, so a narrow caption wraps between the answers, never inside one
+    ('8' at a line's end, '22%' on the next) nor before a '·'."""
+    return "\N{NO-BREAK SPACE}· ".join(f"{classes[int(c)]}\N{NO-BREAK SPACE}{float(p):.0%}"
+                      for c, p in zip(top, probabilities, strict=True))
 
 
 def _tile(pixels: torch.Tensor, heatmap: torch.Tensor | None) -> Image.Image:

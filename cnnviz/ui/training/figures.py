@@ -61,12 +61,13 @@ def learning_curves(
         {"type": "line", "xref": axis, "yref": "paper", "x0": mark_epoch, "x1": mark_epoch, "y0": 0, "y1": 1,
          "line": {"color": MARK_COLOR, "width": 2, "dash": "dash"}} for axis in ("x", "x2")]
     return go.Figure({"data": traces, "layout": {
-        "height": 340, "shapes": marks, "margin": {"l": 40, "r": 10, "t": 40, "b": 40},
+        "height": 340, "shapes": marks, "margin": {"l": 40, "r": 45, "t": 40, "b": 40},
         "legend": {"orientation": "h", "y": -0.25},
         "xaxis": {"domain": [0, 0.46], "anchor": "y", "title": {"text": "epoch"}, "range": x_range},
         "yaxis": {"anchor": "x"},
         "xaxis2": {"domain": [0.54, 1], "anchor": "y2", "title": {"text": "epoch"}, "range": x_range},
-        "yaxis2": {"anchor": "x2", "range": [0, 1], "tickformat": ".0%"},
+        # On the right: between the two plots its labels ran over the loss plot in a narrow column.
+        "yaxis2": {"anchor": "x2", "range": [0, 1], "tickformat": ".0%", "side": "right"},
         "annotations": [{**title, "text": "Loss", "x": 0.23}, {**title, "text": "Accuracy", "x": 0.77}],
     }})
 
@@ -110,8 +111,10 @@ def confusion_heatmap(matrix: torch.Tensor, classes: Sequence[str]) -> go.Figure
         text=counts, texttemplate="%{text}",
         hovertemplate="true %{y}, predicted %{x}: %{z} images<extra></extra>",
     ))
-    figure.update_layout(height=420, xaxis={"title": "predicted", "side": "top", "type": "category"},
-                         yaxis={"title": "true", "autorange": "reversed", "type": "category"},
+    # dtick 1: every class named; in a narrow column Plotly otherwise names every second or third
+    figure.update_layout(height=420,
+                         xaxis={"title": "predicted", "side": "top", "type": "category", "dtick": 1},
+                         yaxis={"title": "true", "autorange": "reversed", "type": "category", "dtick": 1},
                          margin={"l": 60, "r": 10, "t": 60, "b": 10})
     return figure
 

@@ -129,8 +129,12 @@ def _wait_for_tsne(token: str, moments: list[str], points: int) -> None:
             st.rerun()  # one finished (or failed): the page asks again and draws it
         running = [p for p in under_way if not p.waiting]
         shown = max(running or under_way, key=lambda p: p.elapsed)
+        # The maps are made one after the other: say so, else "of about 4 s" reads as the whole wait.
+        queued = [p for p in under_way if p is not shown]
+        more = f"; then {len(queued)} more map{'s' if len(queued) > 1 else ''}, about " \
+            f"{sum(p.expected for p in queued):.0f} s" if queued else ""
         st.progress(min(0.99, shown.elapsed / max(shown.expected, 1e-6)),
-                    text=f"t-SNE of {points:,} images: {shown.line}")
+                    text=f"t-SNE of {points:,} images: {shown.line}{more}")
 
     progress()
 

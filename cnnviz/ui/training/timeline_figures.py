@@ -59,7 +59,8 @@ def probe_answer_bars(probabilities: torch.Tensor, classes: Sequence[str]) -> di
             "hovertemplate": "%{y}: probability %{x:.4f}<extra></extra>",
         }],
         "layout": {
-            "height": 40 + 22 * len(values), "margin": {"l": 10, "r": 10, "t": 10, "b": 30},
+            # the right margin holds the largest bar's "100.0%" (drawn outside the bar)
+            "height": 40 + 22 * len(values), "margin": {"l": 10, "r": 40, "t": 10, "b": 30},
             "xaxis": {"range": [0, 1.25], "tickformat": ".0%", "tickvals": [0, 0.5, 1.0]},
             "yaxis": {"autorange": "reversed", "type": "category"}, "bargap": 0.25,
         },
@@ -89,7 +90,7 @@ def class_accuracy_bars(accuracy: torch.Tensor, counts: torch.Tensor, classes: S
         }],
         "layout": {
             "height": 220, "margin": {"l": 40, "r": 10, "t": 10, "b": 40},
-            "xaxis": {"type": "category", "title": {"text": "true class"}},
+            "xaxis": {"type": "category", "title": {"text": "true class"}, "dtick": 1},  # every class named
             "yaxis": {"range": [0, 1], "tickformat": ".0%", "title": {"text": "right"}},
         },
     }
