@@ -1,0 +1,50 @@
+"""The Train page as a teacher sees it on a projector: a tiny run at 800 px, nothing cut off at the right."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import assert_no_exception, open_page, save_screenshot, wait_until_idle
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+TINY_SPEC = "C8n M C16n M F32"
+
+# Each image and chart of the main column whose right edge lies past the column's (cut off on screen).
+OVERFLOWING = """() => {
+  const column = document.querySelector('[data-testid=stMainBlockContainer]').getBoundingClientRect();
+  const cut = [];
+  for (const el of document.querySelectorAll(
+      '[data-testid=stMain] img, [data-testid=stMain] [data-testid=stPlotlyChart]')) {
+    const box = el.getBoundingClientRect();
+    if (box.width > 0 && box.right > column.right + 1) {
+      const keyed = el.closest('[class*="st-key-"]');
+      const key = keyed ? [...keyed.classList].find(c => c.startsWith('st-key-')) : el.tagName;
+      cut.push(`${key}: right edge ${Math.round(box.right)} px, column ends at ${Math.round(column.right)}`);
+    }
+  }
+  return cut;
+}"""
+
+
+def test_time_machine_fits_an_800_px_window(app_server, browser_page) -> None:
+    page = browser_page
+    open_page(page, f"{app_server}/train")
+    main = page.get_by_test_id("stMain")
+    main.get_by_test_id("stSelectbox").filter(has_text="Architecture").click()
+    page.get_by_role("option", name="Custom spec...").click()
+    wait_until_idle(page)
+    spec_box = main.get_by_label("Spec", exact=True).and_(main.get_by_test_id("stTextInputField"))
+    spec_box.fill(TINY_SPEC)
+    spec_box.press("Enter")
+    wait_until_idle(page)
+    main.get_by_test_id("stSelectbox").filter(has_text="Training images").click()
+    page.get_by_role("option", name="2,000").click()
+    wait_until_idle(page)
+    page.set_viewport_size({"width": 800, "height": 1000})  # a projector's width (its menus open at 1400)
+    main.get_by_role("button", name="Train", exact=True).click()
+    main.get_by_text("Results on the test set").wait_for(timeout=180_000)
+    wait_until_idle(page)
+    assert_no_exception(page)
+    main.get_by_text("Where it looks for its answer").wait_for()
+    save_screenshot(page, "train-review-800")
+    assert page.evaluate(OVERFLOWING) == []
