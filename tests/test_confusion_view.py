@@ -67,7 +67,7 @@ def test_each_cell_lists_exactly_its_test_images(tiny_run, real_data_dir, monkey
     app.number_input(key=f"{pages.TRAIN_CONFUSION_KEY}_page_{big}_{big}").set_value(2).run()
     assert _listed(app) == members[SHOWN:2 * SHOWN]
     # every listed answer is the run's own prediction: the top-3's first class is the predicted one
-    assert all(c.split(": ")[1].split(" ")[0] == str(big) for c in _captions(app))
+    assert all(c.split(": ")[1].split()[0] == str(big) for c in _captions(app))
 
 
 def test_every_cell_has_a_click_target_with_its_pair(tiny_run) -> None:
@@ -102,7 +102,8 @@ def test_a_snapshot_s_cell_lists_its_check_images_with_the_stored_top3(tiny_run)
     shown = members[:SHOWN].tolist()
     split = "validation" if run.check_split == "val" else "test"
     expected = [f"{split} #{int(run.check_indices[i])}: " + " · ".join(
-        f"{int(c)} {float(p):.0%}" for c, p in zip(early.top3[i], early.top3_probabilities[i], strict=True))
+        f"{int(c)}\u00a0{float(p):.0%}"  # a no-break space: the pair stays on one line
+        for c, p in zip(early.top3[i], early.top3_probabilities[i], strict=True))
         for i in shown]
     assert _captions(app) == expected
-    assert any("Grad-CAM: at the end of the run" in c.value for c in app.caption)
+    assert any("without Grad-CAM: a snapshot keeps no weights" in c.value for c in app.caption)

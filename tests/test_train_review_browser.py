@@ -1,4 +1,5 @@
-"""The Train page as a teacher sees it on a projector: a tiny run at 800 px, nothing cut off at the right."""
+"""The Train page as a teacher sees it on a projector: a tiny run at 800 px, nothing cut off at the right,
+the snapshot answers' captions never split a class from its share."""
 
 from __future__ import annotations
 
@@ -26,6 +27,30 @@ OVERFLOWING = """() => {
 }"""
 
 
+# Each "class share" pair ("3 30%") of the image captions that starts on one line and ends on the next.
+SPLIT_PAIRS = """() => {
+  const captions = [...document.querySelectorAll('[data-testid=stMain] [data-testid=stImageCaption]')]
+    .filter(el => el.textContent.includes('#'));
+  const split = [];
+  const texts = [];
+  for (const el of captions) {
+    const walker = document.createTreeWalker(el, NodeFilter.SHOW_TEXT);
+    while (walker.nextNode()) texts.push(walker.currentNode);
+  }
+  for (const node of texts) {
+    const text = node.textContent;
+    for (const match of text.matchAll(/[^\\s\\u00a0:·]+[\\s\\u00a0]+\\d+%/g)) {
+      const range = document.createRange();
+      range.setStart(node, match.index);
+      range.setEnd(node, match.index + match[0].length);
+      const tops = new Set([...range.getClientRects()].map(r => Math.round(r.top)));
+      if (tops.size > 1) split.push(`${match[0]} in ${JSON.stringify(text)}`);
+    }
+  }
+  return {captions: captions.length, split};
+}"""
+
+
 def test_time_machine_fits_an_800_px_window(app_server, browser_page) -> None:
     page = browser_page
     open_page(page, f"{app_server}/train")
@@ -48,3 +73,7 @@ def test_time_machine_fits_an_800_px_window(app_server, browser_page) -> None:
     main.get_by_text("Where it looks for its answer").wait_for()
     save_screenshot(page, "train-review-800")
     assert page.evaluate(OVERFLOWING) == []
+    # A snapshot answer reads "validation #14: 3 30% · 5 28% · 8 14%": no pair ("3 30%") split over two lines.
+    split = page.evaluate(SPLIT_PAIRS)
+    assert split["captions"] > 0, "no snapshot answers listed under the time machine's confusion matrix"
+    assert split["split"] == [], split["split"]
