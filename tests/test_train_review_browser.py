@@ -73,7 +73,18 @@ def test_time_machine_fits_an_800_px_window(app_server, browser_page) -> None:
     main.get_by_text("Where it looks for its answer").wait_for()
     save_screenshot(page, "train-review-800")
     assert page.evaluate(OVERFLOWING) == []
+    assert page.evaluate(TICKS_OVER_LOSS) == 0, "the accuracy ticks lie over the loss panel"
     # A snapshot answer reads "validation #14: 3 30% · 5 28% · 8 14%": no pair ("3 30%") split over two lines.
     split = page.evaluate(SPLIT_PAIRS)
     assert split["captions"] > 0, "no snapshot answers listed under the time machine's confusion matrix"
     assert split["split"] == [], split["split"]
+
+
+# Pixels by which the time machine's accuracy tick labels reach into its loss panel (0: they do not).
+TICKS_OVER_LOSS = """() => {
+  const chart = document.querySelector('.st-key-train_time_curves');
+  const right = chart.querySelector('.draglayer .xy .nsewdrag').getBoundingClientRect().right;
+  const ticks = [...chart.querySelectorAll('.y2tick text')].map(t => t.getBoundingClientRect().left);
+  if (!ticks.length) return -1;
+  return Math.max(0, ...ticks.map(left => Math.round(right - left)));
+}"""
