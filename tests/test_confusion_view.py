@@ -107,7 +107,7 @@ def test_a_snapshot_s_cell_lists_its_check_images_with_the_stored_top3(tiny_run)
         for c, p in zip(early.top3[i], early.top3_probabilities[i], strict=True))
         for i in shown]
     assert _captions(app) == expected
-    assert any("Grad-CAM: at the end of the run" in c.value for c in app.caption)
+    assert any("without Grad-CAM: a snapshot keeps no weights" in c.value for c in app.caption)
 
 
 def _top_mistake(matrix: torch.Tensor) -> tuple[int, int]:

@@ -23,6 +23,7 @@ from cnnviz.training.snapshots import RunSnapshots, Snapshot
 CELL_PX = 8  # screen pixels per filter weight
 GAP_PX = 2  # between two filters
 CAPTION_PX = 20  # the line over each frame: "step 120 · epoch 0.53"
+LONGEST_CAPTION = "step 99999 · epoch 99.99"  # frames are at least this wide (every frame one size)
 FRAME_MS = 400  # GIF: time per snapshot
 LAST_FRAME_MS = 2000  # and the last one stays a while before the loop starts again
 STRIP_COLUMNS = 6  # frames per row of the PNG strip
@@ -59,11 +60,18 @@ def grid_shape(count: int) -> tuple[int, int]:
     return math.ceil(count / columns), columns
 
 
+def caption_font() -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """The font of the line over each frame."""
+    return ImageFont.load_default(size=CAPTION_PX - 6)
+
+
 def frame_size(filters: torch.Tensor) -> tuple[int, int]:
-    """(width, height) in pixels of one snapshot's frame."""
+    """(width, height) in pixels of one snapshot's frame: the filter grid, at least as wide as the
+    longest caption a run gets (16 3x3 filters made a 106 px frame, its caption cut to "step 14 · epoch")."""
     rows, columns = grid_shape(filters.shape[0])
     side = filters.shape[-1] * CELL_PX
-    return (GAP_PX + columns * (side + GAP_PX), CAPTION_PX + GAP_PX + rows * (side + GAP_PX))
+    caption = math.ceil(caption_font().getlength(LONGEST_CAPTION)) + 2 * GAP_PX + 2
+    return (max(GAP_PX + columns * (side + GAP_PX), caption), CAPTION_PX + GAP_PX + rows * (side + GAP_PX))
 
 
 def cell_origin(filters: torch.Tensor, index: int) -> tuple[int, int]:
@@ -90,8 +98,7 @@ def filter_frame(snapshot: Snapshot, bound: float) -> Image.Image:
             (weights.shape[1] * CELL_PX, weights.shape[0] * CELL_PX), Image.NEAREST)
         frame.paste(tile, cell_origin(snapshot.filters, index))
     draw = ImageDraw.Draw(frame)
-    font = ImageFont.load_default(size=CAPTION_PX - 6)
-    draw.text((GAP_PX + 1, 3), _caption(snapshot), fill=INK, font=font)
+    draw.text((GAP_PX + 1, 3), _caption(snapshot), fill=INK, font=caption_font())
     return frame
 
 

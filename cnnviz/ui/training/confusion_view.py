@@ -28,6 +28,7 @@ from cnnviz.ui.training.figures import confusion_heatmap
 
 SHOWN = 24  # images listed per page of a cell
 TILE = 72  # pixels of each image (and of its Grad-CAM beside it) on the page
+CAPTION_CHAR_PX = 8  # a caption character's width, as parts.CAPTION_CHAR_PX (parts imports this module)
 CACHE_KEY = "confusion_view_explained"  # session state: the explained pages of the last run's cells
 
 
@@ -136,9 +137,10 @@ def snapshot_confusion(
     captions = [f"{split} #{int(run_snapshots.check_indices[i])}: "
                 + _top3_text(snapshot.top3[i], snapshot.top3_probabilities[i], names) for i in shown.tolist()]
     st.image([_tile(run_snapshots.check_pixels[i], None) for i in shown.tolist()], caption=captions,
-             width=TILE, output_format="PNG")
-    st.caption(f"The answers after step {snapshot.step:,}. Grad-CAM: at the end of the run (a snapshot "
-               "keeps no weights to take gradients through).")
+             width=max(TILE, CAPTION_CHAR_PX * (max(len(name) for name in names) + len(" 100%"))),
+             output_format="PNG")
+    st.caption(f"The answers after step {snapshot.step:,}, without Grad-CAM: a snapshot keeps no weights "
+               "to take gradients through. The results of the finished run show it for the final network.")
 
 
 def _page_of(members: torch.Tensor, true: int, said: int, classes: Sequence[str], key: str) -> torch.Tensor:

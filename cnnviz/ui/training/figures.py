@@ -63,7 +63,7 @@ def learning_curves(
     return go.Figure({"data": traces, "layout": {
         "height": 340, "shapes": marks, "margin": {"l": 40, "r": 45, "t": 40, "b": 40},
         "legend": {"orientation": "h", "y": -0.25},
-        "xaxis": {"domain": [0, 0.46], "anchor": "y", "title": {"text": "epoch"}, "range": x_range},
+        "xaxis": {"domain": [0, 0.42], "anchor": "y", "title": {"text": "epoch"}, "range": x_range},
         "yaxis": {"anchor": "x"},
         "xaxis2": {"domain": [0.54, 1], "anchor": "y2", "title": {"text": "epoch"}, "range": x_range},
         # On the right: between the two plots its labels ran over the loss plot in a narrow column.

@@ -91,8 +91,9 @@ class RunRecord:
 
 
 def history_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
-    """The Run history table: each run's row with the :data:`SETTING_COLUMNS` after its spec, and a
-    column for every other setting in which two runs differ ("images": None means all of them)."""
+    """The Run history table: each run's row, its accuracies right after its label, the
+    :data:`SETTING_COLUMNS` after its spec, and a column for every other setting in which two runs differ
+    ("images": None means all of them)."""
     settings = [run.settings() for run in runs]
     shown = set(SETTING_COLUMNS.values()) | {"dataset", "spec", "epochs"}  # the last three have columns
     differing = [f.name for f in fields(TrainConfig) if f.name not in shown
@@ -105,7 +106,11 @@ def history_rows(runs: Sequence[RunRecord]) -> list[dict[str, Any]]:
         # As text: a setting that is None in one run and a number in another stays one column type.
         after_spec.update({name.replace("_", " "): "" if setting.get(name) is None else str(setting.get(name))
                            for name in differing})
+        accuracies = {k: row.pop(k) for k in ACCURACY_COLUMNS}
         keys = list(row)
         cut = keys.index("params") + 1
-        rows.append({**{k: row[k] for k in keys[:cut]}, **after_spec, **{k: row[k] for k in keys[cut:]}})
+        # The accuracies right after the run's label: after a long spec and the settings they hid behind
+        # the table's horizontal scrolling, even at 1400 px.
+        rows.append({"run": row["run"], **accuracies, **{k: row[k] for k in keys[1:cut]}, **after_spec,
+                     **{k: row[k] for k in keys[cut:]}})
     return rows

@@ -41,6 +41,7 @@ CACHE_ENTRIES = 96  # figures kept for this session: 4 kinds for every snapshot 
 LIVE = "live"
 FILTERS_PER_ROW = 4  # a narrow column: 8 first-layer filters in two rows are drawn twice as large
 MAPS_PX = 480  # the probe's maps are shown at about this width
+CAM_PX = 168  # the probe's Grad-CAM at most this wide (less in a narrow column)
 CHART = {"config": {"displayModeBar": False}}
 
 
@@ -237,10 +238,12 @@ def _show_probe(run: RunSnapshots, snapshot: Snapshot, classes: Sequence[str], k
                         key="train_time_answer", **CHART)
     with cam_column:
         if probe.cam is not None:
+            picture = tf.cam_picture(run.probe_pixels, probe.cam)
+            factor = max(1, CAM_PX // picture.shape[1])
+            # Scaled here, not by a fixed width: "content" shrinks to a narrow column (800 px), 168 did not.
+            picture = picture.repeat(factor, axis=0).repeat(factor, axis=1)
             with crisp_images("train_time_cam"):
-                # The column's width: a fixed 168 px ran past the page's edge at 800 px.
-                st.image(tf.cam_picture(run.probe_pixels, probe.cam), width="stretch",
-                         caption="Where it looks for its answer (Grad-CAM).")
+                st.image(picture, width="content", caption="Where it looks for its answer (Grad-CAM).")
 
 
 def _show_confusion(run: RunSnapshots, snapshot: Snapshot, classes: Sequence[str], key: tuple) -> None:
