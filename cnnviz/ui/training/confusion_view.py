@@ -56,11 +56,28 @@ def clickable_confusion_figure(matrix: torch.Tensor, classes: Sequence[str]) -> 
     return figure
 
 
+FIGURES_KEY = "train_confusion_figures"  # session state: the clickable figures of the matrices drawn
+KEPT_FIGURES = 32  # a run's snapshots and its results: a slider going back and forth builds none twice
+
+
+def _figure_of(matrix: torch.Tensor, classes: Sequence[str]):
+    """This session's clickable figure of ``matrix``, built once (a fifth of a time-slider step's server
+    time was building it again). Filed under the matrix's id, holding the matrix, so the id cannot be
+    reused by another while it is kept."""
+    kept: dict = st.session_state.setdefault(FIGURES_KEY, {})
+    slot = (id(matrix), tuple(classes))
+    if slot not in kept:
+        kept[slot] = (matrix, clickable_confusion_figure(matrix, classes))
+        while len(kept) > KEPT_FIGURES:
+            kept.pop(next(iter(kept)))
+    return kept[slot][1]
+
+
 def pick_cell(matrix: torch.Tensor, classes: Sequence[str], key: str) -> tuple[int, int]:
     """Draw the clickable matrix (chart ``key``) and return the picked (true, predicted) cell: the one
     last clicked, or chosen in the two select boxes; until then the most frequent mistake of this
     ``matrix`` (a time slider's matrix changes under the same key: the cell follows it)."""
-    event = st.plotly_chart(clickable_confusion_figure(matrix, classes), key=key, on_select="rerun",
+    event = st.plotly_chart(_figure_of(matrix, classes), key=key, on_select="rerun",
                             selection_mode="points", config={"displayModeBar": False})
     true_key, said_key, click_key = f"{key}_true", f"{key}_said", f"{key}_clicked"
     auto_key = f"{key}_auto"  # True while the cell is ours (the most frequent mistake), not the student's
