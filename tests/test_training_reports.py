@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from cnnviz.training.config import TrainConfig
 from cnnviz.training.estimate import SCORING_SPEEDUP, answer_views, scoring_seconds
-from cnnviz.training.jobs import MAX_LOSS_POINTS, JobSnapshot, JobStatus, TrainingJob
+from cnnviz.training.jobs import ETA_FROM_STEP, MAX_LOSS_POINTS, JobSnapshot, JobStatus, TrainingJob
 from cnnviz.training.loop import train
 from cnnviz.training.progress import Phase, Progress
 
@@ -59,6 +59,9 @@ def test_the_eta_counts_from_the_first_step_and_adds_the_scoring():
     snapshot = JobSnapshot(JobStatus.RUNNING, _report(), [], None, None, 0.0)
     # 25 of 100 steps in 10 s since the first step (40 s with the loading): 30 s more, then 6 s scoring
     assert snapshot.eta_seconds == pytest.approx(10.0 * 75 / 25 + 6.0)
+    # the first steps warm up: no time left is shown from them
+    early = JobSnapshot(JobStatus.RUNNING, _report(step=ETA_FROM_STEP - 1), [], None, None, 0.0)
+    assert early.eta_seconds is None
     scoring = JobSnapshot(JobStatus.RUNNING, _report(Phase.SCORE, step=100), [], None, None, 0.0)
     assert scoring.scoring and scoring.eta_seconds is None and scoring.fraction == 1.0
 

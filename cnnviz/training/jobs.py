@@ -28,6 +28,11 @@ from cnnviz.training.snapshots import RunSnapshots
 MAX_LOSS_POINTS = 1_000
 
 
+# No time left is shown before this many steps: the first ones warm up (allocations, kernel choice),
+# and an estimate from step 1 said "about 15 min left" for a run that ended 84 s later.
+ETA_FROM_STEP = 3
+
+
 class TrainingQueue:
     """First come, first served admission of training runs across every session of one server.
 
@@ -168,10 +173,10 @@ class JobSnapshot:
     def eta_seconds(self) -> float | None:
         """Seconds left: the steps to go at the pace since the first step (the data loading before it
         left out), and the scoring of the test set at the speed the validation checks measured (at
-        a guess from the training speed before the first). None before the first step and once the
-        steps are done."""
+        a guess from the training speed before the first). None before :data:`ETA_FROM_STEP` steps and
+        once the steps are done."""
         p = self.latest
-        if p is None or p.step == 0 or p.phase in (Phase.SCORE, Phase.DONE):
+        if p is None or p.step < ETA_FROM_STEP or p.phase in (Phase.SCORE, Phase.DONE):
             return None
         training = p.train_seconds * (1 - self.fraction) / max(self.fraction, 1e-9)
         return training + p.scoring_seconds

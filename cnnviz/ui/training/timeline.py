@@ -251,7 +251,11 @@ def _show_confusion(run: RunSnapshots, snapshot: Snapshot, classes: Sequence[str
     right = int(snapshot.confusion.diagonal().sum())
     total = int(snapshot.confusion.sum())
     st.markdown(f"**On {total:,} {split} images it never trains on**: {right:,} right "
-                f"({right / max(total, 1):.1%}) at this moment.")
+                f"({right / max(total, 1):.1%}) at this moment.",
+                help=f"The same {total:,} images at every moment, a fixed sample of the {split} images, so "
+                "the moments can be compared; the validation accuracy beside the curves counts all of "
+                "them (and uses the test-time mirror or shifts where the recipe has them), so the two "
+                "differ a little.")
     matrix_column, accuracy_column = st.columns([1, 1], gap="medium")
     with matrix_column:
         st.caption("Click a cell to see its images and their answers at this moment.")
