@@ -42,6 +42,9 @@ def projection_map(panels: Sequence[tuple[str, torch.Tensor]], labels: torch.Ten
                 x=xy[mine, 0], y=xy[mine, 1], mode="markers", name=name, legendgroup=name,
                 showlegend=number == 0, xaxis="x" + suffix, yaxis="y" + suffix,
                 marker={"size": MARKER_PX, "color": class_color(cls), "opacity": 0.75},
+                # a click selects one dot; the others stay readable instead of fading to ghosts
+                selected={"marker": {"opacity": 1.0, "size": MARKER_PX * 2}},
+                unselected={"marker": {"opacity": 0.45}},
                 # plain lists: a numpy table goes as a typed array, whose rows a click reports as objects
                 customdata=np.stack([positions[mine], test_indices.numpy()[mine]], axis=1).tolist(),
                 hovertemplate=f"{name}<br>test image %{{customdata[1]}}<extra>{title}</extra>",
@@ -54,7 +57,8 @@ def projection_map(panels: Sequence[tuple[str, torch.Tensor]], labels: torch.Ten
         layout.setdefault("annotations", []).append({
             "text": title, "x": left + width / 2, "y": 1.0, "xref": "paper", "yref": "paper",
             "xanchor": "center", "yanchor": "bottom", "showarrow": False, "font": {"size": 15}})
-    layout.update({"height": 480, "margin": {"l": 30, "r": 10, "t": 36, "b": 40},
-                   "legend": {"orientation": "h", "y": -0.12, "itemsizing": "constant"},
+    layout.update({"height": 500, "margin": {"l": 30, "r": 10, "t": 36, "b": 40},
+                   # under the axis titles ("PCA 1"), which it covered at -0.12
+                   "legend": {"orientation": "h", "y": -0.2, "itemsizing": "constant"},
                    "hovermode": "closest"})  # Streamlit sets the click and drag modes of on_select
     return go.Figure(data=traces, layout=layout)
