@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 import streamlit as st
@@ -87,3 +88,16 @@ def sample_grid(samples: Sequence[Sample], per_row: int = 10, per_class: int | N
         row = chosen[start:start + per_row]
         st.image([_sample_png(str(s.path), size) for s in row],
                  caption=[s.class_name for s in row], width=size)
+
+
+def built_once(store: str, anchor: object, key: tuple, make: Callable[[], Any], limit: int) -> Any:
+    """This session's value for ``anchor`` and ``key`` (a figure of a snapshot, say), made once and kept in
+    ``st.session_state[store]``, the oldest first to go beyond ``limit`` entries. It is filed under the
+    anchor's id and holds the anchor itself, so the id cannot be reused by another object while kept."""
+    kept: dict = st.session_state.setdefault(store, {})
+    slot = (id(anchor), *key)
+    if slot not in kept:
+        kept[slot] = (anchor, make())
+        while len(kept) > limit:
+            kept.pop(next(iter(kept)))
+    return kept[slot][1]

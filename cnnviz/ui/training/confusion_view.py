@@ -25,6 +25,7 @@ from cnnviz.training.results import cell_members, confusion_matrix
 from cnnviz.training.snapshots import RunSnapshots, Snapshot
 from cnnviz.training.step import normalize
 from cnnviz.ui.training.figures import confusion_heatmap
+from cnnviz.ui.widgets import built_once
 
 SHOWN = 24  # images listed per page of a cell
 TILE = 72  # pixels of each image (and of its Grad-CAM beside it) on the page
@@ -62,15 +63,9 @@ KEPT_FIGURES = 32  # a run's snapshots and its results: a slider going back and 
 
 def _figure_of(matrix: torch.Tensor, classes: Sequence[str]):
     """This session's clickable figure of ``matrix``, built once (a fifth of a time-slider step's server
-    time was building it again). Filed under the matrix's id, holding the matrix, so the id cannot be
-    reused by another while it is kept."""
-    kept: dict = st.session_state.setdefault(FIGURES_KEY, {})
-    slot = (id(matrix), tuple(classes))
-    if slot not in kept:
-        kept[slot] = (matrix, clickable_confusion_figure(matrix, classes))
-        while len(kept) > KEPT_FIGURES:
-            kept.pop(next(iter(kept)))
-    return kept[slot][1]
+    time was building it again): see :func:`built_once`."""
+    return built_once(FIGURES_KEY, matrix, tuple(classes),
+                      lambda: clickable_confusion_figure(matrix, classes), KEPT_FIGURES)
 
 
 def pick_cell(matrix: torch.Tensor, classes: Sequence[str], key: str) -> tuple[int, int]:

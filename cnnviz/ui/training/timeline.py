@@ -25,7 +25,7 @@ from cnnviz.ui.training.confusion_view import snapshot_confusion
 from cnnviz.ui.training.figures import filter_grid, learning_curves
 from cnnviz.ui.training.parts import window_losses
 from cnnviz.ui.training.runs import RunRecord
-from cnnviz.ui.widgets import crisp_images
+from cnnviz.ui.widgets import built_once, crisp_images
 
 PLAY_SECONDS = 0.7  # one snapshot per this while playing: the redraw takes well under it
 LIVE_SECONDS = 2.0  # while a run trains: new snapshots are picked up this often (as the live view)
@@ -269,13 +269,6 @@ def _show_confusion(run: RunSnapshots, snapshot: Snapshot, classes: Sequence[str
 
 def _cached(key: tuple, make: Callable):
     """This session's figure for ``key`` = (source, snapshot, kind, ...), built once (a slider going back
-    and forth, or Play over a run again, reuses it); the oldest go first. The entry is filed under the
-    snapshot's id and holds the snapshot itself, so the id cannot be reused by another while it is kept."""
+    and forth, or Play over a run again, reuses it): see :func:`built_once`."""
     source, snapshot, *rest = key
-    cache: dict = st.session_state.setdefault(CACHE_KEY, {})
-    slot = (source, id(snapshot), *rest)
-    if slot not in cache:
-        cache[slot] = (snapshot, make())
-        while len(cache) > CACHE_ENTRIES:
-            cache.pop(next(iter(cache)))
-    return cache[slot][1]
+    return built_once(CACHE_KEY, snapshot, (source, *rest), make, CACHE_ENTRIES)
