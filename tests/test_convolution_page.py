@@ -206,9 +206,9 @@ def test_upload_notes_give_the_original_size_and_what_reading_did():
         ({"conv_dilation": 3, "conv_stride": 3, "conv_padding": "2"}, None),
         # a 1x1 feature map cannot be pooled with a 2x2 window: said so below the convolution
         ({"conv_dilation": 3, "conv_stride": 3, "conv_padding": "1"}, "the feature map is only 1 row "),
-        ({"conv_preset_0": "custom", "conv_custom": "1 2\n3"}, "same number of values"),
-        ({"conv_preset_0": "custom", "conv_custom": "1 0 -1\n2 0 -2"}, "custom kernel is 2x3"),
-        ({"conv_preset_0": "custom", "conv_kernel_h": 2, "conv_custom": "1 0 -1\n2 0 -2"}, None),
+        ({"conv_preset_0": "custom", "conv_custom_0": "1 2\n3"}, "same number of values"),
+        ({"conv_preset_0": "custom", "conv_custom_0": "1 0 -1\n2 0 -2"}, "kernel 1 is 2x3"),
+        ({"conv_preset_0": "custom", "conv_kernel_h": 2, "conv_custom_0": "1 0 -1\n2 0 -2"}, None),
         ({"conv_kernel_count": 4, "conv_channels": "RGB (3-channel kernels)"}, None),
         ({"pool_window": 4, "pool_stride": 1, "pool_mode": "average"}, None),
     ],

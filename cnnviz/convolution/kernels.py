@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -105,18 +106,18 @@ def make_kernel(name: str, height: int, width: int, seed: int = RANDOM_SEED) -> 
     return np.round(rng.normal(0.0, 1.0, (height, width)), 2)
 
 
-def parse_kernel(text: str) -> np.ndarray:
+def parse_kernel(text: str, label: str = "the custom kernel") -> np.ndarray:
     """Numbers typed one row per line, separated by spaces or commas -> a 2-D kernel.
 
-    Fractions such as 1/9 are accepted. ValueError with the line at fault otherwise, and for text
-    longer than :data:`MAX_CUSTOM_KERNEL_CHARS`.
+    Fractions such as 1/9 are accepted. ValueError naming ``label`` (e.g. "custom kernel 2's G
+    slice") and the line at fault otherwise, and for text longer than :data:`MAX_CUSTOM_KERNEL_CHARS`.
     """
     if len(text) > MAX_CUSTOM_KERNEL_CHARS:
         raise ValueError(
-            f"The custom kernel is {len(text):,} characters long; a {MAX_KERNEL_SIDE}x{MAX_KERNEL_SIDE} "
+            f"{_capital(label)} is {len(text):,} characters long; a {MAX_KERNEL_SIDE}x{MAX_KERNEL_SIDE} "
             f"kernel needs far fewer, so keep it to {MAX_CUSTOM_KERNEL_CHARS:,} characters."
         )
-    rows = []
+    rows, line_numbers = [], []
     for line_number, line in enumerate(text.strip().splitlines(), start=1):
         tokens = [t for t in re.split(r"[\s,;]+", line.strip().strip("[]")) if t]
         if not tokens:
@@ -125,28 +126,32 @@ def parse_kernel(text: str) -> np.ndarray:
             rows.append([_parse_number(t) for t in tokens])
         except (ValueError, ZeroDivisionError):
             raise ValueError(
-                f"Row {line_number} of the custom kernel has something that is not a number: "
-                f"{line.strip()!r}."
+                f"Row {line_number} of {label} has something that is not a number: {line.strip()!r}."
             ) from None
+        line_numbers.append(line_number)
     if not rows:
-        raise ValueError("Type the custom kernel as rows of numbers, one row per line.")
-    widths = {len(r) for r in rows}
-    if len(widths) != 1:
+        raise ValueError(f"Type {label} as rows of numbers, one row per line.")
+    ragged = next((i for i, row in enumerate(rows) if len(row) != len(rows[0])), None)
+    if ragged is not None:
         raise ValueError(
-            f"Every row of the custom kernel needs the same number of values; got rows of "
-            f"{', '.join(str(len(r)) for r in rows)}."
+            f"Every row of {label} needs the same number of values; row {line_numbers[ragged]} has "
+            f"{len(rows[ragged])}, row {line_numbers[0]} has {len(rows[0])}."
         )
     kernel = np.array(rows, dtype=np.float64)
     if max(kernel.shape) > MAX_KERNEL_SIDE:
-        raise ValueError(f"Keep the custom kernel at most {MAX_KERNEL_SIDE}x{MAX_KERNEL_SIDE}.")
+        raise ValueError(f"Keep {label} at most {MAX_KERNEL_SIDE}x{MAX_KERNEL_SIDE}.")
     if not np.isfinite(kernel).all():
-        raise ValueError("The custom kernel must contain ordinary numbers (no inf or nan).")
+        raise ValueError(f"{_capital(label)} must contain ordinary numbers (no inf or nan).")
     if np.abs(kernel).max() > MAX_CUSTOM_WEIGHT:
         raise ValueError(
-            f"Keep the custom kernel's weights between -{MAX_CUSTOM_WEIGHT:g} and {MAX_CUSTOM_WEIGHT:g}: "
+            f"Keep the weights of {label} between -{MAX_CUSTOM_WEIGHT:g} and {MAX_CUSTOM_WEIGHT:g}: "
             "larger ones only make every output huge."
         )
     return kernel
+
+
+def _capital(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 def _parse_number(token: str) -> float:
@@ -178,14 +183,32 @@ def binary_picture(name: str) -> np.ndarray:
 BINARY_PICTURES = ("X 5x5", "X 7x7", "O 7x7")
 
 
+CustomText = str | tuple[str, ...]  # one text for every channel, or one text per input channel
+CHANNEL_NAMES = ("R", "G", "B")  # a 3-channel input's slices, as the page names them
+
+
+def channel_name(channel: int, channels: int) -> str:
+    """How a kernel slice is named: "R", "G", "B" for a colour picture, else "channel 2"."""
+    return CHANNEL_NAMES[channel] if channels == 3 else f"channel {channel + 1}"
+
+
 def build_kernel_bank(
-    names: list[str] | tuple[str, ...], height: int, width: int, channels: int = 1, custom_text: str = ""
+    names: list[str] | tuple[str, ...],
+    height: int,
+    width: int,
+    channels: int = 1,
+    custom: str | Sequence[CustomText] = "",
 ) -> np.ndarray:
     """One kernel per name, each repeated over the input channels and divided by their number.
 
     Dividing by the channel count makes a preset on an RGB picture act on the channel average,
     so "identity" still returns a picture in the input's range. A "random" kernel draws its own
     weights for every kernel and channel (seeded by its position), as a layer before training has.
+
+    Args:
+        custom: the texts of the "custom" kernels: one text shared by all of them, or one entry per
+            kernel (ignored for presets). An entry is a text, put on every channel divided by their
+            number like a preset, or a tuple of one text per input channel, the slices as typed.
 
     Returns:
         (K, C, height, width) float64.
@@ -198,15 +221,38 @@ def build_kernel_bank(
             seeds = [RANDOM_SEED + index * channels + c for c in range(channels)]
             slices = np.stack([make_kernel(name, height, width, seed=seed) for seed in seeds])
             kernels.append(np.round(slices / channels, 2))  # (C, kH, kW)
-            continue
-        if name == CUSTOM:
-            kernel = parse_kernel(custom_text)
-            if kernel.shape != (height, width):
-                raise ValueError(
-                    f"The custom kernel is {kernel.shape[0]}x{kernel.shape[1]} but the kernel size is "
-                    f"{height}x{width}; make them match."
-                )
+        elif name == CUSTOM:
+            text = custom if isinstance(custom, str) else custom[index] if index < len(custom) else ""
+            kernels.append(_custom_slices(text, index, height, width, channels))  # (C, kH, kW)
         else:
             kernel = make_kernel(name, height, width)
-        kernels.append(np.repeat(kernel[None] / channels, channels, axis=0))  # (C, kH, kW)
+            kernels.append(np.repeat(kernel[None] / channels, channels, axis=0))  # (C, kH, kW)
     return np.stack(kernels)  # (K, C, kH, kW)
+
+
+def _custom_slices(text: CustomText, index: int, height: int, width: int, channels: int) -> np.ndarray:
+    """Custom kernel ``index`` (from 0) as (C, kH, kW): one text on every channel divided by C, or one
+    text per channel."""
+    label = f"custom kernel {index + 1}"
+    if isinstance(text, str):
+        kernel = _sized(parse_kernel(text, label), label, height, width)
+        return np.repeat(kernel[None] / channels, channels, axis=0)
+    if len(text) != channels:
+        raise ValueError(
+            f"{_capital(label)} has {len(text)} channel slices but the input has {channels} "
+            f"channel{'s' if channels > 1 else ''}; type one slice per channel."
+        )
+    slices = []
+    for channel, slice_text in enumerate(text):
+        slice_label = f"{label}'s {channel_name(channel, channels)} slice"
+        slices.append(_sized(parse_kernel(slice_text, slice_label), slice_label, height, width))
+    return np.stack(slices)
+
+
+def _sized(kernel: np.ndarray, label: str, height: int, width: int) -> np.ndarray:
+    if kernel.shape != (height, width):
+        raise ValueError(
+            f"{_capital(label)} is {kernel.shape[0]}x{kernel.shape[1]} but the kernel size is "
+            f"{height}x{width}; make them match."
+        )
+    return kernel

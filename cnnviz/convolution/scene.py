@@ -13,7 +13,7 @@ import numpy as np
 
 from cnnviz.convolution.arithmetic import parse_padding
 from cnnviz.convolution.frames import FramePlan, frame_positions, frames_within_budget, plan_frames
-from cnnviz.convolution.kernels import build_kernel_bank
+from cnnviz.convolution.kernels import CustomText, build_kernel_bank
 from cnnviz.convolution.learned import LearnedConvolution, LearnedKernel
 from cnnviz.convolution.pooling import MAX, PoolSteps, max_pool_gradient, pool_steps
 from cnnviz.convolution.steps import ConvSteps, convolve_steps, relu
@@ -32,10 +32,16 @@ class ConvSettings:
     custom: str = ""  # the custom kernel's text, rows of numbers
     bias: float = 0.0  # added to every feature map
     learned: LearnedKernel | None = None  # a trained model's kernel, used instead of ``kernels``
+    # one entry per kernel, for those that are "custom": a text for every channel, or a tuple of a
+    # text per input channel (R, G, B); empty: every custom kernel takes ``custom``
+    custom_kernels: tuple[CustomText, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "padding", parse_padding(self.padding))
         object.__setattr__(self, "kernels", tuple(self.kernels))
+        object.__setattr__(self, "custom_kernels", tuple(
+            text if isinstance(text, str) else tuple(text) for text in self.custom_kernels
+        ))
 
     @classmethod
     def of_learned(cls, learned: LearnedConvolution, channel: int | None = None) -> ConvSettings:
@@ -51,7 +57,8 @@ class ConvSettings:
         """(K, C, kH, kW) the kernels for a ``channels``-channel input; ValueError when one cannot be made."""
         if self.learned is not None:
             return self.learned.for_channels(channels)[None]
-        return build_kernel_bank(self.kernels, self.kernel_h, self.kernel_w, channels, self.custom)
+        return build_kernel_bank(self.kernels, self.kernel_h, self.kernel_w, channels,
+                                 self.custom_kernels or self.custom)
 
     def convolve(self, pixels: np.ndarray) -> ConvSteps:
         """Every step over (C, H, W) ``pixels``; ValueError with the reason when the setting does not fit."""

@@ -8,10 +8,12 @@ from cnnviz.convolution.arithmetic import AxisSize
 from cnnviz.convolution.frames import describe_frames, region_side
 from cnnviz.convolution.kernels import (
     BINARY_PICTURES,
+    CHANNEL_NAMES,
     CUSTOM,
     MAX_KERNEL_SIDE,
     PRESET_NAMES,
     PRESETS,
+    CustomText,
     binary_picture,
 )
 from cnnviz.convolution.pooling import POOL_MODES
@@ -40,6 +42,8 @@ DEFAULT_KERNELS = ("X detector", "Sobel x", "Sobel y", "Laplacian")
 PADDINGS = ("0", "1", "2", "3", "same", "valid")
 KERNEL_SOURCES = ("presets or your own", "a trained model's first layer")
 CHART = {"width": "stretch", "config": {"displayModeBar": False}}
+SHARPEN_TEXT = "0 -1 0\n-1 5 -1\n0 -1 0"
+RED_MINUS_GREEN = ("0 0 0\n0 1 0\n0 0 0", "0 0 0\n0 -1 0\n0 0 0", "0 0 0\n0 0 0\n0 0 0")  # R, G, B slices
 
 st.title("Convolution and pooling")
 st.markdown(
@@ -92,7 +96,7 @@ def kernel_controls(rgb_picture: bool) -> dict | None:
         kernel, layer = picked
         _, kernel_h, kernel_w = kernel.shape
         st.markdown(f"**{kernel.name}**: {kernel_h}x{kernel_w}, bias {layer['bias']:.4g}")
-        return {"kernel_h": kernel_h, "kernel_w": kernel_w, "names": ("learned",), "custom": "",
+        return {"kernel_h": kernel_h, "kernel_w": kernel_w, "names": ("learned",), "custom": (),
                 "bias": layer["bias"], "learned": kernel, "layer": layer}
     size_h, size_w = st.columns(2)
     kernel_h = size_h.number_input("Kernel height", 1, MAX_KERNEL_SIDE, 3, key=kept("conv_kernel_h"))
@@ -109,15 +113,30 @@ def kernel_controls(rgb_picture: bool) -> dict | None:
         )
         for i in range(count)
     )
-    custom = ""
-    if CUSTOM in names:
-        custom = st.text_area(
-            "Custom kernel: one row per line", "0 -1 0\n-1 5 -1\n0 -1 0", key=kept("conv_custom")
-        )
+    custom = tuple(custom_kernel_text(i, rgb_picture) if name == CUSTOM else ""
+                   for i, name in enumerate(names))
     bias = st.number_input("Bias", -5.0, 5.0, 0.0, 0.1, format="%g",  # 0.123 shows whole
                            key=kept("conv_bias"))
     return {"kernel_h": kernel_h, "kernel_w": kernel_w, "names": names, "custom": custom, "bias": bias,
             "learned": None, "layer": None}
+
+
+def custom_kernel_text(index: int, rgb_picture: bool) -> CustomText:
+    """The text boxes of custom kernel ``index`` (from 0): one for every channel, or in RGB mode one
+    slice per colour channel when the student asks for it."""
+    label = f"Kernel {index + 1} (custom): one row per line"
+    per_channel = rgb_picture and st.checkbox(
+        "One slice per colour channel (R, G, B)", key=kept(f"conv_custom_rgb_{index}"),
+        help="Type each colour's weights: e.g. +1 in R and -1 in G detects red against green.",
+    )
+    if not per_channel:
+        return st.text_area(label, SHARPEN_TEXT, key=kept(f"conv_custom_{index}"))
+    st.caption(f"Kernel {index + 1} (custom), one slice per colour; one row per line:")
+    columns = st.columns(3)
+    return tuple(
+        column.text_area(f"{name} slice", RED_MINUS_GREEN[c], key=kept(f"conv_custom_{index}_{name.lower()}"))
+        for c, (column, name) in enumerate(zip(columns, CHANNEL_NAMES, strict=True))
+    )
 
 
 def slide_controls(layer: dict | None) -> tuple[int, str, int]:
@@ -160,12 +179,14 @@ def preset_controls() -> Convolved | None:
         st.caption(picture.note)
     if picture.pixels.shape[0] == 3 and kernel["learned"] is None:
         st.caption(
-            "RGB mode: each kernel has one slice per colour channel (R, G, B). A preset or custom kernel is "
-            "put on every slice divided by 3, so it acts on the channel average (a random kernel draws "
-            "every slice anew); the sum runs over all 3 x kH x kW products."
+            "RGB mode: each kernel has one slice per colour channel (R, G, B). A preset, or a custom kernel "
+            "typed once, is put on every slice divided by 3, so it acts on the channel average (a random "
+            "kernel draws every slice anew; a custom kernel can get one slice per colour); the sum runs "
+            "over all 3 x kH x kW products."
         )
     settings = ConvSettings(int(kernel["kernel_h"]), int(kernel["kernel_w"]), stride, padding, dilation,
-                            kernel["names"], kernel["custom"], float(kernel["bias"]), kernel["learned"])
+                            kernel["names"], "", float(kernel["bias"]), kernel["learned"],
+                            custom_kernels=kernel["custom"])
     return Convolved(picture_key, picture.pixels, settings)
 
 
