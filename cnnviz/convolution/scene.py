@@ -2,7 +2,7 @@
 
 The settings are frozen (hashable, so they key a cache); a scene holds the convolution's steps
 computed once, with everything the page's figures read from them: how many frames the animation
-may have, feature map 1 before and after ReLU, and the pooling of that map.
+may have, any feature map before and after ReLU, and the pooling of that map.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ class ConvSettings:
 
 @dataclass(frozen=True)
 class PoolSettings:
-    """The pooling layer as the page sets it (it pools feature map 1 after ReLU)."""
+    """The pooling layer as the page sets it (it pools one feature map after ReLU)."""
 
     mode: str = MAX  # pooling.MAX or pooling.AVERAGE
     window: int = 2
@@ -117,9 +117,21 @@ class ConvScene:
         """The animation's frames: spread over the map, or every cell of the region from ``region``."""
         return plan_frames(*self.steps.output_size, self.max_frames, region)
 
-    def pool(self, settings: PoolSettings) -> PoolScene:
-        """Pool feature map 1 after ReLU; ValueError with the reason when the window does not fit."""
-        feature = self.activated[None]  # (1, Ho, Wo)
+    def relu_map(self, feature_map: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Feature map ``feature_map`` (from 0) before and after ReLU, each (Ho, Wo)."""
+        if not 0 <= feature_map < self.steps.output.shape[0]:
+            raise ValueError(
+                f"There is no feature map {feature_map + 1}; pick one of 1..{self.steps.output.shape[0]}."
+            )
+        if feature_map == 0:
+            return self.feature, self.activated
+        feature = self.steps.output[feature_map]
+        return feature, relu(feature)
+
+    def pool(self, settings: PoolSettings, feature_map: int = 0) -> PoolScene:
+        """Pool feature map ``feature_map`` (from 0) after ReLU; ValueError with the reason when the
+        window does not fit."""
+        feature = self.relu_map(feature_map)[1][None]  # (1, Ho, Wo)
         steps = pool_steps(feature, settings.window, settings.stride, settings.padding, settings.mode)
         positions = tuple(frame_positions(*steps.output.shape[1:], self.frame_limit))
         gradient = None

@@ -41,9 +41,10 @@ def make_conv_figure(scene: ConvScene, plan: FramePlan) -> go.Figure:
     )
 
 
-def make_pool_view(scene: ConvScene, pool: PoolSettings) -> tuple[PoolScene, go.Figure]:
-    """Pooling of the scene's feature map 1 after ReLU, and its animation; ValueError when it does not fit."""
-    pooled = scene.pool(pool)
+def make_pool_view(scene: ConvScene, pool: PoolSettings, feature_map: int = 0) -> tuple[PoolScene, go.Figure]:
+    """Pooling of the scene's feature map ``feature_map`` (from 0) after ReLU, and its animation;
+    ValueError when it does not fit."""
+    pooled = scene.pool(pool, feature_map)
     return pooled, build_pooling_figure(pooled.steps, pooled.positions)
 
 
@@ -85,7 +86,8 @@ def conv_figure(
 
 @st.cache_resource(max_entries=CACHE_ENTRIES, show_spinner=False)
 def pool_view(
-    picture_key: str, settings: ConvSettings, pool: PoolSettings, _scene: ConvScene
+    picture_key: str, settings: ConvSettings, pool: PoolSettings, _scene: ConvScene, feature_map: int = 0
 ) -> tuple[PoolScene, go.Figure]:
-    """The pooling of ``_scene`` (the scene of ``picture_key`` and ``settings``) and its animation."""
-    return make_pool_view(_scene, pool)
+    """The pooling of map ``feature_map`` of ``_scene`` (the scene of ``picture_key`` and ``settings``)
+    and its animation."""
+    return make_pool_view(_scene, pool, feature_map)

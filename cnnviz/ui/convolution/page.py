@@ -262,9 +262,25 @@ st.plotly_chart(conv_figure(picture_key, settings, region, scene, plan), key="co
 if learned is not None and learned.channels > 1:
     show_channel_sum(learned, convolved.channel)
 
+def pick_feature_map(settings: ConvSettings, maps: int) -> int:
+    """The feature map (from 0) that ReLU and pooling take: a picker when there are several."""
+    if maps == 1:
+        return 0
+    if st.session_state.get("conv_feature_map", 1) > maps:  # fewer kernels than before: back to map 1
+        st.session_state["conv_feature_map"] = 1
+    names = settings.kernels
+    return st.radio(
+        "Feature map", range(1, maps + 1), key=kept("conv_feature_map"), horizontal=True,
+        format_func=lambda k: f"{k} ({names[k - 1]})" if k <= len(names) else str(k),
+        help="ReLU, the count of negative cells and the pooling below all run on this map.",
+    ) - 1
+
+
 st.subheader("ReLU: negative responses become zero")
-before, after = feature_scene.feature, feature_scene.activated
-map_name = "feature map 1" if learned is None else f"layer {learned.layer_number}'s output channel"
+feature_map = pick_feature_map(whole.settings, feature_scene.steps.output.shape[0])
+before, after = feature_scene.relu_map(feature_map)
+map_name = (f"feature map {feature_map + 1}" if learned is None
+            else f"layer {learned.layer_number}'s output channel")
 st.markdown(
     f"ReLU keeps positive values and replaces negative ones by 0: **{int((before < 0).sum())} of "
     f"{before.size}** cells of {map_name} were negative."
@@ -285,7 +301,7 @@ pool_padding = pad_col.number_input("Padding", 0, 2, 0, key=kept("pool_padding")
 st.caption(f"Pooling runs on {map_name} after ReLU. It has no weights: it only picks (max) or averages.")
 pool = PoolSettings(mode, int(window), int(pool_stride), int(pool_padding))
 try:
-    pooled, pool_fig = pool_view(whole.key, whole.settings, pool, feature_scene)
+    pooled, pool_fig = pool_view(whole.key, whole.settings, pool, feature_scene, feature_map)
 except ValueError as err:
     st.warning(str(err), icon=":material/block:")
     st.stop()
