@@ -17,7 +17,10 @@ from PIL import Image
 from cnnviz.ui.plotly_wire import AnimatedFigure
 
 GAP = 1  # empty cells between tiled blocks (channels, kernels, feature maps, filters)
-FRAME_MS = 450  # how long one step stays on screen while playing
+FRAME_MS = 450  # how long one step stays on screen while playing, at normal speed
+SPEEDS = {"slow": 1200, "normal": FRAME_MS, "fast": 150}  # ms per step while playing
+PLAY_MENU, STEP_MENU, SPEED_MENU = 0, 1, 2  # the animation's updatemenus
+STEP_MENU_X = 0.22  # paper fraction right of Play/Pause (about 140 px at 800 px wide)
 MAX_SLIDER_LABELS = 25
 LABEL_FONT = {"size": 11, "color": "#5a6275"}
 
@@ -154,8 +157,32 @@ def title(text: str, x_domain: list[float], y: float) -> dict:
     }
 
 
+def _jump(frame: int) -> list:
+    """The ``animate`` arguments that show frame ``frame`` at once (a slider step, a step button)."""
+    return [[str(frame)], {"frame": {"duration": 0, "redraw": True}, "mode": "immediate",
+                           "transition": {"duration": 0}}]
+
+
+def step_buttons(frame: int, count: int) -> list[dict]:
+    """The "-1" and "+1" buttons while frame ``frame`` of ``count`` shows: each animates to its
+    neighbour (no further than the first and last). plotly.js has no "next frame" command, so every
+    frame carries its own pair of buttons (see :func:`animated_figure`)."""
+    return [
+        {"label": "◀ −1", "method": "animate", "args": _jump(max(0, frame - 1))},
+        {"label": "+1 ▶", "method": "animate", "args": _jump(min(count - 1, frame + 1))},
+    ]
+
+
+def speed_buttons(menu: int = PLAY_MENU) -> list[dict]:
+    """Slow / normal / fast: each sets the frame duration of the Play button of updatemenu ``menu``
+    in the browser (a relayout: no Streamlit rerun, the animation keeps its place)."""
+    path = f"updatemenus[{menu}].buttons[0].args[1].frame.duration"
+    return [{"label": label, "method": "relayout", "args": [{path: ms}]} for label, ms in SPEEDS.items()]
+
+
 def animation_controls(labels: list[str], prefix: str) -> dict:
-    """Play/pause buttons and a step slider over frames "0", "1", ..., all handled by plotly.js."""
+    """Play/pause, step -1/+1 and speed buttons and a step slider over frames "0", "1", ..., all
+    handled by plotly.js."""
     play = {
         "frame": {"duration": FRAME_MS, "redraw": True},
         "fromcurrent": True,
@@ -163,23 +190,19 @@ def animation_controls(labels: list[str], prefix: str) -> dict:
         "mode": "immediate",
     }
     pause = {"frame": {"duration": 0, "redraw": False}, "mode": "immediate", "transition": {"duration": 0}}
+    row = {"type": "buttons", "direction": "left", "y": -0.04, "yanchor": "top", "pad": {"t": 0, "r": 10},
+           "showactive": False}
+    menus = [None] * 3
+    menus[PLAY_MENU] = {**row, "x": 0.0, "xanchor": "left", "buttons": [
+        {"label": "▶ Play", "method": "animate", "args": [None, play]},
+        {"label": "❚❚ Pause", "method": "animate", "args": [[None], pause]},
+    ]}
+    menus[STEP_MENU] = {**row, "x": STEP_MENU_X, "xanchor": "left", "buttons": step_buttons(0, len(labels))}
+    # the speed in use stays highlighted; right-aligned, clear of the step buttons at 800 px
+    menus[SPEED_MENU] = {**row, "x": 1.0, "xanchor": "right", "pad": {"t": 0, "r": 0}, "showactive": True,
+                         "active": list(SPEEDS.values()).index(FRAME_MS), "buttons": speed_buttons()}
     return {
-        "updatemenus": [
-            {
-                "type": "buttons",
-                "direction": "left",
-                "x": 0.0,
-                "y": -0.04,
-                "xanchor": "left",
-                "yanchor": "top",
-                "pad": {"t": 0, "r": 10},
-                "showactive": False,
-                "buttons": [
-                    {"label": "▶ Play", "method": "animate", "args": [None, play]},
-                    {"label": "❚❚ Pause", "method": "animate", "args": [[None], pause]},
-                ],
-            }
-        ],
+        "updatemenus": menus,
         "sliders": [
             {  # under the buttons, not beside them: on a narrow screen they would cover its start
                 "active": 0,
@@ -193,21 +216,8 @@ def animation_controls(labels: list[str], prefix: str) -> dict:
                 },
                 # with many steps the tick labels would overlap: the current value says where we are
                 "font": {"color": "rgba(0,0,0,0)"} if len(labels) > MAX_SLIDER_LABELS else {},
-                "steps": [
-                    {
-                        "label": label,
-                        "method": "animate",
-                        "args": [
-                            [str(index)],
-                            {
-                                "frame": {"duration": 0, "redraw": True},
-                                "mode": "immediate",
-                                "transition": {"duration": 0},
-                            },
-                        ],
-                    }
-                    for index, label in enumerate(labels)
-                ],
+                "steps": [{"label": label, "method": "animate", "args": _jump(index)}
+                          for index, label in enumerate(labels)],
             }
         ],
     }
@@ -241,11 +251,16 @@ def animated_figure(
     """
     moving = [(index, trace) for index, trace in enumerate(traces) if isinstance(trace, Moving)]
     indices = [index for index, _ in moving]
+    # each frame brings its own step buttons (its neighbours); the other menus ({}) stay as they are
+    menus = range(SPEED_MENU + 1)
     frame_dicts = [
         {
             "name": str(number),
             "traces": indices,
             "data": [{"type": trace.kind, **values[trace.name]} for _, trace in moving],
+            "layout": {"updatemenus": [
+                {"buttons": step_buttons(number, len(frames))} if menu == STEP_MENU else {} for menu in menus
+            ]},
         }
         for number, values in enumerate(frames)
     ]
