@@ -20,7 +20,7 @@ GAP = 1  # empty cells between tiled blocks (channels, kernels, feature maps, fi
 FRAME_MS = 450  # how long one step stays on screen while playing, at normal speed
 SPEEDS = {"slow": 1200, "normal": FRAME_MS, "fast": 150}  # ms per step while playing
 PLAY_MENU, STEP_MENU, SPEED_MENU = 0, 1, 2  # the animation's updatemenus
-STEP_MENU_X = 0.22  # paper fraction right of Play/Pause (about 140 px at 800 px wide)
+STEP_MENU_PAD_PX = 150  # the step buttons start this far right of Play/Pause's start, at any width
 MAX_SLIDER_LABELS = 25
 LABEL_FONT = {"size": 11, "color": "#5a6275"}
 
@@ -197,7 +197,8 @@ def animation_controls(labels: list[str], prefix: str) -> dict:
         {"label": "▶ Play", "method": "animate", "args": [None, play]},
         {"label": "❚❚ Pause", "method": "animate", "args": [[None], pause]},
     ]}
-    menus[STEP_MENU] = {**row, "x": STEP_MENU_X, "xanchor": "left", "buttons": step_buttons(0, len(labels))}
+    menus[STEP_MENU] = {**row, "x": 0.0, "xanchor": "left", "pad": {"t": 0, "l": STEP_MENU_PAD_PX},
+                        "buttons": step_buttons(0, len(labels))}
     # the speed in use stays highlighted; right-aligned, clear of the step buttons at 800 px
     menus[SPEED_MENU] = {**row, "x": 1.0, "xanchor": "right", "pad": {"t": 0, "r": 0}, "showactive": True,
                          "active": list(SPEEDS.values()).index(FRAME_MS), "buttons": speed_buttons()}
