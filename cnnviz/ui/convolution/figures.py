@@ -15,7 +15,6 @@ import plotly.graph_objects as go
 from cnnviz.convolution.steps import ConvSteps
 from cnnviz.ui.convolution.layout import (
     BOTTOM_TITLE_Y,
-    CURSOR_COLOR,
     DIVERGING,
     DOMAINS,
     FRAME_PREFIX,
@@ -108,6 +107,8 @@ def build_convolution_figure(
     layout["shapes"] = slots + padding_shapes(
         padded_h - top - bottom, padded_w - left - right, steps.pad, INPUT_AXES
     )
+    if not fill_reading_order:  # every step of a region: the region outlined on each output map
+        layout["shapes"] += region_shapes(positions, [left_col for _, left_col in out_tiles.origins[0]])
     pad_text = "padding in orange" if any(steps.pad) else "no padding"
     layout["annotations"] = [
         title(f"input {padded_h - top - bottom}x{padded_w - left - right} ({pad_text})", DOMAINS[""][0],
@@ -126,6 +127,23 @@ def build_convolution_figure(
     ]
     labels = [f"({row},{col})" for row, col in positions]
     return animated_figure(traces, frames, labels, layout, FRAME_PREFIX)
+
+
+def region_shapes(
+    positions: list[tuple[int, int]] | tuple[tuple[int, int], ...], map_lefts: list[int]
+) -> list[dict]:
+    """A dashed outline, in the window's colour, around the output cells the frames visit, on each
+    output map (``map_lefts``: the first column of each map in the tiled output panel)."""
+    rows, cols = [row for row, _ in positions], [col for _, col in positions]
+    return [
+        {
+            "type": "rect", "xref": OUTPUT_AXES[0], "yref": OUTPUT_AXES[1], "layer": "above",
+            "x0": left + min(cols) - 0.5, "x1": left + max(cols) + 0.5,
+            "y0": min(rows) - 0.5, "y1": max(rows) + 0.5,
+            "line": {"color": WINDOW_COLOR, "width": 2, "dash": "dash"},
+        }
+        for left in map_lefts
+    ]
 
 
 def _input_trace(steps: ConvSteps, input_rgb: np.ndarray | None) -> go.Image | go.Heatmap:
@@ -218,7 +236,8 @@ def _moving_traces(
             zmid=0.0, zmin=-out_limit, zmax=out_limit,
         )),
         Moving("cursor", "scatter", lambda v: go.Scatter(
-            x=v["x"], y=v["y"], mode="lines", line={"color": CURSOR_COLOR, "width": 3},
+            # the window's colour: the cell it computes is outlined like the window that computes it
+            x=v["x"], y=v["y"], mode="lines", line={"color": WINDOW_COLOR, "width": 3},
             xaxis=OUTPUT_AXES[0], yaxis=OUTPUT_AXES[1], hoverinfo="skip", name="current output",
         )),
         Moving("products", "heatmap", lambda v: heatmap(

@@ -7,10 +7,10 @@ MAX_TEXT_SIDE = 12  # write the numbers into the cells of a map while it is at m
 PAD_FILL = "rgba(255, 170, 60, 0.55)"
 SLOT_FILL = "#eef0f4"  # where output cells will appear
 PAD_EDGE = "rgba(220, 110, 0, 0.9)"
-WINDOW_COLOR = "#e8175d"
-CURSOR_COLOR = "#00a676"
+WINDOW_COLOR = "#e8175d"  # the window on the input and the output cell it computes
+CURSOR_COLOR = "#00a676"  # the winner of a max-pooling window
 DIVERGING = "RdBu_r"
-POOL_SCALE = "Blues"  # no green in it: the green cursor and winner box show on every cell
+POOL_SCALE = "Blues"  # no green or pink in it: the outlines and the green winner box show on every cell
 
 # Axis slots of the figure: (x axis, y axis), and each slot's (x domain, y domain) by axis suffix
 INPUT_AXES = ("x", "y")

@@ -137,7 +137,7 @@ def _moving_traces(out_h: int, out_w: int, low: float, high: float) -> list[Movi
             zmin=low, zmax=high,
         )),
         Moving("cursor", "scatter", lambda v: go.Scatter(
-            x=v["x"], y=v["y"], line={"color": CURSOR_COLOR, "width": 3},
+            x=v["x"], y=v["y"], line={"color": WINDOW_COLOR, "width": 3},  # the window's colour
             xaxis=OUTPUT_AXES[0], yaxis=OUTPUT_AXES[1], name="current output", **line,
         )),
         Moving("window values", "heatmap", lambda v: heatmap(
