@@ -113,26 +113,24 @@ def kernel_controls(rgb_picture: bool) -> dict | None:
         )
         for i in range(count)
     )
-    custom = tuple(custom_kernel_text(i, rgb_picture) if name == CUSTOM else ""
-                   for i, name in enumerate(names))
     bias = st.number_input("Bias", -5.0, 5.0, 0.0, 0.1, format="%g",  # 0.123 shows whole
                            key=kept("conv_bias"))
-    return {"kernel_h": kernel_h, "kernel_w": kernel_w, "names": names, "custom": custom, "bias": bias,
+    return {"kernel_h": kernel_h, "kernel_w": kernel_w, "names": names, "custom": (), "bias": bias,
             "learned": None, "layer": None}
 
 
 def custom_kernel_text(index: int, rgb_picture: bool) -> CustomText:
-    """The text boxes of custom kernel ``index`` (from 0): one for every channel, or in RGB mode one
-    slice per colour channel when the student asks for it."""
-    label = f"Kernel {index + 1} (custom): one row per line"
+    """The text boxes of custom kernel ``index`` (from 0), the whole width under the kernel column: one
+    for every channel, or in RGB mode one slice per colour channel when the student asks for it."""
+    st.markdown(f"**Kernel {index + 1} (custom)**: one row of weights per line, e.g. `1 0 -1` or `1/9`")
     per_channel = rgb_picture and st.checkbox(
         "One slice per colour channel (R, G, B)", key=kept(f"conv_custom_rgb_{index}"),
         help="Type each colour's weights: e.g. +1 in R and -1 in G detects red against green.",
     )
-    if not per_channel:
-        return st.text_area(label, SHARPEN_TEXT, key=kept(f"conv_custom_{index}"))
-    st.caption(f"Kernel {index + 1} (custom), one slice per colour; one row per line:")
     columns = st.columns(3)
+    if not per_channel:
+        label = "Every channel (divided by 3)" if rgb_picture else f"Kernel {index + 1}"
+        return columns[0].text_area(label, SHARPEN_TEXT, key=kept(f"conv_custom_{index}"))
     return tuple(
         column.text_area(f"{name} slice", RED_MINUS_GREEN[c], key=kept(f"conv_custom_{index}_{name.lower()}"))
         for c, (column, name) in enumerate(zip(columns, CHANNEL_NAMES, strict=True))
@@ -172,6 +170,10 @@ def preset_controls() -> Convolved | None:
             for name in () if kernel is None else kernel["names"]:
                 if name in PRESETS:
                     st.caption(f"**{name}**: {PRESETS[name].description}.")
+        if kernel is not None and CUSTOM in kernel["names"]:
+            rgb = chosen is not None and chosen[1].pixels.shape[0] == 3
+            kernel["custom"] = tuple(custom_kernel_text(i, rgb) if name == CUSTOM else ""
+                                     for i, name in enumerate(kernel["names"]))
     if chosen is None or kernel is None:
         return None
     picture_key, picture = chosen
