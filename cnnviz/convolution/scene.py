@@ -29,7 +29,7 @@ class ConvSettings:
     padding: int | str = 0  # zeros on each side, "same" or "valid"; text such as "1" is read once here
     dilation: int = 1
     kernels: tuple[str, ...] = ("X detector",)  # preset names (or "custom"), one feature map each
-    custom: str = ""  # the custom kernel's text, rows of numbers
+    custom: str = ""  # rows of numbers: the text of every custom kernel when custom_kernels is empty
     bias: float = 0.0  # added to every feature map
     learned: LearnedKernel | None = None  # a trained model's kernel, used instead of ``kernels``
     # one entry per kernel, for those that are "custom": a text for every channel, or a tuple of a
