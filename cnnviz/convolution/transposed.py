@@ -1,0 +1,398 @@
+"""Transposed convolution written out two ways, both equal to ``torch.nn.functional.conv_transpose2d``.
+
+1. **Stretch, pad, slide.** Put ``s - 1`` zeros between neighbouring input cells (per axis), pad
+   the stretched input with ``d (k - 1) - p`` zeros on each side (a negative number crops instead)
+   and ``output_padding`` more at the bottom/right, then slide the kernel *flipped* by 180 degrees
+   over it at stride 1. The result is an ordinary :class:`ConvSteps`, so the page's step-by-step
+   animation shows it unchanged; :class:`TransposedSteps` adds which cell of the stretched input
+   is an input cell, an inserted zero or padding.
+2. **Scatter.** Every input cell pastes ``value x kernel`` into the output, the kernel's corner at
+   ``(i s - p, j s - p)``, taps ``d`` apart; overlapping pastes add up.
+
+Per axis the output size is ``(n - 1) s - 2p + d (k - 1) + output_padding + 1``. The same
+operation is the gradient of a strided convolution with respect to its input
+(:func:`conv2d_input_gradient`), which is where deep-learning libraries got it from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cnnviz.convolution.arithmetic import output_shape
+from cnnviz.convolution.steps import ConvSteps, extract_windows
+
+INPUT, INSERTED, PADDING = 0, 1, 2  # what each cell of the stretched, padded input is
+CELL_KINDS = ("input cell", "inserted zero", "padding")
+
+
+@dataclass(frozen=True)
+class TransposedAxis:
+    """The output size of a transposed convolution along one axis, and how it came about."""
+
+    axis: str  # "height" or "width"
+    input_size: int  # n
+    kernel: int  # k
+    stride: int  # s
+    padding: int  # p
+    output_padding: int
+    dilation: int  # d
+    output: int  # (n - 1) s - 2p + d (k - 1) + output_padding + 1
+    formula: str  # the formula with the numbers filled in
+
+    @property
+    def stretched(self) -> int:
+        """Input cells with ``s - 1`` zeros between neighbours: (n - 1) s + 1."""
+        return (self.input_size - 1) * self.stride + 1
+
+    @property
+    def border(self) -> int:
+        """Zeros padded on each side of the stretched input, d (k - 1) - p (negative: cells cropped)."""
+        return self.dilation * (self.kernel - 1) - self.padding
+
+    @property
+    def before(self) -> int:
+        """Padding at the top/left (negative: that many stretched cells cropped)."""
+        return self.border
+
+    @property
+    def after(self) -> int:
+        """Padding at the bottom/right: the border plus output_padding (negative: cropped)."""
+        return self.border + self.output_padding
+
+
+def _check_whole(name: str, value: int, minimum: int) -> None:
+    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < minimum:
+        raise ValueError(f"The {name} must be a whole number of at least {minimum}, not {value!r}.")
+
+
+def transposed_axis_size(
+    input_size: int,
+    kernel: int,
+    stride: int = 1,
+    padding: int = 0,
+    output_padding: int = 0,
+    dilation: int = 1,
+    axis: str = "height",
+) -> TransposedAxis:
+    """The output size along one axis with the formula written out; ValueError when PyTorch refuses it."""
+    _check_whole(f"input {axis}", input_size, 1)
+    _check_whole("kernel size", kernel, 1)
+    _check_whole("stride", stride, 1)
+    _check_whole("dilation", dilation, 1)
+    _check_whole("padding", padding, 0)
+    _check_whole("output padding", output_padding, 0)
+    input_size, kernel, stride, padding, output_padding, dilation = (
+        int(v) for v in (input_size, kernel, stride, padding, output_padding, dilation)
+    )
+    if output_padding >= stride and output_padding >= dilation:
+        raise ValueError(
+            f"The output padding ({output_padding}) along the {axis} must be smaller than the stride "
+            f"({stride}) or the dilation ({dilation}), as PyTorch requires: it only picks one of the "
+            f"input sizes a stride-{stride} convolution would map to the same size. "
+            f"Use output padding {max(stride, dilation) - 1} or less."
+        )
+    output = (input_size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
+    formula = (
+        f"({input_size} - 1)*{stride} - 2*{padding} + {dilation}*({kernel} - 1) + {output_padding} + 1 "
+        f"= {output}"
+    )
+    if output < 1:
+        raise ValueError(
+            f"The {axis} would come out {output} cells ({formula}): the padding {padding} crops more than "
+            f"the transposed convolution produces. Use padding "
+            f"{((input_size - 1) * stride + dilation * (kernel - 1) + output_padding) // 2} or less, "
+            "or a larger kernel or stride."
+        )
+    return TransposedAxis(axis, input_size, kernel, stride, padding, output_padding, dilation, output,
+                          formula)
+
+
+def _pair(value) -> tuple:
+    return tuple(value) if isinstance(value, tuple | list) else (value, value)
+
+
+def transposed_output_shape(
+    height: int,
+    width: int,
+    kernel: int | tuple[int, int],
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    output_padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+) -> tuple[TransposedAxis, TransposedAxis]:
+    """Height and width output sizes of a 2-D transposed convolution (int or (height, width) pairs)."""
+    settings = zip(_pair(kernel), _pair(stride), _pair(padding), _pair(output_padding), _pair(dilation),
+                   strict=True)
+    (kh, sh, ph, oh, dh), (kw, sw, pw, ow, dw) = settings
+    return (
+        transposed_axis_size(height, kh, sh, ph, oh, dh, "height"),
+        transposed_axis_size(width, kw, sw, pw, ow, dw, "width"),
+    )
+
+
+def describe_transposed(sizes: tuple[TransposedAxis, TransposedAxis]) -> str:
+    """Lines for people: the output size and each axis's formula with the numbers."""
+    height, width = sizes
+    lines = [f"output: {height.output} x {width.output} (height x width)"]
+    for size in sizes:
+        lines.append(f"{size.axis}: (n - 1)s - 2p + d(k - 1) + output_padding + 1 = {size.formula}")
+        lines.append(
+            f"  stretched input {size.stretched} ({size.stride - 1} zero(s) between cells), "
+            + (f"{size.before} zero(s) of padding before and {size.after} after"
+               if min(size.before, size.after) >= 0 else
+               f"padding {size.before} before and {size.after} after (negative: cells cropped)")
+        )
+    return "\n".join(lines)
+
+
+def _axis_layout(size: TransposedAxis) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Along one axis of the stretched, padded input: each cell's kind, the input index it holds
+    (-1 if none) and, for every stretched cell, where it lands (-1 when cropped)."""
+    length = size.stretched + size.before + size.after
+    stretched = np.arange(size.stretched) + size.before  # (n s - s + 1,) position after padding
+    kinds = np.full(length, PADDING)
+    sources = np.full(length, -1)
+    kept = (stretched >= 0) & (stretched < length)
+    positions = stretched[kept]
+    originals = np.arange(size.stretched)[kept]
+    is_input = originals % size.stride == 0
+    kinds[positions] = np.where(is_input, INPUT, INSERTED)
+    sources[positions[is_input]] = originals[is_input] // size.stride
+    return kinds, sources, np.where(kept, stretched, -1)
+
+
+@dataclass(frozen=True)
+class TransposedSteps:
+    """A transposed convolution as an ordinary convolution of the stretched, padded input."""
+
+    image: np.ndarray  # (C, H, W) the input as given
+    weight: np.ndarray  # (C, K, kH, kW) in PyTorch's conv_transpose2d layout
+    sizes: tuple[TransposedAxis, TransposedAxis]
+    steps: ConvSteps  # the flipped kernel sliding over the stretched input at stride 1
+    kinds: np.ndarray  # (Hp, Wp) INPUT, INSERTED or PADDING for each cell of steps.padded
+    source_rows: np.ndarray  # (Hp,) the input row a padded row holds, -1 for zeros
+    source_cols: np.ndarray  # (Wp,) the input column a padded column holds, -1 for zeros
+
+    @property
+    def output(self) -> np.ndarray:
+        """(K, Ho, Wo), equal to F.conv_transpose2d."""
+        return self.steps.output
+
+    @property
+    def flipped(self) -> np.ndarray:
+        """(K, C, kH, kW) the kernels as the sliding window uses them: turned 180 degrees."""
+        return self.steps.weight
+
+    def source(self, row: int, col: int) -> tuple[int, int] | None:
+        """The input cell (row, col) that padded cell (row, col) holds, None for a zero."""
+        if self.kinds[row, col] != INPUT:
+            return None
+        return int(self.source_rows[row]), int(self.source_cols[col])
+
+    def count(self, kind: int) -> int:
+        """How many cells of the stretched, padded input are of ``kind`` (INPUT, INSERTED, PADDING)."""
+        return int((self.kinds == kind).sum())
+
+
+def _prepare(image, weight, bias) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    image = np.asarray(image, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)
+    if weight.ndim == 2:
+        weight = weight[None, None]  # (kH, kW) -> (1, 1, kH, kW)
+    if image.ndim == 2:
+        image = image[None]  # (H, W) -> (1, H, W)
+    if image.ndim != 3 or weight.ndim != 4:
+        raise ValueError(
+            "The input must be channels x height x width and the kernels input channels x output "
+            "channels x height x width."
+        )
+    if weight.shape[0] != image.shape[0]:
+        raise ValueError(
+            f"The input has {image.shape[0]} channel(s) but the kernels are laid out for "
+            f"{weight.shape[0]}: a transposed convolution's weight is (input channels, output maps, kH, kW)."
+        )
+    outputs = weight.shape[1]
+    bias = np.zeros(outputs) if bias is None else np.asarray(bias, dtype=np.float64).reshape(-1)
+    if bias.shape[0] != outputs:
+        raise ValueError(f"There are {outputs} output maps but {bias.shape[0]} bias values.")
+    return image, weight, bias
+
+
+def _stretch(image: np.ndarray, sizes: tuple[TransposedAxis, TransposedAxis]) -> np.ndarray:
+    """(C, H, W) -> (C, Hp, Wp): zeros between the cells, then the padding (or cropping) of each side."""
+    height, width = sizes
+    channels = image.shape[0]
+    stretched = np.zeros((channels, height.stretched, width.stretched))
+    stretched[:, :: height.stride, :: width.stride] = image
+    pads = [(0, 0)]
+    for size, axis in ((height, 1), (width, 2)):
+        crop_before, crop_after = max(0, -size.before), max(0, -size.after)
+        stretched = np.take(stretched, np.arange(crop_before, stretched.shape[axis] - crop_after), axis=axis)
+        pads.append((max(0, size.before), max(0, size.after)))
+    return np.pad(stretched, pads)
+
+
+def transposed_steps(
+    image: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    output_padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+) -> TransposedSteps:
+    """Every step of a 2-D transposed convolution as a stride-1 convolution; ValueError when impossible.
+
+    Args:
+        image: (C, H, W) input values (or (H, W) for one channel).
+        weight: (C, K, kH, kW), PyTorch's conv_transpose2d layout: for each input channel, one
+            kernel per output map; a (kH, kW) array is one kernel for one channel.
+        bias: (K,) added to each output map (zeros if None).
+        stride, padding, output_padding, dilation: ints or (height, width) pairs.
+    """
+    image, weight, bias = _prepare(image, weight, bias)
+    kernel = weight.shape[2:]
+    sizes = transposed_output_shape(image.shape[1], image.shape[2], kernel, stride, padding, output_padding,
+                                    dilation)
+    height, width = sizes
+    padded = _stretch(image, sizes)  # (C, Hp, Wp)
+    flipped = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3))  # (K, C, kH, kW)
+    dilation_hw = (height.dilation, width.dilation)
+    windows = extract_windows(padded, kernel, (1, 1), dilation_hw, (height.output, width.output))
+    windows = windows.transpose(1, 2, 0, 3, 4)  # (Ho, Wo, C, kH, kW)
+    products = windows[None] * flipped[:, None, None]  # (K, Ho, Wo, C, kH, kW)
+    sums = products.sum(axis=(3, 4, 5))  # (K, Ho, Wo)
+    pad = (max(0, height.before), max(0, height.after), max(0, width.before), max(0, width.after))
+    slide_sizes = output_shape(padded.shape[1], padded.shape[2], kernel, 1, 0, dilation_hw)
+    steps = ConvSteps(padded, pad, flipped, bias, (1, 1), dilation_hw, slide_sizes, products, sums)
+    row_kinds, source_rows, _ = _axis_layout(height)
+    col_kinds, source_cols, _ = _axis_layout(width)
+    kinds = np.maximum(row_kinds[:, None], col_kinds[None, :])  # padding beats inserted beats input
+    return TransposedSteps(image, weight, sizes, steps, kinds, source_rows, source_cols)
+
+
+@dataclass(frozen=True)
+class ScatterSteps:
+    """The scatter view: what every input cell pastes into the output."""
+
+    image: np.ndarray  # (C, H, W)
+    weight: np.ndarray  # (C, K, kH, kW)
+    bias: np.ndarray  # (K,)
+    sizes: tuple[TransposedAxis, TransposedAxis]
+    contributions: np.ndarray  # (C, H, W, K, Ho, Wo): input cell (c, i, j)'s value x kernel, placed
+
+    @property
+    def output(self) -> np.ndarray:
+        """(K, Ho, Wo) the sum of every contribution plus the bias: equal to F.conv_transpose2d."""
+        return self.contributions.sum(axis=(0, 1, 2)) + self.bias[:, None, None]
+
+    def footprint(self, row: int, col: int) -> tuple[np.ndarray, np.ndarray]:
+        """Output rows and columns the kernel taps of input cell (row, col) land on (some may fall
+        outside the output, where the padding crops them)."""
+        height, width = self.sizes
+        kernel_h, kernel_w = self.weight.shape[2:]
+        rows = row * height.stride - height.padding + np.arange(kernel_h) * height.dilation
+        cols = col * width.stride - width.padding + np.arange(kernel_w) * width.dilation
+        return rows, cols
+
+    def running_total(self, count: int) -> np.ndarray:
+        """(K, Ho, Wo) the output after the first ``count`` input cells (reading order, all channels)."""
+        channels, rows, cols = self.image.shape
+        flat = self.contributions.transpose(1, 2, 0, 3, 4, 5)  # (H, W, C, K, Ho, Wo)
+        flat = flat.reshape(rows * cols, channels, *self.output.shape)
+        return flat[:count].sum(axis=(0, 1))
+
+
+def scatter_contributions(
+    image: np.ndarray,
+    weight: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    output_padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+) -> ScatterSteps:
+    """Each input cell's contribution to a transposed convolution: its value times every output map's
+    kernel, the kernel's tap (a, b) landing on output (i s - p + a d, j s - p + b d); taps outside the
+    output are cropped. Arguments as :func:`transposed_steps`."""
+    image, weight, bias = _prepare(image, weight, bias)
+    channels, rows, cols = image.shape
+    outputs, kernel_h, kernel_w = weight.shape[1:]
+    sizes = transposed_output_shape(rows, cols, (kernel_h, kernel_w), stride, padding, output_padding,
+                                    dilation)
+    height, width = sizes
+    contributions = np.zeros((channels, rows, cols, outputs, height.output, width.output))
+    scatter = ScatterSteps(image, weight, bias, sizes, contributions)
+    for i in range(rows):
+        for j in range(cols):
+            out_rows, out_cols = scatter.footprint(i, j)
+            keep_r = (out_rows >= 0) & (out_rows < height.output)
+            keep_c = (out_cols >= 0) & (out_cols < width.output)
+            pasted = image[:, i, j, None, None, None] * weight  # (C, K, kH, kW)
+            block = pasted[:, :, keep_r][:, :, :, keep_c]
+            contributions[:, i, j][np.ix_(range(channels), range(outputs), out_rows[keep_r],
+                                          out_cols[keep_c])] = block
+    return scatter
+
+
+def gradient_output_padding(
+    input_size: int, kernel: int, stride: int = 1, padding: int = 0, dilation: int = 1
+) -> int:
+    """The output_padding that makes a transposed convolution give back ``input_size``: the rows a
+    stride-``stride`` convolution's last window leaves over, (n + 2p - d (k - 1) - 1) mod s."""
+    return (input_size + 2 * padding - dilation * (kernel - 1) - 1) % stride
+
+
+def conv2d_input_gradient(
+    upstream: np.ndarray,
+    weight: np.ndarray,
+    input_size: tuple[int, int],
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+) -> np.ndarray:
+    """The gradient of ``conv2d(x, weight, stride, padding, dilation)`` with respect to ``x``, computed
+    as the transposed convolution of the upstream gradient with the same weight.
+
+    Args:
+        upstream: (K, Ho, Wo) the gradient arriving at the convolution's output.
+        weight: (K, C, kH, kW) the convolution's kernels (conv2d layout, which is conv_transpose2d's
+            layout read the other way: K in, C out).
+        input_size: (H, W) of the convolution's input.
+    Returns:
+        (C, H, W).
+    """
+    weight = np.asarray(weight, dtype=np.float64)
+    strides, paddings, dilations = _pair(stride), _pair(padding), _pair(dilation)
+    output_padding = tuple(
+        gradient_output_padding(n, k, s, p, d)
+        for n, k, s, p, d in zip(input_size, weight.shape[2:], strides, paddings, dilations, strict=True)
+    )
+    steps = transposed_steps(upstream, weight, None, strides, paddings, output_padding, dilations)
+    return steps.steps.sums
+
+
+def autograd_input_gradient(
+    upstream: np.ndarray,
+    weight: np.ndarray,
+    input_size: tuple[int, int],
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+    dilation: int | tuple[int, int] = 1,
+) -> np.ndarray:
+    """The same gradient as :func:`conv2d_input_gradient`, from ``torch.autograd.grad`` (float64)."""
+    weight_t = torch.as_tensor(np.asarray(weight, dtype=np.float64))
+    x = torch.zeros((1, weight_t.shape[1], *input_size), dtype=torch.float64, requires_grad=True)
+    out = F.conv2d(x, weight_t, stride=_pair(stride), padding=_pair(padding), dilation=_pair(dilation))
+    grad_out = torch.as_tensor(np.asarray(upstream, dtype=np.float64))[None]
+    if grad_out.shape != out.shape:
+        raise ValueError(
+            f"The upstream gradient is {tuple(grad_out.shape[1:])} but the convolution's output is "
+            f"{tuple(out.shape[1:])}; they must match."
+        )
+    (grad,) = torch.autograd.grad(out, x, grad_outputs=grad_out)
+    return grad[0].numpy()
