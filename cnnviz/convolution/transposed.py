@@ -16,6 +16,7 @@ operation is the gradient of a strided convolution with respect to its input
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,6 +26,8 @@ import torch.nn.functional as F
 from cnnviz.convolution.arithmetic import output_shape
 from cnnviz.convolution.steps import ConvSteps, extract_windows
 
+MAX_INPUT_SIDE = 6  # a typed input grid: small enough to follow every paste by eye
+MAX_INPUT_CHARS = 600
 INPUT, INSERTED, PADDING = 0, 1, 2  # what each cell of the stretched, padded input is
 CELL_KINDS = ("input cell", "inserted zero", "padding")
 
@@ -147,6 +150,36 @@ def describe_transposed(sizes: tuple[TransposedAxis, TransposedAxis]) -> str:
                f"padding {size.before} before and {size.after} after (negative: cells cropped)")
         )
     return "\n".join(lines)
+
+
+def parse_input_grid(text: str) -> np.ndarray:
+    """Numbers typed one row per line (spaces or commas between them) -> an (H, W) input of at most
+    :data:`MAX_INPUT_SIDE` a side; ValueError naming the row at fault."""
+    if len(text) > MAX_INPUT_CHARS:
+        raise ValueError(f"Keep the input to {MAX_INPUT_CHARS} characters: a "
+                         f"{MAX_INPUT_SIDE}x{MAX_INPUT_SIDE} grid needs far fewer.")
+    rows = []
+    for number, line in enumerate(text.strip().splitlines(), start=1):
+        tokens = [t for t in re.split(r"[\s,;]+", line.strip()) if t]
+        if not tokens:
+            continue
+        try:
+            rows.append([float(t) for t in tokens])
+        except ValueError:
+            raise ValueError(f"Row {number} of the input has something that is not a number: "
+                             f"{line.strip()!r}.") from None
+    if not rows:
+        raise ValueError("Type the input as rows of numbers, one row per line.")
+    if len({len(r) for r in rows}) != 1:
+        raise ValueError("Every row of the input needs the same number of values; got rows of "
+                         + ", ".join(str(len(r)) for r in rows) + ".")
+    grid = np.array(rows, dtype=np.float64)
+    if max(grid.shape) > MAX_INPUT_SIDE:
+        raise ValueError(f"Keep the input at most {MAX_INPUT_SIDE}x{MAX_INPUT_SIDE}: every cell pastes a "
+                         "whole kernel, and more would be too many to follow.")
+    if not np.isfinite(grid).all() or np.abs(grid).max() > 1000:
+        raise ValueError("Keep the input's numbers between -1000 and 1000.")
+    return grid
 
 
 def _axis_layout(size: TransposedAxis) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
