@@ -20,9 +20,9 @@ from cnnviz.convolution.transposed import (
     conv2d_input_gradient,
     gradient_output_padding,
     scatter_contributions,
-    transposed_output_shape,
     transposed_steps,
 )
+from cnnviz.convolution.transposed_sizes import transposed_output_shape
 from tests.test_cli import cli
 
 pairs = st.tuples

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cnnviz.convolution.arithmetic import describe, output_shape, parse_padding
-from cnnviz.convolution.transposed import describe_transposed, transposed_output_shape
+from cnnviz.convolution.transposed_sizes import describe_transposed, transposed_output_shape
 
 
 def register(commands: argparse._SubParsersAction, benches: argparse._SubParsersAction) -> None:

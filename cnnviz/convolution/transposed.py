@@ -9,7 +9,8 @@
 2. **Scatter.** Every input cell pastes ``value x kernel`` into the output, the kernel's corner at
    ``(i s - p, j s - p)``, taps ``d`` apart; overlapping pastes add up.
 
-Per axis the output size is ``(n - 1) s - 2p + d (k - 1) + output_padding + 1``. The same
+Per axis the output size is ``(n - 1) s - 2p + d (k - 1) + output_padding + 1``
+(:mod:`cnnviz.convolution.transposed_sizes`). The same
 operation is the gradient of a strided convolution with respect to its input
 (:func:`conv2d_input_gradient`), which is where deep-learning libraries got it from.
 """
@@ -25,131 +26,12 @@ import torch.nn.functional as F
 
 from cnnviz.convolution.arithmetic import output_shape
 from cnnviz.convolution.steps import ConvSteps, extract_windows
+from cnnviz.convolution.transposed_sizes import TransposedAxis, pair, transposed_output_shape
 
 MAX_INPUT_SIDE = 6  # a typed input grid: small enough to follow every paste by eye
 MAX_INPUT_CHARS = 600
 INPUT, INSERTED, PADDING = 0, 1, 2  # what each cell of the stretched, padded input is
 CELL_KINDS = ("input cell", "inserted zero", "padding")
-
-
-@dataclass(frozen=True)
-class TransposedAxis:
-    """The output size of a transposed convolution along one axis, and how it came about."""
-
-    axis: str  # "height" or "width"
-    input_size: int  # n
-    kernel: int  # k
-    stride: int  # s
-    padding: int  # p
-    output_padding: int
-    dilation: int  # d
-    output: int  # (n - 1) s - 2p + d (k - 1) + output_padding + 1
-    formula: str  # the formula with the numbers filled in
-
-    @property
-    def stretched(self) -> int:
-        """Input cells with ``s - 1`` zeros between neighbours: (n - 1) s + 1."""
-        return (self.input_size - 1) * self.stride + 1
-
-    @property
-    def border(self) -> int:
-        """Zeros padded on each side of the stretched input, d (k - 1) - p (negative: cells cropped)."""
-        return self.dilation * (self.kernel - 1) - self.padding
-
-    @property
-    def before(self) -> int:
-        """Padding at the top/left (negative: that many stretched cells cropped)."""
-        return self.border
-
-    @property
-    def after(self) -> int:
-        """Padding at the bottom/right: the border plus output_padding (negative: cropped)."""
-        return self.border + self.output_padding
-
-
-def _check_whole(name: str, value: int, minimum: int) -> None:
-    if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < minimum:
-        raise ValueError(f"The {name} must be a whole number of at least {minimum}, not {value!r}.")
-
-
-def transposed_axis_size(
-    input_size: int,
-    kernel: int,
-    stride: int = 1,
-    padding: int = 0,
-    output_padding: int = 0,
-    dilation: int = 1,
-    axis: str = "height",
-) -> TransposedAxis:
-    """The output size along one axis with the formula written out; ValueError when PyTorch refuses it."""
-    _check_whole(f"input {axis}", input_size, 1)
-    _check_whole("kernel size", kernel, 1)
-    _check_whole("stride", stride, 1)
-    _check_whole("dilation", dilation, 1)
-    _check_whole("padding", padding, 0)
-    _check_whole("output padding", output_padding, 0)
-    input_size, kernel, stride, padding, output_padding, dilation = (
-        int(v) for v in (input_size, kernel, stride, padding, output_padding, dilation)
-    )
-    if output_padding >= stride and output_padding >= dilation:
-        raise ValueError(
-            f"The output padding ({output_padding}) along the {axis} must be smaller than the stride "
-            f"({stride}) or the dilation ({dilation}), as PyTorch requires: it only picks one of the "
-            f"input sizes a stride-{stride} convolution would map to the same size. "
-            f"Use output padding {max(stride, dilation) - 1} or less."
-        )
-    output = (input_size - 1) * stride - 2 * padding + dilation * (kernel - 1) + output_padding + 1
-    formula = (
-        f"({input_size} - 1)*{stride} - 2*{padding} + {dilation}*({kernel} - 1) + {output_padding} + 1 "
-        f"= {output}"
-    )
-    if output < 1:
-        raise ValueError(
-            f"The {axis} would come out {output} cells ({formula}): the padding {padding} crops more than "
-            f"the transposed convolution produces. Use padding "
-            f"{((input_size - 1) * stride + dilation * (kernel - 1) + output_padding) // 2} or less, "
-            "or a larger kernel or stride."
-        )
-    return TransposedAxis(axis, input_size, kernel, stride, padding, output_padding, dilation, output,
-                          formula)
-
-
-def _pair(value) -> tuple:
-    return tuple(value) if isinstance(value, tuple | list) else (value, value)
-
-
-def transposed_output_shape(
-    height: int,
-    width: int,
-    kernel: int | tuple[int, int],
-    stride: int | tuple[int, int] = 1,
-    padding: int | tuple[int, int] = 0,
-    output_padding: int | tuple[int, int] = 0,
-    dilation: int | tuple[int, int] = 1,
-) -> tuple[TransposedAxis, TransposedAxis]:
-    """Height and width output sizes of a 2-D transposed convolution (int or (height, width) pairs)."""
-    settings = zip(_pair(kernel), _pair(stride), _pair(padding), _pair(output_padding), _pair(dilation),
-                   strict=True)
-    (kh, sh, ph, oh, dh), (kw, sw, pw, ow, dw) = settings
-    return (
-        transposed_axis_size(height, kh, sh, ph, oh, dh, "height"),
-        transposed_axis_size(width, kw, sw, pw, ow, dw, "width"),
-    )
-
-
-def describe_transposed(sizes: tuple[TransposedAxis, TransposedAxis]) -> str:
-    """Lines for people: the output size and each axis's formula with the numbers."""
-    height, width = sizes
-    lines = [f"output: {height.output} x {width.output} (height x width)"]
-    for size in sizes:
-        lines.append(f"{size.axis}: (n - 1)s - 2p + d(k - 1) + output_padding + 1 = {size.formula}")
-        lines.append(
-            f"  stretched input {size.stretched} ({size.stride - 1} zero(s) between cells), "
-            + (f"{size.before} zero(s) of padding before and {size.after} after"
-               if min(size.before, size.after) >= 0 else
-               f"padding {size.before} before and {size.after} after (negative: cells cropped)")
-        )
-    return "\n".join(lines)
 
 
 def parse_input_grid(text: str) -> np.ndarray:
@@ -400,7 +282,7 @@ def conv2d_input_gradient(
         (C, H, W).
     """
     weight = np.asarray(weight, dtype=np.float64)
-    strides, paddings, dilations = _pair(stride), _pair(padding), _pair(dilation)
+    strides, paddings, dilations = pair(stride), pair(padding), pair(dilation)
     output_padding = tuple(
         gradient_output_padding(n, k, s, p, d)
         for n, k, s, p, d in zip(input_size, weight.shape[2:], strides, paddings, dilations, strict=True)
@@ -420,7 +302,7 @@ def autograd_input_gradient(
     """The same gradient as :func:`conv2d_input_gradient`, from ``torch.autograd.grad`` (float64)."""
     weight_t = torch.as_tensor(np.asarray(weight, dtype=np.float64))
     x = torch.zeros((1, weight_t.shape[1], *input_size), dtype=torch.float64, requires_grad=True)
-    out = F.conv2d(x, weight_t, stride=_pair(stride), padding=_pair(padding), dilation=_pair(dilation))
+    out = F.conv2d(x, weight_t, stride=pair(stride), padding=pair(padding), dilation=pair(dilation))
     grad_out = torch.as_tensor(np.asarray(upstream, dtype=np.float64))[None]
     if grad_out.shape != out.shape:
         raise ValueError(

@@ -13,13 +13,13 @@ from cnnviz.convolution.transposed import (
     INPUT,
     INSERTED,
     PADDING,
-    TransposedAxis,
     autograd_input_gradient,
     conv2d_input_gradient,
     parse_input_grid,
     scatter_contributions,
     transposed_steps,
 )
+from cnnviz.convolution.transposed_sizes import TransposedAxis
 from cnnviz.ui.convolution.figures import build_before_after_figure
 from cnnviz.ui.convolution.transposed_figures import build_scatter_figure, build_transposed_figure
 from cnnviz.ui.widgets import kept
@@ -136,10 +136,12 @@ def _show_gradient_link(image: np.ndarray, kernel: np.ndarray, settings: dict, s
     args = ((out_h, out_w), settings["stride"], settings["padding"], settings["dilation"])
     ours = conv2d_input_gradient(image[None], weight, *args)[0]
     torch_grad = autograd_input_gradient(image[None], weight, *args)[0]
+    difference = float(np.abs(ours - torch_grad).max())
     st.markdown(
-        f"With your grid as the gradient arriving at that convolution's output, `torch.autograd.grad` "
-        f"gives the right-hand map; the transposed convolution above (without its bias) gives the left. "
-        f"Largest difference: **{float(np.abs(ours - torch_grad).max()):.3g}**."
+        "With your grid as the gradient arriving at that convolution's output, `torch.autograd.grad` "
+        "gives the right-hand map; the transposed convolution above (without its bias) gives the left. "
+        + (f"Largest difference: **{difference:.2g}**, float64 rounding in the last digits."
+           if difference else "Largest difference: **0**.")
     )
     st.plotly_chart(
         build_before_after_figure(ours, torch_grad, ("transposed convolution (no bias)",
