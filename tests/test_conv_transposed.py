@@ -81,6 +81,8 @@ def test_both_views_equal_conv_transpose2d_and_refuse_exactly_what_torch_refuses
         return
     steps = transposed_steps(image, weight, bias, *_args(s))
     scatter = scatter_contributions(image, weight, bias, *_args(s))
+    for row, col in scatter.cropped_cells():  # a cell whose paste the padding crops adds nothing
+        assert not scatter.contributions[:, row, col].any()
     assert steps.output.shape == expected.shape
     np.testing.assert_allclose(steps.output, expected, rtol=0, atol=1e-9)
     np.testing.assert_allclose(scatter.output, expected, rtol=0, atol=1e-9)
@@ -134,8 +136,13 @@ def test_the_scatter_view_pastes_value_times_kernel_at_i_s_minus_p():
         inside = int(((cols >= 0) & (cols < pasted.shape[1])).sum())
         assert inside == (1 if j in (0, 2) else 2)  # the padding crops column -1 and column 6 away
         assert np.count_nonzero(pasted) == 2 * inside
+    assert scatter.cropped_cells() == []
     np.testing.assert_allclose(scatter.running_total(6)[0], scatter.output[0])
     np.testing.assert_allclose(scatter.running_total(1)[0], scatter.contributions[0, 0, 0, 0])
+    # padding 3 > d(k - 1) = 2 crops input rows 0 and 2 away: their pastes land on rows -3..-1 and 1..3
+    cropped = scatter_contributions(np.ones((1, 3, 3)), np.ones((1, 1, 3, 3)), stride=2, padding=(3, 0))
+    assert cropped.output.shape == (1, 1, 7)
+    assert cropped.cropped_cells() == [(0, 0), (0, 1), (0, 2), (2, 0), (2, 1), (2, 2)]
 
 
 @settings(max_examples=60, deadline=None)

@@ -214,6 +214,18 @@ class ScatterSteps:
         cols = col * width.stride - width.padding + np.arange(kernel_w) * width.dilation
         return rows, cols
 
+    def cropped_cells(self) -> list[tuple[int, int]]:
+        """Input cells whose whole paste falls outside the output (the padding crops it away)."""
+        height, width = self.sizes
+        cropped = []
+        for row, col in np.ndindex(*self.image.shape[1:]):
+            rows, cols = self.footprint(row, col)
+            lands_rows = ((rows >= 0) & (rows < height.output)).any()
+            lands_cols = ((cols >= 0) & (cols < width.output)).any()
+            if not (lands_rows and lands_cols):
+                cropped.append((row, col))
+        return cropped
+
     def running_total(self, count: int) -> np.ndarray:
         """(K, Ho, Wo) the output after the first ``count`` input cells (reading order, all channels)."""
         channels, rows, cols = self.image.shape

@@ -83,7 +83,8 @@ def _scatter_frames(scatter: ScatterSteps) -> tuple[list[dict], list[str]]:
         inside_r = out_rows[(out_rows >= 0) & (out_rows < out_h)]
         inside_c = out_cols[(out_cols >= 0) & (out_cols < out_w)]
         mask[np.ix_(inside_r, inside_c)] = True
-        box_x, box_y = squares(out_rows, out_cols, one_box)
+        # the box shows what lands inside the output; taps the padding crops away are not drawn
+        box_x, box_y = squares(inside_r, inside_c, one_box) if mask.any() else ([], [])
         cell_x, cell_y = squares(np.array([i]), np.array([j]), True)
         frames.append({
             "cell": {"x": cell_x, "y": cell_y},

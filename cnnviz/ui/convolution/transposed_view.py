@@ -73,7 +73,8 @@ def _axis_settings() -> dict[str, tuple[int, int]]:
     values = {}
     for column, (label, key, low, high, default) in zip(st.columns(4), AXIS_SETTINGS, strict=True):
         column.markdown(f"**{label}**")
-        pair = [column.number_input(f"{label}, {axis}", low, high, default, key=kept(f"{key}_{axis[0]}"))
+        pair = [column.number_input(axis, low, high, default, key=kept(f"{key}_{axis[0]}"),
+                                    help=f"{label} along the {axis}")
                 for axis in ("height", "width")]
         values[key.removeprefix("tconv_")] = (int(pair[0]), int(pair[1]))
     return values
@@ -89,22 +90,29 @@ def _show_sizes(sizes: tuple[TransposedAxis, TransposedAxis]) -> None:
         st.markdown(f"{size.axis.capitalize()}: `{size.formula}`")
 
 
+def _cells(count: int, axis: str) -> str:
+    """3, "height" -> "3 rows"; 1, "width" -> "1 column"."""
+    noun = "row" if axis == "height" else "column"
+    return f"{count} {noun}{'s' if count != 1 else ''}"
+
+
 def _slide_caption(steps, sizes: tuple[TransposedAxis, TransposedAxis]) -> str:
     height, width = sizes
     parts = []
     for size in sizes:
         side = "top/bottom" if size.axis == "height" else "left/right"
         edge = "bottom" if size.axis == "height" else "right"
-        zeros = f"{size.stride - 1} zero{'s' if size.stride != 2 else ''}"
+        zeros = (f"{size.stride - 1} zero{'s' if size.stride != 2 else ''} between neighbours"
+                 if size.stride > 1 else "no zeros inserted (stride 1)")
         border = (f"{size.border} zero{'s' if size.border != 1 else ''} of padding {side} "
                   f"(d(k-1) - p = {size.dilation}*({size.kernel}-1) - {size.padding})"
                   if size.border >= 0 else
-                  f"{-size.border} stretched {'rows' if size.axis == 'height' else 'columns'} cropped {side} "
+                  f"{_cells(-size.border, size.axis)} of the stretched input cropped {side} "
                   f"(d(k-1) - p = {size.border} is negative)")
         extra = (f", plus {size.output_padding} more at the {edge} (output padding)"
                  if size.output_padding else "")
         along = "Along" if not parts else "along"
-        parts.append(f"{along} the {size.axis}: {zeros} between neighbours, {border}{extra}")
+        parts.append(f"{along} the {size.axis}: {zeros}, {border}{extra}")
     return (
         f"**How the sliding view is built.** Cells framed in blue are your "
         f"**{steps.count(INPUT)} input cells** (the axes name their own row and column); slate cells are the "
@@ -119,13 +127,12 @@ def _show_gradient_link(image: np.ndarray, kernel: np.ndarray, settings: dict, s
     out_h, out_w = sizes[0].output, sizes[1].output
     rows, cols = image.shape
     st.markdown(
-        f"Take an ordinary convolution with the same kernel, stride, padding and dilation over a "
-        f"{out_h}x{out_w} input: it gives a {rows}x{cols} output, the size of your grid. In backpropagation "
-        "every output cell's gradient flows back along the kernel's taps, onto exactly the input cells its "
-        "window covered, each times its weight: that is the scatter above, so the gradient of a strided "
-        "convolution with respect to its input *is* a transposed convolution (and why it is wrongly "
-        "called deconvolution: it does not undo the convolution). The output padding picks which input "
-        "size to give back, since a stride-s convolution maps s different sizes to the same output."
+        "In backpropagation every output cell of a convolution sends its gradient back along the kernel's "
+        "taps, onto exactly the input cells its window covered, each times its weight: that is the scatter "
+        "above, so the gradient of a strided convolution with respect to its input *is* a transposed "
+        "convolution with the same kernel, stride, padding and dilation (which is also why "
+        "\"deconvolution\" is a misnomer: it does not undo the convolution). The output padding picks "
+        "which input size to give back, since a stride-s convolution maps s different sizes to one output."
     )
     if any(o >= s for o, s in zip(settings["output_padding"], settings["stride"], strict=True)):
         st.info("With an output padding as large as the stride, no convolution of these settings maps back "
@@ -138,8 +145,10 @@ def _show_gradient_link(image: np.ndarray, kernel: np.ndarray, settings: dict, s
     torch_grad = autograd_input_gradient(image[None], weight, *args)[0]
     difference = float(np.abs(ours - torch_grad).max())
     st.markdown(
-        "With your grid as the gradient arriving at that convolution's output, `torch.autograd.grad` "
-        "gives the right-hand map; the transposed convolution above (without its bias) gives the left. "
+        f"Here: a convolution with these settings turns a {out_h}x{out_w} input into a {rows}x{cols} "
+        "output, the size of your grid. With your grid as the gradient arriving at that output, "
+        "`torch.autograd.grad` gives the right-hand map; the transposed convolution above (without its "
+        "bias) gives the left. "
         + (f"Largest difference: **{difference:.2g}**, float64 rounding in the last digits."
            if difference else "Largest difference: **0**.")
     )
@@ -190,5 +199,11 @@ def show_transposed_lesson() -> None:
         "taps d apart. Where pastes overlap they add up; parts that fall outside the output are cropped by "
         "the padding. Press ▶ Play: the last frame adds the bias and equals the map above."
     )
+    cropped = scatter.cropped_cells()
+    if cropped:
+        listed = ", ".join(f"({i},{j})" for i, j in cropped)
+        cells = "cells" if len(cropped) > 1 else "cell"
+        st.caption(f"The padding crops the whole paste of input {cells} {listed}: it adds nothing to this "
+                   "output.")
     st.plotly_chart(build_scatter_figure(scatter), key="tconv_scatter_chart", **CHART)
     _show_gradient_link(image, kernel, settings, steps.sizes)
