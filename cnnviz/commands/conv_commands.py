@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cnnviz.convolution.arithmetic import describe, output_shape, parse_padding
+from cnnviz.convolution.transposed_sizes import describe_transposed, transposed_output_shape
 
 
 def register(commands: argparse._SubParsersAction, benches: argparse._SubParsersAction) -> None:
@@ -40,6 +41,14 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
     size.add_argument(
         "--pool", action="store_true", help="a pooling window (at most half a window of padding)"
     )
+    size.add_argument(
+        "--transposed", action="store_true",
+        help="a transposed convolution: (n - 1)s - 2p + d(k - 1) + output_padding + 1",
+    )
+    size.add_argument(
+        "--output-padding", type=int, default=0, metavar="N",
+        help="with --transposed: extra rows/columns at the bottom/right (default: 0)",
+    )
     size.set_defaults(func=run_conv_size)
 
     bench = benches.add_parser(
@@ -57,10 +66,23 @@ def run_conv_size(args: argparse.Namespace) -> int:
     padding = parse_padding(args.padding)
     width = args.input if args.input_width is None else args.input_width
     stride = args.stride if args.stride is not None else (args.kernel if args.pool else 1)
+    if args.transposed:
+        return run_transposed_size(args, padding, width, stride)
+    if args.output_padding:
+        raise ValueError("--output-padding belongs to a transposed convolution; add --transposed.")
     if args.dilation != 1 and args.pool:
         raise ValueError("Pooling windows have no dilation here; leave --dilation out with --pool.")
     sizes = output_shape(args.input, width, args.kernel, stride, padding, args.dilation, pool=args.pool)
     print(("pooling " if args.pool else "convolution ") + describe(sizes))
+    return 0
+
+
+def run_transposed_size(args: argparse.Namespace, padding: int | str, width: int, stride: int) -> int:
+    if args.pool or isinstance(padding, str):
+        raise ValueError("A transposed convolution takes a number of zeros as --padding and no --pool.")
+    sizes = transposed_output_shape(args.input, width, args.kernel, stride, padding, args.output_padding,
+                                    args.dilation)
+    print("transposed convolution " + describe_transposed(sizes))
     return 0
 
 

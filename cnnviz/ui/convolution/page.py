@@ -32,6 +32,7 @@ from cnnviz.ui.convolution.learned_view import (
     picked_region,
     show_channel_sum,
 )
+from cnnviz.ui.convolution.transposed_view import show_transposed_lesson
 from cnnviz.ui.host import upload_limit_mb, upload_limits
 from cnnviz.ui.widgets import kept
 
@@ -41,6 +42,7 @@ SOURCES = ("tiny binary picture", "MNIST sample", "CIFAR-10 sample", "your pictu
 DEFAULT_KERNELS = ("X detector", "Sobel x", "Sobel y", "Laplacian")
 PADDINGS = ("0", "1", "2", "3", "same", "valid")
 KERNEL_SOURCES = ("presets or your own", "a trained model's first layer")
+LESSONS = ("Convolution and pooling", "Transposed convolution")
 CHART = {"width": "stretch", "config": {"displayModeBar": False}}
 SHARPEN_TEXT = "0 -1 0\n-1 5 -1\n0 -1 0"
 RED_MINUS_GREEN = ("0 0 0\n0 1 0\n0 0 0", "0 0 0\n0 -1 0\n0 0 0", "0 0 0\n0 0 0\n0 0 0")  # R, G, B slices
@@ -51,6 +53,9 @@ st.markdown(
     "each weight with the pixel under it and adds the products and a **bias**: that sum is one cell "
     "of the **feature map**. Press ▶ Play, or drag the slider to any step."
 )
+if st.radio("Lesson", LESSONS, key=kept("conv_lesson"), horizontal=True) == "Transposed convolution":
+    show_transposed_lesson()
+    st.stop()
 
 
 def choose_picture() -> tuple[str, Picture] | None:
