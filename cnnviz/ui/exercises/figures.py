@@ -10,21 +10,27 @@ from cnnviz.exercises.model import Picture
 from cnnviz.ui.panels import heatmap
 
 WINDOW_COLOR = "#e8590c"
-CELL_PX = 40  # a numbered cell is tall enough for "-0.125" at 11 px
-SHADED_CELL_PX = 8  # a 28x28 digit without numbers
+CELL_PX = 38  # a numbered cell is wide enough for "-0.125" at 11 px
+SHADED_CELL_PX = 9  # a 28x28 digit without numbers
+MAX_WIDTH = 430  # at 800 px the page's column is about 470 px wide: a figure never needs more
 MAX_TICKED_SIDE = 12  # beyond this the row and column numbers would crowd
+MARGIN = {"l": 28, "r": 8, "t": 30, "b": 24}
 
 
-def figure_height(picture: Picture) -> int:
-    """Pixels for the whole figure: the rows, the title and the column numbers."""
-    rows = np.shape(picture.values)[0]
-    return 70 + rows * (CELL_PX if picture.numbers else SHADED_CELL_PX)
+def figure_size(picture: Picture) -> tuple[int, int]:
+    """(width, height) in pixels: square cells, the numbers readable, at most MAX_WIDTH wide."""
+    rows, cols = np.shape(picture.values)
+    cell = CELL_PX if picture.numbers else SHADED_CELL_PX
+    cell = min(cell, (MAX_WIDTH - MARGIN["l"] - MARGIN["r"]) // cols)
+    width = MARGIN["l"] + MARGIN["r"] + cols * cell
+    return max(width, 150), MARGIN["t"] + MARGIN["b"] + rows * cell  # 150: room for a title
 
 
 def grid_figure(picture: Picture) -> go.Figure:
     """One picture as a heatmap: numbers in the cells when ``picture.numbers``, the window outlined."""
     values = np.asarray(picture.values, dtype=np.float64)
     rows, cols = values.shape
+    width, height = figure_size(picture)
     signed = values.min() < 0
     trace = heatmap(values, ("x", "y"), "RdBu" if signed else "Blues", picture.numbers, picture.title,
                     zmid=0.0 if signed else None, number_format=".4~g")
@@ -33,10 +39,10 @@ def grid_figure(picture: Picture) -> go.Figure:
              else {"showticklabels": False})
     layout = {
         "title": {"text": f"<b>{picture.title}</b>", "font": {"size": 13}, "x": 0.5, "xanchor": "center"},
-        "height": figure_height(picture),
-        "margin": {"l": 28, "r": 8, "t": 30, "b": 24},
-        "xaxis": {"range": [-0.5, cols - 0.5], "showgrid": False, "zeroline": False,
-                  "constrain": "domain", **ticks},
+        "width": width,
+        "height": height,
+        "margin": MARGIN,
+        "xaxis": {"range": [-0.5, cols - 0.5], "showgrid": False, "zeroline": False, **ticks},
         "yaxis": {"range": [rows - 0.5, -0.5], "scaleanchor": "x", "showgrid": False, "zeroline": False,
                   "constrain": "domain", **ticks},
         "plot_bgcolor": "white",

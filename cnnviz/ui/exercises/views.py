@@ -7,28 +7,26 @@ import streamlit as st
 
 from cnnviz.exercises.model import WHICH_KERNEL, Exercise, Picture
 from cnnviz.ui.exercises import session
-from cnnviz.ui.exercises.figures import grid_figure
+from cnnviz.ui.exercises.figures import figure_size, grid_figure
 from cnnviz.ui.widgets import markdown_text
 
-CHART = {"width": "stretch", "config": {"displayModeBar": False, "staticPlot": False}}
-PICTURES_PER_ROW = {WHICH_KERNEL: 2}
+CHART = {"config": {"displayModeBar": False}}
 
 
-def show_pictures(pictures: tuple[Picture, ...], per_row: int) -> None:
-    """The maps in rows of ``per_row`` columns (kernels of a which-kernel exercise four to a row)."""
-    for start in range(0, len(pictures), per_row):
-        row = pictures[start:start + per_row]
-        for column, picture in zip(st.columns(per_row), row, strict=False):
-            with column:
-                st.plotly_chart(grid_figure(picture), **CHART)
+def show_pictures(pictures: tuple[Picture, ...]) -> None:
+    """The maps side by side, each at its own size, wrapping onto the next line where the page is narrow
+    (the four kernels of a which-kernel exercise: one row at 1400 px, two at 800)."""
+    with st.container(horizontal=True, wrap=True, gap="medium"):
+        for picture in pictures:
+            st.plotly_chart(grid_figure(picture), width=figure_size(picture)[0], **CHART)
 
 
 def _pictures(exercise: Exercise) -> None:
     if exercise.kind == WHICH_KERNEL:
-        show_pictures(exercise.pictures[:2], 2)
-        show_pictures(exercise.pictures[2:], 4)
+        show_pictures(exercise.pictures[:2])  # the input and its map, then the kernels on their own line
+        show_pictures(exercise.pictures[2:])
     elif exercise.pictures:
-        show_pictures(exercise.pictures, 2)
+        show_pictures(exercise.pictures)
 
 
 def _answer_box(exercise: Exercise, key: str, done: bool) -> None:
@@ -50,12 +48,12 @@ def show_exercise(set_id: str, index: int, exercise: Exercise, heading: str) -> 
     outcome = session.result(set_id, index)
     key = session.answer_key(set_id, index)
     _answer_box(exercise, key, outcome is not None)
-    check, reveal, _ = st.columns([1, 1, 3])
-    check.button("Check", key=f"{key}_check", type="primary", disabled=outcome is not None,
-                 on_click=session.check, args=(set_id, index, exercise))
-    reveal.button("Show answer", key=f"{key}_show", disabled=outcome is not None,
-                  on_click=session.show_answer, args=(set_id, index, exercise),
-                  help="Shows the answer and the explanation; it counts as a wrong answer.")
+    buttons = st.container(horizontal=True)
+    buttons.button("Check", key=f"{key}_check", type="primary", disabled=outcome is not None,
+                     on_click=session.check, args=(set_id, index, exercise))
+    buttons.button("Show answer", key=f"{key}_show", disabled=outcome is not None,
+                   on_click=session.show_answer, args=(set_id, index, exercise),
+                   help="Shows the answer and the explanation; it counts as a wrong answer.")
     problem = session.problem(set_id, index)
     if problem:
         st.warning(problem, icon=":material/edit:")
@@ -71,4 +69,4 @@ def show_exercise(set_id: str, index: int, exercise: Exercise, heading: str) -> 
         st.error(markdown_text(verdict.message), icon=":material/cancel:")
     st.code(verdict.explanation, language=None, wrap_lines=True)
     if exercise.solution_pictures:
-        show_pictures(exercise.solution_pictures, 2)
+        show_pictures(exercise.solution_pictures)
