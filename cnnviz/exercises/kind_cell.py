@@ -27,6 +27,7 @@ ABSOLUTE_TOLERANCE = 0.01
 RELATIVE_TOLERANCE = 1e-6
 TOLERANCE_TEXT = (f"Answers within {ABSOLUTE_TOLERANCE:g} of the exact value are accepted "
                   "(within one part in a million for values over 10,000).")
+PADDING_NOTE = " The dashed line marks the input; the cells outside it are the padding's zeros."
 FIELDS = {
     "input": Field(grid, required=True),
     "kernel": Field(grid, required=True),
@@ -91,14 +92,16 @@ def build(settings: dict[str, Any]) -> Exercise:
                    f"{format_number(step.value)}.")
     padded = steps.padded[0]
     title = f"Input with padding {pad}" if pad else "Input"
+    frame = ((pad, pad), (pad + image.shape[0] - 1, pad + image.shape[1] - 1)) if pad else None
     outline = ((int(step.rows[0]), int(step.cols[0])), (int(step.rows[-1]), int(step.cols[-1])))
     question = (f"The kernel slides over the input with stride {settings['stride']}, padding {pad} and bias "
                 f"{format_number(settings['bias'])}. The output is {out_h} x {out_w}. What is the value of "
-                f"output cell (row {settings['row']}, column {settings['col']}), counting from 0?")
+                f"output cell (row {settings['row']}, column {settings['col']}), counting from 0?"
+                + (PADDING_NOTE if pad else ""))
     return Exercise(CELL_VALUE, settings, question, step.value, format_number(step.value), explanation,
-                    (Picture(title, padded), Picture("Kernel", kernel)), example="-3 or 2.5",
+                    (Picture(title, padded, frame=frame), Picture("Kernel", kernel)), example="-3 or 2.5",
                     tolerance=TOLERANCE_TEXT,
-                    solution_pictures=(Picture(f"{title}: the window", padded, True, outline),),
+                    solution_pictures=(Picture("The window of that cell", padded, True, outline, frame),),
                     extra={"sum": step.total})
 
 

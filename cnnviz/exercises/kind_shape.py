@@ -58,11 +58,9 @@ def build(settings: dict[str, Any]) -> Exercise:
                 f"{settings['height']} x {width} (height x width). What is the output's height x width?")
     height_size, width_size = sizes
     answer = (height_size.output, width_size.output)
-    lines = [f"{s.axis}: {s.formula}" for s in sizes]
-    lines += [s.warning for s in sizes if s.warning]
     return Exercise(OUTPUT_SHAPE, {**settings, "width": width, "stride": stride}, question, answer,
                     f"{answer[0]} x {answer[1]}",
-                    FORMULA + "\n".join(lines),
+                    FORMULA + "\n".join(_lines(sizes, None)),
                     example="28x28", extra={"sizes": sizes})
 
 
@@ -75,20 +73,38 @@ def _hint(size: AxisSize, typed: int) -> str:
     if size.dilation > 1 and typed == (size.input_size + p - size.kernel) // size.stride + 1:
         return (f" With dilation {size.dilation} the window spans d(k-1)+1 = {size.span} cells, "
                 f"not {size.kernel}.")
+    if typed == size.input_size:
+        steps = size.input_size + p - size.span
+        return (f" That is the input's {size.axis}: the window has to fit inside the padded input, which "
+                f"leaves n + 2p - d(k-1) - 1 = {steps} steps to divide by the stride.")
     return ""
+
+
+def _lines(sizes: tuple[AxisSize, AxisSize], typed: tuple[int, int] | None) -> list[str]:
+    """Each axis's formula (with the student's number when given) and its notes; a square input with the
+    same numbers on both axes gets one line, not the same line twice."""
+    height, width = sizes
+    same = height.formula == width.formula and (typed is None or typed[0] == typed[1])
+    shown = [(height, "height and width" if same else "height")] + ([] if same else [(width, "width")])
+    lines = []
+    for number, (size, name) in enumerate(shown):
+        if typed is None:
+            lines.append(f"{name}: {size.formula}")
+        elif typed[number] == size.output:
+            lines.append(f"{name}: you wrote {typed[number]}, right: {size.formula}")
+        else:
+            hint = _hint(size, typed[number])
+            lines.append(f"{name}: you wrote {typed[number]}, but {size.formula}.{hint}")
+    lines += [size.warning for size, _ in shown if size.warning]
+    if same and height.warning:
+        lines.append("The same holds for the columns.")
+    return lines
 
 
 def judge(exercise: Exercise, text: str) -> Verdict:
     typed = parse_pair(text)
     sizes = exercise.extra["sizes"]
     right = typed == exercise.answer
-    lines = []
-    for size, value in zip(sizes, typed, strict=True):
-        if value == size.output:
-            lines.append(f"{size.axis}: you wrote {value}, right: {size.formula}")
-        else:
-            lines.append(f"{size.axis}: you wrote {value}, but {size.formula}.{_hint(size, value)}")
-    lines += [s.warning for s in sizes if s.warning]
     message = (f"Right: {exercise.answer_text}." if right
                else f"Not quite: you wrote {typed[0]} x {typed[1]}, the output is {exercise.answer_text}.")
-    return Verdict(right, message, FORMULA + "\n".join(lines))
+    return Verdict(right, message, FORMULA + "\n".join(_lines(sizes, typed)))

@@ -33,6 +33,7 @@ class Picture:
     values: np.ndarray  # (H, W)
     numbers: bool = True  # write each cell's value in it
     outline: tuple[tuple[int, int], tuple[int, int]] | None = None  # ((top, left), (bottom, right)) inclusive
+    frame: tuple[tuple[int, int], tuple[int, int]] | None = None  # the input inside its padding, dashed
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from cnnviz.exercises.model import Picture
 from cnnviz.ui.panels import heatmap
 
 WINDOW_COLOR = "#e8590c"
+FRAME_COLOR = "#5a6275"
 CELL_PX = 38  # a numbered cell is wide enough for "-0.125" at 11 px
 SHADED_CELL_PX = 9  # a 28x28 digit without numbers
 MAX_WIDTH = 430  # at 800 px the page's column is about 470 px wide: a figure never needs more
@@ -48,6 +49,10 @@ def grid_figure(picture: Picture) -> go.Figure:
         "plot_bgcolor": "white",
     }
     figure = go.Figure(trace, layout)
+    if picture.frame is not None:
+        (top, left), (bottom, right) = picture.frame
+        figure.add_shape(type="rect", x0=left - 0.5, x1=right + 0.5, y0=top - 0.5, y1=bottom + 0.5,
+                         line={"color": FRAME_COLOR, "width": 2, "dash": "dash"})
     if picture.outline is not None:
         (top, left), (bottom, right) = picture.outline
         figure.add_shape(type="rect", x0=left - 0.5, x1=right + 0.5, y0=top - 0.5, y1=bottom + 0.5,
