@@ -330,3 +330,28 @@ def test_kernels_that_make_the_same_map_would_be_two_answers():
         for name in ("Sobel x", "Sobel y", "Laplacian")
     }
     assert same_maps(blank_maps) == ("Sobel x", "Sobel y")  # on a blank picture every map is 0
+
+
+def test_a_square_shape_is_explained_once_and_wrong_sizes_get_a_hint():
+    square = build_exercise(OUTPUT_SHAPE, {"height": 28, "kernel": 5, "stride": 2, "padding": 2})
+    assert square.answer == torch_shape(square.settings) == (14, 14)
+    assert square.explanation.count("floor((28 + 2*2") == 1 and "height and width:" in square.explanation
+    assert "The padding counts too" in check_answer(square, "12x12").explanation  # (28 - 5) // 2 + 1
+    assert "round it down" in check_answer(square, "15x15").explanation  # 27/2 + 1 = 14.5 rounded up
+    wide = build_exercise(OUTPUT_SHAPE, {"height": 28, "width": 20, "kernel": 3})
+    verdict = check_answer(wide, "28 x 18")
+    assert (
+        "height: you wrote 28, but" in verdict.explanation
+        and "That is the input's height" in verdict.explanation
+    )
+    assert "width: you wrote 18, right" in verdict.explanation
+
+
+def test_a_padded_input_shows_where_the_input_is():
+    exercise = build_exercise(
+        CELL_VALUE, {"input": [[1, 2], [3, 4]], "kernel": [[1, 1], [1, 1]], "padding": 1}
+    )
+    picture = exercise.pictures[0]
+    assert picture.values.shape == (4, 4) and picture.frame == ((1, 1), (2, 2))
+    assert picture.values[1:3, 1:3].tolist() == [[1, 2], [3, 4]] and picture.values.sum() == 10
+    assert exercise.answer == torch_cell(exercise.settings) == 1.0  # the top-left window holds only the 1

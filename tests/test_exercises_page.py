@@ -101,9 +101,10 @@ def test_teachers_sets_are_offered_and_a_malformed_one_named(app, monkeypatch, t
         "out_features = 10\n"
     )
     (tmp_path / "week4.toml").write_text('title = "Week 4"\n[[exercise]]\nkind = "cell_value"\ninput = 3\n')
+    (tmp_path / "week3b.toml").write_text((tmp_path / "week3.toml").read_text())  # the same title again
     monkeypatch.setenv(EXERCISES_DIR_ENV, str(tmp_path))
     page = app()
-    assert page.selectbox(key="ex_set").options == ["Random practice", "Week 3"]
+    assert page.selectbox(key="ex_set").options == ["Random practice", "Week 3", "Week 3 (week3b.toml)"]
     warning = plain(page.warning[0].value)
     assert "week4.toml, line 4: 'input' must be rows of numbers" in warning
     page.selectbox(key="ex_set").set_value("Week 3").run()

@@ -28,8 +28,9 @@ for entry in found:
     if isinstance(entry, SetProblem):
         st.warning(f"This exercise set cannot be offered: {markdown_text(str(entry))}",
                    icon=":material/error:")
-    elif entry.title not in sets and entry.title != RANDOM_PRACTICE:
-        sets[entry.title] = entry
+    else:  # two files with one title are told apart by their names
+        taken = entry.title in sets or entry.title == RANDOM_PRACTICE
+        sets[f"{entry.title} ({entry.path.name})" if taken else entry.title] = entry
 choice = st.selectbox("Exercise set", [RANDOM_PRACTICE, *sets], key=kept("ex_set"))
 
 if choice == RANDOM_PRACTICE:
@@ -40,7 +41,10 @@ if choice == RANDOM_PRACTICE:
                                     help="The same seed gives everyone the same exercises: a teacher can "
                                          "give the class one.")
     kinds = kinds_column.multiselect("Kinds", KINDS, format_func=KIND_TITLES.get,
-                                     key=kept("ex_kinds")) or list(KINDS)
+                                     key=kept("ex_kinds"))
+    if not kinds:
+        st.caption("No kind picked: all five take turns.")
+        kinds = list(KINDS)
     set_id = f"random:{seed}:{','.join(kinds)}"
     index = session.position(set_id)
     exercise = random_exercise(int(seed), index, tuple(kinds))
