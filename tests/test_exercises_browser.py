@@ -10,7 +10,7 @@ from cnnviz.exercises.generate import random_exercise
 from cnnviz.exercises.teacher_sets import EXERCISES_DIR_ENV
 from tests.conftest import assert_no_exception, open_page, running_app, save_screenshot, wait_until_idle
 
-pytestmark = pytest.mark.browser
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SHOTS = Path("/tmp/r20-exercises")
 SEED = 1  # the page's default
 SET = 'title = "Week 3"\n[[random]]\nkind = "cell_value"\ncount = 2\nseed = 5\n'
