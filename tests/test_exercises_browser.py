@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from cnnviz.exercises.generate import random_exercise
+from cnnviz.exercises.generate import DEFAULT_SEED, random_exercise
 from cnnviz.exercises.teacher_sets import EXERCISES_DIR_ENV
 from tests.conftest import assert_no_exception, open_page, running_app, save_screenshot, wait_until_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 SHOTS = Path("/tmp/r20-exercises")
-SEED = 1  # the page's default
+SEED = DEFAULT_SEED  # the page starts on it
 SET = 'title = "Week 3"\n[[random]]\nkind = "cell_value"\ncount = 2\nseed = 5\n'
 BROKEN = 'title = "Week 4"\n[[exercise]]\nkind = "output_shape"\nheight = 28\nkernel = "five"\n'
 # each chart or image of the main column whose right edge lies past the column's (cut off on screen)

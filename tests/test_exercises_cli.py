@@ -2,7 +2,7 @@
 --check with exit status 2 and the line for a malformed file."""
 
 from cnnviz.cli import main
-from cnnviz.exercises.generate import random_exercises
+from cnnviz.exercises.generate import DEFAULT_SEED, random_exercises
 
 SET = 'title = "Week 3"\n\n[[exercise]]\nkind = "output_shape"\nheight = 28\nkernel = 5\npadding = 2\n'
 
@@ -45,3 +45,9 @@ def test_a_malformed_file_exits_2_with_its_line(capsys, tmp_path):
     assert err == "error: week4.toml, line 6: 'kernel' must be a whole number, not 'five'.\n"
     status, _, err = run(capsys, "exercises", "--count", "0")
     assert status == 2 and "--count must be from 1" in err
+
+
+def test_the_default_seed_is_the_pages(capsys):
+    _, default, _ = run(capsys, "exercises")
+    assert default.startswith(f"Random exercises of seed {DEFAULT_SEED}\n")
+    assert default == run(capsys, "exercises", "--seed", str(DEFAULT_SEED))[1]

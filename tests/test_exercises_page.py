@@ -4,14 +4,14 @@ the session's score kept across pages, and a teacher's sets with a malformed one
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnnviz.exercises.generate import random_exercise
+from cnnviz.exercises.generate import DEFAULT_SEED, random_exercise
 from cnnviz.exercises.model import WHICH_KERNEL
 from cnnviz.exercises.teacher_sets import EXERCISES_DIR_ENV
 from cnnviz.ui.navigation import page_spec
 from tests.conftest import REPO
 
 PAGE = str(page_spec("exercises").path)
-SEED = 1  # the page's default seed
+SEED = DEFAULT_SEED  # the page starts on it
 
 
 @pytest.fixture

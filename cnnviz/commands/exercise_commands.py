@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from cnnviz.exercises.generate import random_exercises
+from cnnviz.exercises.generate import DEFAULT_SEED, random_exercises
 from cnnviz.exercises.model import KINDS
 from cnnviz.exercises.teacher_sets import EXERCISES_DIR_ENV, load_teacher_set
 from cnnviz.exercises.text import exercise_text
@@ -22,8 +22,8 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
         f"A teacher's set is a TOML file (the page reads them from the folder {EXERCISES_DIR_ENV} names); "
         "--check validates one and exits with status 2, naming the line, when it is malformed.",
     )
-    parser.add_argument("--seed", type=int, default=0, metavar="N",
-                        help="seed of the random exercises (default 0)")
+    parser.add_argument("--seed", type=int, default=DEFAULT_SEED, metavar="N",
+                        help=f"seed of the random exercises (default {DEFAULT_SEED}, as on the page)")
     parser.add_argument("--count", type=int, default=len(KINDS), metavar="K",
                         help=f"how many random exercises (default {len(KINDS)}: one of each kind)")
     parser.add_argument("--kind", action="append", choices=KINDS, help="only this kind (may be repeated)")

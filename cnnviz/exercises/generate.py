@@ -28,6 +28,7 @@ KIND_MODULES: dict[str, ModuleType] = {
     CELL_VALUE: kind_cell,
 }
 MAX_SEED = 2**32 - 1
+DEFAULT_SEED = 1  # the page's and the command line's: "seed 1" is the same exercises in both
 DRAW_ATTEMPTS = 100  # a draw that does not fit (a window larger than the input) is drawn again
 
 

@@ -4,7 +4,7 @@ import os
 
 import streamlit as st
 
-from cnnviz.exercises.generate import MAX_SEED, random_exercise
+from cnnviz.exercises.generate import DEFAULT_SEED, MAX_SEED, random_exercise
 from cnnviz.exercises.model import KIND_TITLES, KINDS
 from cnnviz.exercises.teacher_sets import EXERCISES_DIR_ENV, SetProblem, TeacherSet, teacher_sets_dir
 from cnnviz.ui.exercises import session
@@ -13,7 +13,6 @@ from cnnviz.ui.exercises.views import show_exercise
 from cnnviz.ui.widgets import kept, markdown_text
 
 RANDOM_PRACTICE = "Random practice"
-DEFAULT_SEED = 1
 
 st.title("Exercises")
 st.markdown(
