@@ -9,11 +9,12 @@ from __future__ import annotations
 
 HOME_PAGE = "home"  # always on
 CONVOLUTION_PAGE = "convolution"
+EXERCISES_PAGE = "exercises"
 TRAIN_PAGE = "train"
 PREDICT_PAGE = "predict"
 EXPLORE_PAGE = "explore"
 # in menu order: the pages a host may switch off
-PAGE_NAMES = (CONVOLUTION_PAGE, TRAIN_PAGE, PREDICT_PAGE, EXPLORE_PAGE)
+PAGE_NAMES = (CONVOLUTION_PAGE, EXERCISES_PAGE, TRAIN_PAGE, PREDICT_PAGE, EXPLORE_PAGE)
 
 # Inspect and predict: the input choice, the uploader, the answer.
 PREDICT_SOURCE_KEY = "predict_source"

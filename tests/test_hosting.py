@@ -70,7 +70,7 @@ def test_a_host_sets_the_save_quotas():
 @pytest.mark.parametrize(("environ", "secrets", "words"), [
     ({"CNNVIZ_MAX_EPOCHS": "lots"}, {}, ["CNNVIZ_MAX_EPOCHS", "'lots'", "whole number"]),
     ({"CNNVIZ_MAX_UPLOAD_MB": "0"}, {}, ["CNNVIZ_MAX_UPLOAD_MB", "at least 1"]),
-    ({"CNNVIZ_PAGES": "train,admin"}, {}, ["CNNVIZ_PAGES", "convolution, train, predict"]),
+    ({"CNNVIZ_PAGES": "train,admin"}, {}, ["CNNVIZ_PAGES", "convolution, exercises, train, predict"]),
     ({}, {"cnnviz": {"max_trainigs": 1}}, ["max_trainigs", "secrets.toml"]),
     ({}, {"cnnviz": {"max_queue": -3}}, ["max_queue in secrets.toml", "-3"]),
 ])

@@ -3,6 +3,7 @@
 from cnnviz.commands import (
     conv_commands,
     data_commands,
+    exercise_commands,
     explorer_commands,
     gpu_commands,
     loadtest_commands,
@@ -12,5 +13,5 @@ from cnnviz.commands import (
     training_commands,
 )
 
-COMMAND_MODULES = [data_commands, conv_commands, training_commands, predict_commands, loadtest_commands,
-                   gpu_commands, explorer_commands, top_images_commands, replay_commands]
+COMMAND_MODULES = [data_commands, conv_commands, exercise_commands, training_commands, predict_commands,
+                   loadtest_commands, gpu_commands, explorer_commands, top_images_commands, replay_commands]

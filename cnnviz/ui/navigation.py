@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnviz.pages import CONVOLUTION_PAGE, EXPLORE_PAGE, HOME_PAGE, PREDICT_PAGE, TRAIN_PAGE
+from cnnviz.pages import CONVOLUTION_PAGE, EXERCISES_PAGE, EXPLORE_PAGE, HOME_PAGE, PREDICT_PAGE, TRAIN_PAGE
 
 UI_DIR = Path(__file__).parent
 
@@ -35,6 +35,8 @@ PAGES: list[PageSpec] = [
         CONVOLUTION_PAGE,
         "Watch a kernel slide over a picture: every product, sum and pooled value on screen.",
     ),
+    PageSpec("exercises/page.py", "Exercises", ":material/quiz:", EXERCISES_PAGE,
+             "Test yourself on shapes, kernels, pooling and parameters: every answer checked and explained."),
     PageSpec("training/page.py", "Train", ":material/model_training:", TRAIN_PAGE,
              "Train a small CNN on MNIST or CIFAR-10 and watch it learn; compare runs and save one."),
     PageSpec("predict/page.py", "Inspect and predict", ":material/image_search:", PREDICT_PAGE,
@@ -45,7 +47,7 @@ PAGES: list[PageSpec] = [
 
 
 def page_spec(url_path: str) -> PageSpec:
-    """The page served at ``url_path`` ("home", "convolution", "train", "predict", "explore")."""
+    """The page served at ``url_path`` ("home", "convolution", "exercises", "train", ...)."""
     for spec in [HOME, *PAGES]:
         if spec.url_path == url_path:
             return spec

@@ -1,0 +1,79 @@
+"""Exercises: test yourself on what the Convolution page shows; every answer is checked and explained."""
+
+import os
+
+import streamlit as st
+
+from cnnviz.exercises.generate import DEFAULT_SEED, MAX_SEED, random_exercise
+from cnnviz.exercises.model import KIND_TITLES, KINDS
+from cnnviz.exercises.teacher_sets import EXERCISES_DIR_ENV, SetProblem, TeacherSet, teacher_sets_dir
+from cnnviz.ui.exercises import session
+from cnnviz.ui.exercises.cache import teacher_sets
+from cnnviz.ui.exercises.views import show_exercise
+from cnnviz.ui.widgets import kept, markdown_text
+
+RANDOM_PRACTICE = "Random practice"
+
+st.title("Exercises")
+st.markdown(
+    "Work it out, type your answer, press **Check**: you see at once whether it is right, and how the "
+    "answer comes about, with the numbers. Rows and columns count from 0, as in PyTorch."
+)
+
+folder = teacher_sets_dir(os.environ)
+found = teacher_sets(folder) if folder is not None else []
+sets: dict[str, TeacherSet] = {}
+for entry in found:
+    if isinstance(entry, SetProblem):
+        st.warning(f"This exercise set cannot be offered: {markdown_text(str(entry))}",
+                   icon=":material/error:")
+    else:  # two files with one title are told apart by their names
+        taken = entry.title in sets or entry.title == RANDOM_PRACTICE
+        sets[f"{entry.title} ({entry.path.name})" if taken else entry.title] = entry
+choice = st.selectbox("Exercise set", [RANDOM_PRACTICE, *sets], key=kept("ex_set"))
+
+if choice == RANDOM_PRACTICE:
+    seed_column, kinds_column = st.columns([1, 3])
+    st.session_state.setdefault("ex_seed", DEFAULT_SEED)  # defaults through the state: kept() sets it too
+    st.session_state.setdefault("ex_kinds", list(KINDS))
+    seed = seed_column.number_input("Seed", 0, MAX_SEED, step=1, key=kept("ex_seed"),
+                                    help="The same seed gives everyone the same exercises: a teacher can "
+                                         "give the class one.")
+    kinds = kinds_column.multiselect("Kinds", KINDS, format_func=KIND_TITLES.get,
+                                     key=kept("ex_kinds"))
+    if not kinds:
+        st.caption("No kind picked: all five take turns.")
+        kinds = list(KINDS)
+    set_id = f"random:{seed}:{','.join(kinds)}"
+    index = session.position(set_id)
+    exercise = random_exercise(int(seed), index, tuple(kinds))
+    heading = f"Exercise {index + 1}: {exercise.title}"
+    last = False
+else:
+    chosen = sets[choice]
+    if chosen.description:
+        st.caption(markdown_text(chosen.description))
+    set_id = f"teacher:{chosen.path}"
+    index = min(session.position(set_id), len(chosen.exercises) - 1)
+    exercise = chosen.exercises[index]
+    heading = f"Exercise {index + 1} of {len(chosen.exercises)}: {exercise.title}"
+    last = index == len(chosen.exercises) - 1
+
+show_exercise(set_id, index, exercise, heading)
+if not last:
+    st.button("Next exercise", key="ex_next", on_click=session.move_to, args=(set_id, index + 1))
+else:
+    st.button("Start the set again", key="ex_again", on_click=session.move_to, args=(set_id, 0))
+
+st.subheader("Your score")
+right, tried = session.score().total
+if not tried:
+    st.caption("Nothing checked yet. Each exercise counts once, at its first Check; a shown answer counts "
+               "as wrong.")
+else:
+    st.markdown(f"**{right} of {tried} right** in this session.")
+    st.table({"Kind": [r[0] for r in session.score().rows()], "Right": [r[1] for r in session.score().rows()],
+              "Tried": [r[2] for r in session.score().rows()]})
+if folder is None:
+    st.caption(f"Teachers: put exercise sets (TOML files) in a folder and point {EXERCISES_DIR_ENV} at it; "
+               "see the README.")
