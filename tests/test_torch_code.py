@@ -110,7 +110,10 @@ def test_the_code_computes_the_pages_map(channels_per_group, groups, kernels_per
     np.testing.assert_allclose(output, expected, rtol=0, atol=1e-9)
     assert printed.startswith("tensor(")
     assert ("torch.flip" in code) == flip
-    assert ('padding="same"' in code) == (padding == ("same", "same") and stride == (1, 1))
+    same = padding == ("same", "same") and stride == (1, 1)
+    assert ('padding="same"' in code) == same
+    assert ("extra zero at the bottom/right" in code) == (same and any(
+        dilation[axis] * (kernel[axis] - 1) % 2 for axis in (0, 1)))
 
 
 @settings(max_examples=60, deadline=None)
