@@ -177,6 +177,7 @@ def test_numbers_are_written_exactly_and_readably():
     assert namespace["b"].numpy().tolist() == odd.tolist()  # bit for bit
 
 
+@pytest.mark.slow  # a fresh python importing torch: 11 s on the loaded 2-core CPU
 def test_the_code_runs_alone_in_a_fresh_python(tmp_path):
     rng = np.random.default_rng(3)
     image, weight, bias = rng.integers(0, 256, (3, 6, 6)) / 255, rng.normal(size=(2, 3, 3, 3)), np.zeros(2)
