@@ -3,6 +3,9 @@ every number checked against PyTorch."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -22,6 +25,7 @@ from cnnviz.convolution.channels import (
 from cnnviz.convolution.kernels import binary_picture
 from cnnviz.convolution.scene import ConvSettings
 from cnnviz.convolution.steps import convolve_steps, flip_kernels
+from tests.conftest import REPO
 
 
 @st.composite
@@ -220,3 +224,38 @@ def test_conv_parameters_refuses_groups_that_do_not_divide():
     layer, ordinary = conv_parameters(4, 4, 3, 2)
     assert layer.formula == "4 kernels x 4/2 = 2 channels x 3x3 = 72 weights + 4 biases = 76"
     assert ordinary.formula == "4 kernels x 4 channels x 3x3 = 144 weights + 4 biases = 148"
+
+
+def _conv_size(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "cnnviz", "conv-size", *args], capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+
+
+def test_cli_conv_size_counts_parameters_with_and_without_groups():
+    result = _conv_size("--input", "28", "--kernel", "3", "--padding", "1", "--in-channels", "4",
+                        "--out-channels", "8", "--groups", "2")
+    assert result.returncode == 0, result.stderr
+    grouped = nn.Conv2d(4, 8, 3, padding=1, groups=2)
+    plain = nn.Conv2d(4, 8, 3, padding=1)
+    out_h, out_w = grouped(torch.zeros(1, 4, 28, 28)).shape[2:]
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"convolution output: {out_h} x {out_w} (height x width)"
+    grouped_total = sum(p.numel() for p in grouped.parameters())
+    plain_total = sum(p.numel() for p in plain.parameters())
+    weights, plain_weights = grouped.weight.numel(), plain.weight.numel()
+    assert (f"parameters (groups 2): 8 kernels x 4/2 = 2 channels x 3x3 = {weights} weights + 8 biases = "
+            f"{grouped_total}") in lines
+    assert (f"ordinary convolution (groups 1): 8 kernels x 4 channels x 3x3 = {plain_weights} weights "
+            f"+ 8 biases = {plain_total}") in lines
+    assert "multiply-adds per output cell: 18 (ordinary: 36)" in lines
+    depthwise = _conv_size("--input", "32", "--kernel", "3", "--in-channels", "3", "--groups", "3")
+    assert f"= {sum(p.numel() for p in nn.Conv2d(3, 3, 3, groups=3).parameters())}" in depthwise.stdout
+
+
+def test_cli_conv_size_refuses_groups_that_do_not_divide_before_printing():
+    result = _conv_size("--input", "28", "--kernel", "3", "--in-channels", "4", "--groups", "3")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.startswith("error: 3 groups cannot split 4 input channels") and "Traceback" not in \
+        result.stderr
+    missing = _conv_size("--input", "28", "--kernel", "3", "--groups", "2")
+    assert missing.returncode == 2 and "--in-channels" in missing.stderr
