@@ -120,24 +120,37 @@ def kernel_controls(rgb_picture: bool) -> dict | None:
             "learned": None, "layer": None}
 
 
-def slide_controls(layer: dict | None) -> tuple[int, str, int]:
-    """Stride, padding and dilation; a trained layer's own as the defaults (kept per model)."""
+def slide_controls(layer: dict | None) -> tuple[int | tuple[int, int], str | tuple[str, str], int, bool]:
+    """Stride, padding (one for both axes, or per axis), dilation and the flip of a true convolution;
+    a trained layer's own as the defaults (kept per model)."""
     suffix = "" if layer is None else f"_learned_{layer['suffix']}"
     paddings = PADDINGS
     if layer is not None and str(layer["padding"]) not in paddings:
         paddings = (*PADDINGS, str(layer["padding"]))
-    stride = st.number_input("Stride", 1, 4, 1 if layer is None else min(4, layer["stride"]),
-                             key=kept("conv_stride" + suffix))
-    padding = st.selectbox("Padding (zeros on each side)", paddings,
-                           index=0 if layer is None else paddings.index(str(layer["padding"])),
-                           key=kept("conv_padding" + suffix))
+    per_axis = st.checkbox("Separate height and width", key=kept("conv_per_axis" + suffix),
+                           help="A stride and a padding for the rows and others for the columns.")
+    axes = (", height", ", width") if per_axis else ("",)
+    strides = [st.number_input(f"Stride{axis}", 1, 4, 1 if layer is None else min(4, layer["stride"]),
+                               key=kept("conv_stride" + suffix + ("_w" if axis == ", width" else "")))
+               for axis in axes]
+    pads = [st.selectbox(f"Padding{axis} (zeros on each side)", paddings,
+                         index=0 if layer is None else paddings.index(str(layer["padding"])),
+                         key=kept("conv_padding" + suffix + ("_w" if axis == ", width" else "")))
+            for axis in axes]
     dilation = st.number_input("Dilation (gap between taps)", 1, 3,
                                1 if layer is None else min(3, layer["dilation"]),
                                key=kept("conv_dilation" + suffix))
+    flip = st.toggle("True convolution (flip the kernel)", key=kept("conv_flip"))
+    if flip:
+        st.caption("The kernel is turned by 180° before it slides, as in the mathematical definition. "
+                   "Frameworks skip the flip: the kernel is learned, so a flipped kernel is just another "
+                   "kernel, and cross-correlation saves the flip.")
     if layer is not None:
         st.caption("Set to the first layer's own stride, padding and dilation; change them to see what "
                    "they do.")
-    return int(stride), padding, int(dilation)
+    stride = int(strides[0]) if len(strides) == 1 else (int(strides[0]), int(strides[1]))
+    padding = pads[0] if len(pads) == 1 else (pads[0], pads[1])
+    return stride, padding, int(dilation), flip
 
 
 def preset_controls() -> Convolved | None:
@@ -149,7 +162,7 @@ def preset_controls() -> Convolved | None:
         with kernel_col:
             kernel = kernel_controls(chosen is not None and chosen[1].pixels.shape[0] == 3)
         with slide_col:
-            stride, padding, dilation = slide_controls(None if kernel is None else kernel["layer"])
+            stride, padding, dilation, flip = slide_controls(None if kernel is None else kernel["layer"])
             for name in () if kernel is None else kernel["names"]:
                 if name in PRESETS:
                     st.caption(f"**{name}**: {PRESETS[name].description}.")
@@ -165,7 +178,7 @@ def preset_controls() -> Convolved | None:
             "every slice anew); the sum runs over all 3 x kH x kW products."
         )
     settings = ConvSettings(int(kernel["kernel_h"]), int(kernel["kernel_w"]), stride, padding, dilation,
-                            kernel["names"], kernel["custom"], float(kernel["bias"]), kernel["learned"])
+                            kernel["names"], kernel["custom"], float(kernel["bias"]), kernel["learned"], flip)
     return Convolved(picture_key, picture.pixels, settings)
 
 
@@ -236,6 +249,10 @@ if scene.too_many_steps:
         region = (int(first_row), int(first_col))
 plan = scene.frame_plan(region)
 st.caption(describe_frames(plan.positions, out_h, out_w, region=region is not None))
+if settings.flip:  # the animation below slides the flipped kernel
+    written = (settings.weight(convolved.pixels.shape[0])[0, 0], scene.steps.weight[0, 0])
+    st.plotly_chart(build_before_after_figure(*written, ("kernel 1 as written", "turned 180°: what slides"),
+                                              height=230), key="flip_chart", **CHART)
 st.plotly_chart(conv_figure(picture_key, settings, region, scene, plan), key="conv_chart", **CHART)
 
 if learned is not None and learned.channels > 1:
