@@ -91,3 +91,88 @@ def test_true_convolution_flips_the_kernel_the_animation_slides():
     np.testing.assert_allclose(region, expected[block], atol=1e-5)
     plain = F.conv2d(image[None], torch.from_numpy(sobel)[None, None])[0, 0].numpy()
     np.testing.assert_allclose(region, -plain[block], atol=1e-5)  # Sobel x turned 180 degrees is -Sobel x
+
+
+def _tiles(figure: dict, count: int, shape: tuple[int, int], gap: int = 3, per_row: int = 4) -> np.ndarray:
+    """(count, H, W) maps cut back out of a figure that tiles them in rows of ``per_row``."""
+    z = decode_typed_array(figure["data"][0]["z"])
+    h, w = shape
+    return np.stack([z[(i // per_row) * (h + gap):(i // per_row) * (h + gap) + h,
+                       (i % per_row) * (w + gap):(i % per_row) * (w + gap) + w] for i in range(count)])
+
+
+def _lesson(app: AppTest, channel_input: str) -> AppTest:
+    app.radio(key="conv_lesson").set_value("Groups, depthwise and 1x1").run()
+    app.radio(key="chan_input").set_value(channel_input).run()
+    assert not app.exception, [e.value for e in app.exception]
+    return app
+
+
+def _chart(app: AppTest, name: str) -> dict:
+    chart = next(c for c in app.get("plotly_chart") if c.proto.id.endswith(name))
+    return json.loads(chart.proto.spec)
+
+
+def test_lesson_grouped_and_separable_maps_of_mnist_feature_maps_equal_torch():
+    from cnnviz.convolution.channel_lesson import FEATURE_KERNELS, seeded_kernels
+    from cnnviz.convolution.kernels import build_kernel_bank
+    from cnnviz.datasets import samples
+
+    app = _lesson(_open(), "4 feature maps of an MNIST digit")
+    app.radio(key="chan_groups_4").set_value(2).run()
+    app.number_input(key="chan_seed").set_value(7).run()
+    assert not app.exception, [e.value for e in app.exception]
+    digit = samples.load_sample(samples.list_samples("mnist")[0]).double()[None] / 255  # (1, 1, 28, 28)
+    bank = torch.from_numpy(build_kernel_bank(FEATURE_KERNELS, 3, 3, 1, ""))  # (4, 1, 3, 3)
+    maps = F.conv2d(digit, bank, padding=1)  # the lesson's input: (1, 4, 28, 28)
+    shown_input = _tiles(_chart(app, "chan_input_maps"), 4, (28, 28))
+    np.testing.assert_allclose(shown_input, maps[0].numpy(), atol=1e-5)
+    weight = torch.from_numpy(seeded_kernels(4, 2, 7))  # 4 kernels of 4/2 = 2 slices
+    grouped = F.conv2d(maps, weight, padding=1, groups=2)[0].numpy()
+    np.testing.assert_allclose(_tiles(_chart(app, "chan_grouped_maps"), 4, (28, 28)), grouped, atol=1e-4)
+    # the connection grid: kernel 1 and 2 have slices for channels 1-2 only, kernels 3 and 4 for 3-4
+    connections = decode_typed_array(_chart(app, "chan_connections")["data"][0]["z"])  # 4x4 blocks of 3x3
+    for k in range(4):
+        for c in range(4):
+            block = connections[k * 4:k * 4 + 3, c * 4:c * 4 + 3]
+            if c // 2 == k // 2:
+                np.testing.assert_allclose(block, weight[k, c % 2].numpy(), atol=1e-6)
+            else:
+                assert np.isnan(block).all()
+    markdown = " ".join(m.value for m in app.markdown)
+    params = sum(p.numel() for p in torch.nn.Conv2d(4, 4, 3, groups=2, bias=False).parameters())
+    ordinary = sum(p.numel() for p in torch.nn.Conv2d(4, 4, 3, bias=False).parameters())
+    assert f"= {params} weights" in markdown and f"= {ordinary} weights" in markdown
+    assert "kernel 1 sees X detector, Sobel x; kernel 2 sees X detector, Sobel x; kernel 3 sees Sobel y" \
+        in markdown
+    # depthwise then pointwise, with the same seed
+    app.number_input(key="chan_sep_out").set_value(3).run()
+    depthwise = F.conv2d(maps, torch.from_numpy(seeded_kernels(4, 1, 7)), padding=1, groups=4)
+    pointwise = F.conv2d(depthwise, torch.from_numpy(seeded_kernels(3, 4, 8, side=1)))[0].numpy()
+    np.testing.assert_allclose(_tiles(_chart(app, "chan_depthwise_maps"), 4, (28, 28)), depthwise[0].numpy(),
+                               atol=1e-4)
+    np.testing.assert_allclose(_tiles(_chart(app, "chan_pointwise_maps"), 3, (28, 28)), pointwise, atol=1e-4)
+    separable = sum(p.numel() for p in torch.nn.Conv2d(4, 4, 3, groups=4, bias=False).parameters()) + sum(
+        p.numel() for p in torch.nn.Conv2d(4, 3, 1, bias=False).parameters())
+    assert f"together **{separable}**" in " ".join(m.value for m in app.markdown)
+
+
+def test_lesson_one_by_one_mixing_of_rgb_with_the_students_weights_equals_torch():
+    from cnnviz.datasets import samples
+
+    app = _lesson(_open(), "RGB picture (CIFAR-10, 3 channels)")
+    assert [app.number_input(key=f"chan_mix_3_{c}").value for c in range(3)] == [0.299, 0.587, 0.114]
+    for c, value in enumerate((0.5, -1.0, 0.25)):
+        app.number_input(key=f"chan_mix_3_{c}").set_value(value).run()
+    app.number_input(key="chan_pixel_row").set_value(3).run()
+    app.number_input(key="chan_pixel_col").set_value(20).run()
+    assert not app.exception, [e.value for e in app.exception]
+    picture = samples.load_sample(samples.list_samples("cifar10")[0]).double()[None] / 255  # (1, 3, 32, 32)
+    mixed = F.conv2d(picture, torch.tensor([0.5, -1.0, 0.25], dtype=torch.float64)[None, :, None, None])
+    mix_maps = _tiles(_chart(app, "chan_mix_maps"), 4, (32, 32))
+    np.testing.assert_allclose(mix_maps[3], mixed[0, 0].numpy(), atol=1e-5)
+    np.testing.assert_allclose(mix_maps[:3], picture[0].numpy(), atol=1e-6)
+    line = next(m.value for m in app.markdown if m.value.startswith("Pixel (3, 20)"))
+    r, g, b = picture[0, :, 3, 20].tolist()
+    assert f"0.5 x {r:.3f} (R) - 1 x {g:.3f} (G) + 0.25 x {b:.3f} (B)" in line
+    assert line.endswith(f"= {float(mixed[0, 0, 3, 20]):.4f}`")

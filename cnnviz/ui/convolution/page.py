@@ -20,6 +20,7 @@ from cnnviz.datasets import samples
 from cnnviz.images.decode import UPLOAD_EXTENSIONS
 from cnnviz.images.picture import Picture, to_picture
 from cnnviz.ui.convolution.cache import conv_figure, conv_scene, decoded_upload, pool_view
+from cnnviz.ui.convolution.channels_view import show_channels_lesson
 from cnnviz.ui.convolution.figures import build_before_after_figure
 from cnnviz.ui.convolution.learned_view import (
     Convolved,
@@ -40,13 +41,18 @@ DEFAULT_KERNELS = ("X detector", "Sobel x", "Sobel y", "Laplacian")
 PADDINGS = ("0", "1", "2", "3", "same", "valid")
 KERNEL_SOURCES = ("presets or your own", "a trained model's first layer")
 CHART = {"width": "stretch", "config": {"displayModeBar": False}}
+LESSONS = ("Convolution and pooling", "Groups, depthwise and 1x1")
 
 st.title("Convolution and pooling")
+lesson = st.radio("Lesson", LESSONS, key=kept("conv_lesson"), horizontal=True)
 st.markdown(
     "A **kernel** (a small grid of weights) slides over the picture. At every stop it multiplies "
     "each weight with the pixel under it and adds the products and a **bias**: that sum is one cell "
     "of the **feature map**. Press ▶ Play, or drag the slider to any step."
 )
+if lesson == "Groups, depthwise and 1x1":
+    show_channels_lesson()
+    st.stop()
 
 
 def choose_picture() -> tuple[str, Picture] | None:
