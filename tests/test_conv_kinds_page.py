@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 from streamlit.testing.v1 import AppTest
@@ -176,3 +177,48 @@ def test_lesson_one_by_one_mixing_of_rgb_with_the_students_weights_equals_torch(
     r, g, b = picture[0, :, 3, 20].tolist()
     assert f"0.5 x {r:.3f} (R) - 1 x {g:.3f} (G) + 0.25 x {b:.3f} (B)" in line
     assert line.endswith(f"= {float(mixed[0, 0, 3, 20]):.4f}`")
+
+
+def _assert_fits(page, width: int) -> None:
+    """No chart, table or text block of the main column runs past the window's right edge."""
+    overflow = page.evaluate(
+        """(width) => [...document.querySelectorAll(
+              "[data-testid=stMain] [data-testid=stPlotlyChart], "
+              + "[data-testid=stMain] [data-testid=stDataFrame], "
+              + "[data-testid=stMain] [data-testid=stMarkdownContainer]")]
+            .map(e => e.getBoundingClientRect()).filter(r => r.width > 0 && r.right > width + 1)
+            .map(r => Math.round(r.right))""", width)
+    assert not overflow, overflow
+
+
+@pytest.mark.browser
+def test_lesson_and_new_controls_in_a_real_browser_at_1400_and_800_px(app_server, browser_page):
+    from tests.conftest import assert_no_exception, open_page, save_screenshot, wait_until_idle
+
+    open_page(browser_page, f"{app_server}/{PAGE.url_path}")
+    main = browser_page.get_by_test_id("stMain")
+    main.get_by_text("Separate height and width").click()
+    wait_until_idle(browser_page)
+    main.get_by_text("True convolution (flip the kernel)").click()
+    wait_until_idle(browser_page)
+    assert_no_exception(browser_page)
+    assert main.get_by_text("Stride, width").count() == 1
+    for width in (1400, 800):
+        browser_page.set_viewport_size({"width": width, "height": 1000})
+        wait_until_idle(browser_page)
+        _assert_fits(browser_page, width)
+        save_screenshot(browser_page, f"conv-kinds-controls-{width}")
+    main.get_by_text("Groups, depthwise and 1x1").click()
+    wait_until_idle(browser_page)
+    main.get_by_text("4 feature maps of an MNIST digit").click()
+    wait_until_idle(browser_page)
+    main.locator("[data-testid=stRadio]", has_text="Groups").get_by_text("2", exact=True).click()
+    wait_until_idle(browser_page)
+    assert_no_exception(browser_page)
+    # the input, the kernel grid, the grouped, depthwise, pointwise and mixed maps
+    assert browser_page.locator(".js-plotly-plot").count() == 6
+    for width in (1400, 800):
+        browser_page.set_viewport_size({"width": width, "height": 1000})
+        wait_until_idle(browser_page)
+        _assert_fits(browser_page, width)
+        save_screenshot(browser_page, f"conv-kinds-lesson-{width}")

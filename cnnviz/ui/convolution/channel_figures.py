@@ -10,7 +10,7 @@ import plotly.graph_objects as go
 from cnnviz.ui.convolution.layout import DIVERGING
 from cnnviz.ui.panels import GAP, LABEL_FONT, heatmap, in_rows, label_tiles, squares, tile_grid
 
-MAPS_PER_ROW = 4  # four 28x28 or 32x32 maps side by side stay readable at 800 px
+MAPS_PER_ROW = 4  # four 28x28 or 32x32 maps side by side stay readable at 800 px (five in one row)
 NOT_SEEN = "#eceef2"
 AXES = ("x", "y")
 
@@ -72,13 +72,14 @@ def build_maps_figure(
     names: list[str],
     colorscale: str = DIVERGING,
     marked: tuple[int, int] | None = None,
-    row_height: int = 200,
+    row_height: int = 185,
 ) -> go.Figure:
-    """(N, H, W) maps in rows of four, each named above, on one colour scale (centred on 0 for
-    DIVERGING); ``marked`` outlines one pixel (row, col) on every map."""
+    """(N, H, W) maps in rows of four (five in one row), each named above, on one colour scale
+    (centred on 0 for DIVERGING); ``marked`` outlines one pixel (row, col) on every map."""
     count, map_h, map_w = maps.shape
-    rows = in_rows(list(maps), MAPS_PER_ROW)
-    tiles = tile_grid(rows, gap=3, columns=min(count, MAPS_PER_ROW))
+    per_row = count if count <= MAPS_PER_ROW + 1 else MAPS_PER_ROW
+    rows = in_rows(list(maps), per_row)
+    tiles = tile_grid(rows, gap=3, columns=per_row)
     height, width = tiles.array.shape
     layout = _image_layout(row_height * len(rows) + 20, height, width)
     layout["margin"]["t"] = 24

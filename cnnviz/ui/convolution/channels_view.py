@@ -80,12 +80,12 @@ def _parameter_table(channels: int, kernels: int, current: int) -> pd.DataFrame:
     for groups in divisors(channels):
         layer, ordinary = conv_parameters(channels, kernels, 3, groups, bias=False)
         name = {1: "1 (ordinary)", channels: f"{channels} (depthwise)"}.get(groups, str(groups))
-        rows.append({"groups": name + ("  ◀ shown" if groups == current else ""),
-                     "channels per kernel": layer.per_kernel,
+        rows.append({"groups": name + (" ◀ shown" if groups == current else ""),
+                     "channels each": layer.per_kernel,
                      "weights": f"{kernels} x {layer.per_kernel} x 3x3 = {layer.weights}",
-                     "share of ordinary": f"{layer.weights / ordinary.weights:.0%}",
-                     "multiply-adds per output value": layer.mult_adds_per_cell})
-    return pd.DataFrame(rows)
+                     "of ordinary": f"{layer.weights / ordinary.weights:.0%}",
+                     "multiply-adds a value": layer.mult_adds_per_cell})
+    return pd.DataFrame(rows).set_index("groups")
 
 
 def _show_grouped(image: np.ndarray, names: list[str]) -> int:
@@ -121,7 +121,7 @@ def _show_grouped(image: np.ndarray, names: list[str]) -> int:
         f"{layer.parameters.mult_adds_per_cell} multiply-adds instead of {layer.ordinary.mult_adds_per_cell}")
     st.markdown(f"**Parameters:** {layer.parameters.formula}{ordinary}. (Biases, one per kernel, are left "
                 "out here; `nn.Conv2d` adds them.)")
-    st.dataframe(_parameter_table(channels, channels, int(groups)), hide_index=True, width="stretch")
+    st.table(_parameter_table(channels, channels, int(groups)))
     return int(seed)
 
 
@@ -139,8 +139,9 @@ def _show_separable(image: np.ndarray, names: list[str], seed: int) -> None:
     st.plotly_chart(build_maps_figure(layer.depthwise.output, [f"depthwise on {n}" for n in names]),
                     key="chan_depthwise_maps", **CHART)
     weights = layer.pointwise.weight[:, :, 0, 0]  # (K, C)
-    st.dataframe(pd.DataFrame(weights, columns=[f"x depthwise on {n}" for n in names],
-                              index=[f"pointwise {k + 1}" for k in range(int(out))]), width="stretch")
+    st.caption("The 1x1 kernels: a row per output map, one weight per depthwise map.")
+    table = pd.DataFrame(weights, columns=names, index=[f"pointwise {k + 1}" for k in range(int(out))])
+    st.table(table.style.format("{:.1f}"))
     pointwise_names = [f"pointwise {k + 1}" for k in range(int(out))]
     st.plotly_chart(build_maps_figure(layer.pointwise.output, pointwise_names), key="chan_pointwise_maps",
                     **CHART)

@@ -3,6 +3,7 @@
 import hashlib
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from cnnviz.convolution.arithmetic import AxisSize
 from cnnviz.convolution.frames import describe_frames, region_side
@@ -126,15 +127,23 @@ def kernel_controls(rgb_picture: bool) -> dict | None:
             "learned": None, "layer": None}
 
 
-def slide_controls(layer: dict | None) -> tuple[int | tuple[int, int], str | tuple[str, str], int, bool]:
+def slide_controls(
+    layer: dict | None, choices: DeltaGenerator
+) -> tuple[int | tuple[int, int], str | tuple[str, str], int, bool]:
     """Stride, padding (one for both axes, or per axis), dilation and the flip of a true convolution;
-    a trained layer's own as the defaults (kept per model)."""
+    a trained layer's own as the defaults (kept per model). The two choices go in ``choices``, a row
+    wide enough for their labels."""
     suffix = "" if layer is None else f"_learned_{layer['suffix']}"
     paddings = PADDINGS
     if layer is not None and str(layer["padding"]) not in paddings:
         paddings = (*PADDINGS, str(layer["padding"]))
-    per_axis = st.checkbox("Separate height and width", key=kept("conv_per_axis" + suffix),
-                           help="A stride and a padding for the rows and others for the columns.")
+    per_axis = choices.checkbox("Separate height and width", key=kept("conv_per_axis" + suffix),
+                                 help="A stride and a padding for the rows, others for the columns.")
+    flip = choices.toggle("True convolution (flip the kernel)", key=kept("conv_flip"))
+    if flip:
+        choices.caption("The kernel is turned by 180° before it slides, as in the mathematical definition. "
+                         "Frameworks skip the flip: the kernel is learned, so a flipped kernel is just "
+                         "another kernel, and cross-correlation saves the flip.")
     axes = (", height", ", width") if per_axis else ("",)
     strides = [st.number_input(f"Stride{axis}", 1, 4, 1 if layer is None else min(4, layer["stride"]),
                                key=kept("conv_stride" + suffix + ("_w" if axis == ", width" else "")))
@@ -146,11 +155,6 @@ def slide_controls(layer: dict | None) -> tuple[int | tuple[int, int], str | tup
     dilation = st.number_input("Dilation (gap between taps)", 1, 3,
                                1 if layer is None else min(3, layer["dilation"]),
                                key=kept("conv_dilation" + suffix))
-    flip = st.toggle("True convolution (flip the kernel)", key=kept("conv_flip"))
-    if flip:
-        st.caption("The kernel is turned by 180° before it slides, as in the mathematical definition. "
-                   "Frameworks skip the flip: the kernel is learned, so a flipped kernel is just another "
-                   "kernel, and cross-correlation saves the flip.")
     if layer is not None:
         st.caption("Set to the first layer's own stride, padding and dilation; change them to see what "
                    "they do.")
@@ -163,12 +167,14 @@ def preset_controls() -> Convolved | None:
     """The picture, kernel and sliding controls; None when there is nothing to convolve yet."""
     with st.container(border=True):
         input_col, kernel_col, slide_col = st.columns([1.3, 1.2, 1])
+        choices = st.container()  # under the three columns: room for the labels at 800 px
         with input_col:
             chosen = choose_picture()
         with kernel_col:
             kernel = kernel_controls(chosen is not None and chosen[1].pixels.shape[0] == 3)
         with slide_col:
-            stride, padding, dilation, flip = slide_controls(None if kernel is None else kernel["layer"])
+            layer = None if kernel is None else kernel["layer"]
+            stride, padding, dilation, flip = slide_controls(layer, choices)
             for name in () if kernel is None else kernel["names"]:
                 if name in PRESETS:
                     st.caption(f"**{name}**: {PRESETS[name].description}.")
