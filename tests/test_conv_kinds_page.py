@@ -222,3 +222,8 @@ def test_lesson_and_new_controls_in_a_real_browser_at_1400_and_800_px(app_server
         wait_until_idle(browser_page)
         _assert_fits(browser_page, width)
         save_screenshot(browser_page, f"conv-kinds-lesson-{width}")
+    main.get_by_text("RGB picture (CIFAR-10, 3 channels)").click()  # at 800 px
+    wait_until_idle(browser_page)
+    assert_no_exception(browser_page)
+    _assert_fits(browser_page, 800)
+    save_screenshot(browser_page, "conv-kinds-lesson-rgb-800")

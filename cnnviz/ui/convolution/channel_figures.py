@@ -93,7 +93,9 @@ def build_maps_figure(
          "showarrow": False, "yanchor": "bottom", "font": LABEL_FONT}
         for (top, left), name in zip(origins, names, strict=True)
     ]
-    data = [heatmap(tiles.array, AXES, colorscale, False, "value", **scale)]
+    maps_trace = heatmap(tiles.array, AXES, colorscale, False, "value", **scale)
+    maps_trace.update(xgap=0, ygap=0)  # 3-4 px cells: a 1 px gap would grid the picture over
+    data = [maps_trace]
     if marked is not None:
         xs, ys = [], []
         for top, left in origins:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import streamlit as st
+import torch
 
 from cnnviz.convolution.channel_lesson import (
     FEATURE_KERNELS,
@@ -23,7 +24,7 @@ from cnnviz.convolution.channel_lesson import (
 from cnnviz.convolution.channels import conv_parameters, divisors, group_mask
 from cnnviz.datasets import samples
 from cnnviz.ui.convolution.channel_figures import build_connections_figure, build_maps_figure
-from cnnviz.ui.widgets import kept
+from cnnviz.ui.widgets import kept, pixel_image
 
 INPUTS = ("RGB picture (CIFAR-10, 3 channels)", "4 feature maps of an MNIST digit")
 RGB_NAMES = ["R", "G", "B"]
@@ -65,8 +66,13 @@ def _lesson_input() -> tuple[np.ndarray, list[str], bool]:
     else:
         st.caption("The digit convolved with the main lesson's four 3x3 kernels (padding 1): four maps, "
                    "which a next layer reads as four input channels.")
-    st.plotly_chart(build_maps_figure(image, names, "gray" if rgb else "RdBu_r"), key="chan_input_maps",
-                    **CHART)
+    maps_at = st
+    if rgb:  # the picture itself beside its three channels
+        picture_col, maps_at = st.columns([1, 3], vertical_alignment="center")
+        pixels = torch.from_numpy((image * 255).round().astype(np.uint8))  # (3, H, W)
+        picture_col.image(pixel_image(pixels, 128), caption="the picture")
+    maps_at.plotly_chart(build_maps_figure(image, names, "gray" if rgb else "RdBu_r"), key="chan_input_maps",
+                         **CHART)
     return image, names, rgb
 
 
