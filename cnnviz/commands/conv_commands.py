@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from cnnviz.convolution.arithmetic import describe, output_shape, parse_padding
+from cnnviz.convolution.channels import conv_parameters
 from cnnviz.convolution.transposed_sizes import describe_transposed, transposed_output_shape
 
 
@@ -49,6 +50,11 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
         "--output-padding", type=int, default=0, metavar="N",
         help="with --transposed: extra rows/columns at the bottom/right (default: 0)",
     )
+    size.add_argument("--in-channels", type=int, metavar="C",
+                      help="input channels: also print the layer's parameters")
+    size.add_argument("--out-channels", type=int, metavar="K", help="output channels (kernels; default: C)")
+    size.add_argument("--groups", type=int, metavar="G",
+                      help="grouped convolution: each kernel sees C/G input channels (needs --in-channels)")
     size.set_defaults(func=run_conv_size)
 
     bench = benches.add_parser(
@@ -73,7 +79,10 @@ def run_conv_size(args: argparse.Namespace) -> int:
     if args.dilation != 1 and args.pool:
         raise ValueError("Pooling windows have no dilation here; leave --dilation out with --pool.")
     sizes = output_shape(args.input, width, args.kernel, stride, padding, args.dilation, pool=args.pool)
+    parameters = describe_parameters(args) if _counts_parameters(args) else ""  # a refusal before any output
     print(("pooling " if args.pool else "convolution ") + describe(sizes))
+    if parameters:
+        print(parameters)
     return 0
 
 
@@ -82,8 +91,37 @@ def run_transposed_size(args: argparse.Namespace, padding: int | str, width: int
         raise ValueError("A transposed convolution takes a number of zeros as --padding and no --pool.")
     sizes = transposed_output_shape(args.input, width, args.kernel, stride, padding, args.output_padding,
                                     args.dilation)
+    # nn.ConvTranspose2d(C, K, k, groups=G) has as many weights as nn.Conv2d(C, K, k, groups=G)
+    parameters = describe_parameters(args) if _counts_parameters(args) else ""
     print("transposed convolution " + describe_transposed(sizes))
+    if parameters:
+        print(parameters)
     return 0
+
+
+def _counts_parameters(args: argparse.Namespace) -> bool:
+    return args.in_channels is not None or args.groups is not None or args.out_channels is not None
+
+
+def describe_parameters(args: argparse.Namespace) -> str:
+    """The layer's parameters (with --groups) next to the ordinary convolution's; ValueError when the
+    channels are missing or the groups do not divide them."""
+    if args.pool:
+        raise ValueError("A pooling window has no parameters; leave --groups and the channels out "
+                         "with --pool.")
+    if args.in_channels is None:
+        raise ValueError("Give --in-channels C (and --out-channels K) to count the parameters.")
+    out_channels = args.in_channels if args.out_channels is None else args.out_channels
+    groups = 1 if args.groups is None else args.groups
+    layer, ordinary = conv_parameters(args.in_channels, out_channels, args.kernel, groups)
+    lines = [f"parameters (groups {groups}): {layer.formula}"]
+    if groups > 1:
+        lines.append(f"ordinary convolution (groups 1): {ordinary.formula}")
+        lines.append(f"groups {groups} keep {layer.total} of {ordinary.total} parameters "
+                     f"({layer.total / ordinary.total:.1%})")
+    lines.append(f"multiply-adds per output cell: {layer.mult_adds_per_cell}"
+                 + (f" (ordinary: {ordinary.mult_adds_per_cell})" if groups > 1 else ""))
+    return "\n".join(lines)
 
 
 def run_bench(args: argparse.Namespace) -> int:

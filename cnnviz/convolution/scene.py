@@ -16,7 +16,24 @@ from cnnviz.convolution.frames import FramePlan, frame_positions, frames_within_
 from cnnviz.convolution.kernels import CustomText, build_kernel_bank
 from cnnviz.convolution.learned import LearnedConvolution, LearnedKernel
 from cnnviz.convolution.pooling import MAX, PoolSteps, max_pool_gradient, pool_steps
-from cnnviz.convolution.steps import ConvSteps, convolve_steps, relu
+from cnnviz.convolution.steps import ConvSteps, convolve_steps, flip_kernels, relu
+
+
+def _read_stride(text: str) -> int:
+    if not text.strip().isdecimal():
+        raise ValueError(f"The stride must be a whole number of at least 1, not {text!r}.")
+    return int(text)
+
+
+def _per_axis(value, read):
+    """One value, or a (height, width) pair read element by element; an equal pair becomes one value,
+    so the same layer set either way is the same (hashable) setting."""
+    if not isinstance(value, tuple | list):
+        return read(value) if isinstance(value, str) else value
+    if len(value) != 2:
+        raise ValueError(f"Give one value or a (height, width) pair, not {len(value)} values.")
+    height, width = (read(v) if isinstance(v, str) else v for v in value)
+    return height if height == width else (height, width)
 
 
 @dataclass(frozen=True)
@@ -25,8 +42,9 @@ class ConvSettings:
 
     kernel_h: int = 3
     kernel_w: int = 3
-    stride: int = 1
-    padding: int | str = 0  # zeros on each side, "same" or "valid"; text such as "1" is read once here
+    stride: int | tuple[int, int] = 1  # one step for both axes, or (height, width)
+    padding: int | str | tuple = 0  # zeros on each side, "same" or "valid", or (height, width) of those;
+    # text such as "1" is read once here
     dilation: int = 1
     kernels: tuple[str, ...] = ("X detector",)  # preset names (or "custom"), one feature map each
     custom: str = ""  # rows of numbers: the text of every custom kernel when custom_kernels is empty
@@ -35,9 +53,11 @@ class ConvSettings:
     # one entry per kernel, for those that are "custom": a text for every channel, or a tuple of a
     # text per input channel (R, G, B); empty: every custom kernel takes ``custom``
     custom_kernels: tuple[CustomText, ...] = ()
+    flip: bool = False  # a true convolution: the kernels turned by 180 degrees before they slide
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "padding", parse_padding(self.padding))
+        object.__setattr__(self, "stride", _per_axis(self.stride, _read_stride))
+        object.__setattr__(self, "padding", _per_axis(self.padding, parse_padding))
         object.__setattr__(self, "kernels", tuple(self.kernels))
         object.__setattr__(self, "custom_kernels", tuple(
             text if isinstance(text, str) else tuple(text) for text in self.custom_kernels
@@ -60,9 +80,16 @@ class ConvSettings:
         return build_kernel_bank(self.kernels, self.kernel_h, self.kernel_w, channels,
                                  self.custom_kernels or self.custom)
 
+    def sliding_weight(self, channels: int) -> np.ndarray:
+        """(K, C, kH, kW) the kernels as they slide: :meth:`weight`, flipped for a true convolution."""
+        weight = self.weight(channels)
+        return flip_kernels(weight) if self.flip else weight
+
     def convolve(self, pixels: np.ndarray) -> ConvSteps:
-        """Every step over (C, H, W) ``pixels``; ValueError with the reason when the setting does not fit."""
-        weight = self.weight(pixels.shape[0])
+        """Every step over (C, H, W) ``pixels``; ValueError with the reason when the setting does not fit.
+
+        With ``flip`` the steps hold the flipped kernels: what the window multiplies with."""
+        weight = self.sliding_weight(pixels.shape[0])
         bias = np.full(weight.shape[0], self.bias)
         return convolve_steps(pixels, weight, bias, self.stride, self.padding, self.dilation)
 

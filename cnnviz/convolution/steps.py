@@ -3,7 +3,9 @@ covers, the element-wise products, their sum, the bias and the output value.
 
 All numbers are float64 so they can be shown to the last digit; the assembled output equals
 ``torch.nn.functional.conv2d`` (what deep-learning libraries call convolution is, strictly,
-cross-correlation: the kernel is not flipped).
+cross-correlation: the kernel is not flipped; :func:`flip_kernels` gives the kernel a true
+convolution slides). With ``groups`` the channels are split into groups, and each kernel sees only
+its own group's channels, as in ``conv2d(..., groups=g)``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from cnnviz.convolution.arithmetic import AxisSize, output_shape
+from cnnviz.convolution.channels import check_groups
 
 
 @dataclass(frozen=True)
@@ -25,8 +28,8 @@ class ConvStep:
     col: int  # output column
     rows: np.ndarray  # (kH,) padded-input rows the kernel taps
     cols: np.ndarray  # (kW,) padded-input columns the kernel taps
-    inputs: np.ndarray  # (C, kH, kW) input values under the kernel
-    products: np.ndarray  # (C, kH, kW) input * kernel weight
+    inputs: np.ndarray  # (C/groups, kH, kW) input values under the kernel, its group's channels only
+    products: np.ndarray  # (C/groups, kH, kW) input * kernel weight
     total: float  # sum of the products
     bias: float
     value: float  # total + bias
@@ -38,13 +41,14 @@ class ConvSteps:
 
     padded: np.ndarray  # (C, Hp, Wp) the input with its zero padding
     pad: tuple[int, int, int, int]  # zeros added (top, bottom, left, right)
-    weight: np.ndarray  # (K, C, kH, kW)
+    weight: np.ndarray  # (K, C/groups, kH, kW)
     bias: np.ndarray  # (K,)
     stride: tuple[int, int]
     dilation: tuple[int, int]
     sizes: tuple[AxisSize, AxisSize]  # height and width arithmetic
-    products: np.ndarray  # (K, Ho, Wo, C, kH, kW)
+    products: np.ndarray  # (K, Ho, Wo, C/groups, kH, kW)
     sums: np.ndarray  # (K, Ho, Wo) sum of the products, before the bias
+    groups: int = 1  # kernel k sees the input channels of group k // (K/groups)
 
     @property
     def output(self) -> np.ndarray:
@@ -54,6 +58,12 @@ class ConvSteps:
     @property
     def output_size(self) -> tuple[int, int]:
         return self.sums.shape[1], self.sums.shape[2]
+
+    def input_channels(self, kernel_index: int) -> np.ndarray:
+        """The input channels kernel ``kernel_index`` sees: all of them unless the layer is grouped."""
+        per_group = self.weight.shape[1]
+        group = kernel_index // (self.weight.shape[0] // self.groups)
+        return np.arange(group * per_group, (group + 1) * per_group)
 
     def tap_rows(self, row: int) -> np.ndarray:
         """Padded-input rows the kernel covers for output row ``row``."""
@@ -68,7 +78,7 @@ class ConvSteps:
     def step(self, kernel_index: int, row: int, col: int) -> ConvStep:
         """The numbers behind output cell (row, col) of kernel ``kernel_index``."""
         rows, cols = self.tap_rows(row), self.tap_cols(col)
-        inputs = self.padded[:, rows][:, :, cols]  # (C, kH, kW)
+        inputs = self.padded[self.input_channels(kernel_index)][:, rows][:, :, cols]  # (C/groups, kH, kW)
         total = float(self.sums[kernel_index, row, col])
         bias = float(self.bias[kernel_index])
         return ConvStep(
@@ -113,15 +123,18 @@ def convolve_steps(
     stride: int | tuple[int, int] = 1,
     padding: int | str | tuple = 0,
     dilation: int | tuple[int, int] = 1,
+    groups: int = 1,
 ) -> ConvSteps:
     """Every step of a 2-D convolution; ValueError (with the reason) when the setting does not fit.
 
     Args:
         image: (C, H, W) input values.
-        weight: (K, C, kH, kW) one kernel per output feature map; a (kH, kW) array is one kernel
-            for a one-channel input.
+        weight: (K, C/groups, kH, kW) one kernel per output feature map; a (kH, kW) array is one
+            kernel for a one-channel input.
         bias: (K,) added to each feature map (zeros if None).
         padding: zeros per side, "same", "valid", or a (height, width) pair of those.
+        groups: split the C input channels and the K kernels into this many groups; kernel k sees
+            only the C/groups channels of its group (groups = C is a depthwise convolution).
     """
     image = np.asarray(image, dtype=np.float64)
     weight = np.asarray(weight, dtype=np.float64)
@@ -131,7 +144,14 @@ def convolve_steps(
         raise ValueError(
             "The input must be channels x height x width and the kernels count x channels x height x width."
         )
-    if weight.shape[1] != image.shape[0]:
+    check_groups(image.shape[0], weight.shape[0], groups)
+    if weight.shape[1] * groups != image.shape[0]:
+        if groups > 1:
+            channels = image.shape[0]
+            raise ValueError(
+                f"With {groups} groups each kernel sees {channels}/{groups} = {channels // groups} "
+                f"input channel(s), but the kernels have {weight.shape[1]}."
+            )
         raise ValueError(
             f"Each kernel has {weight.shape[1]} channel(s) but the input has {image.shape[0]}; "
             "a kernel needs one slice per input channel."
@@ -147,10 +167,24 @@ def convolve_steps(
     stride_hw = (height.stride, width.stride)
     dilation_hw = (height.dilation, width.dilation)
     windows = extract_windows(padded, kernel, stride_hw, dilation_hw, (height.output, width.output))
-    windows = windows.transpose(1, 2, 0, 3, 4)  # (Ho, Wo, C, kH, kW)
-    products = windows[None] * weight[:, None, None]  # (K, Ho, Wo, C, kH, kW)
+    kernels, per_group = weight.shape[:2]
+    out_h, out_w = height.output, width.output
+    windows = windows.reshape(groups, per_group, out_h, out_w, *kernel)  # (g, C/g, Ho, Wo, kH, kW)
+    windows = windows.transpose(0, 2, 3, 1, 4, 5)  # (g, Ho, Wo, C/g, kH, kW)
+    grouped = weight.reshape(groups, kernels // groups, per_group, *kernel)  # (g, K/g, C/g, kH, kW)
+    products = windows[:, None] * grouped[:, :, None, None]  # (g, K/g, Ho, Wo, C/g, kH, kW)
+    products = products.reshape(kernels, out_h, out_w, per_group, *kernel)  # (K, Ho, Wo, C/g, kH, kW)
     sums = products.sum(axis=(3, 4, 5))  # (K, Ho, Wo)
-    return ConvSteps(padded, pad, weight, bias, stride_hw, dilation_hw, sizes, products, sums)
+    return ConvSteps(padded, pad, weight, bias, stride_hw, dilation_hw, sizes, products, sums, groups)
+
+
+def flip_kernels(weight: np.ndarray) -> np.ndarray:
+    """(..., kH, kW) -> each kernel turned by 180 degrees (flipped up-down and left-right).
+
+    A true convolution, sum over m, n of x[i - m, j - n] k[m, n], is the cross-correlation that
+    deep-learning libraries compute, slid with this flipped kernel.
+    """
+    return np.ascontiguousarray(np.asarray(weight)[..., ::-1, ::-1])
 
 
 def relu(feature_map: np.ndarray) -> np.ndarray:

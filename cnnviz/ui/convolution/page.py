@@ -3,6 +3,7 @@
 import hashlib
 
 import streamlit as st
+from streamlit.delta_generator import DeltaGenerator
 
 from cnnviz.convolution.arithmetic import AxisSize
 from cnnviz.convolution.frames import describe_frames, region_side
@@ -22,6 +23,7 @@ from cnnviz.datasets import samples
 from cnnviz.images.decode import UPLOAD_EXTENSIONS
 from cnnviz.images.picture import Picture, to_picture
 from cnnviz.ui.convolution.cache import conv_figure, conv_scene, decoded_upload, pool_view
+from cnnviz.ui.convolution.channels_view import show_channels_lesson
 from cnnviz.ui.convolution.code_view import show_torch_code
 from cnnviz.ui.convolution.figures import build_before_after_figure
 from cnnviz.ui.convolution.learned_view import (
@@ -43,20 +45,24 @@ SOURCES = ("tiny binary picture", "MNIST sample", "CIFAR-10 sample", "your pictu
 DEFAULT_KERNELS = ("X detector", "Sobel x", "Sobel y", "Laplacian")
 PADDINGS = ("0", "1", "2", "3", "same", "valid")
 KERNEL_SOURCES = ("presets or your own", "a trained model's first layer")
-LESSONS = ("Convolution and pooling", "Transposed convolution")
+LESSONS = ("Convolution and pooling", "Transposed convolution", "Groups, depthwise and 1x1")
 CHART = {"width": "stretch", "config": {"displayModeBar": False}}
 SHARPEN_TEXT = "0 -1 0\n-1 5 -1\n0 -1 0"
 RED_MINUS_GREEN = ("0 0 0\n0 1 0\n0 0 0", "0 0 0\n0 -1 0\n0 0 0", "0 0 0\n0 0 0\n0 0 0")  # R, G, B slices
 
 st.title("Convolution and pooling")
+lesson = st.radio("Lesson", LESSONS, key=kept("conv_lesson"), horizontal=True)
+if lesson == "Transposed convolution":
+    show_transposed_lesson()
+    st.stop()
+if lesson == "Groups, depthwise and 1x1":
+    show_channels_lesson()
+    st.stop()
 st.markdown(
     "A **kernel** (a small grid of weights) slides over the picture. At every stop it multiplies "
     "each weight with the pixel under it and adds the products and a **bias**: that sum is one cell "
     "of the **feature map**. Press ▶ Play, or drag the slider to any step."
 )
-if st.radio("Lesson", LESSONS, key=kept("conv_lesson"), horizontal=True) == "Transposed convolution":
-    show_transposed_lesson()
-    st.stop()
 
 
 def choose_picture() -> tuple[str, Picture] | None:
@@ -143,36 +149,54 @@ def custom_kernel_text(index: int, rgb_picture: bool) -> CustomText:
     )
 
 
-def slide_controls(layer: dict | None) -> tuple[int, str, int]:
-    """Stride, padding and dilation; a trained layer's own as the defaults (kept per model)."""
+def slide_controls(
+    layer: dict | None, choices: DeltaGenerator
+) -> tuple[int | tuple[int, int], str | tuple[str, str], int, bool]:
+    """Stride, padding (one for both axes, or per axis), dilation and the flip of a true convolution;
+    a trained layer's own as the defaults (kept per model). The two choices go in ``choices``, a row
+    wide enough for their labels."""
     suffix = "" if layer is None else f"_learned_{layer['suffix']}"
     paddings = PADDINGS
     if layer is not None and str(layer["padding"]) not in paddings:
         paddings = (*PADDINGS, str(layer["padding"]))
-    stride = st.number_input("Stride", 1, 4, 1 if layer is None else min(4, layer["stride"]),
-                             key=kept("conv_stride" + suffix))
-    padding = st.selectbox("Padding (zeros on each side)", paddings,
-                           index=0 if layer is None else paddings.index(str(layer["padding"])),
-                           key=kept("conv_padding" + suffix))
+    per_axis = choices.checkbox("Separate height and width", key=kept("conv_per_axis" + suffix),
+                                 help="A stride and a padding for the rows, others for the columns.")
+    flip = choices.toggle("True convolution (flip the kernel)", key=kept("conv_flip"))
+    if flip:
+        choices.caption("The kernel is turned by 180° before it slides, as in the mathematical definition. "
+                         "Frameworks skip the flip: the kernel is learned, so a flipped kernel is just "
+                         "another kernel, and cross-correlation saves the flip.")
+    axes = (", height", ", width") if per_axis else ("",)
+    strides = [st.number_input(f"Stride{axis}", 1, 4, 1 if layer is None else min(4, layer["stride"]),
+                               key=kept("conv_stride" + suffix + ("_w" if axis == ", width" else "")))
+               for axis in axes]
+    pads = [st.selectbox(f"Padding{axis} (zeros on each side)", paddings,
+                         index=0 if layer is None else paddings.index(str(layer["padding"])),
+                         key=kept("conv_padding" + suffix + ("_w" if axis == ", width" else "")))
+            for axis in axes]
     dilation = st.number_input("Dilation (gap between taps)", 1, 3,
                                1 if layer is None else min(3, layer["dilation"]),
                                key=kept("conv_dilation" + suffix))
     if layer is not None:
         st.caption("Set to the first layer's own stride, padding and dilation; change them to see what "
                    "they do.")
-    return int(stride), padding, int(dilation)
+    stride = int(strides[0]) if len(strides) == 1 else (int(strides[0]), int(strides[1]))
+    padding = pads[0] if len(pads) == 1 else (pads[0], pads[1])
+    return stride, padding, int(dilation), flip
 
 
 def preset_controls() -> Convolved | None:
     """The picture, kernel and sliding controls; None when there is nothing to convolve yet."""
     with st.container(border=True):
         input_col, kernel_col, slide_col = st.columns([1.3, 1.2, 1])
+        choices = st.container()  # under the three columns: room for the labels at 800 px
         with input_col:
             chosen = choose_picture()
         with kernel_col:
             kernel = kernel_controls(chosen is not None and chosen[1].pixels.shape[0] == 3)
         with slide_col:
-            stride, padding, dilation = slide_controls(None if kernel is None else kernel["layer"])
+            layer = None if kernel is None else kernel["layer"]
+            stride, padding, dilation, flip = slide_controls(layer, choices)
             for name in () if kernel is None else kernel["names"]:
                 if name in PRESETS:
                     st.caption(f"**{name}**: {PRESETS[name].description}.")
@@ -194,7 +218,7 @@ def preset_controls() -> Convolved | None:
         )
     settings = ConvSettings(int(kernel["kernel_h"]), int(kernel["kernel_w"]), stride, padding, dilation,
                             kernel["names"], "", float(kernel["bias"]), kernel["learned"],
-                            custom_kernels=kernel["custom"])
+                            custom_kernels=kernel["custom"], flip=flip)
     return Convolved(picture_key, picture.pixels, settings)
 
 
@@ -265,6 +289,10 @@ if scene.too_many_steps:
         region = (int(first_row), int(first_col))
 plan = scene.frame_plan(region)
 st.caption(describe_frames(plan.positions, out_h, out_w, region=region is not None))
+if settings.flip:  # the animation below slides the flipped kernel
+    written = (settings.weight(convolved.pixels.shape[0])[0, 0], scene.steps.weight[0, 0])
+    st.plotly_chart(build_before_after_figure(*written, ("kernel 1 as written", "turned 180°: what slides"),
+                                              height=230), key="flip_chart", **CHART)
 st.plotly_chart(conv_figure(picture_key, settings, region, scene, plan), key="conv_chart", **CHART)
 show_torch_code(convolved.pixels, settings.padding, scene.steps)
 
