@@ -27,9 +27,11 @@ from cnnviz.ui.convolution.layout import (
     TEXT_AXES,
     TOP_TITLE_Y,
     WINDOW_COLOR,
+    denoised,
     output_slot,
     padding_shapes,
     page_layout,
+    written,
 )
 from cnnviz.ui.panels import (
     GAP,
@@ -80,7 +82,7 @@ def build_convolution_figure(
     channel_names = channel_names or [f"ch {c + 1}" for c in range(channels)]
 
     kernel_tiles = tile_grid([[steps.weight[k, c] for c in range(channels)] for k in range(kernels)])
-    output = steps.output.astype(np.float32)  # (K, Ho, Wo)
+    output = denoised(steps.output).astype(np.float32)  # (K, Ho, Wo)
     out_tiles = tile_grid([[output[k] for k in range(kernels)]])  # the maps side by side
     products = steps.products.astype(np.float32)  # (K, Ho, Wo, C, kH, kW)
     frames = _convolution_frames(steps, output, products, out_tiles.origins[0], positions, fill_reading_order)
@@ -247,14 +249,17 @@ def _equation_lines(steps: ConvSteps, row: int, col: int) -> list[str]:
     for k in range(kernels):
         total = float(steps.sums[k, row, col])
         bias = float(steps.bias[k])
-        terms = [f"{t + 0.0:.3g}" for t in steps.products[k, row, col].reshape(-1)]  # (C*kH*kW,)
+        scale = float(np.abs(steps.products[k, row, col]).sum())  # what the sum's noise is relative to
+        terms = [written(t, 3) for t in steps.products[k, row, col].reshape(-1)]  # (C*kH*kW,)
         if count <= MAX_WRITTEN_TERMS:
             chunks = [" + ".join(terms[i:i + per_line]) for i in range(0, count, per_line)]
-            written = [f"kernel {k + 1}: {chunks[0]}", *(f"        + {chunk}" for chunk in chunks[1:])]
-            lines += [line.replace("+ -", "- ") for line in written]
+            spelled = [f"kernel {k + 1}: {chunks[0]}", *(f"        + {chunk}" for chunk in chunks[1:])]
+            lines += [line.replace("+ -", "- ") for line in spelled]
         else:
             lines.append(f"kernel {k + 1}: sum of the {count} products")
-        lines.append(f"   = {total:.4g};   {total:.4g} + bias {bias:.4g} = <b>{total + bias:.4g}</b>")
+        total_text = written(total, 4, scale)
+        value = written(total + bias, 4, scale + abs(bias))
+        lines.append(f"   = {total_text};   {total_text} + bias {written(bias)} = <b>{value}</b>")
     return lines
 
 
@@ -262,6 +267,7 @@ def build_before_after_figure(
     before: np.ndarray, after: np.ndarray, titles: tuple[str, str], height: int = 360
 ) -> go.Figure:
     """Two maps side by side on one colour scale (ReLU before/after, gradient upstream/at input)."""
+    before, after = denoised(before), denoised(after)
     limit = float(max(np.abs(before).max(), np.abs(after).max())) or 1.0
     show_text = max(*before.shape, *after.shape) <= MAX_TEXT_SIDE
     layout = page_layout(height)

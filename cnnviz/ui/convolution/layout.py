@@ -3,6 +3,8 @@ orange padding strips and the slots where output maps fill in."""
 
 from __future__ import annotations
 
+import numpy as np
+
 MAX_TEXT_SIDE = 12  # write the numbers into the cells of a map while it is at most 12 cells across
 PAD_FILL = "rgba(255, 170, 60, 0.55)"
 SLOT_FILL = "#eef0f4"  # where output cells will appear
@@ -27,6 +29,22 @@ DOMAINS = {
 }
 TOP_TITLE_Y, BOTTOM_TITLE_Y = 1.0, 0.35
 FRAME_PREFIX = "output cell (row, col): "  # the slider names each frame's output cell
+NOISE = 1e-12  # a number this small next to the largest of its panel is rounding noise: shown as 0
+
+
+def written(value: float, digits: int = 4, scale: float = 1.0) -> str:
+    """``value`` with ``digits`` significant digits, 0 (never -0 or 5.551e-17) when it is rounding
+    noise next to ``scale``, the largest magnitude it is shown beside."""
+    value = 0.0 if abs(value) <= NOISE * scale else value
+    return f"{value + 0.0:.{digits}g}"
+
+
+def denoised(values: np.ndarray) -> np.ndarray:
+    """A map to draw: cells that are rounding noise next to its largest cell set to exactly 0 (the
+    cells' text and hover then read 0); NaN (cells not computed yet) stays."""
+    values = np.asarray(values, dtype=np.float64)
+    scale = float(np.nanmax(np.abs(values), initial=0.0)) if np.isfinite(values).any() else 0.0
+    return np.where(np.abs(values) <= NOISE * scale, 0.0, values)
 
 
 def padding_shapes(
