@@ -10,8 +10,10 @@ import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
 
-from cnnviz.convolution.scene import ConvSettings
+from cnnviz.convolution.pooling import MAX, max_pool_gradient, pool_steps
+from cnnviz.convolution.scene import ConvScene, ConvSettings, PoolSettings
 from cnnviz.ui.convolution.figures import build_before_after_figure, build_convolution_figure
+from cnnviz.ui.convolution.pool_figure import build_pooling_figure
 from cnnviz.ui.plotly_wire import decode_typed_array
 
 
@@ -60,3 +62,51 @@ def test_figures_write_zero_for_noise_never_5e17():
     assert output[0, 0] == 0 and output[1, 0] == 0
     before_after = build_before_after_figure(noisy.output[0], np.maximum(noisy.output[0], 0), ("a", "b"))
     assert decode_typed_array(before_after.data[0].z)[1, 0] == 0
+
+
+def _torch_winners(image: np.ndarray, window, stride, padding) -> np.ndarray:
+    """(C, Ho, Wo) flat index into each (unpadded) channel of the cell torch's max pooling picks."""
+    _, indices = F.max_pool2d(torch.from_numpy(image)[None], window, stride, padding, return_indices=True)
+    return indices[0].numpy()
+
+
+def _our_winners(steps) -> np.ndarray:
+    top, _, left, _ = steps.pad
+    width = steps.padded.shape[2] - steps.pad[2] - steps.pad[3]
+    return (steps.winners[..., 0] - top) * width + steps.winners[..., 1] - left
+
+
+def test_max_pooling_ties_go_to_the_first_maximum_as_in_torch_also_through_noise():
+    rng = np.random.default_rng(7)
+    for window, stride, padding in [(2, 2, 0), (3, 1, 1), (2, 1, 1), (3, 2, 0)]:
+        exact = rng.integers(0, 3, (2, 7, 8)) * 0.1  # few values: many exact ties
+        noisy = exact + rng.choice([-1, 0, 1], exact.shape) * 5.551115123125783e-17  # 0.1+0.2 vs 0.3
+        steps = pool_steps(noisy, window, stride, padding, MAX)
+        # torch on the same values with the noise gone: the first maximum of every window
+        np.testing.assert_array_equal(_our_winners(steps), _torch_winners(exact, window, stride, padding))
+        expected = F.max_pool2d(torch.from_numpy(noisy)[None], window, stride, padding)[0].numpy()
+        np.testing.assert_allclose(steps.output, expected, rtol=0, atol=1e-15)
+        # the gradient goes where torch sends it on the tie-exact map
+        x = torch.from_numpy(exact)[None].requires_grad_(True)
+        upstream = rng.normal(size=steps.output.shape)
+        F.max_pool2d(x, window, stride, padding).backward(torch.from_numpy(upstream)[None])
+        np.testing.assert_allclose(max_pool_gradient(steps, upstream), x.grad[0].numpy(), atol=1e-12)
+
+
+def test_pool_figure_boxes_the_first_maximum_of_a_noisy_tie():
+    feature = np.array([[[0.3, 0.1 + 0.2], [0.0, 0.3]]])  # 0.30000000000000004 comes second
+    steps = pool_steps(feature, 2, 2, 0, MAX)
+    assert _torch_winners(np.round(feature, 12), 2, 2, 0)[0, 0, 0] == 0
+    assert tuple(steps.winners[0, 0, 0]) == (0, 0)
+    frame = _frames(build_pooling_figure(steps, [(0, 0)]))[0]
+    xs, ys = decode_typed_array(frame.data[5].x), decode_typed_array(frame.data[5].y)
+    assert (np.nanmin(ys) + 0.5, np.nanmin(xs) + 0.5) == (0, 0)  # the box around window cell (0, 0)
+    assert "winner at padded row 0, column 0" in frame.data[6].text[1]
+
+
+def test_page_scene_pools_exact_ties_where_the_convolution_cancelled():
+    image = _flat_patch_picture(1)  # gray: its noise is +2.2e-16 as well as -5.6e-17
+    scene = ConvScene.compute(image, ConvSettings(kernels=("Laplacian",)), 64)
+    pooled = scene.pool(PoolSettings(MAX, 2, 2, 0))
+    tie_exact = np.round(scene.activated[None], 12)  # what the map is, without float noise
+    np.testing.assert_array_equal(_our_winners(pooled.steps), _torch_winners(tie_exact, 2, 2, 0))
