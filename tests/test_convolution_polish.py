@@ -4,12 +4,16 @@ sizes, and what the figures write, each checked against PyTorch or a brute-force
 from __future__ import annotations
 
 import dataclasses
+import re
 
 import numpy as np
 import plotly.graph_objects as go
 import torch
 import torch.nn.functional as F
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
 
+from cnnviz.convolution.arithmetic import axis_output_size
 from cnnviz.convolution.pooling import MAX, max_pool_gradient, pool_steps
 from cnnviz.convolution.scene import ConvScene, ConvSettings, PoolSettings
 from cnnviz.ui.convolution.figures import build_before_after_figure, build_convolution_figure
@@ -110,3 +114,44 @@ def test_page_scene_pools_exact_ties_where_the_convolution_cancelled():
     pooled = scene.pool(PoolSettings(MAX, 2, 2, 0))
     tie_exact = np.round(scene.activated[None], 12)  # what the map is, without float noise
     np.testing.assert_array_equal(_our_winners(pooled.steps), _torch_winners(tie_exact, 2, 2, 0))
+
+
+def _covered_by_torch(n: int, kernel: int, stride: int, padding: int, dilation: int) -> set[int]:
+    """Brute force: the input rows whose value reaches some output of F.conv2d (nonzero gradient)."""
+    x = torch.ones(1, 1, n, 1, dtype=torch.float64, requires_grad=True)
+    weight = torch.ones(1, 1, kernel, 1, dtype=torch.float64)
+    F.conv2d(x, weight, stride=(stride, 1), padding=(padding, 0), dilation=(dilation, 1)).sum().backward()
+    return {int(i) for i in torch.nonzero(x.grad[0, 0, :, 0]).flatten()}
+
+
+def _numbers(text: str) -> list[int]:
+    return [int(word) for word in re.findall(r"\d+", text)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 4), st.integers(1, 4), st.integers(0, 2), st.integers(1, 3), st.integers(1, 14))
+def test_left_out_note_names_exactly_the_rows_no_window_covers(kernel, stride, padding, dilation, n):
+    assume(dilation * (kernel - 1) + 1 <= n + 2 * padding)
+    size = axis_output_size(n, kernel, stride, padding, dilation)
+    left_out = sorted(set(range(n)) - _covered_by_torch(n, kernel, stride, padding, dilation))
+    assert list(size.uncovered) == left_out
+    assert bool(size.warning) == bool(left_out)  # no note when only padding is left out
+    named = []
+    listing = r"(?:never reach input rows?|never covered by any window:) ([^(]*)\("
+    for part in re.findall(listing, size.warning):
+        named += _numbers(part)
+    assert sorted(named) == left_out and all(0 <= row < n for row in named)
+    if padding and left_out:  # the figure counts the padding: its numbers are given beside
+        on_figure = re.findall(r"; ([^;]*) on the figure", size.warning)
+        assert sorted(sum((_numbers(p) for p in on_figure), [])) == [row + padding for row in left_out]
+
+
+def test_fit_note_wording_on_the_reviewed_cases():
+    assert axis_output_size(28, 3, 2, 2).warning == ""  # was: "ends at input row 28" of a 28-row image
+    assert axis_output_size(28, 3, 2, 1).warning == ""  # 13.5 rounded down, yet only padding left out
+    note = axis_output_size(28, 3, 2, 0).warning
+    assert "13.5 is not a whole number" in note
+    assert note.endswith("never reach input row 27 (counting from 0).")
+    columns = axis_output_size(9, 2, 4, 1, axis="width").warning
+    assert columns == ("Input columns never covered by any window: 1, 2, 5 and 6 "
+                       "(counting from 0; 2, 3, 6 and 7 on the figure, which counts the padding too).")
