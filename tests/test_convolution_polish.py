@@ -8,12 +8,13 @@ import re
 
 import numpy as np
 import plotly.graph_objects as go
+import pytest
 import torch
 import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from cnnviz.convolution.arithmetic import axis_output_size
+from cnnviz.convolution.arithmetic import axis_output_size, output_shape
 from cnnviz.convolution.pooling import MAX, max_pool_gradient, pool_steps
 from cnnviz.convolution.scene import ConvScene, ConvSettings, PoolSettings
 from cnnviz.ui.convolution.figures import build_before_after_figure, build_convolution_figure
@@ -155,3 +156,20 @@ def test_fit_note_wording_on_the_reviewed_cases():
     columns = axis_output_size(9, 2, 4, 1, axis="width").warning
     assert columns == ("Input columns never covered by any window: 1, 2, 5 and 6 "
                        "(counting from 0; 2, 3, 6 and 7 on the figure, which counts the padding too).")
+
+
+def test_pooling_padding_advice_makes_sense_for_every_window():
+    for window in (1, 2, 3, 4):
+        for padding in range(window // 2 + 1, 4):
+            try:
+                output_shape(8, 8, window, 1, padding, pool=True)
+            except ValueError as err:
+                message = str(err)
+            else:
+                raise AssertionError(f"padding {padding} on a {window}-window was accepted")
+            assert "0 or less" not in message
+            with pytest.raises(RuntimeError):  # torch refuses the same setting
+                F.max_pool2d(torch.zeros(1, 1, 8, 8), window, 1, padding)
+            advice = "set the padding to 0" if window == 1 else f"Use padding {window // 2} or less."
+            assert advice in message
+            F.max_pool2d(torch.zeros(1, 1, 8, 8), window, 1, window // 2)  # the advice torch accepts

@@ -159,9 +159,13 @@ def axis_output_size(
     span = dilation * (kernel - 1) + 1
     padded = input_size + pad.total
     if pool and max(pad.before, pad.after) * 2 > span:
+        most = span // 2
+        advice = (f"Use padding {most} or less." if most else
+                  f"A window 1 {singular} {'high' if axis == 'height' else 'wide'} takes no padding: "
+                  "set the padding to 0, or use a larger window.")
         raise ValueError(
             f"Pooling padding can be at most half the window: {max(pad.before, pad.after)} is more than "
-            f"{span}/2, so some windows would see only padding. Use padding {span // 2} or less."
+            f"{span}/2, so some windows would see only padding. {advice}"
         )
     if span > padded:
         padded_text = (
