@@ -15,9 +15,14 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from cnnviz.convolution.arithmetic import axis_output_size, output_shape
+from cnnviz.convolution.frames import frame_positions
 from cnnviz.convolution.pooling import MAX, max_pool_gradient, pool_steps
 from cnnviz.convolution.scene import ConvScene, ConvSettings, PoolSettings
+from cnnviz.convolution.steps import convolve_steps
+from cnnviz.datasets import samples
+from cnnviz.images.picture import to_picture
 from cnnviz.ui.convolution.figures import build_before_after_figure, build_convolution_figure
+from cnnviz.ui.convolution.layout import EQUATION_CHARS, cell_texts_fit, written
 from cnnviz.ui.convolution.pool_figure import build_pooling_figure
 from cnnviz.ui.plotly_wire import decode_typed_array
 
@@ -62,7 +67,7 @@ def test_figures_write_zero_for_noise_never_5e17():
     for frame in _frames(figure):
         equation = frame.data[4].text
         assert "e-17" not in " ".join(equation) and "-0" not in equation[-1].split("=")[-1]
-        assert equation[-1].endswith("= <b>0</b>") and equation[-1].startswith("   = 0;")
+        assert equation[-1] == "   = 0 + bias 0 = <b>0</b>"
     output = decode_typed_array(_frames(figure)[-1].data[1].z)
     assert output[0, 0] == 0 and output[1, 0] == 0
     before_after = build_before_after_figure(noisy.output[0], np.maximum(noisy.output[0], 0), ("a", "b"))
@@ -106,7 +111,7 @@ def test_pool_figure_boxes_the_first_maximum_of_a_noisy_tie():
     frame = _frames(build_pooling_figure(steps, [(0, 0)]))[0]
     xs, ys = decode_typed_array(frame.data[5].x), decode_typed_array(frame.data[5].y)
     assert (np.nanmin(ys) + 0.5, np.nanmin(xs) + 0.5) == (0, 0)  # the box around window cell (0, 0)
-    assert "winner at padded row 0, column 0" in frame.data[6].text[1]
+    assert frame.data[6].text[1] == "winner (boxed): row 0, col 0"
 
 
 def test_page_scene_pools_exact_ties_where_the_convolution_cancelled():
@@ -173,3 +178,108 @@ def test_pooling_padding_advice_makes_sense_for_every_window():
             advice = "set the padding to 0" if window == 1 else f"Use padding {window // 2} or less."
             assert advice in message
             F.max_pool2d(torch.zeros(1, 1, 8, 8), window, 1, window // 2)  # the advice torch accepts
+
+
+def _plain(line: str) -> str:
+    return re.sub(r"<[^>]+>", "", line)
+
+
+def _equations(figure) -> list[list[str]]:
+    return [list(frame.data[4].text) for frame in _frames(figure)]
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(1, 3).map(lambda c: 3 if c == 3 else 1), st.integers(1, 4), st.integers(1, 7),
+       st.integers(1, 4), st.sampled_from([0, 1, 3]), st.integers(1, 2), st.sampled_from([8, 20, 64]),
+       st.integers(0, 2**31 - 1))
+def test_every_text_of_the_convolution_figure_fits_at_800_px(channels, kernels, side, stride, padding,
+                                                             dilation, n, seed):
+    assume(dilation * (side - 1) + 1 <= n)
+    rng = np.random.default_rng(seed)
+    image = rng.random((channels, n, n))
+    weight = rng.normal(size=(kernels, channels, side, side)) * rng.choice([1e-3, 1, 30])
+    steps = convolve_steps(image, weight, rng.normal(size=kernels), stride, padding, dilation)
+    out_h, out_w = steps.output_size
+    names = ["R", "G", "B"] if channels == 3 else None  # as the page names them
+    figure = build_convolution_figure(steps, [(0, 0), (out_h - 1, out_w - 1)], channel_names=names)
+    for lines in _equations(figure):
+        assert all(len(_plain(line)) <= EQUATION_CHARS for line in lines), lines
+    kernel = next(trace for trace in figure.data if trace.name == "kernel")
+    if kernel.text is not None:
+        texts = [t for row in kernel.text for t in row]
+        assert cell_texts_fit(texts, "2", len(kernel.text[0]), font=kernel.textfont.size)
+    for frame in _frames(figure):
+        if frame.data[3].text is not None:
+            texts = [t for row in frame.data[3].text for t in row]
+            assert cell_texts_fit(texts, "4", len(frame.data[3].text[0]), lines=2)
+
+
+def test_pooling_lines_fit_at_800_px_and_give_torch_numbers():
+    feature = np.random.default_rng(4).random((1, 64, 64)) * 1000
+    for mode in ("max", "average"):
+        steps = pool_steps(feature, 3, 1, 1, mode)
+        figure = build_pooling_figure(steps, frame_positions(*steps.output.shape[1:], 64))
+        torch_pool = F.max_pool2d if mode == "max" else F.avg_pool2d
+        expected = torch_pool(torch.from_numpy(feature)[None], 3, 1, 1)[0, 0].numpy()
+        for frame, (row, col) in zip(_frames(figure), frame_positions(*steps.output.shape[1:], 64),
+                                     strict=True):
+            lines = frame.data[6].text
+            assert all(len(_plain(line)) <= EQUATION_CHARS for line in lines), lines
+            shown = float(re.search(r"<b>([^<]+)</b>", lines[0 if mode == "max" else 1]).group(1))
+            assert shown == pytest.approx(expected[row, col], rel=5e-4)  # 4 significant digits
+
+
+def test_gaussian_weights_are_written_as_whole_numbers_of_a_fraction():
+    for side, denominator in ((3, 16), (5, 256)):
+        for channels in (1, 3):
+            steps = ConvSettings(side, side, kernels=("Gaussian blur",)).convolve(np.zeros((channels, 9, 9)))
+            figure = build_convolution_figure(steps, [(0, 0)])
+            kernel = next(trace for trace in figure.data if trace.name == "kernel")
+            scale = denominator * channels  # RGB: the preset divided by 3 over R, G and B
+            if channels == 3 and kernel.text is None:  # 11+ cells across 80 px: the hover has them
+                assert "x 1/" not in figure.layout.annotations[1].text
+                continue
+            assert f"kernel x 1/{scale}" in figure.layout.annotations[1].text
+            written_weights = np.array([[float(t) if t else np.nan for t in row] for row in kernel.text])
+            tiled = decode_typed_array(kernel.z) if isinstance(kernel.z, dict) else np.asarray(kernel.z)
+            np.testing.assert_allclose(written_weights / scale, tiled, rtol=1e-6, equal_nan=True)
+            assert cell_texts_fit([t for row in kernel.text for t in row], "2", len(kernel.text[0]),
+                                  font=kernel.textfont.size)
+
+
+def test_rgb_input_hover_gives_r_g_b_and_the_equation_names_each_channel():
+    sample = samples.list_samples("cifar10")[0]
+    pixels = to_picture(samples.load_sample(sample).numpy(), rgb_mode=True).pixels  # (3, 32, 32)
+    steps = ConvSettings(kernels=("Sobel x",), padding=1).convolve(pixels)
+    rgb = (steps.padded.transpose(1, 2, 0) * 255).astype(np.uint8)
+    figure = build_convolution_figure(steps, [(5, 7)], input_rgb=rgb, channel_names=["R", "G", "B"])
+    hover = next(trace for trace in figure.data if trace.name == "input values")
+    assert all(f"{name} %{{customdata[{c}]" in hover.hovertemplate for c, name in enumerate("RGB"))
+    np.testing.assert_allclose(np.asarray(hover.customdata), steps.padded.transpose(1, 2, 0), atol=1e-6)
+    lines = _equations(figure)[0]
+    named = re.search(r"R (\S+) \+ G (\S+) \+ B (\S+)", lines[3])
+    assert lines[2] == "kernel 1: 3 x 9 products" and named, lines
+    x = torch.from_numpy(pixels)[None]
+    for c, value in enumerate(named.groups()):  # each channel's share: that channel convolved alone
+        alone = F.conv2d(x[:, c : c + 1], torch.from_numpy(steps.weight[:, c : c + 1]), padding=1)
+        assert float(value) == pytest.approx(float(alone[0, 0, 5, 7]), rel=5e-3, abs=1e-12)
+
+
+def test_mnist_window_cells_show_their_input_numbers_beside_the_products():
+    sample = samples.list_samples("mnist")[0]
+    pixels = to_picture(samples.load_sample(sample).numpy(), rgb_mode=False).pixels  # (1, 28, 28)
+    steps = ConvSettings(kernels=("Sobel x",)).convolve(pixels)
+    positions = frame_positions(*steps.output_size, 64)
+    figure = build_convolution_figure(steps, positions)
+    assert "input, = input x weight" in figure.layout.annotations[3].text
+    for frame, (row, col) in zip(_frames(figure), positions, strict=True):
+        texts = frame.data[3].text
+        assert texts is not None, "the window's inputs are not written out"
+        under = steps.padded[0][steps.tap_rows(row)][:, steps.tap_cols(col)]
+        product = (F.conv2d(torch.from_numpy(under)[None, None], torch.ones(1, 1, 1, 1, dtype=torch.float64))
+                   [0, 0].numpy() * steps.weight[0, 0])  # input x weight, cell by cell
+        for r in range(3):
+            for c in range(3):
+                value, result = texts[r][c].split("<br>= ")  # with 3 significant digits, or 2
+                assert value in {written(under[r, c], 3), written(under[r, c], 2)}
+                assert result in {written(product[r, c], 3), written(product[r, c], 2)}

@@ -28,6 +28,15 @@ DOMAINS = {
     "5": ([0.40, 1.0], [0.0, 0.34]),  # the equation
 }
 TOP_TITLE_Y, BOTTOM_TITLE_Y = 1.0, 0.35
+
+# What must fit at 800 px wide, the narrowest screen the page is made for: there the chart is 468 px
+# wide beside the sidebar (measured in Chromium), its plot area about 430 px after the margins.
+NARROW_PLOT_PX = 430
+CHAR_EM = 0.6  # a digit's (or a monospace character's) width in font sizes, measured in Chromium
+EQUATION_FONT = 11
+CELL_FONT = 10  # numbers written into cells
+SMALL_CELL_FONT = 9  # the narrow kernel panel's, where 10 px would not fit (a 5x5 Gaussian's 36)
+EQUATION_CHARS = int(NARROW_PLOT_PX * (DOMAINS["5"][0][1] - DOMAINS["5"][0][0]) / (CHAR_EM * EQUATION_FONT))
 FRAME_PREFIX = "output cell (row, col): "  # the slider names each frame's output cell
 NOISE = 1e-12  # a number this small next to the largest of its panel is rounding noise: shown as 0
 
@@ -37,6 +46,17 @@ def written(value: float, digits: int = 4, scale: float = 1.0) -> str:
     noise next to ``scale``, the largest magnitude it is shown beside."""
     value = 0.0 if abs(value) <= NOISE * scale else value
     return f"{value + 0.0:.{digits}g}"
+
+
+def cell_texts_fit(
+    texts: list[str], suffix: str, cells_across: int, lines: int = 1, font: int = CELL_FONT
+) -> bool:
+    """Whether the longest of ``texts`` (``lines`` lines per cell, split at <br>) in ``font`` px fits
+    a cell of the panel on axes ``suffix`` (its cells square, ``cells_across`` of them) at 800 px wide."""
+    domain = DOMAINS[suffix][0]
+    cell = NARROW_PLOT_PX * (domain[1] - domain[0]) / max(1, cells_across)
+    longest = max((len(line) for text in texts for line in text.split("<br>")), default=0)
+    return longest * CHAR_EM * font <= cell - 3 and lines * font * 1.25 <= cell - 3
 
 
 def denoised(values: np.ndarray) -> np.ndarray:
