@@ -9,20 +9,17 @@ Streamlit rerun.
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable
-
 import numpy as np
 import plotly.graph_objects as go
 
 from cnnviz.convolution.steps import ConvSteps
+from cnnviz.ui.convolution.figure_text import equation_lines, kernel_texts, product_texts
 from cnnviz.ui.convolution.layout import (
     BOTTOM_TITLE_Y,
     CELL_FONT,
     CURSOR_COLOR,
     DIVERGING,
     DOMAINS,
-    EQUATION_CHARS,
     EQUATION_FONT,
     FRAME_PREFIX,
     INPUT_AXES,
@@ -30,16 +27,13 @@ from cnnviz.ui.convolution.layout import (
     MAX_TEXT_SIDE,
     OUTPUT_AXES,
     PRODUCT_AXES,
-    SMALL_CELL_FONT,
     TEXT_AXES,
     TOP_TITLE_Y,
     WINDOW_COLOR,
-    cell_texts_fit,
     denoised,
     output_slot,
     padding_shapes,
     page_layout,
-    written,
 )
 from cnnviz.ui.panels import (
     GAP,
@@ -53,11 +47,6 @@ from cnnviz.ui.panels import (
     tile_grid,
     title,
 )
-
-MAX_WRITTEN_TERMS = 9  # write every product of the sum out up to a 3x3 one-channel kernel
-MAX_NAMED_CHANNELS = 3  # the sum per channel (R + G + B) fits one line up to 3 channels
-MAX_DENOMINATOR = 1024  # kernels of whole numbers over at most this (Gaussian 7x7: /4096 is not) are
-# written as whole numbers with the fraction in the title: "1 2 1" and "x 1/16" fit where "0.0625" does not
 
 
 def build_convolution_figure(
@@ -186,36 +175,12 @@ def _kernel_trace(
     limit = float(np.abs(steps.weight).max()) or 1.0
     trace = heatmap(tiled, KERNEL_AXES, DIVERGING, False, "kernel", zmid=0.0, zmin=-limit, zmax=limit,
                     number_format=number_format)
-    finite = tiled[np.isfinite(tiled)]
-    denominator = _common_denominator(finite)
-    digits = number_format.replace("~", "")  # the d3 format as Python writes it
-    for scale, text_format, factor in (
-        (denominator, "d", f" x 1/{denominator}" if denominator and denominator > 1 else ""),
-        (1, digits, ""),
-        (1, ".2g", ""),
-    ):
-        if not scale:
-            continue
-        texts = [
-            ["" if np.isnan(v) else format(round(v * scale) if text_format == "d" else v + 0.0, text_format)
-             for v in row]
-            for row in tiled.astype(np.float64)
-        ]
-        for font in (CELL_FONT, SMALL_CELL_FONT):
-            if cell_texts_fit([t for row in texts for t in row], "2", tiled.shape[1], font=font):
-                trace.update(text=texts, texttemplate="%{text}", textfont={"size": font})
-                return trace, factor
-    return trace, ""
-
-
-def _common_denominator(values: np.ndarray) -> int | None:
-    """The smallest d <= MAX_DENOMINATOR that makes every value a whole number of 1/d (3 digits at
-    most), or None."""
-    for denominator in range(1, MAX_DENOMINATOR + 1):
-        scaled = values * denominator
-        if np.allclose(scaled, np.round(scaled), rtol=0, atol=1e-9):
-            return denominator if np.abs(scaled).max(initial=0) < 1000 else None
-    return None
+    written_in = kernel_texts(tiled, number_format)
+    if written_in is None:
+        return trace, ""
+    texts, factor, font = written_in
+    trace.update(text=texts, texttemplate="%{text}", textfont={"size": font})
+    return trace, factor
 
 
 def _convolution_frames(
@@ -233,7 +198,7 @@ def _convolution_frames(
     one_box = steps.dilation == (1, 1)
     frames = []
     computed = np.zeros((out_h, out_w), dtype=bool)
-    texts = _product_texts(steps, positions)
+    texts = product_texts(steps, positions)
     for (row, col), text in zip(positions, texts, strict=True):
         if fill_reading_order:
             computed.reshape(-1)[: row * out_w + col + 1] = True  # every cell up to this one
@@ -254,39 +219,9 @@ def _convolution_frames(
             "output": {"z": output_z},
             "cursor": {"x": cursor_x, "y": cursor_y},
             "products": {"z": product_z, **({"text": text} if text else {})},
-            "equation": {"text": _equation_lines(steps, row, col, channel_names)},
+            "equation": {"text": equation_lines(steps, row, col, channel_names)},
         })
     return frames
-
-
-def _product_texts(
-    steps: ConvSteps, positions: list[tuple[int, int]] | tuple[tuple[int, int], ...]
-) -> list[list[list[str]] | None]:
-    """Per frame, the text of the products panel's cells: the input value under each tap and, below,
-    its product with the weight ("0.996<br>= 0.0623"), with as many digits as fit at 800 px; or the
-    products alone; or None (too many cells: the hover has the numbers)."""
-    kernels, channels = steps.weight.shape[:2]
-    per_frame = []
-    for row, col in positions:
-        inputs = steps.padded[:, steps.tap_rows(row)][:, :, steps.tap_cols(col)]  # (C, kH, kW)
-        blocks = [[np.stack([inputs[c], steps.products[k, row, col, c]], axis=-1) for c in range(channels)]
-                  for k in range(kernels)]
-        per_frame.append(tile_grid(blocks, dtype=np.float64).array)  # (rows, cols, 2): input, product
-    cells_across = per_frame[0].shape[1] if per_frame else 1
-    for digits, both in ((3, True), (2, True), (3, False), (2, False)):
-        texts = [[[_cell_text(cell, digits, both) for cell in line] for line in tiled] for tiled in per_frame]
-        flat = [t for frame in texts for line in frame for t in line]
-        if cell_texts_fit(flat, "4", cells_across, lines=2 if both else 1):
-            return texts
-    return [None] * len(positions)
-
-
-def _cell_text(cell: np.ndarray, digits: int, both: bool) -> str:
-    """ "0.996<br>= 0.0623" (input, product) or the product alone; "" in the gaps between blocks."""
-    value, product = cell
-    if np.isnan(product):
-        return ""
-    return f"{written(value, digits)}<br>= {written(product, digits)}" if both else written(product, digits)
 
 
 def _moving_traces(
@@ -329,63 +264,6 @@ def _moving_traces(
             textfont={"size": EQUATION_FONT, "family": "monospace"}, hoverinfo="skip", name="equation",
         )),
     ]
-
-
-def _equation_lines(
-    steps: ConvSteps, row: int, col: int, channel_names: list[str] | None = None
-) -> list[str]:
-    """One line per kernel (and one per kernel's channels): how output (row, col) comes out of its
-    products; every line at most EQUATION_CHARS long, so it fits at 800 px."""
-    kernels, channels, kernel_h, kernel_w = steps.weight.shape
-    rows, cols = steps.tap_rows(row), steps.tap_cols(col)
-    padded = "padded " if any(steps.pad) else ""  # "(padded)" with padding 0 puzzled
-    lines = [
-        f"output cell ({row},{col})",
-        f"window: {padded}rows {rows[0]}..{rows[-1]}, cols {cols[0]}..{cols[-1]}",
-    ]
-    count = channels * kernel_h * kernel_w
-    per_line = kernel_w if 2 <= kernel_w <= 4 else 3  # a kernel row per line: short enough for a phone
-    names = channel_names or [f"ch {c + 1}" for c in range(channels)]
-    for k in range(kernels):
-        products = steps.products[k, row, col]  # (C, kH, kW)
-        total = float(steps.sums[k, row, col])
-        bias = float(steps.bias[k])
-        scale = float(np.abs(products).sum())  # what the sum's noise is relative to
-        if 1 < channels <= MAX_NAMED_CHANNELS:  # the sum per channel, named: R 0.241 + G 0.3 + B 0.1
-            per_channel = [float(p.sum()) for p in products]
-            lines.append(f"kernel {k + 1}: {channels} x {kernel_h * kernel_w} products")
-            lines += _fitting(lambda digits, values=per_channel, scale=scale: ["  " + " + ".join(
-                f"{name} {written(v, digits, scale)}" for name, v in zip(names, values, strict=True))])
-        elif count <= MAX_WRITTEN_TERMS:
-            def spelled(digits: int, k: int = k, products: np.ndarray = products) -> list[str]:
-                terms = [written(t, digits) for t in products.reshape(-1)]  # (C*kH*kW,)
-                chunks = [" + ".join(terms[i:i + per_line]) for i in range(0, count, per_line)]
-                rows = [f"kernel {k + 1}: {chunks[0]}", *(f"        + {chunk}" for chunk in chunks[1:])]
-                return [line.replace("+ -", "- ") for line in rows]
-
-            lines += _fitting(spelled)
-        else:
-            lines.append(f"kernel {k + 1}: sum of the {count} products")
-        lines.append(_result_line(total, bias, scale))
-    return lines
-
-
-def _result_line(total: float, bias: float, scale: float) -> str:
-    """ "   = 0.7239 + bias 0 = <b>0.7239</b>" with 4 significant digits, fewer where 4 would not fit."""
-    return _fitting(lambda digits: [
-        f"   = {written(total, digits, scale)} + bias {written(bias, digits)} = "
-        f"<b>{written(total + bias, digits, scale + abs(bias))}</b>"
-    ], most=4)[0]
-
-
-def _fitting(make: Callable[[int], list[str]], most: int = 3) -> list[str]:
-    """The lines ``make(digits)`` writes with the most significant digits (``most`` down to 1) at which
-    every line fits EQUATION_CHARS (tags such as <b> take no room)."""
-    for digits in range(most, 0, -1):
-        lines = make(digits)
-        if all(len(re.sub(r"<[^>]+>", "", line)) <= EQUATION_CHARS for line in lines):
-            break
-    return lines
 
 
 def build_before_after_figure(
