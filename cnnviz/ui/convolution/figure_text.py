@@ -40,7 +40,7 @@ def kernel_texts(tiled: np.ndarray, number_format: str = ".3~g") -> tuple[list[l
             for row in tiled.astype(np.float64)
         ]
         for font in (CELL_FONT, SMALL_CELL_FONT):
-            if cell_texts_fit([t for row in texts for t in row], "2", tiled.shape[1], font=font):
+            if cell_texts_fit([t for row in texts for t in row], "2", tiled.shape[:2], font=font):
                 return texts, factor, font
     return None
 
@@ -48,11 +48,12 @@ def kernel_texts(tiled: np.ndarray, number_format: str = ".3~g") -> tuple[list[l
 def _common_denominator(values: np.ndarray) -> int | None:
     """The smallest d <= MAX_DENOMINATOR that makes every value a whole number of 1/d (3 digits at
     most), or None."""
-    for denominator in range(1, MAX_DENOMINATOR + 1):
-        scaled = values * denominator
-        if np.allclose(scaled, np.round(scaled), rtol=0, atol=1e-9):
-            return denominator if np.abs(scaled).max(initial=0) < 1000 else None
-    return None
+    denominators = np.arange(1, MAX_DENOMINATOR + 1)
+    scaled = denominators[:, None] * values.reshape(1, -1)  # (D, n)
+    whole = np.flatnonzero((np.abs(scaled - np.round(scaled)) <= 1e-9).all(axis=1))
+    if not whole.size or np.abs(scaled[whole[0]]).max(initial=0) >= 1000:
+        return None
+    return int(denominators[whole[0]])
 
 
 def product_texts(
@@ -68,11 +69,13 @@ def product_texts(
         blocks = [[np.stack([inputs[c], steps.products[k, row, col, c]], axis=-1) for c in range(channels)]
                   for k in range(kernels)]
         per_frame.append(tile_grid(blocks, dtype=np.float64).array)  # (rows, cols, 2): input, product
-    cells_across = per_frame[0].shape[1] if per_frame else 1
+    cells = per_frame[0].shape[:2] if per_frame else (1, 1)
     for digits, both in ((3, True), (2, True), (3, False), (2, False)):
+        if not cell_texts_fit(["0<br>= 0" if both else "0"], "4", cells, lines=2 if both else 1):
+            continue  # not even one digit fits: no need to write them all out
         texts = [[[_cell_text(cell, digits, both) for cell in line] for line in tiled] for tiled in per_frame]
         flat = [t for frame in texts for line in frame for t in line]
-        if cell_texts_fit(flat, "4", cells_across, lines=2 if both else 1):
+        if cell_texts_fit(flat, "4", cells, lines=2 if both else 1):
             return texts
     return [None] * len(positions)
 

@@ -32,6 +32,7 @@ TOP_TITLE_Y, BOTTOM_TITLE_Y = 1.0, 0.35
 # What must fit at 800 px wide, the narrowest screen the page is made for: there the chart is 468 px
 # wide beside the sidebar (measured in Chromium), its plot area about 430 px after the margins.
 NARROW_PLOT_PX = 430
+PLOT_HEIGHT_PX = 590  # at every width: the figure's 760 px less its margins
 CHAR_EM = 0.6  # a digit's (or a monospace character's) width in font sizes, measured in Chromium
 EQUATION_FONT = 11
 CELL_FONT = 10  # numbers written into cells
@@ -49,12 +50,13 @@ def written(value: float, digits: int = 4, scale: float = 1.0) -> str:
 
 
 def cell_texts_fit(
-    texts: list[str], suffix: str, cells_across: int, lines: int = 1, font: int = CELL_FONT
+    texts: list[str], suffix: str, cells: tuple[int, int], lines: int = 1, font: int = CELL_FONT
 ) -> bool:
     """Whether the longest of ``texts`` (``lines`` lines per cell, split at <br>) in ``font`` px fits
-    a cell of the panel on axes ``suffix`` (its cells square, ``cells_across`` of them) at 800 px wide."""
-    domain = DOMAINS[suffix][0]
-    cell = NARROW_PLOT_PX * (domain[1] - domain[0]) / max(1, cells_across)
+    a cell of the panel on axes ``suffix`` at 800 px wide; ``cells`` (down, across): its cells are
+    square, as large as both the panel's width and its height allow."""
+    (x0, x1), (y0, y1) = DOMAINS[suffix]
+    cell = min(NARROW_PLOT_PX * (x1 - x0) / max(1, cells[1]), PLOT_HEIGHT_PX * (y1 - y0) / max(1, cells[0]))
     longest = max((len(line) for text in texts for line in text.split("<br>")), default=0)
     return longest * CHAR_EM * font <= cell - 3 and lines * font * 1.25 <= cell - 3
 
