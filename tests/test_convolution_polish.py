@@ -284,3 +284,25 @@ def test_mnist_window_cells_show_their_input_numbers_beside_the_products():
                 value, result = texts[r][c].split("<br>= ")  # with 3 significant digits, or 2
                 assert value in {written(under[r, c], 3), written(under[r, c], 2)}
                 assert result in {written(product[r, c], 3), written(product[r, c], 2)}
+
+
+def test_page_relu_count_is_the_number_of_really_negative_cells():
+    from streamlit.testing.v1 import AppTest
+
+    from tests.conftest import REPO
+
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    app.run()
+    app.switch_page("cnnviz/ui/convolution/page.py").run()
+    app.radio(key="conv_source").set_value("CIFAR-10 sample")
+    app.radio(key="conv_channels").set_value("RGB (3-channel kernels)")
+    app.selectbox(key="conv_preset_0").set_value("Laplacian").run()
+    assert not app.exception, [e.value for e in app.exception]
+    sentence = next(m.value for m in app.markdown if "were negative" in m.value)
+    negative, cells = (int(n) for n in re.search(r"\*\*(\d+) of (\d+)\*\*", sentence).groups())
+    sample = samples.list_samples("cifar10")[0]  # the page's first CIFAR-10 sample
+    pixels = to_picture(samples.load_sample(sample).numpy(), rgb_mode=True).pixels
+    weight = ConvSettings(kernels=("Laplacian",)).weight(3)
+    expected = F.conv2d(torch.from_numpy(pixels)[None], torch.from_numpy(weight))[0, 0].numpy()
+    assert cells == expected.size
+    assert negative == int((expected < -1e-12).sum())  # torch's own rounding noise left out
