@@ -306,3 +306,14 @@ def test_page_relu_count_is_the_number_of_really_negative_cells():
     expected = F.conv2d(torch.from_numpy(pixels)[None], torch.from_numpy(weight))[0, 0].numpy()
     assert cells == expected.size
     assert negative == int((expected < -1e-12).sum())  # torch's own rounding noise left out
+
+
+def test_learned_3x3_weights_are_written_with_two_decimals_where_they_fit():
+    weight = np.random.default_rng(5).normal(size=(1, 1, 3, 3)) * 0.3  # like a trained first layer's
+    steps = convolve_steps(np.zeros((1, 8, 8)), weight)
+    figure = build_convolution_figure(steps, [(0, 0)], kernel_format=".2f")  # as the page asks for learned
+    kernel = next(trace for trace in figure.data if trace.name == "kernel")
+    assert kernel.text is not None
+    assert cell_texts_fit([t for row in kernel.text for t in row], "2", (3, 3), font=kernel.textfont.size)
+    shown = np.array([[float(t) for t in row] for row in kernel.text])
+    np.testing.assert_allclose(shown, weight[0, 0], rtol=0, atol=0.005)  # 2 decimals

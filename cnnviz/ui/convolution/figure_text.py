@@ -31,18 +31,29 @@ def kernel_texts(tiled: np.ndarray, number_format: str = ".3~g") -> tuple[list[l
         (denominator, "d", f" x 1/{denominator}" if denominator and denominator > 1 else ""),
         (1, digits, ""),
         (1, ".2g", ""),
+        (1, "short", ""),  # "-.08": a learned 3x3 kernel's weights still fit at 800 px
     ):
         if not scale:
             continue
-        texts = [
-            ["" if np.isnan(v) else format(round(v * scale) if text_format == "d" else v + 0.0, text_format)
-             for v in row]
-            for row in tiled.astype(np.float64)
-        ]
+        texts = [["" if np.isnan(v) else _weight_text(v, scale, text_format) for v in row]
+                 for row in tiled.astype(np.float64)]
         for font in (CELL_FONT, SMALL_CELL_FONT):
             if cell_texts_fit([t for row in texts for t in row], "2", tiled.shape[:2], font=font):
                 return texts, factor, font
     return None
+
+
+def _weight_text(value: float, scale: int, text_format: str) -> str:
+    """One kernel cell: a whole number of 1/scale ("d"), a Python format, or "short": 2 decimals
+    without the leading zero (-0.075 -> "-.08") below 1, 2 significant digits above."""
+    if text_format == "d":
+        return str(round(value * scale))
+    if text_format == "short":
+        if abs(value) >= 1:
+            return format(value, ".2g")
+        rounded = round(value, 2) + 0.0
+        return "0" if rounded == 0 else format(rounded, ".2f").replace("0.", ".", 1)
+    return format(value + 0.0, text_format)
 
 
 def _common_denominator(values: np.ndarray) -> int | None:
