@@ -141,7 +141,7 @@ def test_impossible_settings_are_refused_with_the_reason():
 
 def test_long_lists_and_counts_read_as_english():
     size = axis_output_size(40, 1, 3, 0)  # windows at 0, 3, 6, ...: 26 inputs never used, 12 listed
-    assert size.warning.endswith(": 1, 2, 4, 5, 7, 8, 10, 11, 13, 14, 16, 17 and 14 more.")
+    assert size.warning.endswith(": 1, 2, 4, 5, 7, 8, 10, 11, 13, 14, 16, 17 and 14 more (counting from 0).")
     assert "d(k-1) = 1 extra cell," in resolve_padding("same", 2).note
     assert "about every 2nd cell" in describe_frames(frame_positions(10, 10, 50), 10, 10)
     assert "about every 3rd cell" in describe_frames(frame_positions(9, 9, 27), 9, 9)
@@ -298,7 +298,7 @@ def test_cli_conv_size_prints_size_formula_and_warning(capsys):
 
     out = conv_size("--input", "10", "--kernel", "3", "--stride", "2", "--padding", "0")
     assert "output: 4 x 4" in out and "floor(7/2) + 1 = 4" in out
-    assert "4.5" in out and "never covered by any window: 9" in out
+    assert "4.5" in out and "never reach input row 9 (counting from 0)" in out
     alexnet = conv_size("--input", "227", "--kernel", "11", "--stride", "4", "--padding", "0")
     assert "output: 55 x 55" in alexnet and "note" not in alexnet
     same = conv_size("--input", "28", "--input-width", "20", "--kernel", "4", "--padding", "same")

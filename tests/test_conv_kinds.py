@@ -269,7 +269,8 @@ def test_cli_conv_size_transposed_with_groups_counts_the_transposed_layer(capsys
     from cnnviz.cli import main
 
     args = ["conv-size", "--input", "4", "--kernel", "3", "--stride", "2", "--padding", "1",
-            "--output-padding", "1", "--transposed", "--in-channels", "8", "--out-channels", "4", "--groups", "2"]
+            "--output-padding", "1", "--transposed", "--in-channels", "8", "--out-channels", "4",
+            "--groups", "2"]
     assert main(args) == 0
     printed = capsys.readouterr().out
     layer = torch.nn.ConvTranspose2d(8, 4, 3, 2, 1, 1, groups=2)

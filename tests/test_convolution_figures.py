@@ -71,7 +71,7 @@ def test_hand_countable_equation_writes_every_product():
     padded = convolve_steps(binary_picture("X 5x5"), make_kernel("X detector", 3, 3), padding=1)
     assert padded.pad == (1, 1, 1, 1)
     first = _frames(build_convolution_figure(padded, frame_positions(5, 5, 100)))[0].data[4].text
-    assert first[1] == "window: rows 0..2, cols 0..2 (of the padded input)"
+    assert first[1] == "window: padded rows 0..2, cols 0..2"
     # a kernel row a line
     assert centre[2:5] == ("kernel 1: 1 + 0 + 1", "        + 0 + 1 + 0", "        + 1 + 0 + 1")
     assert centre[5].endswith("= <b>5</b>")

@@ -161,7 +161,7 @@ def test_uploaded_picture_is_shrunk_with_a_note():
     app.file_uploader(key="conv_upload").set_value(("photo.png", buffer.getvalue(), "image/png")).run()
     assert not app.exception, [e.value for e in app.exception]
     captions = " ".join(c.value for c in app.caption)
-    assert "200x120 picture was shrunk to 64x38" in captions
+    assert "120x200 picture (height x width) was shrunk to 38x64" in captions
     assert "1x1 convolution" in captions  # grayscale mode mixed the colour channels
     assert len(_figure(app)["frames"]) == 64  # 62x36 outputs, bounded
 
@@ -181,7 +181,8 @@ def test_upload_notes_give_the_original_size_and_what_reading_did():
     app.file_uploader(key="conv_upload").set_value(("wide.png", buffer.getvalue(), "image/png")).run()
     assert not app.exception, [e.value for e in app.exception]
     captions = " ".join(c.value for c in app.caption)
-    assert "Your 3000x40 picture was shrunk to 64x1 pixels" in captions  # the file's size, not 1024's
+    # the file's size, not 1024's
+    assert "Your 40x3000 picture (height x width) was shrunk to 1x64 pixels" in captions
     assert "16-bit values scaled to 8 bits" in captions
     assert "gray (one channel)" in captions and "1x1 convolution" not in captions
     assert "RGB mode" not in captions  # a gray picture gets one-channel kernels

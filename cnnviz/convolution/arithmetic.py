@@ -159,9 +159,13 @@ def axis_output_size(
     span = dilation * (kernel - 1) + 1
     padded = input_size + pad.total
     if pool and max(pad.before, pad.after) * 2 > span:
+        most = span // 2
+        advice = (f"Use padding {most} or less." if most else
+                  f"A window 1 {singular} {'high' if axis == 'height' else 'wide'} takes no padding: "
+                  "set the padding to 0, or use a larger window.")
         raise ValueError(
             f"Pooling padding can be at most half the window: {max(pad.before, pad.after)} is more than "
-            f"{span}/2, so some windows would see only padding. Use padding {span // 2} or less."
+            f"{span}/2, so some windows would see only padding. {advice}"
         )
     if span > padded:
         padded_text = (
@@ -195,23 +199,52 @@ def axis_output_size(
     }
     uncovered = tuple(i for i in range(input_size) if i not in covered)
 
-    warnings = []
-    if exact.denominator != 1:
-        last = (output - 1) * stride + span - 1 - pad.before  # last input index the last window reaches
-        warnings.append(
-            f"The {axis} does not fit exactly: (n + 2p - d(k-1) - 1)/s + 1 = {numerator}/{stride} + 1 = "
-            f"{float(exact):g} is not a whole number. Frameworks round down to {output}: "
-            f"the last window ends at input {singular} {last} "
-            f"(counting from 0) and one more step of {stride} would run past the padded input."
-        )
-    if uncovered:
-        listed = ", ".join(str(i) for i in uncovered[:12])
-        if len(uncovered) > 12:
-            listed += f" and {len(uncovered) - 12} more"
-        warnings.append(f"Input {plural} never covered by any window: {listed}.")
+    reach = (output - 1) * stride + span - 1 - pad.before  # the last input index a window reaches
+    warning = _left_out_note(axis, f"{numerator}/{stride}", output, exact, uncovered, reach, pad.before)
     return AxisSize(
-        axis, input_size, kernel, stride, pad, dilation, output, exact, uncovered, formula, " ".join(warnings)
+        axis, input_size, kernel, stride, pad, dilation, output, exact, uncovered, formula, warning
     )
+
+
+def _left_out_note(
+    axis: str, division: str, output: int, exact: Fraction, uncovered: tuple[int, ...], reach: int, top: int
+) -> str:
+    """The note on input cells no window covers, or "" when every input cell is used.
+
+    Cells past the last window (the division was not whole) and cells between the windows' taps (a
+    stride or dilation larger than the window) are named apart. When only padding is left out, no
+    note: no input cell is lost. Cells count from 0 as the page's hover and equation do; those count
+    the padding too, so with padding the figure's number is given beside the input's.
+    """
+    singular, plural = AXIS_NOUNS.get(axis, ("cell", "cells"))
+    tail = tuple(i for i in uncovered if i > reach)
+    gaps = tuple(i for i in uncovered if i <= reach)
+    notes = []
+    if tail:  # only when the division is not whole: a whole one ends the last window at the end
+        notes.append(
+            f"The {axis} does not fit exactly: (n + 2p - d(k-1) - 1)/s + 1 = {division} + 1 = "
+            f"{float(exact):g} is not a whole number, so frameworks round down to {output} windows, which "
+            f"never reach input {_cells(tail, singular, plural, top)}."
+        )
+    if gaps:
+        notes.append(f"Input {plural} never covered by any window: {_cells(gaps, '', '', top)}.")
+    return " ".join(notes)
+
+
+def _cells(indices: tuple[int, ...], singular: str, plural: str, top: int) -> str:
+    """ "row 27 (counting from 0)", "rows 26 and 27 (counting from 0; 27 and 28 on the figure, which
+    counts the padding too)"; at most 12 listed."""
+    def listed(numbers: list[int]) -> str:
+        words = [str(i) for i in numbers[:12]]
+        if len(numbers) > 12:
+            return ", ".join(words) + f" and {len(numbers) - 12} more"
+        return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " and " + words[-1]
+
+    noun = (singular if len(indices) == 1 else plural) + " " if singular else ""
+    where = "counting from 0"
+    if top:
+        where += f"; {listed([i + top for i in indices])} on the figure, which counts the padding too"
+    return f"{noun}{listed(list(indices))} ({where})"
 
 
 def output_shape(

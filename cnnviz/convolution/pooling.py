@@ -1,7 +1,9 @@
 """Max and average pooling step by step, and where max pooling sends the gradient back.
 
 Max pooling pads with minus infinity (padding never wins), average pooling pads with zeros that
-count in the average, as ``max_pool2d`` and ``avg_pool2d`` (count_include_pad=True) do.
+count in the average, as ``max_pool2d`` and ``avg_pool2d`` (count_include_pad=True) do. A window's
+winner is its first maximum in reading order, as PyTorch picks it, also when two values differ only
+by rounding noise (0.1 + 0.2 against 0.3): those count as a tie.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from cnnviz.convolution.steps import extract_windows, pad_input
 MAX = "max"
 AVERAGE = "average"  # spelled out as on the page ("avg" is only the network spec's short word)
 POOL_MODES = (MAX, AVERAGE)
+TIE = 1e-12  # values this close, relative to the map's largest magnitude, are equal for max pooling
 
 
 @dataclass(frozen=True)
@@ -67,7 +70,7 @@ def pool_steps(
     windows = extract_windows(padded, window_hw, stride_hw, (1, 1), (height.output, width.output))
     flat = windows.reshape(*windows.shape[:3], -1)  # (C, Ho, Wo, kH*kW)
     if mode == MAX:
-        best = flat.argmax(axis=-1)  # the first maximum in reading order, as PyTorch picks
+        best = first_maximum(flat, TIE * float(np.abs(image).max(initial=0.0)))
         output = np.take_along_axis(flat, best[..., None], axis=-1)[..., 0]
         rows = np.arange(height.output)[:, None] * stride_hw[0] + best // window_hw[1]
         cols = np.arange(width.output)[None, :] * stride_hw[1] + best % window_hw[1]
@@ -76,6 +79,13 @@ def pool_steps(
         output = flat.mean(axis=-1)
         winners = np.zeros((*output.shape, 2), dtype=np.int64)
     return PoolSteps(mode, padded, pad, window_hw, stride_hw, sizes, windows, output, winners)
+
+
+def first_maximum(values: np.ndarray, tolerance: float = 0.0) -> np.ndarray:
+    """Index along the last axis of the first value within ``tolerance`` of the largest: the first
+    maximum in reading order, with values that differ only by rounding noise taken as tied."""
+    largest = values.max(axis=-1, keepdims=True)
+    return (values >= largest - tolerance).argmax(axis=-1)
 
 
 def max_pool_gradient(steps: PoolSteps, upstream: np.ndarray) -> np.ndarray:

@@ -26,7 +26,8 @@ class Picture:
 def shrink(
     rgb: np.ndarray, max_side: int, original_size: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, str]:
-    """Scale an (H, W, 3) uint8 picture so its longer side is at most ``max_side``; returns a note.
+    """Scale an (H, W, 3) uint8 picture so its longer side is at most ``max_side``; returns a note,
+    which gives sizes as height x width like the rest of the page.
 
     ``original_size`` (width, height) is the size the note names when the picture was already
     reduced once (as the decoder does to large files); by default, the size of ``rgb``.
@@ -38,9 +39,9 @@ def shrink(
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     small = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.LANCZOS))
     width, height = original_size or (width, height)
-    return small, (
-        f"Your {width}x{height} picture was shrunk to {size[0]}x{size[1]} pixels so that every step "
-        "stays quick to compute and draw."
+    return small, (  # height x width, as every size on the Convolution page is written
+        f"Your {height}x{width} picture (height x width) was shrunk to {size[1]}x{size[0]} pixels so that "
+        "every step stays quick to compute and draw."
     )
 
 

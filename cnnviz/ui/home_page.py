@@ -4,8 +4,29 @@ import streamlit as st
 
 from cnnviz.datasets import files as data
 from cnnviz.datasets import samples
+from cnnviz.pages import CONVOLUTION_PAGE, EXPLORE_PAGE, PREDICT_PAGE, TRAIN_PAGE
 from cnnviz.ui.host import enabled_pages
+from cnnviz.ui.navigation import PageSpec
 from cnnviz.ui.widgets import sample_grid
+
+CARD_COLUMNS = 2  # three cards across cut "Inspect and predict" at 800 px wide
+# the order a student new to CNNs meets the ideas: one convolution, a network learning, inside a trained one
+START_ORDER = {
+    CONVOLUTION_PAGE: "one kernel sliding over a picture",
+    TRAIN_PAGE: "a small network learning while you watch",
+    PREDICT_PAGE: "your own picture going through a trained network",
+    EXPLORE_PAGE: "any number inside it, explained",
+}
+
+
+def start_with(pages: list[PageSpec]) -> str:
+    """One line: of the pages this server offers, the order a newcomer should visit them in, and why."""
+    offered = {spec.url_path: spec.title for spec in pages}
+    steps = [f"**{offered[url]}** ({why})" for url, why in START_ORDER.items() if url in offered]
+    if not steps:
+        return "Pick a page below."
+    return "New to CNNs? Start with " + ", then ".join(steps) + "."
+
 
 st.title("cnnviz: see a convolutional network work")
 st.markdown(
@@ -18,7 +39,8 @@ st.markdown(
 pages = enabled_pages()
 if pages:
     st.subheader("Start here")
-    columns = st.columns(min(len(pages), 3))
+    st.markdown(start_with(pages))
+    columns = st.columns(min(len(pages), CARD_COLUMNS))
     for i, spec in enumerate(pages):
         with columns[i % len(columns)], st.container(border=True):
             st.page_link(spec.path.as_posix(), label=spec.title, icon=spec.icon)

@@ -13,10 +13,13 @@ import numpy as np
 import plotly.graph_objects as go
 
 from cnnviz.convolution.steps import ConvSteps
+from cnnviz.ui.convolution.figure_text import equation_lines, kernel_texts, product_texts
 from cnnviz.ui.convolution.layout import (
     BOTTOM_TITLE_Y,
+    CELL_FONT,
     DIVERGING,
     DOMAINS,
+    EQUATION_FONT,
     FRAME_PREFIX,
     INPUT_AXES,
     KERNEL_AXES,
@@ -26,6 +29,7 @@ from cnnviz.ui.convolution.layout import (
     TEXT_AXES,
     TOP_TITLE_Y,
     WINDOW_COLOR,
+    denoised,
     output_slot,
     padding_shapes,
     page_layout,
@@ -42,10 +46,6 @@ from cnnviz.ui.panels import (
     tile_grid,
     title,
 )
-
-MAX_PRODUCT_TEXT_ROWS = 7
-MAX_KERNEL_TEXT_SIDE = 7  # the kernel panel is narrow: numbers in the cells only while they fit
-MAX_WRITTEN_TERMS = 9  # write every product of the sum out up to a 3x3 one-channel kernel
 
 
 def build_convolution_figure(
@@ -79,14 +79,18 @@ def build_convolution_figure(
     channel_names = channel_names or [f"ch {c + 1}" for c in range(channels)]
 
     kernel_tiles = tile_grid([[steps.weight[k, c] for c in range(channels)] for k in range(kernels)])
-    output = steps.output.astype(np.float32)  # (K, Ho, Wo)
+    output = denoised(steps.output).astype(np.float32)  # (K, Ho, Wo)
     out_tiles = tile_grid([[output[k] for k in range(kernels)]])  # the maps side by side
     products = steps.products.astype(np.float32)  # (K, Ho, Wo, C, kH, kW)
-    frames = _convolution_frames(steps, output, products, out_tiles.origins[0], positions, fill_reading_order)
+    frames = _convolution_frames(
+        steps, output, products, out_tiles.origins[0], positions, fill_reading_order, channel_names
+    )
     first = frames[0]
+    kernel_trace, kernel_factor = _kernel_trace(steps, kernel_tiles.array, kernel_format)
     traces = [
         _input_trace(steps, input_rgb),
-        _kernel_trace(steps, kernel_tiles.array, kernel_format),
+        *_rgb_hover_trace(steps, input_rgb, channel_names),
+        kernel_trace,
         *_moving_traces(steps, output, products, first),
     ]
 
@@ -116,13 +120,15 @@ def build_convolution_figure(
         title(
             "kernel"
             + ("s" if kernels > 1 else "")
+            + kernel_factor
             + (" (" + " | ".join(channel_names) + ")" if channels > 1 else ""),
             DOMAINS["2"][0],
             TOP_TITLE_Y,
         ),
         title(f"output {out_h}x{out_w}" + (f" x {kernels} maps" if kernels > 1 else ""), DOMAINS["3"][0],
               TOP_TITLE_Y),
-        title("input x kernel, this step", DOMAINS["4"][0], BOTTOM_TITLE_Y),
+        title("input, = input x weight" if "text" in first["products"] else "input x kernel, this step",
+              DOMAINS["4"][0], BOTTOM_TITLE_Y),
         title("sum + bias = output", DOMAINS["5"][0], BOTTOM_TITLE_Y),
     ]
     labels = [f"({row},{col})" for row, col in positions]
@@ -162,13 +168,37 @@ def _input_trace(steps: ConvSteps, input_rgb: np.ndarray | None) -> go.Image | g
     )
 
 
-def _kernel_trace(steps: ConvSteps, tiled: np.ndarray, number_format: str = ".3~g") -> go.Heatmap:
-    """Every kernel's slices tiled: a row per kernel, a column per input channel."""
+def _rgb_hover_trace(
+    steps: ConvSteps, input_rgb: np.ndarray | None, channel_names: list[str]
+) -> list[go.Heatmap]:
+    """Over an RGB picture, an invisible map whose hover gives each cell's R, G and B values (the
+    numbers the kernel multiplies; a picture trace has no hover of its own)."""
+    if input_rgb is None:
+        return []
+    values = steps.padded.transpose(1, 2, 0).astype(np.float32)  # (C, Hp, Wp) -> (Hp, Wp, C)
+    named = ", ".join(f"{name} %{{customdata[{c}]:.3f}}" for c, name in enumerate(channel_names))
+    return [go.Heatmap(
+        z=np.zeros(values.shape[:2], dtype=np.float32), customdata=values, xaxis=INPUT_AXES[0],
+        yaxis=INPUT_AXES[1], opacity=0.0, showscale=False, colorscale="gray", name="input values",
+        hovertemplate="row %{y}, column %{x}: " + named + "<extra>input</extra>",
+    )]
+
+
+def _kernel_trace(
+    steps: ConvSteps, tiled: np.ndarray, number_format: str = ".3~g"
+) -> tuple[go.Heatmap, str]:
+    """Every kernel's slices tiled (a row per kernel, a column per input channel), with the numbers
+    written in when they fit at 800 px; and the factor the title names (" x 1/16") when the cells
+    hold whole numbers of a fraction."""
     limit = float(np.abs(steps.weight).max()) or 1.0
-    return heatmap(
-        tiled, KERNEL_AXES, DIVERGING, max(tiled.shape) <= MAX_KERNEL_TEXT_SIDE, "kernel",
-        zmid=0.0, zmin=-limit, zmax=limit, number_format=number_format,
-    )
+    trace = heatmap(tiled, KERNEL_AXES, DIVERGING, False, "kernel", zmid=0.0, zmin=-limit, zmax=limit,
+                    number_format=number_format)
+    written_in = kernel_texts(tiled, number_format)
+    if written_in is None:
+        return trace, ""
+    texts, factor, font = written_in
+    trace.update(text=texts, texttemplate="%{text}", textfont={"size": font})
+    return trace, factor
 
 
 def _convolution_frames(
@@ -178,6 +208,7 @@ def _convolution_frames(
     map_origins: list[tuple[int, int]],
     positions: list[tuple[int, int]] | tuple[tuple[int, int], ...],
     fill_reading_order: bool,
+    channel_names: list[str],
 ) -> list[dict[str, dict]]:
     """Per frame, the new values of each moving trace (see :func:`_moving_traces`)."""
     kernels, channels = steps.weight.shape[:2]
@@ -185,7 +216,8 @@ def _convolution_frames(
     one_box = steps.dilation == (1, 1)
     frames = []
     computed = np.zeros((out_h, out_w), dtype=bool)
-    for row, col in positions:
+    texts = product_texts(steps, positions)
+    for (row, col), text in zip(positions, texts, strict=True):
         if fill_reading_order:
             computed.reshape(-1)[: row * out_w + col + 1] = True  # every cell up to this one
         else:
@@ -204,8 +236,8 @@ def _convolution_frames(
             "window": {"x": window_x, "y": window_y},
             "output": {"z": output_z},
             "cursor": {"x": cursor_x, "y": cursor_y},
-            "products": {"z": product_z},
-            "equation": {"text": _equation_lines(steps, row, col)},
+            "products": {"z": product_z, **({"text": text} if text else {})},
+            "equation": {"text": equation_lines(steps, row, col, channel_names)},
         })
     return frames
 
@@ -220,12 +252,16 @@ def _moving_traces(
     out_limit = float(np.abs(output).max()) or 1.0
     product_limit = float(np.abs(products).max()) or 1.0
     show_output_text = max(out_h, kernels * (out_w + GAP) - GAP) <= MAX_TEXT_SIDE
-    # the products panel is about twice as wide as it is high: numbers fit 12 cells across, 7 down
-    show_product_text = (
-        kernels * (kernel_h + GAP) - GAP <= MAX_PRODUCT_TEXT_ROWS
-        and channels * (kernel_w + GAP) - GAP <= MAX_TEXT_SIDE
-    )
     lines = len(first["equation"]["text"])
+
+    def products_trace(v: dict) -> go.Heatmap:
+        trace = heatmap(v["z"], PRODUCT_AXES, DIVERGING, False, "product",
+                        zmid=0.0, zmin=-product_limit, zmax=product_limit)
+        if "text" in v:  # the input under each tap, and its product
+            trace.update(text=v["text"], texttemplate="%{text}", textfont={"size": CELL_FONT},
+                         hovertemplate="row %{y}, column %{x}: input, = product: %{text}<extra></extra>")
+        return trace
+
     return [
         Moving("window", "scatter", lambda v: go.Scatter(
             x=v["x"], y=v["y"], mode="lines", line={"color": WINDOW_COLOR, "width": 3},
@@ -240,47 +276,20 @@ def _moving_traces(
             x=v["x"], y=v["y"], mode="lines", line={"color": WINDOW_COLOR, "width": 3},
             xaxis=OUTPUT_AXES[0], yaxis=OUTPUT_AXES[1], hoverinfo="skip", name="current output",
         )),
-        Moving("products", "heatmap", lambda v: heatmap(
-            v["z"], PRODUCT_AXES, DIVERGING, show_product_text, "product",
-            zmid=0.0, zmin=-product_limit, zmax=product_limit,
-        )),
+        Moving("products", "heatmap", products_trace),
         Moving("equation", "scatter", lambda v: go.Scatter(
             x=[0.0] * lines, y=list(range(lines)), mode="text", text=v["text"],
             textposition="middle right", xaxis=TEXT_AXES[0], yaxis=TEXT_AXES[1],
-            textfont={"size": 13, "family": "monospace"}, hoverinfo="skip", name="equation",
+            textfont={"size": EQUATION_FONT, "family": "monospace"}, hoverinfo="skip", name="equation",
         )),
     ]
-
-
-def _equation_lines(steps: ConvSteps, row: int, col: int) -> list[str]:
-    """One line per kernel: how output (row, col) comes out of its products."""
-    kernels, channels, kernel_h, kernel_w = steps.weight.shape
-    rows, cols = steps.tap_rows(row), steps.tap_cols(col)
-    lines = [
-        f"output cell ({row},{col})",
-        f"window: rows {rows[0]}..{rows[-1]}, cols {cols[0]}..{cols[-1]}"
-        + (" (of the padded input)" if any(steps.pad) else ""),  # "(padded)" with padding 0 puzzled
-    ]
-    count = channels * kernel_h * kernel_w
-    per_line = kernel_w if 2 <= kernel_w <= 4 else 3  # a kernel row per line: short enough for a phone
-    for k in range(kernels):
-        total = float(steps.sums[k, row, col])
-        bias = float(steps.bias[k])
-        terms = [f"{t + 0.0:.3g}" for t in steps.products[k, row, col].reshape(-1)]  # (C*kH*kW,)
-        if count <= MAX_WRITTEN_TERMS:
-            chunks = [" + ".join(terms[i:i + per_line]) for i in range(0, count, per_line)]
-            written = [f"kernel {k + 1}: {chunks[0]}", *(f"        + {chunk}" for chunk in chunks[1:])]
-            lines += [line.replace("+ -", "- ") for line in written]
-        else:
-            lines.append(f"kernel {k + 1}: sum of the {count} products")
-        lines.append(f"   = {total:.4g};   {total:.4g} + bias {bias:.4g} = <b>{total + bias:.4g}</b>")
-    return lines
 
 
 def build_before_after_figure(
     before: np.ndarray, after: np.ndarray, titles: tuple[str, str], height: int = 360
 ) -> go.Figure:
     """Two maps side by side on one colour scale (ReLU before/after, gradient upstream/at input)."""
+    before, after = denoised(before), denoised(after)
     limit = float(max(np.abs(before).max(), np.abs(after).max())) or 1.0
     show_text = max(*before.shape, *after.shape) <= MAX_TEXT_SIDE
     layout = page_layout(height)

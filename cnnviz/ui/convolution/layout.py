@@ -3,6 +3,8 @@ orange padding strips and the slots where output maps fill in."""
 
 from __future__ import annotations
 
+import numpy as np
+
 MAX_TEXT_SIDE = 12  # write the numbers into the cells of a map while it is at most 12 cells across
 PAD_FILL = "rgba(255, 170, 60, 0.55)"
 SLOT_FILL = "#eef0f4"  # where output cells will appear
@@ -26,7 +28,45 @@ DOMAINS = {
     "5": ([0.40, 1.0], [0.0, 0.34]),  # the equation
 }
 TOP_TITLE_Y, BOTTOM_TITLE_Y = 1.0, 0.35
+
+# What must fit at 800 px wide, the narrowest screen the page is made for: there the chart is 468 px
+# wide beside the sidebar (measured in Chromium), its plot area about 430 px after the margins.
+NARROW_PLOT_PX = 430
+PLOT_HEIGHT_PX = 590  # at every width: the figure's 760 px less its margins
+CHAR_EM = 0.6  # a digit's (or a monospace character's) width in font sizes, measured in Chromium
+EQUATION_FONT = 11
+CELL_FONT = 10  # numbers written into cells
+SMALL_CELL_FONT = 9  # the narrow kernel panel's, where 10 px would not fit (a 5x5 Gaussian's 36)
+EQUATION_CHARS = int(NARROW_PLOT_PX * (DOMAINS["5"][0][1] - DOMAINS["5"][0][0]) / (CHAR_EM * EQUATION_FONT))
 FRAME_PREFIX = "output cell (row, col): "  # the slider names each frame's output cell
+NOISE = 1e-12  # a number this small next to the largest of its panel is rounding noise: shown as 0
+
+
+def written(value: float, digits: int = 4, scale: float = 1.0) -> str:
+    """``value`` with ``digits`` significant digits, 0 (never -0 or 5.551e-17) when it is rounding
+    noise next to ``scale``, the largest magnitude it is shown beside."""
+    value = 0.0 if abs(value) <= NOISE * scale else value
+    return f"{value + 0.0:.{digits}g}"
+
+
+def cell_texts_fit(
+    texts: list[str], suffix: str, cells: tuple[int, int], lines: int = 1, font: int = CELL_FONT
+) -> bool:
+    """Whether the longest of ``texts`` (``lines`` lines per cell, split at <br>) in ``font`` px fits
+    a cell of the panel on axes ``suffix`` at 800 px wide; ``cells`` (down, across): its cells are
+    square, as large as both the panel's width and its height allow."""
+    (x0, x1), (y0, y1) = DOMAINS[suffix]
+    cell = min(NARROW_PLOT_PX * (x1 - x0) / max(1, cells[1]), PLOT_HEIGHT_PX * (y1 - y0) / max(1, cells[0]))
+    longest = max((len(line) for text in texts for line in text.split("<br>")), default=0)
+    return longest * CHAR_EM * font <= cell - 3 and lines * font * 1.25 <= cell - 3
+
+
+def denoised(values: np.ndarray) -> np.ndarray:
+    """A map to draw: cells that are rounding noise next to its largest cell set to exactly 0 (the
+    cells' text and hover then read 0); NaN (cells not computed yet) stays."""
+    values = np.asarray(values, dtype=np.float64)
+    scale = float(np.nanmax(np.abs(values), initial=0.0)) if np.isfinite(values).any() else 0.0
+    return np.where(np.abs(values) <= NOISE * scale, 0.0, values)
 
 
 def padding_shapes(

@@ -11,6 +11,7 @@ from cnnviz.ui.convolution.layout import (
     BOTTOM_TITLE_Y,
     CURSOR_COLOR,
     DOMAINS,
+    EQUATION_FONT,
     FRAME_PREFIX,
     INPUT_AXES,
     MAX_TEXT_SIDE,
@@ -24,6 +25,7 @@ from cnnviz.ui.convolution.layout import (
     output_slot,
     padding_shapes,
     page_layout,
+    written,
 )
 from cnnviz.ui.panels import Moving, animated_figure, fix_range, heatmap, squares, title
 
@@ -95,20 +97,20 @@ def _pooling_frames(
             mark_x, mark_y = squares(
                 np.array([win_r - row * steps.stride[0]]), np.array([win_c - col * steps.stride[1]]), True
             )
-            equation = [
-                f"output ({row},{col}) = max of the {window_h}x{window_w} window = "
-                f"<b>{output[row, col]:.4g}</b>",
-                f"winner at padded row {win_r}, column {win_c} (boxed)",
-                "backward: its gradient goes to that cell only",
+            padded = "padded " if any(steps.pad) else ""
+            equation = [  # each line at most EQUATION_CHARS, so it fits at 800 px
+                f"output ({row},{col}) = max = <b>{written(output[row, col])}</b>",
+                f"winner (boxed): {padded}row {win_r}, col {win_c}",
+                "backward: gradient to the winner only",
             ]
         else:
             mark_x, mark_y = [], []
             count = window_h * window_w
+            total = float(steps.windows[0, row, col].sum())
             equation = [
-                f"output ({row},{col}) = sum / {count} = {float(values[row, col].sum()):.4g} / {count} = "
-                f"<b>{output[row, col]:.4g}</b>",
-                "padding zeros count in the average" if any(steps.pad) else "",
-                f"backward: each window cell gets 1/{count} of its gradient",
+                f"output ({row},{col}) = sum / {count}" + (", padding = 0" if any(steps.pad) else ""),
+                f"  = {written(total)} / {count} = <b>{written(output[row, col])}</b>",
+                f"backward: 1/{count} of the gradient each",
             ]
         assert len(equation) == EQUATION_LINES
         frames.append({
@@ -158,6 +160,6 @@ def _moving_traces(out_h: int, out_w: int, low: float, high: float) -> list[Movi
         Moving("equation", "scatter", lambda v: go.Scatter(
             x=[0.0] * EQUATION_LINES, y=list(range(EQUATION_LINES)), mode="text", text=v["text"],
             textposition="middle right", xaxis=TEXT_AXES[0], yaxis=TEXT_AXES[1],
-            textfont={"size": 13, "family": "monospace"}, hoverinfo="skip",
+            textfont={"size": EQUATION_FONT, "family": "monospace"}, hoverinfo="skip",
         )),
     ]
