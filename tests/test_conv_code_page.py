@@ -91,3 +91,53 @@ def test_the_code_shown_gives_the_pages_map(setting):
     if setting == "cifar_rgb_strided":
         assert "stride=2, padding=1, dilation=2" in code and "F.conv2d(" in code
         assert code.count("[[") >= 3  # three colour channels
+
+
+def _run_code(text: str) -> np.ndarray:
+    namespace: dict = {}
+    with contextlib.redirect_stdout(io.StringIO()):
+        exec(compile(text, "page_code.py", "exec"), namespace)  # noqa: S102
+    return namespace["output"].numpy()
+
+
+def test_a_true_convolutions_code_flips_the_kernel_as_written_and_gives_the_pages_map():
+    app = _open()
+    app.selectbox(key="conv_preset_0").set_value("Sobel x").run()
+    app.toggle(key="conv_flip").set_value(True).run()
+    app.session_state[OPEN_KEY] = True
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    code = app.code[0].value
+    assert "torch.flip" in code
+    np.testing.assert_allclose(_run_shown_code(app)[0], _page_feature_map(app), atol=1e-6)
+
+
+def test_the_lessons_code_gives_the_lessons_maps():
+    from tests.test_conv_kinds_page import _chart, _lesson, _tiles
+    from tests.test_conv_transposed_page import _last_frame
+
+    app = _open()
+    app.radio(key="conv_lesson").set_value("Transposed convolution").run()
+    app.number_input(key="tconv_stride_h").set_value(2).run()
+    app.session_state["tconv_code_open"] = True
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    code = app.code[0].value
+    assert "conv_transpose2d" in code
+    chart = next(c for c in app.get("plotly_chart") if c.proto.id.endswith("tconv_chart"))
+    figure = json.loads(chart.proto.spec)
+    np.testing.assert_allclose(_run_code(code)[0], _last_frame(figure, "output"), atol=1e-6)
+
+    app = _lesson(app, "4 feature maps of an MNIST digit")
+    app.radio(key="chan_groups_4").set_value(2).run()
+    app.session_state["chan_grouped_code_open"] = True
+    app.session_state["chan_mix_code_open"] = True
+    app.run()
+    assert not app.exception, [e.value for e in app.exception]
+    grouped, mixed = (c.value for c in app.code)
+    assert "groups=2" in grouped
+    np.testing.assert_allclose(_run_code(grouped), _tiles(_chart(app, "chan_grouped_maps"), 4, (28, 28)),
+                               atol=1e-4)
+    shown_input = _tiles(_chart(app, "chan_input_maps"), 4, (28, 28))
+    weights = np.array([app.number_input(key=f"chan_mix_4_{c}").value for c in range(4)])
+    np.testing.assert_allclose(_run_code(mixed)[0], np.einsum("c,chw->hw", weights, shown_input), atol=1e-4)

@@ -24,6 +24,7 @@ from cnnviz.convolution.channel_lesson import (
 from cnnviz.convolution.channels import conv_parameters, divisors, group_mask
 from cnnviz.datasets import samples
 from cnnviz.ui.convolution.channel_figures import build_connections_figure, build_maps_figure
+from cnnviz.ui.convolution.code_view import show_torch_code
 from cnnviz.ui.widgets import kept, pixel_image
 
 INPUTS = ("RGB picture (CIFAR-10, 3 channels)", "4 feature maps of an MNIST digit")
@@ -122,6 +123,7 @@ def _show_grouped(image: np.ndarray, names: list[str]) -> int:
                     **CHART)
     st.plotly_chart(build_maps_figure(layer.steps.output, [f"output {k + 1}" for k in range(channels)]),
                     key="chan_grouped_maps", **CHART)
+    show_torch_code(image, layer.steps.weight, None, key="chan_grouped_code", padding=1, groups=int(groups))
     ordinary = "" if groups == 1 else (
         f"; the ordinary convolution has {layer.ordinary.formula}. Each output value costs "
         f"{layer.parameters.mult_adds_per_cell} multiply-adds instead of {layer.ordinary.mult_adds_per_cell}")
@@ -188,3 +190,4 @@ def _show_mixing(image: np.ndarray, names: list[str], rgb: bool) -> None:
     st.plotly_chart(build_maps_figure(np.concatenate([image, steps.output]), [*names, "1x1 output"],
                                       "gray" if rgb else "RdBu_r", marked=(row, col)),
                     key="chan_mix_maps", **CHART)
+    show_torch_code(image, steps.weight, None, key="chan_mix_code")

@@ -2,33 +2,40 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import streamlit as st
 
-from cnnviz.convolution.steps import ConvSteps
 from cnnviz.convolution.torch_code import conv_code
 from cnnviz.ui.widgets import kept
 
 STYLE_LABELS = {"functional": "F.conv2d (a function)", "module": "nn.Conv2d (a layer with these weights)"}
-OPEN_KEY = "conv_code_open"
+TRANSPOSED_LABELS = {"functional": "F.conv_transpose2d (a function)",
+                     "module": "nn.ConvTranspose2d (a layer with these weights)"}
+OPEN_KEY = "conv_code_open"  # the main lesson's expander: show_torch_code's default key + "_open"
 CODE_LINES_SHOWN = 40  # longer code scrolls in a box of CODE_HEIGHT pixels
 CODE_HEIGHT = 640
 
 
-def show_torch_code(pixels: np.ndarray, padding: int | str | tuple, steps: ConvSteps) -> None:
-    """An expander with the PyTorch code that computes ``steps``' feature maps from the unpadded
-    input ``pixels`` (C, H, W) and the page's ``padding``; the code is written only while it is open.
+def show_torch_code(
+    pixels: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, *, key: str = "conv_code",
+    **settings: Any,
+) -> None:
+    """An expander with the PyTorch code that computes the map(s) shown from the unpadded input
+    ``pixels`` (C, H, W), the kernels as written ``weight`` and ``bias``; ``settings`` are
+    :func:`conv_code`'s (stride, padding, dilation, groups, transposed, output_padding, flip). The code
+    is written only while the expander is open; ``key`` tells the page's expanders apart.
     """
-    expander = st.expander("PyTorch code for this map", icon=":material/code:", key=OPEN_KEY,
+    expander = st.expander("PyTorch code for this map", icon=":material/code:", key=f"{key}_open",
                            on_change="rerun")
     with expander:
         if not expander.open:
             return
-        style = st.radio("Write it with", tuple(STYLE_LABELS), format_func=STYLE_LABELS.get,
-                         key=kept("conv_code_style"), horizontal=True)
+        style = st.radio("Write it with", tuple(STYLE_LABELS), key=kept(f"{key}_style"), horizontal=True,
+                         format_func=(TRANSPOSED_LABELS if settings.get("transposed") else STYLE_LABELS).get)
         try:
-            code = conv_code(pixels, steps.weight, steps.bias, stride=steps.stride, padding=padding,
-                             dilation=steps.dilation, groups=getattr(steps, "groups", 1), style=style)
+            code = conv_code(pixels, weight, bias, style=style, **settings)
         except ValueError as err:
             st.warning(str(err), icon=":material/block:")
             return

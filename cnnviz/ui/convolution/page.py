@@ -294,7 +294,9 @@ if settings.flip:  # the animation below slides the flipped kernel
     st.plotly_chart(build_before_after_figure(*written, ("kernel 1 as written", "turned 180°: what slides"),
                                               height=230), key="flip_chart", **CHART)
 st.plotly_chart(conv_figure(picture_key, settings, region, scene, plan), key="conv_chart", **CHART)
-show_torch_code(convolved.pixels, settings.padding, scene.steps)
+show_torch_code(convolved.pixels, settings.weight(convolved.pixels.shape[0]), scene.steps.bias,
+                stride=scene.steps.stride, padding=settings.padding, dilation=scene.steps.dilation,
+                flip=settings.flip)
 
 if learned is not None and learned.channels > 1:
     show_channel_sum(learned, convolved.channel)

@@ -20,6 +20,7 @@ from cnnviz.convolution.transposed import (
     transposed_steps,
 )
 from cnnviz.convolution.transposed_sizes import TransposedAxis
+from cnnviz.ui.convolution.code_view import show_torch_code
 from cnnviz.ui.convolution.figures import build_before_after_figure
 from cnnviz.ui.convolution.transposed_figures import build_scatter_figure, build_transposed_figure
 from cnnviz.ui.widgets import kept
@@ -191,6 +192,9 @@ def show_transposed_lesson() -> None:
     positions = frame_positions(out_h, out_w, MAX_FRAMES)
     st.caption(describe_frames(positions, out_h, out_w))
     st.plotly_chart(build_transposed_figure(steps, positions), key="tconv_chart", **CHART)
+    show_torch_code(steps.image, steps.weight, steps.steps.bias, key="tconv_code", transposed=True,
+                    stride=settings["stride"], padding=settings["padding"],
+                    output_padding=settings["output_padding"], dilation=settings["dilation"])
 
     st.subheader("2. Every input cell pastes value x kernel")
     st.markdown(
