@@ -4,6 +4,7 @@ from cnnviz.commands import (
     conv_commands,
     data_commands,
     explorer_commands,
+    export_commands,
     gpu_commands,
     loadtest_commands,
     predict_commands,
@@ -13,4 +14,5 @@ from cnnviz.commands import (
 )
 
 COMMAND_MODULES = [data_commands, conv_commands, training_commands, predict_commands, loadtest_commands,
-                   gpu_commands, explorer_commands, top_images_commands, replay_commands]
+                   gpu_commands, explorer_commands, top_images_commands, replay_commands,
+                   export_commands]
