@@ -71,6 +71,9 @@ def test_svg_has_one_block_per_token_with_the_real_shapes(spec: str, input_shape
     assert [t.text for t in blocks[-1].iter(f"{SVG}text") if t.get("class") == "class"] == CIFAR
     _assert_readable(diagram)
     assert diagram.width <= 760
+    narrow = spec_diagram(spec, input_shape, classes=CIFAR, max_width=460)  # the Train page's width
+    _assert_readable(narrow)
+    assert narrow.width <= 460
 
 
 def test_png_opens_at_the_stated_size_and_draws_the_blocks():

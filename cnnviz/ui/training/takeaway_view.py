@@ -19,24 +19,30 @@ DOWNLOADS_KEY = "train_takeaway_files"  # session state: {run label: (onnx bytes
 PNG_MIME = "image/png"
 SVG_MIME = "image/svg+xml"
 ONNX_MIME = "application/octet-stream"
+# The main column is about 470 px wide in a window 800 px wide with the page menu open: the diagram on
+# the page wraps to that width so that it is drawn 1:1 there; the downloads use the wider default.
+PAGE_DIAGRAM_WIDTH = 460
 
 
 @st.cache_data(show_spinner=False, max_entries=32)
 def diagram_files(spec: str, input_shape: tuple[int, int, int],
-                  classes: tuple[str, ...]) -> tuple[str, bytes]:
-    """The spec's diagram as SVG text and PNG bytes, drawn once per spec and dataset."""
+                  classes: tuple[str, ...]) -> tuple[str, str, bytes]:
+    """The spec's diagram for the page (SVG), and to download as SVG text and PNG bytes; drawn once per
+    spec and dataset."""
+    shown = spec_diagram(spec, input_shape, len(classes), classes, max_width=PAGE_DIAGRAM_WIDTH)
     diagram = spec_diagram(spec, input_shape, len(classes), classes)
-    return diagram_svg(diagram), diagram_png(diagram)
+    return diagram_svg(shown), diagram_svg(diagram), diagram_png(diagram)
 
 
 def takeaway_block(spec: str | None, info: DatasetInfo, runs: Sequence[RunRecord]) -> None:
     """Draw the block. ``spec``: the chosen architecture, None when it does not parse (no diagram)."""
     st.subheader("Take it with you")
     if spec is not None:
-        svg, png = diagram_files(spec, info.image_shape, tuple(info.classes))
+        shown, svg, png = diagram_files(spec, info.image_shape, tuple(info.classes))
         st.markdown("**The architecture**, drawn as in papers: each block is a layer's output, its side "
                     "the size of the feature maps, its depth the channels (`32@14x14`: 32 maps of 14x14).")
-        st.image(svg, width="content")
+        with st.container(key="train_takeaway_diagram"):
+            st.image(shown, width="content")
         row = st.container(horizontal=True)
         row.download_button("Diagram (SVG)", svg, file_name="architecture.svg", mime=SVG_MIME,
                             key="train_takeaway_svg", icon=":material/download:", on_click="ignore")
