@@ -31,6 +31,17 @@ from tests.test_training_page import _open_training_page
 SVG = "{http://www.w3.org/2000/svg}"
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _speed_timing_done():
+    """The Train page times this machine in a background thread; a process that ends while it runs is
+    aborted (rc 134), so the module waits for it, as tests/test_training_page.py does."""
+    yield
+    from cnnviz.runtime import training_threads
+    from cnnviz.training import estimate
+
+    estimate.machine_speed("mnist", "auto", training_threads())
+
+
 @pytest.fixture
 def served(monkeypatch) -> dict[str, bytes]:
     """What Streamlit's media storage is handed (the download buttons' files), by file id."""
