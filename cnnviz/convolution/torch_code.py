@@ -76,6 +76,9 @@ def conv_code(
         lines.append("# A true convolution: each kernel turned by 180 degrees (up-down and left-right), then")
         lines.append("# slid as PyTorch's cross-correlation slides it.")
         lines.append("weight = torch.flip(weight, dims=(2, 3))")
+    if layer.uneven_same:
+        lines.append('# padding="same" with an even kernel: PyTorch puts the extra zero at the bottom/right')
+        lines.append("# (and may warn that it pads a copy of the input).")
     if layer.pad:
         left, right, top, bottom = layer.pad
         lines.append(f"# Zeros added unevenly ({top} top, {bottom} bottom, {left} left, {right} right), "
@@ -101,6 +104,7 @@ class _Layer:
         self.arguments = arguments  # (name, value text) after the tensors, e.g. ("stride", "2")
         self.groups = groups
         self.pad = pad  # (left, right, top, bottom) zeros F.pad adds first, or None
+        self.uneven_same = False  # padding="same" that PyTorch splits unevenly
 
     @property
     def weight_shape(self) -> str:
@@ -160,7 +164,9 @@ def _conv_layer(
     arguments = [("stride", _text(strides)), ("padding", padding_text), ("dilation", _text(dilations))]
     if groups > 1:
         arguments.append(("groups", str(groups)))
-    return _Layer(False, channels, kernels, (kernel_h, kernel_w), arguments, groups, pad)
+    layer = _Layer(False, channels, kernels, (kernel_h, kernel_w), arguments, groups, pad)
+    layer.uneven_same = padding_text == '"same"' and not all(size.padding.symmetric for size in sizes)
+    return layer
 
 
 def _padding_text(

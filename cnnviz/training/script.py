@@ -29,8 +29,8 @@ HEADER = '''"""Train a CNN on $TITLE in plain PyTorch, as cnnviz's trainer does 
 
     $SPEC
 
-is the network in cnnviz's spec language. Written by cnnviz from its Train page's settings; needs
-only torch and torchvision. The same seed gives the same initial weights and batches as cnnviz.
+is the network in cnnviz's spec language. Written by cnnviz from a run's settings; needs only
+torch and torchvision. The same seed gives the same initial weights and batches as cnnviz.
 
     python $FILE --data DATA_FOLDER             # torchvision's layout: $LAYOUT
     python $FILE --data DATA_FOLDER --download  # fetch the dataset there first (online)

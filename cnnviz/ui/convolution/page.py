@@ -20,6 +20,7 @@ from cnnviz.datasets import samples
 from cnnviz.images.decode import UPLOAD_EXTENSIONS
 from cnnviz.images.picture import Picture, to_picture
 from cnnviz.ui.convolution.cache import conv_figure, conv_scene, decoded_upload, pool_view
+from cnnviz.ui.convolution.code_view import show_torch_code
 from cnnviz.ui.convolution.figures import build_before_after_figure
 from cnnviz.ui.convolution.learned_view import (
     Convolved,
@@ -237,6 +238,7 @@ if scene.too_many_steps:
 plan = scene.frame_plan(region)
 st.caption(describe_frames(plan.positions, out_h, out_w, region=region is not None))
 st.plotly_chart(conv_figure(picture_key, settings, region, scene, plan), key="conv_chart", **CHART)
+show_torch_code(convolved.pixels, settings.padding, scene.steps)
 
 if learned is not None and learned.channels > 1:
     show_channel_sum(learned, convolved.channel)
