@@ -350,9 +350,13 @@ WRITERS = {"write_bytes", "write_text", "save", "mkstemp", "NamedTemporaryFile",
 # models dir, data dir, and the developer command that re-creates the bundled samples
 # memory.py writes only /proc/self/clear_refs (it resets the kernel's count of a process's peak memory).
 # top_images_commands.py writes the PNGs a teacher asks for with --out (a command, never an upload).
+# onnx_export.py writes the ONNX file `export --onnx F` names (the page downloads bytes from a buffer);
+# diagram_draw.py the diagram `summary SPEC --diagram F` names (the page downloads its text and bytes);
+# export_commands.py the training script `export --code F` names.
 ALLOWED_WRITERS = {"checkpoint.py", "files.py", "samples.py", "parts.py", "gpu_check.py", "gpu_commands.py",
                    "memory.py", "top_images_commands.py",
-                   "slides.py", "replay_commands.py"}  # `replay --out DIR`: a model's slides, never an upload
+                   "slides.py", "replay_commands.py",  # `replay --out DIR`: a model's slides, never an upload
+                   "onnx_export.py", "diagram_draw.py", "export_commands.py"}
 
 
 def _in_memory_buffers(tree: ast.AST) -> set[str]:

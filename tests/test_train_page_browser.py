@@ -317,6 +317,12 @@ SPLIT_PAIRS = """() => {
 
 
 
+def test_take_it_with_you_after_the_run(page, tmp_path) -> None:
+    from tests.test_takeaway_browser import check_run_downloads  # r20-onnx: the run's ONNX and script
+
+    check_run_downloads(page, tmp_path, TINY_SPEC)
+
+
 def test_time_machine_fits_an_800_px_window(page) -> None:
     main = page.get_by_test_id("stMain")
     page.set_viewport_size(NARROW)  # a projector's width

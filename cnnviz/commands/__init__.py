@@ -5,6 +5,7 @@ from cnnviz.commands import (
     data_commands,
     exercise_commands,
     explorer_commands,
+    export_commands,
     gpu_commands,
     loadtest_commands,
     predict_commands,
@@ -14,4 +15,5 @@ from cnnviz.commands import (
 )
 
 COMMAND_MODULES = [data_commands, conv_commands, exercise_commands, training_commands, predict_commands,
-                   loadtest_commands, gpu_commands, explorer_commands, top_images_commands, replay_commands]
+                   loadtest_commands, gpu_commands, explorer_commands, top_images_commands, replay_commands,
+                   export_commands]

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from cnnviz.commands.data_commands import add_data_dir_argument
 from cnnviz.datasets import files as data
+from cnnviz.networks.diagram import diagram_layout
+from cnnviz.networks.diagram_draw import write_diagram
 from cnnviz.networks.summary import field_label, summarize_spec
 from cnnviz.runtime import resolve_device
 from cnnviz.training.checkpoint import load_checkpoint, save_checkpoint
@@ -80,6 +82,8 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
                          help="input shape, e.g. 1x28x28 (default for a preset: its dataset's)")
     summary.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
     summary.add_argument("--json", action="store_true", help="print JSON")
+    summary.add_argument("--diagram", metavar="FILE",
+                         help="also draw the architecture as FILE (.svg or .png by the extension)")
     summary.set_defaults(func=run_summary)
 
     bench = benches.add_parser(
@@ -235,6 +239,12 @@ def summary_spec_and_shape(spec: str, shape: str | None) -> tuple[str, tuple[int
 
 def run_summary(args: argparse.Namespace) -> int:
     summary = summarize_spec(*summary_spec_and_shape(args.spec, args.input), args.classes)
+    if args.diagram:
+        preset = NET_PRESETS.get(args.spec.strip())
+        names = data.DATASETS[preset.dataset].classes if preset and preset.dataset else None
+        diagram = diagram_layout(summary, names if names and len(names) == args.classes else None)
+        write_diagram(diagram, args.diagram)
+        print(f"diagram: {args.diagram} ({diagram.width} x {diagram.height} px)", file=sys.stderr)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
         return 0

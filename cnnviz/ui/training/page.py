@@ -26,7 +26,7 @@ from cnnviz.ui.host import (
     session_jobs,
     training_queue,
 )
-from cnnviz.ui.training import gradient_view, parts, shown_view, timeline
+from cnnviz.ui.training import gradient_view, parts, shown_view, takeaway_view, timeline
 from cnnviz.ui.training.figures import COMPARED, compare_runs, learning_curves
 from cnnviz.ui.training.probe import choose_probe
 from cnnviz.ui.training.projection_view import projection_view
@@ -226,3 +226,5 @@ if runs:
                 size = path.stat().st_size / 1e6
                 st.success(f"{pages.SAVED_TEXT} {markdown_text(path.stem)} ({size:.2f} MB).",
                            icon=":material/check:")
+
+takeaway_view.takeaway_block(None if summary is None else spec, info, runs)  # diagram, ONNX, script
