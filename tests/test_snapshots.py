@@ -320,18 +320,24 @@ def test_a_malformed_snapshot_part_still_loads_the_model(mnist_run, tmp_path, da
         assert torch.equal(a, b)
 
 
-def _budget(preset: str, data_dir) -> RunSnapshots:
+def _budget(preset: str, data_dir, keep_step: int | None = None) -> tuple[TrainResult, Kept | None]:
     """A short run's snapshots: every snapshot of a run has the same size, so the budget bounds the
-    shared part plus :data:`SNAPSHOT_COUNT` of them, whatever the run's length."""
+    shared part plus :data:`SNAPSHOT_COUNT` of them, whatever the run's length. With ``keep_step``, the
+    model as it was at that snapshot too."""
     config = recipe(preset, train_subset=300, batch_size=100, val_fraction=0.0, test_subset=500, device="cpu")
     pixels, label = _probe(config.dataset, data_dir)
-    runs = train(config, data_dir=data_dir, snapshots=SnapshotPlan(pixels, label)).snapshots
+    kept = None if keep_step is None else Kept(keep_step)
+    # without the work budget, which would score fewer check images on so short a run: the bytes of a
+    # run that keeps them all
+    plan = SnapshotPlan(pixels, label, work_share=None, on_capture=kept)
+    result = train(config, data_dir=data_dir, snapshots=plan)
+    runs = result.snapshots
     assert runs.check_split == "test" and len(runs.check_labels) == CHECK_IMAGES
     per_snapshot = {s.nbytes() for s in runs.snapshots}
     assert len(per_snapshot) == 1
     full = runs.nbytes() + (SNAPSHOT_COUNT - len(runs.snapshots)) * per_snapshot.pop()
     assert full <= SNAPSHOT_BUDGET_BYTES, f"{preset}: {full / 1e6:.1f} MB"
-    return runs
+    return result, kept
 
 
 def test_the_mnist_preset_stays_within_the_budget(real_data_dir):
@@ -340,11 +346,10 @@ def test_the_mnist_preset_stays_within_the_budget(real_data_dir):
 
 @pytest.mark.slow
 def test_the_cifar10_preset_stays_within_the_budget_and_recomputes(real_data_dir):
-    runs = _budget("cifar10_fast", real_data_dir)
-    assert runs.filters_layer == 2  # layer 0 is the frozen whitening conv, 1 its ReLU
-    config = recipe("cifar10_fast", train_subset=300, batch_size=100, val_fraction=0.0, test_subset=500,
-                    device="cpu")
-    result, kept = _run(config, real_data_dir, keep_step=2)
+    # one run for both: the bytes of its snapshots, and their numbers against the weights kept at step 2
+    result, kept = _budget("cifar10_fast", real_data_dir, keep_step=2)
+    assert result.snapshots.filters_layer == 2  # layer 0 is the frozen whitening conv, 1 its ReLU
+    assert kept.model is not None, "no snapshot was taken at the kept step"
     assert not kept.model.features[0].weight.requires_grad and kept.model.tta.mirror
     _check_recomputed(result, kept)
 

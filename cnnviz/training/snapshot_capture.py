@@ -6,6 +6,11 @@ snapshot is due. A capture runs the model in eval mode under inference mode (the
 pass goes to the feature map only, never into the weights' ``.grad``), so it draws no random numbers
 and changes no weight, gradient or BatchNorm statistic: a run with snapshots ends on the same weights
 as the run without them.
+
+The snapshots keep to a work budget (:func:`~cnnviz.training.snapshots.fit_snapshot_work`): the check
+set is fitted to the planned run when the recorder starts. The map's features before training come
+from a copy of the step-0 weights, computed when the run ends, and only when the steps it actually
+took leave room for them: a heavy run stopped after one step waits for none of that map.
 """
 
 from __future__ import annotations
@@ -33,17 +38,26 @@ from cnnviz.training.results import confusion_matrix
 from cnnviz.training.snapshots import (
     CHECK_IMAGES,
     PROBE_CHANNELS,
+    PROBE_FORWARDS,
     PROBE_UNITS,
+    SETUP_FORWARDS,
     SNAPSHOT_COUNT,
+    SNAPSHOT_WORK_SHARE,
     ProbeSnapshot,
     RunSnapshots,
     Snapshot,
+    SnapshotWork,
+    fit_snapshot_work,
+    snapshot_budget,
     snapshot_steps,
 )
 from cnnviz.training.step import normalization_tensors, normalize
 
 CHECK_SEED = 0  # the check images are the same for every run on a split, whatever its seed
 TOP_K = 3
+# Step-0 weights up to this size are kept to compute the map before training at the end of the run;
+# a net with more (the size gate admits up to 80 MB) computes it at step 0, when the budget allows.
+KEPT_WEIGHTS_BYTES = 32_000_000
 
 
 @dataclass(frozen=True, eq=False)
@@ -60,6 +74,9 @@ class SnapshotPlan:
     count: int = SNAPSHOT_COUNT
     check_images: int = CHECK_IMAGES
     projection_images: int = PROJECTION_IMAGES  # test images whose features step 0 keeps (0: none)
+    # the snapshots' forwards at most this share of the training's multiply-adds (None: no budget,
+    # every check and map image asked for, whatever it costs)
+    work_share: float | None = SNAPSHOT_WORK_SHARE
     on_capture: Callable[[RunSnapshots, nn.Module], None] | None = None
 
     def problem(self, image_shape: tuple[int, int, int]) -> str | None:
@@ -70,6 +87,8 @@ class SnapshotPlan:
             return "The snapshots need at least one check image for their confusion matrix."
         if self.projection_images < 0:
             return "The map of what the network learned cannot have fewer than 0 images."
+        if self.work_share is not None and not 0 < self.work_share <= 1:
+            return "The snapshots' share of the training's work must be above 0 and at most 1."
         pixels = self.probe_pixels
         if pixels is not None and (pixels.dtype != torch.uint8 or tuple(pixels.shape) != tuple(image_shape)):
             shape = "x".join(str(d) for d in image_shape)
@@ -141,7 +160,15 @@ class SnapshotRecorder:
         self._probe = None
         if plan.probe_pixels is not None:
             self._probe = normalize(plan.probe_pixels[None].to(run.device), self._mean, self._std)
-        split, indices, labels, pixels = _check_set(run, plan.check_images)
+        self.mult_adds = forward_mult_adds(model, run.info.image_shape)
+        map_images = plan.projection_images if _has_dense_layer(model) else 0
+        self.work: SnapshotWork = fit_snapshot_work(
+            self.mult_adds, run.schedule.batch_size * run.schedule.total_steps, len(self.steps),
+            plan.check_images, map_images, self._probe is not None, plan.work_share)
+        # image forwards the snapshots took so far (the probe's counted as PROBE_FORWARDS)
+        self.forwards = SETUP_FORWARDS
+        self._step0_weights: dict[str, torch.Tensor] | None = None
+        split, indices, labels, pixels = _check_set(run, self.work.check_images)
         self.snapshots = RunSnapshots(
             filters_layer=None if learned is None else learned[0],
             layers=[name for name, _ in self._weighted],
@@ -165,8 +192,17 @@ class SnapshotRecorder:
             self.capture(step)
 
     def finish(self, step: int) -> None:
-        """At the end of a run: the snapshot of the step where it ended (a stopped run's too)."""
-        if not self._taken(step):
+        """At the end of a run: the map before training, when the ``step`` steps taken leave room for
+        it in the budget, and the snapshot of the step where it ended (a stopped run's too)."""
+        final = not self._taken(step)
+        if self._step0_weights is not None:
+            pending = len(self.snapshots.check_labels) + self._probe_forwards() if final else 0
+            if self._within_budget(step, self.forwards + pending + self.work.map_images):
+                started = time.perf_counter()
+                self._project_before(self._step0_weights)
+                self.snapshots.capture_seconds += time.perf_counter() - started
+            self._step0_weights = None
+        if final:
             self.capture(step)
 
     def capture(self, step: int) -> Snapshot:
@@ -183,8 +219,9 @@ class SnapshotRecorder:
         if self._loss_sum is not None and self._losses:
             train_loss = self._loss_sum.item() / self._losses
         self._loss_sum, self._losses = None, 0
-        if step == 0 and self.snapshots.projection_before is None:
-            self._project_before()
+        self.forwards += len(self.snapshots.check_labels) + self._probe_forwards()
+        if step == 0 and self.work.map_images and self.snapshots.projection_before is None:
+            self._keep_or_project()
         snapshot = Snapshot(
             step=step, epoch=step / max(1, self.run.schedule.steps_per_epoch), filters=self._filter_weights(),
             probe=self._probe_snapshot(model), confusion=confusion_matrix(
@@ -200,21 +237,44 @@ class SnapshotRecorder:
             self.plan.on_capture(self.snapshots, model)
         return snapshot
 
-    def _project_before(self) -> None:
+    def _within_budget(self, steps: int, forwards: int) -> bool:
+        """Whether ``forwards`` image forwards fit the budget of a run of ``steps`` steps."""
+        if self.plan.work_share is None:
+            return True
+        budget = snapshot_budget(self.mult_adds, self.run.schedule.batch_size * steps, self.plan.work_share)
+        return forwards <= budget // max(1, self.mult_adds)
+
+    def _probe_forwards(self) -> int:
+        return 0 if self._probe is None else PROBE_FORWARDS
+
+    def _keep_or_project(self) -> None:
+        """At step 0: keep a copy of the weights for the map before training, or when they are big,
+        compute the map now."""
+        state = self.run.model.state_dict()
+        if sum(_nbytes(t) for t in state.values()) <= KEPT_WEIGHTS_BYTES:
+            self._step0_weights = {name: t.detach().to("cpu", copy=True) for name, t in state.items()}
+        else:
+            self._project_before(None)
+
+    def _project_before(self, weights: dict[str, torch.Tensor] | None) -> None:
         """The penultimate features of the map's test images (a balanced seeded sample, the one
-        ``replay`` draws) before the first step."""
-        model, count = self.run.model, self.plan.projection_images
-        if count == 0:
-            return
-        try:
-            last_linear_index(model.classifier)
-        except ValueError:
-            return  # no dense layer: no features to map
+        ``replay`` draws) at step 0: of the model now (``weights`` None) or with ``weights`` put in for
+        the time it takes (the model's own tensors are then copied back exactly)."""
+        model, count = self.run.model, self.work.map_images
         test = load_dataset(self.run.info.name, "test", self.run.data_dir)
         indices = projection_sample(test.labels, count)
+        now = None if weights is None else {n: t.detach().clone() for n, t in model.state_dict().items()}
+        try:
+            if weights is not None:
+                model.load_state_dict(weights)
+            info = self.run.info
+            features = penultimate_features(model, test.images[indices], info.mean, info.std)
+        finally:
+            if now is not None:
+                model.load_state_dict(now)
+        self.forwards += count
         self.snapshots.projection_indices = indices
-        self.snapshots.projection_before = penultimate_features(
-            model, test.images[indices], self.run.info.mean, self.run.info.std)
+        self.snapshots.projection_before = features
 
     def _taken(self, step: int) -> bool:
         return bool(self.snapshots.snapshots) and self.snapshots.snapshots[-1].step == step
@@ -259,6 +319,43 @@ class SnapshotRecorder:
             per_tensor = torch.stack([torch.linalg.vector_norm(t) for t in tensors])
             norms.append(torch.linalg.vector_norm(per_tensor))
         return torch.stack(norms).cpu() if norms else torch.zeros(0)
+
+
+def forward_mult_adds(model: nn.Module, image_shape: tuple[int, int, int]) -> int:
+    """The multiply-adds of one image's forward pass through ``model``: those of every convolution
+    and dense layer, counted with hooks on one zero image (in eval mode, changing nothing)."""
+    total = 0
+
+    def count(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
+        nonlocal total
+        if isinstance(module, nn.Conv2d):
+            kh, kw = module.kernel_size
+            per_cell = kh * kw * module.in_channels // module.groups * module.out_channels
+            total += per_cell * output.shape[-2] * output.shape[-1]
+        else:
+            total += module.in_features * module.out_features
+
+    layers = [m for m in model.modules() if isinstance(m, nn.Conv2d | nn.Linear)]
+    handles = [layer.register_forward_hook(count) for layer in layers]
+    try:
+        with eval_mode(model), torch.inference_mode():
+            model(torch.zeros(1, *image_shape, device=next(model.parameters()).device))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
+
+
+def _has_dense_layer(model: nn.Module) -> bool:
+    try:
+        last_linear_index(model.classifier)
+    except ValueError:
+        return False  # no dense layer: no features to map
+    return True
+
+
+def _nbytes(tensor: torch.Tensor) -> int:
+    return tensor.numel() * tensor.element_size()
 
 
 def _children(model: nn.Module) -> list[nn.Module]:

@@ -5,6 +5,10 @@ answers change fastest) and sparse later, whatever its length (:func:`snapshot_s
 only small things, so a run's snapshots stay within :data:`SNAPSHOT_BUDGET_BYTES`: the first learned
 convolution's filters, one probe image's maps (a few channels per layer), answer and Grad-CAM, the
 confusion matrix on a fixed set of check images, and every layer's weight and gradient norms.
+
+Their forward passes keep to a work budget relative to the run's own training
+(:func:`fit_snapshot_work`): a big net on a short run scores fewer check images and may keep no map
+before training, so taking them never costs much more than :data:`SNAPSHOT_WORK_SHARE` of the run.
 """
 
 from __future__ import annotations
@@ -24,6 +28,54 @@ PROBE_UNITS = 64  # numbers kept per dense layer of the probe image
 # 0.3 s of 5.6-5.8 s on a quiet machine, and 10.8 s of a 3-epoch cifar10_speed run of 124.5 s (8.7%),
 # 16 s of a page-sized cifar10_fast run (2 epochs of 9,000 images), which one view cuts by 2-6x.
 CHECK_IMAGES = 300
+
+# The work budget, counted in multiply-adds of the net's own forward pass. A training step costs about
+# TRAINING_PASSES forwards of each image of its batch (the forward and the backward's two halves, for
+# the inputs and for the weights). Any run may spend FREE_SNAPSHOT_MULT_ADDS: 20 G is 1.5 s at the 13 G
+# a second the hostile load test's heavy net ran its forwards at on the loaded 2-core CPU, and keeps
+# every tiny or preset run's full check set (mnist_fast's 24 snapshots are 11 G).
+SNAPSHOT_WORK_SHARE = 0.05
+TRAINING_PASSES = 3
+FREE_SNAPSHOT_MULT_ADDS = 20_000_000_000
+PROBE_FORWARDS = 8  # a probe's forwards per snapshot at most: 6 test-time views, Grad-CAM's pass and backward
+SETUP_FORWARDS = 1  # the one image that counts the net's multiply-adds (snapshot_capture.forward_mult_adds)
+FIRST_CHECK_IMAGES = 100  # check images served before the map's (about 10 a class); the rest after it
+
+
+@dataclass(frozen=True)
+class SnapshotWork:
+    """What a run's snapshots score: their check images and the map's images before training."""
+
+    check_images: int  # per snapshot
+    map_images: int  # once, the map's "before" (0: none)
+    budget_forwards: int | None  # image forwards the snapshots may take in all (None: no budget)
+
+
+def snapshot_budget(mult_adds: int, trained_images: int, share: float = SNAPSHOT_WORK_SHARE) -> int:
+    """The multiply-adds the snapshots of a run may spend: ``share`` of its training work (``trained_images``
+    = batch size x steps, on a net of ``mult_adds`` per image), at least :data:`FREE_SNAPSHOT_MULT_ADDS`."""
+    return max(FREE_SNAPSHOT_MULT_ADDS, int(share * TRAINING_PASSES * mult_adds * trained_images))
+
+
+def fit_snapshot_work(
+    mult_adds: int, trained_images: int, moments: int, check_images: int, map_images: int, probe: bool,
+    share: float | None = SNAPSHOT_WORK_SHARE,
+) -> SnapshotWork:
+    """The check images (per snapshot) and map images (once) that ``moments`` snapshots can score within
+    :func:`snapshot_budget`, asked for at most ``check_images`` and ``map_images``: first up to
+    :data:`FIRST_CHECK_IMAGES` check images, then the whole map or none of it, then more check images.
+    At least one check image, whatever the budget. ``share`` None: no budget, all that was asked.
+    """
+    if share is None:
+        return SnapshotWork(check_images, map_images, None)
+    allowed = snapshot_budget(mult_adds, trained_images, share) // max(1, mult_adds)
+    left = allowed - SETUP_FORWARDS - moments * (PROBE_FORWARDS if probe else 0)
+    check = max(1, min(check_images, FIRST_CHECK_IMAGES, left // moments))
+    left -= check * moments
+    kept_map = map_images if 0 < map_images <= left else 0
+    left -= kept_map
+    check = max(check, min(check_images, check + left // moments))
+    return SnapshotWork(check, kept_map, allowed)
 
 
 def snapshot_steps(total_steps: int, count: int = SNAPSHOT_COUNT) -> list[int]:

@@ -21,7 +21,7 @@ from cnnviz.datasets.files import DatasetInfo
 from cnnviz.replay.learned_map import LearnedMap, PointDetails, learned_map, point_details
 from cnnviz.replay.projection import METHOD_NAMES, METHODS, project, projection_if_ready, projection_progress
 from cnnviz.runtime import run_at_low_priority
-from cnnviz.training.snapshots import RunSnapshots
+from cnnviz.training.snapshots import SNAPSHOT_WORK_SHARE, RunSnapshots
 from cnnviz.ui.training.projection_figures import projection_map
 from cnnviz.ui.widgets import crisp_images, pixel_image
 
@@ -80,8 +80,9 @@ def projection_view(model: nn.Module, info: DatasetInfo, snapshots: RunSnapshots
     view = AFTER if learned.before is None else controls.radio("Show", moments, horizontal=True,
                                                                key=f"{key}_view")
     if learned.before is None:
-        st.caption("Only after training: this run kept no snapshots, so the map before its first step is "
-                   "not known.")
+        st.caption("Only after training: the map before the first step was not kept for this run (it kept "
+                   "no snapshots, or it stopped early or had so big a net that the map would have cost "
+                   f"more than {SNAPSHOT_WORK_SHARE:.0%} of its training).")
     shown = [BEFORE, AFTER] if view == SIDE_BY_SIDE else [view]
     features = {BEFORE: learned.before, AFTER: learned.after}
     try:

@@ -19,7 +19,7 @@ from cnnviz import pages
 from cnnviz.datasets.files import dataset_info
 from cnnviz.training.jobs import TrainingJob
 from cnnviz.training.progress import HistoryPoint
-from cnnviz.training.snapshots import RunSnapshots, Snapshot
+from cnnviz.training.snapshots import CHECK_IMAGES, SNAPSHOT_WORK_SHARE, RunSnapshots, Snapshot
 from cnnviz.ui.training import timeline_figures as tf
 from cnnviz.ui.training.confusion_view import snapshot_confusion
 from cnnviz.ui.training.figures import filter_grid, learning_curves
@@ -253,7 +253,9 @@ def _show_confusion(run: RunSnapshots, snapshot: Snapshot, classes: Sequence[str
     st.markdown(f"**On {total:,} {split} images it never trains on**: {right:,} right "
                 f"({right / max(total, 1):.1%}) at this moment.",
                 help=f"The same {total:,} images at every moment, a fixed sample of the {split} images, so "
-                "the moments can be compared; the validation accuracy beside the curves counts all of "
+                f"the moments can be compared (at most {CHECK_IMAGES}: fewer for a big net on a short run, "
+                f"so that taking the snapshots costs no more than about {SNAPSHOT_WORK_SHARE:.0%} of the "
+                "training); the validation accuracy beside the curves counts all of "
                 "them (and uses the test-time mirror or shifts where the recipe has them), so the two "
                 "differ a little.")
     matrix_column, accuracy_column = st.columns([1, 1], gap="medium")
