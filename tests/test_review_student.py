@@ -1,0 +1,62 @@
+"""Fixes from a student's review of the Convolution lab (issue 20): each test fails without its fix."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from streamlit.testing.v1 import AppTest
+
+from cnnviz.convolution.kernels import binary_picture, make_kernel
+from cnnviz.ui.navigation import PAGES
+from cnnviz.ui.plotly_wire import decode_typed_array
+from tests.conftest import REPO
+
+PAGE = next(spec for spec in PAGES if spec.url_path == "convolution")
+SYMMETRIC = "looks the same turned by 180°"
+
+
+def _open() -> AppTest:
+    import streamlit as st
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60)
+    app.run()
+    app.switch_page(str(PAGE.path))
+    return app.run()
+
+
+def _flip_view(app: AppTest) -> dict:
+    figures = [json.loads(chart.proto.spec) for chart in app.get("plotly_chart")]
+    return next(f for f in figures if "as written" in json.dumps(f["layout"]))
+
+
+def _captions(app: AppTest) -> str:
+    return " ".join(c.value for c in app.caption)
+
+
+def test_flip_says_so_when_the_kernel_is_symmetric_and_shows_one_that_changes():
+    app = _open()
+    app.toggle(key="conv_flip").set_value(True).run()  # the default: the X detector, symmetric
+    assert not app.exception, [e.value for e in app.exception]
+    assert SYMMETRIC in _captions(app)
+    x = make_kernel("X detector", 3, 3)
+    figure = _flip_view(app)
+    np.testing.assert_array_equal(decode_typed_array(figure["data"][1]["z"]), x[::-1, ::-1])
+    # the map is the plain cross-correlation's: the flip changes nothing for this kernel
+    image = torch.from_numpy(binary_picture("X 7x7"))[None]  # (1, 1, 7, 7)
+    flipped = F.conv2d(image, torch.flip(torch.from_numpy(x), (0, 1))[None, None])
+    assert torch.equal(flipped, F.conv2d(image, torch.from_numpy(x)[None, None]))
+
+    app.number_input(key="conv_kernel_count").set_value(2).run()
+    app.selectbox(key="conv_preset_1").set_value("Sobel x").run()  # kernel 1 symmetric, kernel 2 not
+    assert not app.exception, [e.value for e in app.exception]
+    assert SYMMETRIC not in _captions(app)
+    figure = _flip_view(app)
+    sobel = make_kernel("Sobel x", 3, 3)
+    assert "kernel 2 as written" in json.dumps(figure["layout"])
+    np.testing.assert_array_equal(decode_typed_array(figure["data"][0]["z"]), sobel)
+    np.testing.assert_array_equal(decode_typed_array(figure["data"][1]["z"]), sobel[::-1, ::-1])
