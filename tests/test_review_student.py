@@ -60,3 +60,15 @@ def test_flip_says_so_when_the_kernel_is_symmetric_and_shows_one_that_changes():
     assert "kernel 2 as written" in json.dumps(figure["layout"])
     np.testing.assert_array_equal(decode_typed_array(figure["data"][0]["z"]), sobel)
     np.testing.assert_array_equal(decode_typed_array(figure["data"][1]["z"]), sobel[::-1, ::-1])
+
+
+def test_exercise_maps_use_the_convolution_pages_colours():
+    from cnnviz.exercises.model import Picture
+    from cnnviz.ui.convolution.figures import build_before_after_figure
+    from cnnviz.ui.exercises.figures import grid_figure
+
+    kernel = make_kernel("Sobel x", 3, 3)
+    exercise = grid_figure(Picture("2. Sobel x", kernel)).to_plotly_json()["data"][0]
+    page = build_before_after_figure(kernel, kernel, ("a", "b")).to_plotly_json()["data"][0]
+    assert exercise["colorscale"] == page["colorscale"]  # +1 is the same colour on both pages
+    assert exercise["zmid"] == page["zmid"] == 0
