@@ -72,3 +72,12 @@ def test_exercise_maps_use_the_convolution_pages_colours():
     page = build_before_after_figure(kernel, kernel, ("a", "b")).to_plotly_json()["data"][0]
     assert exercise["colorscale"] == page["colorscale"]  # +1 is the same colour on both pages
     assert exercise["zmid"] == page["zmid"] == 0
+
+
+def test_one_window_is_not_one_windows():
+    from cnnviz.convolution.arithmetic import axis_output_size
+
+    size = axis_output_size(3, 2, 2, 0)  # a 2x2 pool, stride 2, on the 3x3 map of the tiny picture
+    assert size.output == F.max_pool2d(torch.zeros(1, 1, 3, 3), 2, 2).shape[-1] == 1
+    assert "round down to 1 window," in size.warning and "1 windows" not in size.warning
+    assert "round down to 4 windows," in axis_output_size(10, 3, 2, 0).warning

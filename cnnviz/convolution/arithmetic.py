@@ -221,9 +221,10 @@ def _left_out_note(
     gaps = tuple(i for i in uncovered if i <= reach)
     notes = []
     if tail:  # only when the division is not whole: a whole one ends the last window at the end
+        windows = "1 window" if output == 1 else f"{output} windows"
         notes.append(
             f"The {axis} does not fit exactly: (n + 2p - d(k-1) - 1)/s + 1 = {division} + 1 = "
-            f"{float(exact):g} is not a whole number, so frameworks round down to {output} windows, which "
+            f"{float(exact):g} is not a whole number, so frameworks round down to {windows}, which "
             f"never reach input {_cells(tail, singular, plural, top)}."
         )
     if gaps:
