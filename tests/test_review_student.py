@@ -81,3 +81,14 @@ def test_one_window_is_not_one_windows():
     assert size.output == F.max_pool2d(torch.zeros(1, 1, 3, 3), 2, 2).shape[-1] == 1
     assert "round down to 1 window," in size.warning and "1 windows" not in size.warning
     assert "round down to 4 windows," in axis_output_size(10, 3, 2, 0).warning
+
+
+def test_home_says_where_every_page_comes_in_the_order_of_the_menu():
+    import streamlit as st
+
+    st.cache_resource.clear()
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=60).run()
+    assert not app.exception, [e.value for e in app.exception]
+    start = next(m.value for m in app.markdown if m.value.startswith("New to CNNs? Start with"))
+    order = [start.index(f"**{spec.title}**") for spec in PAGES]  # Exercises right after Convolution
+    assert order == sorted(order), start
