@@ -92,3 +92,18 @@ def test_home_says_where_every_page_comes_in_the_order_of_the_menu():
     start = next(m.value for m in app.markdown if m.value.startswith("New to CNNs? Start with"))
     order = [start.index(f"**{spec.title}**") for spec in PAGES]  # Exercises right after Convolution
     assert order == sorted(order), start
+
+
+def test_a_negative_parameter_count_is_refused_not_marked():
+    import pytest
+
+    from cnnviz.exercises.check import check_answer
+    from cnnviz.exercises.generate import random_exercises
+    from cnnviz.exercises.kind_params import make_layer
+
+    exercise = random_exercises(1, 1, ("parameters",))[0]
+    count = sum(p.numel() for p in make_layer(exercise.settings).parameters())  # PyTorch's own count
+    assert check_answer(exercise, str(count)).correct
+    assert check_answer(exercise, f"+{count}").correct
+    with pytest.raises(ValueError, match="never negative"):
+        check_answer(exercise, f"-{count}")
