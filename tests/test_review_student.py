@@ -107,3 +107,20 @@ def test_a_negative_parameter_count_is_refused_not_marked():
     assert check_answer(exercise, f"+{count}").correct
     with pytest.raises(ValueError, match="never negative"):
         check_answer(exercise, f"-{count}")
+
+
+def test_the_pooling_fit_note_names_the_feature_map_not_the_input():
+    from cnnviz.convolution.arithmetic import output_shape
+
+    # the page's default: the X detector's 5x5 map, pooled 2x2 with stride 2
+    feature_map = F.conv2d(torch.from_numpy(binary_picture("X 7x7"))[None],
+                           torch.from_numpy(make_kernel("X detector", 3, 3))[None, None])
+    height, width = output_shape(*feature_map.shape[-2:], 2, 2, 0, pool=True)
+    assert (height.output, width.output) == F.max_pool2d(feature_map, 2, 2).shape[-2:]
+    assert height.warning.endswith("never reach feature map row 4 (counting from 0).")
+    assert width.warning.endswith("never reach feature map column 4 (counting from 0).")
+    gaps = output_shape(9, 9, 2, 4, 0, pool=True)[0].warning  # stride 4 skips rows between windows
+    assert F.max_pool2d(torch.zeros(1, 1, 9, 9), 2, 4).shape[-1] == 2  # windows on rows 0-1 and 4-5
+    assert "never reach feature map rows 6, 7 and 8" in gaps
+    assert "Feature map rows never covered by any window: 2 and 3 (counting from 0)." in gaps
+    assert output_shape(5, 5, 2, 2)[0].warning.endswith("never reach input row 4 (counting from 0).")
