@@ -124,3 +124,17 @@ def test_the_pooling_fit_note_names_the_feature_map_not_the_input():
     assert "never reach feature map rows 6, 7 and 8" in gaps
     assert "Feature map rows never covered by any window: 2 and 3 (counting from 0)." in gaps
     assert output_shape(5, 5, 2, 2)[0].warning.endswith("never reach input row 4 (counting from 0).")
+
+
+def test_the_output_shape_exercise_names_no_figure_it_does_not_show():
+    from cnnviz.exercises.check import check_answer, reveal
+    from cnnviz.exercises.generate import build_exercise
+
+    settings = {"height": 12, "kernel": 3, "stride": 3, "padding": 1, "pool": True}
+    exercise = build_exercise("output_shape", settings)
+    assert not exercise.pictures  # nothing drawn: "on the figure" would point at nothing
+    torch_shape = tuple(F.max_pool2d(torch.zeros(1, 1, 12, 12), 3, 3, 1).shape[-2:])
+    assert exercise.answer == torch_shape == (4, 4)
+    for verdict in (reveal(exercise), check_answer(exercise, "28 by 28")):
+        assert "never reach feature map row 11 (counting from 0)." in verdict.explanation
+        assert "figure" not in verdict.explanation
