@@ -133,6 +133,7 @@ def test_the_output_shape_exercise_names_no_figure_it_does_not_show():
     settings = {"height": 12, "kernel": 3, "stride": 3, "padding": 1, "pool": True}
     exercise = build_exercise("output_shape", settings)
     assert not exercise.pictures  # nothing drawn: "on the figure" would point at nothing
+    assert "gets a feature map of 12 x 12" in exercise.question  # what the note below calls it
     torch_shape = tuple(F.max_pool2d(torch.zeros(1, 1, 12, 12), 3, 3, 1).shape[-2:])
     assert exercise.answer == torch_shape == (4, 4)
     for verdict in (reveal(exercise), check_answer(exercise, "28 by 28")):

@@ -57,7 +57,8 @@ def build(settings: dict[str, Any]) -> Exercise:
     layer = (f"Max pooling with a {kernel}x{kernel} window" if pool
              else f"A convolution with a {kernel}x{kernel} kernel")
     dilation = "" if pool else f", dilation {settings['dilation']}"
-    question = (f"{layer}, stride {stride}, padding {settings['padding']}{dilation} gets an input of "
+    source = "a feature map" if pool else "an input"  # as the explanation's note names it
+    question = (f"{layer}, stride {stride}, padding {settings['padding']}{dilation} gets {source} of "
                 f"{settings['height']} x {width} (height x width). What is the output's height x width?")
     height_size, width_size = sizes
     answer = (height_size.output, width_size.output)
