@@ -139,3 +139,20 @@ def test_the_output_shape_exercise_names_no_figure_it_does_not_show():
     for verdict in (reveal(exercise), check_answer(exercise, "28 by 28")):
         assert "never reach feature map row 11 (counting from 0)." in verdict.explanation
         assert "figure" not in verdict.explanation
+
+
+def test_explore_draws_kernels_in_the_convolution_pages_colours(real_data_dir, monkeypatch):
+    from cnnviz.ui.convolution.layout import DIVERGING
+    from tests.test_explorer_page import chart, pick
+    from tests.test_explorer_page import page as explorer_page
+
+    app = explorer_page.__wrapped__(real_data_dir, monkeypatch)  # the explorer's own fixture, called
+    pick(app, 3, 5, 6, 8)  # a Conv2d over 16 channels: kernels and products drawn
+    figure = chart(app, "explore_step_0")
+    drawn = [t for t in figure["data"] if t["name"] in ("kernel", "product")]
+    from plotly.colors import get_colorscale
+
+    page_scale = json.loads(json.dumps(get_colorscale(DIVERGING)))  # the Convolution page's kernels
+    assert page_scale[0][1] == "rgb(5,48,97)" and page_scale[-1][1] == "rgb(103,0,31)"  # low blue, high red
+    colours = [colour for _, colour in page_scale]
+    assert drawn and all([c for _, c in t["colorscale"]] == colours for t in drawn)
