@@ -200,16 +200,20 @@ def axis_output_size(
     uncovered = tuple(i for i in range(input_size) if i not in covered)
 
     reach = (output - 1) * stride + span - 1 - pad.before  # the last input index a window reaches
-    warning = _left_out_note(axis, f"{numerator}/{stride}", output, exact, uncovered, reach, pad.before)
+    source = "feature map" if pool else "input"  # what pooling slides over: the page's feature map
+    warning = _left_out_note(axis, f"{numerator}/{stride}", output, exact, uncovered, reach, pad.before,
+                             source)
     return AxisSize(
         axis, input_size, kernel, stride, pad, dilation, output, exact, uncovered, formula, warning
     )
 
 
 def _left_out_note(
-    axis: str, division: str, output: int, exact: Fraction, uncovered: tuple[int, ...], reach: int, top: int
+    axis: str, division: str, output: int, exact: Fraction, uncovered: tuple[int, ...], reach: int, top: int,
+    source: str = "input",
 ) -> str:
-    """The note on input cells no window covers, or "" when every input cell is used.
+    """The note on ``source`` cells no window covers ("input", or "feature map" for pooling), or ""
+    when every cell is used.
 
     Cells past the last window (the division was not whole) and cells between the windows' taps (a
     stride or dilation larger than the window) are named apart. When only padding is left out, no
@@ -221,13 +225,15 @@ def _left_out_note(
     gaps = tuple(i for i in uncovered if i <= reach)
     notes = []
     if tail:  # only when the division is not whole: a whole one ends the last window at the end
+        windows = "1 window" if output == 1 else f"{output} windows"
         notes.append(
             f"The {axis} does not fit exactly: (n + 2p - d(k-1) - 1)/s + 1 = {division} + 1 = "
-            f"{float(exact):g} is not a whole number, so frameworks round down to {output} windows, which "
-            f"never reach input {_cells(tail, singular, plural, top)}."
+            f"{float(exact):g} is not a whole number, so frameworks round down to {windows}, which "
+            f"never reach {source} {_cells(tail, singular, plural, top)}."
         )
     if gaps:
-        notes.append(f"Input {plural} never covered by any window: {_cells(gaps, '', '', top)}.")
+        notes.append(f"{source.capitalize()} {plural} never covered by any window: "
+                     f"{_cells(gaps, '', '', top)}.")
     return " ".join(notes)
 
 

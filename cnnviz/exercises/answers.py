@@ -35,6 +35,9 @@ def parse_count(text: str) -> int:
     digits = re.sub(r"(?<=\d)[,_ ](?=\d{3}\b)", "", cleaned)
     if not INTEGER.match(digits):
         raise ValueError(f"Type one whole number, such as 320 or 1,234; {text.strip()!r} is not that.")
+    if int(digits) < 0:  # a slip (a stray minus), not a wrong count: say so rather than mark it wrong
+        raise ValueError(f"A count is never negative: type one whole number, such as 320; {text.strip()!r} "
+                         "is below 0.")
     return int(digits)
 
 

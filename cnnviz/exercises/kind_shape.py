@@ -3,6 +3,7 @@ the student types height and width and gets the formula with the numbers filled 
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import numpy as np
@@ -21,6 +22,8 @@ FIELDS = {
     "pool": Field(flag, False),
 }
 FORMULA = "out = floor((n + 2p - d(k-1) - 1) / s) + 1 on each axis:\n"
+# the Convolution page's notes give a padded figure's row numbers too; this exercise shows no figure
+FIGURE_NOTE = re.compile(r"; [^;()]+ on the figure, which counts the padding too")
 SIZES = (5, 6, 7, 8, 9, 10, 12, 14, 16, 28, 32, 64, 224)
 
 
@@ -54,7 +57,8 @@ def build(settings: dict[str, Any]) -> Exercise:
     layer = (f"Max pooling with a {kernel}x{kernel} window" if pool
              else f"A convolution with a {kernel}x{kernel} kernel")
     dilation = "" if pool else f", dilation {settings['dilation']}"
-    question = (f"{layer}, stride {stride}, padding {settings['padding']}{dilation} gets an input of "
+    source = "a feature map" if pool else "an input"  # as the explanation's note names it
+    question = (f"{layer}, stride {stride}, padding {settings['padding']}{dilation} gets {source} of "
                 f"{settings['height']} x {width} (height x width). What is the output's height x width?")
     height_size, width_size = sizes
     answer = (height_size.output, width_size.output)
@@ -95,7 +99,7 @@ def _lines(sizes: tuple[AxisSize, AxisSize], typed: tuple[int, int] | None) -> l
         else:
             hint = _hint(size, typed[number])
             lines.append(f"{name}: you wrote {typed[number]}, but {size.formula}.{hint}")
-    lines += [size.warning for size, _ in shown if size.warning]
+    lines += [FIGURE_NOTE.sub("", size.warning) for size, _ in shown if size.warning]
     if same and height.warning:
         lines.append("The same holds for the columns.")
     return lines

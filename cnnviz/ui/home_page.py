@@ -4,15 +4,17 @@ import streamlit as st
 
 from cnnviz.datasets import files as data
 from cnnviz.datasets import samples
-from cnnviz.pages import CONVOLUTION_PAGE, EXPLORE_PAGE, PREDICT_PAGE, TRAIN_PAGE
+from cnnviz.pages import CONVOLUTION_PAGE, EXERCISES_PAGE, EXPLORE_PAGE, PREDICT_PAGE, TRAIN_PAGE
 from cnnviz.ui.host import enabled_pages
 from cnnviz.ui.navigation import PageSpec
 from cnnviz.ui.widgets import sample_grid
 
 CARD_COLUMNS = 2  # three cards across cut "Inspect and predict" at 800 px wide
-# the order a student new to CNNs meets the ideas: one convolution, a network learning, inside a trained one
+# the order a student new to CNNs meets the ideas: one convolution (and a check of it), a network learning,
+# inside a trained one
 START_ORDER = {
     CONVOLUTION_PAGE: "one kernel sliding over a picture",
+    EXERCISES_PAGE: "check what you understood, answers explained",
     TRAIN_PAGE: "a small network learning while you watch",
     PREDICT_PAGE: "your own picture going through a trained network",
     EXPLORE_PAGE: "any number inside it, explained",

@@ -2,6 +2,7 @@
 
 import hashlib
 
+import numpy as np
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
@@ -245,6 +246,22 @@ def show_sizes(sizes: tuple[AxisSize, AxisSize]) -> None:
             st.info(size.warning, icon=":material/straighten:")
 
 
+def show_flip(written: np.ndarray, sliding: np.ndarray) -> None:
+    """The first kernel slice that the 180° turn changes, as written beside as it slides; where every
+    kernel is symmetric (most presets are), one sentence says so, or the toggle would seem to do nothing."""
+    changed = [(k, c) for k in range(written.shape[0]) for c in range(written.shape[1])
+               if not np.array_equal(written[k, c], sliding[k, c])]
+    kernel, channel = changed[0] if changed else (0, 0)
+    if not changed:
+        st.caption("Every kernel here looks the same turned by 180° (it is symmetric), so the flip changes "
+                   "nothing: the map is the one without the flip. Pick Sobel x or type a kernel of your own "
+                   "to see the difference.")
+    slice_name = f" ({CHANNEL_NAMES[channel]} slice)" if written.shape[1] == 3 else ""
+    titles = (f"kernel {kernel + 1}{slice_name} as written", "turned 180°: what slides")
+    st.plotly_chart(build_before_after_figure(written[kernel, channel], sliding[kernel, channel], titles,
+                                              height=230), key="flip_chart", **CHART)
+
+
 with st.container(border=True):
     st.latex(r"\text{out} = \left\lfloor \frac{n + 2p - d\,(k-1) - 1}{s} \right\rfloor + 1")
     try:
@@ -290,9 +307,7 @@ if scene.too_many_steps:
 plan = scene.frame_plan(region)
 st.caption(describe_frames(plan.positions, out_h, out_w, region=region is not None))
 if settings.flip:  # the animation below slides the flipped kernel
-    written = (settings.weight(convolved.pixels.shape[0])[0, 0], scene.steps.weight[0, 0])
-    st.plotly_chart(build_before_after_figure(*written, ("kernel 1 as written", "turned 180°: what slides"),
-                                              height=230), key="flip_chart", **CHART)
+    show_flip(settings.weight(convolved.pixels.shape[0]), scene.steps.weight)
 st.plotly_chart(conv_figure(picture_key, settings, region, scene, plan), key="conv_chart", **CHART)
 show_torch_code(convolved.pixels, settings.weight(convolved.pixels.shape[0]), scene.steps.bias,
                 stride=scene.steps.stride, padding=settings.padding, dilation=scene.steps.dilation,

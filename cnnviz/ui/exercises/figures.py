@@ -7,6 +7,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from cnnviz.exercises.model import Picture
+from cnnviz.ui.convolution.layout import DIVERGING
 from cnnviz.ui.panels import heatmap
 
 WINDOW_COLOR = "#e8590c"
@@ -33,7 +34,9 @@ def grid_figure(picture: Picture) -> go.Figure:
     rows, cols = values.shape
     width, height = figure_size(picture)
     signed = values.min() < 0
-    trace = heatmap(values, ("x", "y"), "RdBu" if signed else "Blues", picture.numbers, picture.title,
+    # signed maps and kernels in the Convolution page's colours (positive red, negative blue): a student
+    # coming from that page reads them the same way
+    trace = heatmap(values, ("x", "y"), DIVERGING if signed else "Blues", picture.numbers, picture.title,
                     zmid=0.0 if signed else None, number_format=".4~g")
     ticked = max(rows, cols) <= MAX_TICKED_SIDE
     ticks = ({"tickmode": "linear", "dtick": 1, "tickfont": {"size": 10}} if ticked

@@ -8,11 +8,12 @@ import math
 import numpy as np
 
 from cnnviz.explorer.cell_terms import AvgPoolStep, ConvStep, MaxPoolStep
+from cnnviz.ui.convolution.layout import DIVERGING
 from cnnviz.ui.explorer.figures import PICK_COLOUR
 
 PANEL_PX = 34  # px per cell of a window or kernel
 PANEL_GAP = 0.06  # of the width between the three panels of a channel
-KERNEL_COLOURS = "RdBu"  # negative weights red, positive blue, 0 white (zmid 0), as the Convolution page
+KERNEL_COLOURS = DIVERGING  # positive weights red, negative blue, 0 white (zmid 0), as the Convolution page
 WINDOW_COLOURS = "Greys"
 PADDING_COLOUR = "#eceff4"  # a window's cells outside the map
 TEXT_LIMIT = 7  # cells a side beyond which the numbers are left out (they would not fit)
@@ -52,7 +53,7 @@ def _padding(mask: np.ndarray, axis: int, text: bool) -> dict:
 
 def conv_figure(step: ConvStep) -> dict:
     """One row per shown input channel: the window of the layer below (grey, padding blank), the
-    learned kernel slice (red negative, blue positive) and their products, numbers written in."""
+    learned kernel slice (red positive, blue negative) and their products, numbers written in."""
     kh, kw = step.kernel_size
     text = max(kh, kw) <= TEXT_LIMIT
     rows = len(step.channels)
