@@ -5,7 +5,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnnviz.exercises.generate import DEFAULT_SEED, random_exercise
-from cnnviz.exercises.model import WHICH_KERNEL
+from cnnviz.exercises.model import OUTPUT_SHAPE, POOL_WINNER, WHICH_KERNEL
 from cnnviz.exercises.teacher_sets import EXERCISES_DIR_ENV
 from cnnviz.ui.navigation import page_spec
 from tests.conftest import REPO
@@ -93,6 +93,20 @@ def test_another_seed_gives_other_exercises(app):
     exercise = random_exercise(42, 0)
     answer(page, exercise, exercise.answer_text)
     assert "Right" in page.success[0].value
+
+
+def test_the_kinds_in_any_click_order_give_the_class_the_same_exercises(app):
+    # "seed 7, shapes and pooling": students who pick the two kinds in either order see the same ones
+    asked = []
+    for picked in ([OUTPUT_SHAPE, POOL_WINNER], [POOL_WINNER, OUTPUT_SHAPE]):
+        page = app()
+        page.number_input(key="ex_seed").set_value(7).run()
+        page.multiselect(key="ex_kinds").set_value(picked).run()
+        page.button(key="ex_next").click().run()
+        asked.append([plain(m.value) for m in page.markdown])
+    second = random_exercise(7, 1, (OUTPUT_SHAPE, POOL_WINNER))
+    assert second.kind == POOL_WINNER
+    assert second.question in asked[0] and second.question in asked[1]
 
 
 def test_teachers_sets_are_offered_and_a_malformed_one_named(app, monkeypatch, tmp_path):

@@ -43,7 +43,8 @@ if choice == RANDOM_PRACTICE:
                                      key=kept("ex_kinds"))
     if not kinds:
         st.caption("No kind picked: all five take turns.")
-        kinds = list(KINDS)
+    # the kinds in one fixed order, not the order they were clicked: one seed, one list for the class
+    kinds = [kind for kind in KINDS if kind in kinds] or list(KINDS)
     set_id = f"random:{seed}:{','.join(kinds)}"
     index = session.position(set_id)
     exercise = random_exercise(int(seed), index, tuple(kinds))
