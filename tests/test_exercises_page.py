@@ -127,3 +127,15 @@ def test_teachers_sets_are_offered_and_a_malformed_one_named(app, monkeypatch, t
     press(page, "_check")
     assert "Right" in page.success[0].value
     assert "ex_next" not in [b.key for b in page.button]  # the last one: start again instead
+
+
+def test_malformed_sets_share_one_warning(app, monkeypatch, tmp_path):
+    (tmp_path / "week4.toml").write_text('title = "Week 4"\n[[exercise]]\nkind = "cell_value"\ninput = 3\n')
+    (tmp_path / "week5.toml").write_text('title = "Week 5"\n[[exercise]]\nkind = "sizes"\n')
+    monkeypatch.setenv(EXERCISES_DIR_ENV, str(tmp_path))
+    page = app()
+    assert len(page.warning) == 1  # four broken files were four boxes above the exercise
+    warning = plain(page.warning[0].value)
+    assert warning.startswith("2 exercise sets cannot be offered:")
+    assert "- week4.toml, line 4: 'input' must be rows of numbers" in warning
+    assert "- week5.toml, line 3: Unknown kind 'sizes'" in warning

@@ -22,12 +22,15 @@ st.markdown(
 
 folder = teacher_sets_dir(os.environ)
 found = teacher_sets(folder) if folder is not None else []
+problems = [markdown_text(str(entry)) for entry in found if isinstance(entry, SetProblem)]
+if len(problems) == 1:
+    st.warning(f"This exercise set cannot be offered: {problems[0]}", icon=":material/error:")
+elif problems:  # one box for them all: the exercise stays near the top of a student's screen
+    listed = "\n".join(f"- {problem}" for problem in problems)
+    st.warning(f"{len(problems)} exercise sets cannot be offered:\n\n{listed}", icon=":material/error:")
 sets: dict[str, TeacherSet] = {}
 for entry in found:
-    if isinstance(entry, SetProblem):
-        st.warning(f"This exercise set cannot be offered: {markdown_text(str(entry))}",
-                   icon=":material/error:")
-    else:  # two files with one title are told apart by their names
+    if not isinstance(entry, SetProblem):  # two files with one title are told apart by their names
         taken = entry.title in sets or entry.title == RANDOM_PRACTICE
         sets[f"{entry.title} ({entry.path.name})" if taken else entry.title] = entry
 choice = st.selectbox("Exercise set", [RANDOM_PRACTICE, *sets], key=kept("ex_set"))
