@@ -139,3 +139,28 @@ def test_malformed_sets_share_one_warning(app, monkeypatch, tmp_path):
     assert warning.startswith("2 exercise sets cannot be offered:")
     assert "- week4.toml, line 4: 'input' must be rows of numbers" in warning
     assert "- week5.toml, line 3: Unknown kind 'sizes'" in warning
+
+
+def test_a_set_edited_during_the_class_starts_afresh(app, monkeypatch, tmp_path):
+    def write(in_features: int) -> None:
+        (tmp_path / "week3.toml").write_text(
+            'title = "Week 3"\n[[exercise]]\nkind = "parameters"\nlayer = "linear"\n'
+            f"in_features = {in_features}\nout_features = 10\n"
+        )
+
+    write(784)
+    monkeypatch.setenv(EXERCISES_DIR_ENV, str(tmp_path))
+    page = app()
+    page.selectbox(key="ex_set").set_value("Week 3").run()
+    page.text_input[0].set_value("7,850").run()
+    press(page, "_check")
+    assert "Right" in page.success[0].value and page.text_input[0].disabled
+    write(1000)  # the teacher fixes a number: another size, so the page reads the file again
+    page.run()
+    assert "nn.Linear(1000, 10" in plain(" ".join(m.value for m in page.markdown))
+    # the old verdict (7,850 was right for 784 inputs) is gone and the new exercise can be answered
+    assert not page.success and not page.text_input[0].disabled and page.text_input[0].value == ""
+    page.text_input[0].set_value("10,010").run()
+    press(page, "_check")
+    assert "Right" in page.success[0].value
+    assert score_line(page) == "**2 of 2 right** in this session."

@@ -57,7 +57,7 @@ else:
     chosen = sets[choice]
     if chosen.description:
         st.caption(markdown_text(chosen.description))
-    set_id = f"teacher:{chosen.path}"
+    set_id = session.teacher_set_id(chosen)
     index = min(session.position(set_id), len(chosen.exercises) - 1)
     exercise = chosen.exercises[index]
     heading = f"Exercise {index + 1} of {len(chosen.exercises)}: {exercise.title}"

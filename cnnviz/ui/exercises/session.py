@@ -11,6 +11,7 @@ import streamlit as st
 from cnnviz.exercises.check import check_answer, reveal
 from cnnviz.exercises.model import Exercise, Verdict
 from cnnviz.exercises.score import Score
+from cnnviz.exercises.teacher_sets import TeacherSet
 
 POSITIONS_KEY = "ex_positions"  # set id -> index of the exercise shown
 RESULTS_KEY = "ex_results"  # (set id, index) -> Result once checked
@@ -43,6 +44,13 @@ def result(set_id: str, index: int) -> Result | None:
 
 def problem(set_id: str, index: int) -> str:
     return st.session_state.setdefault(PROBLEM_KEY, {}).get((set_id, index), "")
+
+
+def teacher_set_id(chosen: TeacherSet) -> str:
+    """A teacher's set by its file and its exercises: when the teacher edits the file during the class,
+    the edited set starts afresh instead of showing old verdicts under changed exercises."""
+    content = hashlib.sha256(repr([(e.kind, e.settings) for e in chosen.exercises]).encode()).hexdigest()
+    return f"teacher:{chosen.path}:{content[:12]}"
 
 
 def answer_key(set_id: str, index: int) -> str:
