@@ -164,3 +164,23 @@ def test_a_set_edited_during_the_class_starts_afresh(app, monkeypatch, tmp_path)
     press(page, "_check")
     assert "Right" in page.success[0].value
     assert score_line(page) == "**2 of 2 right** in this session."
+
+
+def test_a_set_started_again_can_be_answered_again_and_counts_once(app, monkeypatch, tmp_path):
+    (tmp_path / "week3.toml").write_text(
+        'title = "Week 3"\n[[exercise]]\nkind = "parameters"\nlayer = "linear"\nin_features = 784\n'
+        "out_features = 10\n"
+    )
+    monkeypatch.setenv(EXERCISES_DIR_ENV, str(tmp_path))
+    page = app()
+    page.selectbox(key="ex_set").set_value("Week 3").run()
+    page.text_input[0].set_value("7,840").run()  # the bias forgotten
+    press(page, "_check")
+    assert page.error and page.text_input[0].disabled
+    page.button(key="ex_again").click().run()
+    # a fresh try: no verdict, an empty box that takes an answer
+    assert not page.error and not page.text_input[0].disabled and page.text_input[0].value == ""
+    page.text_input[0].set_value("7,850").run()
+    press(page, "_check")
+    assert "Right" in page.success[0].value
+    assert score_line(page) == "**0 of 1 right** in this session."  # the first try is what counted

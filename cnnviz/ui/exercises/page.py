@@ -67,7 +67,9 @@ show_exercise(set_id, index, exercise, heading)
 if not last:
     st.button("Next exercise", key="ex_next", on_click=session.move_to, args=(set_id, index + 1))
 else:
-    st.button("Start the set again", key="ex_again", on_click=session.move_to, args=(set_id, 0))
+    st.button("Start the set again", key="ex_again", on_click=session.start_again, args=(set_id,),
+              help="Your answers are cleared so you can try each exercise again; the score keeps your "
+                   "first tries.")
 
 st.subheader("Your score")
 right, tried = session.score().total

@@ -17,6 +17,7 @@ POSITIONS_KEY = "ex_positions"  # set id -> index of the exercise shown
 RESULTS_KEY = "ex_results"  # (set id, index) -> Result once checked
 SCORE_KEY = "ex_score"
 PROBLEM_KEY = "ex_problem"  # (set id, index) -> why the last typed answer could not be read
+COUNTED_KEY = "ex_counted"  # (set id, index) of every exercise the score has counted
 
 
 @dataclass(frozen=True)
@@ -59,9 +60,25 @@ def answer_key(set_id: str, index: int) -> str:
 
 
 def _record(set_id: str, index: int, exercise: Exercise, outcome: Result) -> None:
-    if result(set_id, index) is None:  # an exercise counts once
-        st.session_state[RESULTS_KEY][(set_id, index)] = outcome
+    if result(set_id, index) is not None:
+        return
+    st.session_state[RESULTS_KEY][(set_id, index)] = outcome
+    counted = st.session_state.setdefault(COUNTED_KEY, set())
+    if (set_id, index) not in counted:  # an exercise counts once, also when the set is started again
+        counted.add((set_id, index))
         score().record(exercise.kind, outcome.verdict.correct)
+
+
+def start_again(set_id: str) -> None:
+    """The "Start the set again" button's callback: back to the first exercise with every answer of the
+    set cleared, so each can be tried again (the score keeps the first tries)."""
+    for store in (st.session_state.setdefault(RESULTS_KEY, {}), st.session_state.setdefault(PROBLEM_KEY, {})):
+        for key in [key for key in store if key[0] == set_id]:
+            del store[key]
+    prefix = answer_key(set_id, 0)[: -len("0")]
+    for key in [key for key in st.session_state if isinstance(key, str) and key.startswith(prefix)]:
+        del st.session_state[key]
+    move_to(set_id, 0)
 
 
 def check(set_id: str, index: int, exercise: Exercise) -> None:
