@@ -87,5 +87,7 @@ def test_summary_draws_the_diagram_as_svg_and_png(capsys, tmp_path):
     result = cli(capsys, "summary", "C8 M F16", "--input", "1x28x28", "--diagram", str(png_path))
     assert result.returncode == 0, result.stderr
     assert Image.open(png_path).size == png_size(spec_diagram("C8 M F16", (1, 28, 28)))
+    width, height = Image.open(png_path).size  # the size it says is the file's (drawn at twice the SVG's)
+    assert f"diagram: {png_path} ({width} x {height} px)" in result.stderr
     wrong = cli(capsys, "summary", "C8", "--input", "1x28x28", "--diagram", str(tmp_path / "net.pdf"))
     assert wrong.returncode == 2 and "ending in .svg or .png" in wrong.stderr
