@@ -40,7 +40,8 @@ def test_export_writes_the_onnx_model_and_the_training_script(capsys, tmp_path):
                                    atol=1e-4, rtol=1e-4)
     script = code_path.read_text()
     config = TrainConfig(**loaded.metadata["training"])
-    assert script == training_script(config)  # the script of the model's own spec and recipe
+    assert script == training_script(config, "train.py")  # the model's own spec and recipe
+    assert "    python train.py --data DATA_FOLDER " in script  # its usage names the file written
     assert config.spec == loaded.spec
     compile(script, str(code_path), "exec")
 

@@ -110,10 +110,11 @@ class _Tricks:
         )
 
 
-def training_script(config: TrainConfig) -> str:
+def training_script(config: TrainConfig, file_name: str | None = None) -> str:
     """The text of one Python file that trains ``config``'s network as cnnviz's trainer does and
     prints its test accuracy; it needs only torch and torchvision, and reads the data from a
-    ``--data`` folder in torchvision's layout.
+    ``--data`` folder in torchvision's layout. Its usage lines name ``file_name`` (default
+    :func:`script_file_name`), the name it is saved under.
 
     Raises:
         ValueError: for settings that cannot work (see :meth:`TrainConfig.validate`) or a spec that
@@ -128,7 +129,7 @@ def training_script(config: TrainConfig) -> str:
     flip = info.name == "cifar10" and config.augment
     tricks = _Tricks.of(config, model, flip)
     pieces = [
-        _header(config, info, shift, flip, tricks),
+        _header(config, info, shift, flip, tricks, file_name or script_file_name(config)),
         parts.RESIDUAL_BLOCK if any(isinstance(m, ResidualBlock) for m in model.modules()) else "",
         model_code(model),
         parts.DATA, parts.AUGMENT, parts.SCHEDULE[config.schedule],
@@ -149,13 +150,14 @@ def script_file_name(config: TrainConfig) -> str:
     return f"train_{dataset_info(config.dataset).name}.py"
 
 
-def _header(config: TrainConfig, info: DatasetInfo, shift: int, flip: bool, tricks: _Tricks) -> str:
+def _header(config: TrainConfig, info: DatasetInfo, shift: int, flip: bool, tricks: _Tricks,
+            file_name: str) -> str:
     layout = "MNIST/raw/*-ubyte[.gz]" if info.name == "mnist" else "cifar-10-batches-py/"
     momentum_note = "SGD with Nesterov momentum" if config.optimizer == "sgd" else "Adam's beta1"
     schedule = SCHEDULE_CONSTANTS[config.schedule].format(
         warmup=config.warmup_fraction, gamma=config.gamma, step_epochs=config.step_epochs)
     return string.Template(HEADER).substitute(
-        SPEC=config.spec, TITLE=info.title, FILE=script_file_name(config), LAYOUT=layout,
+        SPEC=config.spec, TITLE=info.title, FILE=file_name, LAYOUT=layout,
         DATASET=info.name, MEAN=repr(tuple(info.mean)), STD=repr(tuple(info.std)),
         EPOCHS=config.epochs, BATCH_SIZE=config.batch_size, LR=repr(config.lr),
         MOMENTUM=repr(config.momentum), MOMENTUM_NOTE=momentum_note, WEIGHT_DECAY=repr(config.weight_decay),
