@@ -171,3 +171,12 @@ def test_the_readme_example_set_loads(tmp_path):
     loaded = parse_teacher_set(example.group(1), Path("week3.toml"))
     kinds = {e.kind for e in loaded.exercises}
     assert len(kinds) == 5 and len(loaded.exercises) >= 5
+
+
+def test_a_misspelt_setting_is_named_with_the_kinds_settings():
+    text = 'title = "Week 3"\n\n[[exercise]]\nkind = "output_shape"\nheight = 28\nkernal = 3\n'
+    with pytest.raises(TeacherSetError) as caught:
+        parse_teacher_set(text, Path("week3.toml"))
+    assert str(caught.value) == (
+        "week3.toml, line 6: An exercise of kind output_shape has no setting 'kernal' (a typo?); "
+        "its settings are height, width, kernel, stride, padding, dilation, pool.")

@@ -51,3 +51,26 @@ def test_the_default_seed_is_the_pages(capsys):
     _, default, _ = run(capsys, "exercises")
     assert default.startswith(f"Random exercises of seed {DEFAULT_SEED}\n")
     assert default == run(capsys, "exercises", "--seed", str(DEFAULT_SEED))[1]
+
+
+def test_a_folder_is_checked_as_the_page_reads_it(capsys, tmp_path):
+    (tmp_path / "week3.toml").write_text(SET)
+    status, out, err = run(capsys, "exercises", "--check", str(tmp_path))
+    assert status == 0 and out == "week3.toml: 'Week 3', 1 exercise, all fine.\n" and not err
+    (tmp_path / "week4.toml").write_text(SET.replace("kernel = 5", 'kernel = "five"'))
+    status, out, err = run(capsys, "exercises", "--check", str(tmp_path))
+    assert status == 2 and out == "week3.toml: 'Week 3', 1 exercise, all fine.\n"
+    assert err == "error: week4.toml, line 6: 'kernel' must be a whole number, not 'five'.\n"
+    status, _, err = run(capsys, "exercises", "--check", str(tmp_path / "week3.toml"), "--check",
+                         str(tmp_path.parent))  # argparse keeps the last --check: a folder without sets
+    assert status == 2 and "holds no *.toml files" in err
+
+
+def test_the_kinds_in_either_order_print_the_pages_exercises(capsys):
+    _, first, _ = run(capsys, "exercises", "--seed", "7", "--count", "4", "--kind", "cell_value",
+                      "--kind", "pool_winner")
+    _, second, _ = run(capsys, "exercises", "--seed", "7", "--count", "4", "--kind", "pool_winner",
+                       "--kind", "cell_value")
+    assert first == second
+    for number, exercise in enumerate(random_exercises(7, 4, ("pool_winner", "cell_value")), start=1):
+        assert f"{number}. {exercise.title}\n{exercise.question}" in first

@@ -5,7 +5,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnnviz.exercises.generate import DEFAULT_SEED, random_exercise
-from cnnviz.exercises.model import WHICH_KERNEL
+from cnnviz.exercises.model import OUTPUT_SHAPE, POOL_WINNER, WHICH_KERNEL
 from cnnviz.exercises.teacher_sets import EXERCISES_DIR_ENV
 from cnnviz.ui.navigation import page_spec
 from tests.conftest import REPO
@@ -95,6 +95,20 @@ def test_another_seed_gives_other_exercises(app):
     assert "Right" in page.success[0].value
 
 
+def test_the_kinds_in_any_click_order_give_the_class_the_same_exercises(app):
+    # "seed 7, shapes and pooling": students who pick the two kinds in either order see the same ones
+    asked = []
+    for picked in ([OUTPUT_SHAPE, POOL_WINNER], [POOL_WINNER, OUTPUT_SHAPE]):
+        page = app()
+        page.number_input(key="ex_seed").set_value(7).run()
+        page.multiselect(key="ex_kinds").set_value(picked).run()
+        page.button(key="ex_next").click().run()
+        asked.append([plain(m.value) for m in page.markdown])
+    second = random_exercise(7, 1, (OUTPUT_SHAPE, POOL_WINNER))
+    assert second.kind == POOL_WINNER
+    assert second.question in asked[0] and second.question in asked[1]
+
+
 def test_teachers_sets_are_offered_and_a_malformed_one_named(app, monkeypatch, tmp_path):
     (tmp_path / "week3.toml").write_text(
         'title = "Week 3"\n[[exercise]]\nkind = "parameters"\nlayer = "linear"\nin_features = 784\n'
@@ -113,3 +127,60 @@ def test_teachers_sets_are_offered_and_a_malformed_one_named(app, monkeypatch, t
     press(page, "_check")
     assert "Right" in page.success[0].value
     assert "ex_next" not in [b.key for b in page.button]  # the last one: start again instead
+
+
+def test_malformed_sets_share_one_warning(app, monkeypatch, tmp_path):
+    (tmp_path / "week4.toml").write_text('title = "Week 4"\n[[exercise]]\nkind = "cell_value"\ninput = 3\n')
+    (tmp_path / "week5.toml").write_text('title = "Week 5"\n[[exercise]]\nkind = "sizes"\n')
+    monkeypatch.setenv(EXERCISES_DIR_ENV, str(tmp_path))
+    page = app()
+    assert len(page.warning) == 1  # four broken files were four boxes above the exercise
+    warning = plain(page.warning[0].value)
+    assert warning.startswith("2 exercise sets cannot be offered:")
+    assert "- week4.toml, line 4: 'input' must be rows of numbers" in warning
+    assert "- week5.toml, line 3: Unknown kind 'sizes'" in warning
+
+
+def test_a_set_edited_during_the_class_starts_afresh(app, monkeypatch, tmp_path):
+    def write(in_features: int) -> None:
+        (tmp_path / "week3.toml").write_text(
+            'title = "Week 3"\n[[exercise]]\nkind = "parameters"\nlayer = "linear"\n'
+            f"in_features = {in_features}\nout_features = 10\n"
+        )
+
+    write(784)
+    monkeypatch.setenv(EXERCISES_DIR_ENV, str(tmp_path))
+    page = app()
+    page.selectbox(key="ex_set").set_value("Week 3").run()
+    page.text_input[0].set_value("7,850").run()
+    press(page, "_check")
+    assert "Right" in page.success[0].value and page.text_input[0].disabled
+    write(1000)  # the teacher fixes a number: another size, so the page reads the file again
+    page.run()
+    assert "nn.Linear(1000, 10" in plain(" ".join(m.value for m in page.markdown))
+    # the old verdict (7,850 was right for 784 inputs) is gone and the new exercise can be answered
+    assert not page.success and not page.text_input[0].disabled and page.text_input[0].value == ""
+    page.text_input[0].set_value("10,010").run()
+    press(page, "_check")
+    assert "Right" in page.success[0].value
+    assert score_line(page) == "**2 of 2 right** in this session."
+
+
+def test_a_set_started_again_can_be_answered_again_and_counts_once(app, monkeypatch, tmp_path):
+    (tmp_path / "week3.toml").write_text(
+        'title = "Week 3"\n[[exercise]]\nkind = "parameters"\nlayer = "linear"\nin_features = 784\n'
+        "out_features = 10\n"
+    )
+    monkeypatch.setenv(EXERCISES_DIR_ENV, str(tmp_path))
+    page = app()
+    page.selectbox(key="ex_set").set_value("Week 3").run()
+    page.text_input[0].set_value("7,840").run()  # the bias forgotten
+    press(page, "_check")
+    assert page.error and page.text_input[0].disabled
+    page.button(key="ex_again").click().run()
+    # a fresh try: no verdict, an empty box that takes an answer
+    assert not page.error and not page.text_input[0].disabled and page.text_input[0].value == ""
+    page.text_input[0].set_value("7,850").run()
+    press(page, "_check")
+    assert "Right" in page.success[0].value
+    assert score_line(page) == "**0 of 1 right** in this session."  # the first try is what counted

@@ -40,7 +40,8 @@ def test_export_writes_the_onnx_model_and_the_training_script(capsys, tmp_path):
                                    atol=1e-4, rtol=1e-4)
     script = code_path.read_text()
     config = TrainConfig(**loaded.metadata["training"])
-    assert script == training_script(config)  # the script of the model's own spec and recipe
+    assert script == training_script(config, "train.py")  # the model's own spec and recipe
+    assert "    python train.py --data DATA_FOLDER " in script  # its usage names the file written
     assert config.spec == loaded.spec
     compile(script, str(code_path), "exec")
 
@@ -87,5 +88,7 @@ def test_summary_draws_the_diagram_as_svg_and_png(capsys, tmp_path):
     result = cli(capsys, "summary", "C8 M F16", "--input", "1x28x28", "--diagram", str(png_path))
     assert result.returncode == 0, result.stderr
     assert Image.open(png_path).size == png_size(spec_diagram("C8 M F16", (1, 28, 28)))
+    width, height = Image.open(png_path).size  # the size it says is the file's (drawn at twice the SVG's)
+    assert f"diagram: {png_path} ({width} x {height} px)" in result.stderr
     wrong = cli(capsys, "summary", "C8", "--input", "1x28x28", "--diagram", str(tmp_path / "net.pdf"))
     assert wrong.returncode == 2 and "ending in .svg or .png" in wrong.stderr

@@ -190,3 +190,21 @@ def test_a_short_cifar10_speed_run_of_the_script_is_cnnvizs_run(real_data_dir, t
     script_accuracy = float(re.search(r"test accuracy (\d\.\d+) on 200 images", done.stdout)[1])
     result = train(config, data_dir=real_data_dir)
     assert script_accuracy == pytest.approx(result.test_accuracy, abs=0.5 / 200)  # printed to 4 decimals
+
+
+def test_the_script_takes_epochs_and_says_each_one(tmp_path, monkeypatch, capsys):
+    from tests.test_data import write_tiny_mnist
+
+    write_tiny_mnist(tmp_path, n=24)
+    config = recipe("mnist_fast", epochs=6, seed=0, device="cpu")
+    script = script_namespace(config)
+    monkeypatch.setattr(sys, "argv", ["train_mnist.py", "--data", str(tmp_path), "--device", "cpu",
+                                      "--epochs", "2"])
+    script.main()
+    lines = capsys.readouterr().out.splitlines()
+    # one line per epoch even with nothing held out (a silent CPU run looked stuck), then the test score
+    assert [line.split(":")[0] for line in lines[:-1]] == ["epoch 1/2", "epoch 2/2"]
+    assert re.fullmatch(r"test accuracy \d\.\d{4} on 24 images, .*", lines[-1])
+    monkeypatch.setattr(sys, "argv", ["train_mnist.py", "--data", str(tmp_path), "--epochs", "0"])
+    with pytest.raises(SystemExit, match="--epochs must be at least 1"):
+        script.main()

@@ -32,7 +32,7 @@ def run_export(args: argparse.Namespace) -> int:
                          "script, or both.")
     loaded = load_checkpoint(resolve_model(args.model))
     if args.code:  # first: it fails on a file without training settings before anything is written
-        script, _ = model_script(loaded)
+        script, _ = model_script(loaded, Path(args.code).name)
         _write(Path(args.code), script.encode(), "the training script")
         print(f"wrote {args.code}: the training script of '{loaded.spec}' on {loaded.dataset} "
               f"({len(script.splitlines())} lines; run it with: python {Path(args.code).name} --data DIR)")

@@ -13,7 +13,7 @@ from pathlib import Path
 from cnnviz.commands.data_commands import add_data_dir_argument
 from cnnviz.datasets import files as data
 from cnnviz.networks.diagram import diagram_layout
-from cnnviz.networks.diagram_draw import write_diagram
+from cnnviz.networks.diagram_draw import png_size, write_diagram
 from cnnviz.networks.summary import field_label, summarize_spec
 from cnnviz.runtime import resolve_device
 from cnnviz.training.checkpoint import load_checkpoint, save_checkpoint
@@ -243,8 +243,11 @@ def run_summary(args: argparse.Namespace) -> int:
         preset = NET_PRESETS.get(args.spec.strip())
         names = data.DATASETS[preset.dataset].classes if preset and preset.dataset else None
         diagram = diagram_layout(summary, names if names and len(names) == args.classes else None)
-        write_diagram(diagram, args.diagram)
-        print(f"diagram: {args.diagram} ({diagram.width} x {diagram.height} px)", file=sys.stderr)
+        written = write_diagram(diagram, args.diagram)
+        # a PNG is drawn at PNG_SCALE pixels per layout pixel: say the size the file has
+        width, height = (png_size(diagram) if written.suffix.lower() == ".png"
+                         else (round(diagram.width), round(diagram.height)))
+        print(f"diagram: {args.diagram} ({width} x {height} px)", file=sys.stderr)
     if args.json:
         print(json.dumps(summary.to_dict(), indent=2))
         return 0

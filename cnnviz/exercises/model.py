@@ -139,7 +139,7 @@ def read_settings(kind: str, fields: dict[str, Field], given: dict[str, Any]) ->
     first unknown, missing or wrong setting."""
     unknown = [key for key in given if key not in fields]
     if unknown:
-        raise SettingError(unknown[0], f"A {kind} exercise has no setting '{unknown[0]}'; "
+        raise SettingError(unknown[0], f"An exercise of kind {kind} has no setting '{unknown[0]}' (a typo?); "
                                        f"its settings are {', '.join(fields)}.")
     settings = {}
     for key, spec in fields.items():

@@ -34,6 +34,7 @@ torch and torchvision. The same seed gives the same initial weights and batches 
 
     python $FILE --data DATA_FOLDER             # torchvision's layout: $LAYOUT
     python $FILE --data DATA_FOLDER --download  # fetch the dataset there first (online)
+    python $FILE --data DATA_FOLDER --epochs 1  # a quick try: the whole schedule in one epoch
 
 Left out of cnnviz's run: torch.compile (a GPU speed-up that changes nothing learned), the
 validation points within an epoch (this script checks once per epoch) and stopping at a target
@@ -109,10 +110,11 @@ class _Tricks:
         )
 
 
-def training_script(config: TrainConfig) -> str:
+def training_script(config: TrainConfig, file_name: str | None = None) -> str:
     """The text of one Python file that trains ``config``'s network as cnnviz's trainer does and
     prints its test accuracy; it needs only torch and torchvision, and reads the data from a
-    ``--data`` folder in torchvision's layout.
+    ``--data`` folder in torchvision's layout. Its usage lines name ``file_name`` (default
+    :func:`script_file_name`), the name it is saved under.
 
     Raises:
         ValueError: for settings that cannot work (see :meth:`TrainConfig.validate`) or a spec that
@@ -127,7 +129,7 @@ def training_script(config: TrainConfig) -> str:
     flip = info.name == "cifar10" and config.augment
     tricks = _Tricks.of(config, model, flip)
     pieces = [
-        _header(config, info, shift, flip, tricks),
+        _header(config, info, shift, flip, tricks, file_name or script_file_name(config)),
         parts.RESIDUAL_BLOCK if any(isinstance(m, ResidualBlock) for m in model.modules()) else "",
         model_code(model),
         parts.DATA, parts.AUGMENT, parts.SCHEDULE[config.schedule],
@@ -148,13 +150,14 @@ def script_file_name(config: TrainConfig) -> str:
     return f"train_{dataset_info(config.dataset).name}.py"
 
 
-def _header(config: TrainConfig, info: DatasetInfo, shift: int, flip: bool, tricks: _Tricks) -> str:
+def _header(config: TrainConfig, info: DatasetInfo, shift: int, flip: bool, tricks: _Tricks,
+            file_name: str) -> str:
     layout = "MNIST/raw/*-ubyte[.gz]" if info.name == "mnist" else "cifar-10-batches-py/"
     momentum_note = "SGD with Nesterov momentum" if config.optimizer == "sgd" else "Adam's beta1"
     schedule = SCHEDULE_CONSTANTS[config.schedule].format(
         warmup=config.warmup_fraction, gamma=config.gamma, step_epochs=config.step_epochs)
     return string.Template(HEADER).substitute(
-        SPEC=config.spec, TITLE=info.title, FILE=script_file_name(config), LAYOUT=layout,
+        SPEC=config.spec, TITLE=info.title, FILE=file_name, LAYOUT=layout,
         DATASET=info.name, MEAN=repr(tuple(info.mean)), STD=repr(tuple(info.std)),
         EPOCHS=config.epochs, BATCH_SIZE=config.batch_size, LR=repr(config.lr),
         MOMENTUM=repr(config.momentum), MOMENTUM_NOTE=momentum_note, WEIGHT_DECAY=repr(config.weight_decay),
@@ -286,7 +289,11 @@ def main() -> None:
     parser.add_argument("--download", action="store_true", help="download the dataset there if missing")
     parser.add_argument("--seed", type=int, default=$SEED)
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    parser.add_argument("--epochs", type=int, default=EPOCHS,
+                        help=f"epochs to train (default {EPOCHS}, the run's); the schedule fits them")
     args = parser.parse_args()
+    if args.epochs < 1:
+        raise SystemExit("--epochs must be at least 1.")
     device = torch.device("cuda" if args.device == "auto" and torch.cuda.is_available() else
                           "cpu" if args.device == "auto" else args.device)
     started = time.perf_counter()
@@ -307,11 +314,11 @@ def main() -> None:
 $SETUP
     batch_size = min(BATCH_SIZE, len(train_labels))
     steps_per_epoch = len(train_labels) // batch_size
-    total_steps = steps_per_epoch * EPOCHS
+    total_steps = steps_per_epoch * args.epochs
     step = 0
 $LOOKAHEAD_INIT
     model.train()
-    for epoch in range(EPOCHS):
+    for epoch in range(args.epochs):
 $EPOCH_START
         epoch_images, epoch_labels = shuffled_epoch(train_images, train_labels, generator, mirror)
         for batch in range(steps_per_epoch):
@@ -329,9 +336,11 @@ $EPOCH_START
             step += 1
 $AFTER_STEP
 $EPOCH_END
-        if len(val_labels):
-            print(f"epoch {epoch + 1}/{EPOCHS}: loss {loss.item():.4f}, "
-                  f"validation accuracy {accuracy(model, val_images, val_labels, device):.4f}")
+        # a line every epoch, so a long run on a CPU shows that it is moving
+        checked = (f", validation accuracy {accuracy(model, val_images, val_labels, device):.4f}"
+                   if len(val_labels) else "")
+        print(f"epoch {epoch + 1}/{args.epochs}: loss {loss.item():.4f}{checked}, "
+              f"{time.perf_counter() - started:.1f} s", flush=True)
 
     test_images, test_labels = load_split(args.data, train=False, download=args.download)
     test_images, test_labels = test_images[:TEST_SUBSET], test_labels[:TEST_SUBSET]

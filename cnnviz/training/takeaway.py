@@ -45,7 +45,9 @@ def stored_config(metadata: dict[str, Any]) -> TrainConfig:
     return config
 
 
-def model_script(loaded: LoadedModel) -> tuple[str, str]:
-    """The self-contained training script of the model's spec and recipe, and its file name."""
+def model_script(loaded: LoadedModel, file_name: str | None = None) -> tuple[str, str]:
+    """The self-contained training script of the model's spec and recipe, and its file name (``file_name``
+    when given: the script's usage lines name it)."""
     config = stored_config(loaded.metadata)
-    return training_script(config), script_file_name(config)
+    name = file_name or script_file_name(config)
+    return training_script(config, name), name

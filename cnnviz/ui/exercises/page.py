@@ -22,12 +22,15 @@ st.markdown(
 
 folder = teacher_sets_dir(os.environ)
 found = teacher_sets(folder) if folder is not None else []
+problems = [markdown_text(str(entry)) for entry in found if isinstance(entry, SetProblem)]
+if len(problems) == 1:
+    st.warning(f"This exercise set cannot be offered: {problems[0]}", icon=":material/error:")
+elif problems:  # one box for them all: the exercise stays near the top of a student's screen
+    listed = "\n".join(f"- {problem}" for problem in problems)
+    st.warning(f"{len(problems)} exercise sets cannot be offered:\n\n{listed}", icon=":material/error:")
 sets: dict[str, TeacherSet] = {}
 for entry in found:
-    if isinstance(entry, SetProblem):
-        st.warning(f"This exercise set cannot be offered: {markdown_text(str(entry))}",
-                   icon=":material/error:")
-    else:  # two files with one title are told apart by their names
+    if not isinstance(entry, SetProblem):  # two files with one title are told apart by their names
         taken = entry.title in sets or entry.title == RANDOM_PRACTICE
         sets[f"{entry.title} ({entry.path.name})" if taken else entry.title] = entry
 choice = st.selectbox("Exercise set", [RANDOM_PRACTICE, *sets], key=kept("ex_set"))
@@ -43,7 +46,8 @@ if choice == RANDOM_PRACTICE:
                                      key=kept("ex_kinds"))
     if not kinds:
         st.caption("No kind picked: all five take turns.")
-        kinds = list(KINDS)
+    # the kinds in one fixed order, not the order they were clicked: one seed, one list for the class
+    kinds = [kind for kind in KINDS if kind in kinds] or list(KINDS)
     set_id = f"random:{seed}:{','.join(kinds)}"
     index = session.position(set_id)
     exercise = random_exercise(int(seed), index, tuple(kinds))
@@ -53,7 +57,7 @@ else:
     chosen = sets[choice]
     if chosen.description:
         st.caption(markdown_text(chosen.description))
-    set_id = f"teacher:{chosen.path}"
+    set_id = session.teacher_set_id(chosen)
     index = min(session.position(set_id), len(chosen.exercises) - 1)
     exercise = chosen.exercises[index]
     heading = f"Exercise {index + 1} of {len(chosen.exercises)}: {exercise.title}"
@@ -63,7 +67,9 @@ show_exercise(set_id, index, exercise, heading)
 if not last:
     st.button("Next exercise", key="ex_next", on_click=session.move_to, args=(set_id, index + 1))
 else:
-    st.button("Start the set again", key="ex_again", on_click=session.move_to, args=(set_id, 0))
+    st.button("Start the set again", key="ex_again", on_click=session.start_again, args=(set_id,),
+              help="Your answers are cleared so you can try each exercise again; the score keeps your "
+                   "first tries.")
 
 st.subheader("Your score")
 right, tried = session.score().total

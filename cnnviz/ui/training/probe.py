@@ -96,7 +96,7 @@ def _test_image(dataset: str) -> Probe | None:
     count = len(test)
     value = st.session_state.get(INDEX_KEY, 0)
     st.session_state[INDEX_KEY] = min(max(int(value or 0), 0), count - 1)
-    index_column, button_column = st.columns([2, 1], vertical_alignment="bottom")
+    index_column, button_column = st.columns([1, 1], vertical_alignment="bottom")  # "Random" whole at 800 px
     index = index_column.number_input(f"Test image (0 to {count - 1:,})", 0, count - 1, key=kept(INDEX_KEY))
     button_column.button("Random", key="train_probe_random", on_click=_random_index, args=(count,),
                          help="Another test image, picked at random.")
