@@ -117,3 +117,20 @@ def test_a_run_downloads_as_a_valid_onnx_model_and_its_training_script(monkeypat
         torch.testing.assert_close(torch.from_numpy(logits), expected, atol=1e-4, rtol=1e-4)
         script = _download(app, served, "Download the training script").decode()
         assert script == training_script(TrainConfig(**record.metadata["training"]))
+
+
+def test_the_form_s_settings_download_as_a_training_script_before_any_run(
+    monkeypatch, tmp_path, real_data_dir, served
+):
+    app = _open_training_page(monkeypatch, tmp_path, real_data_dir)
+    app.selectbox(key="train_preset_mnist").set_value("mnist_fast").run()
+    app.slider(key="train_mnist_fast_epochs").set_value(2).run()
+    app.number_input(key="train_mnist_fast_lr").set_value(0.0123).run()
+    app.number_input(key="train_mnist_fast_seed").set_value(7).run()
+    assert not app.exception, [e.value for e in app.exception]
+    script = _download(app, served, "Training script (these settings)").decode()
+    compile(script, "train_mnist.py", "exec")
+    lines = script.splitlines()
+    assert "EPOCHS = 2" in lines and "LR = 0.0123  # peak learning rate" in lines
+    assert '    parser.add_argument("--seed", type=int, default=7)' in lines
+    assert "class Net(nn.Module):" in lines and "C16k5s2p2n C32n M F128" in script  # mnist_fast's spec

@@ -227,4 +227,5 @@ if runs:
                 st.success(f"{pages.SAVED_TEXT} {markdown_text(path.stem)} ({size:.2f} MB).",
                            icon=":material/check:")
 
-takeaway_view.takeaway_block(None if summary is None else spec, info, runs)  # diagram, ONNX, script
+takeaway_view.takeaway_block(None if summary is None else spec, info, runs,  # diagram, ONNX, scripts
+                             config if trainable else None)

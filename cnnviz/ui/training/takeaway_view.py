@@ -12,6 +12,8 @@ from cnnviz.networks.diagram import spec_diagram
 from cnnviz.networks.diagram_draw import diagram_png, diagram_svg
 from cnnviz.networks.onnx_export import ONNX_OPSET
 from cnnviz.training.checkpoint import LoadedModel
+from cnnviz.training.config import TrainConfig
+from cnnviz.training.script import script_file_name, training_script
 from cnnviz.training.takeaway import model_onnx_bytes, model_script, onnx_file_name
 from cnnviz.ui.training.runs import RunRecord
 
@@ -34,8 +36,10 @@ def diagram_files(spec: str, input_shape: tuple[int, int, int],
     return diagram_svg(shown), diagram_svg(diagram), diagram_png(diagram)
 
 
-def takeaway_block(spec: str | None, info: DatasetInfo, runs: Sequence[RunRecord]) -> None:
-    """Draw the block. ``spec``: the chosen architecture, None when it does not parse (no diagram)."""
+def takeaway_block(spec: str | None, info: DatasetInfo, runs: Sequence[RunRecord],
+                   config: TrainConfig | None = None) -> None:
+    """Draw the block. ``spec``: the chosen architecture, None when it does not parse (no diagram);
+    ``config``: the form's settings, whose training script is offered before any run (None: none)."""
     st.subheader("Take it with you")
     if spec is not None:
         shown, svg, png = diagram_files(spec, info.image_shape, tuple(info.classes))
@@ -48,10 +52,26 @@ def takeaway_block(spec: str | None, info: DatasetInfo, runs: Sequence[RunRecord
                             key="train_takeaway_svg", icon=":material/download:", on_click="ignore")
         row.download_button("Diagram (PNG)", png, file_name="architecture.png", mime=PNG_MIME,
                             key="train_takeaway_png", icon=":material/download:", on_click="ignore")
+        if config is not None:
+            _settings_script(config, row)
     if not runs:
-        st.caption("After a run: its model as an ONNX file, and the PyTorch script that trains it.")
+        st.caption("After a run: its model as an ONNX file, and the PyTorch script of that run.")
         return
     _run_downloads(runs)
+
+
+def _settings_script(config: TrainConfig, row) -> None:
+    """The script that trains the form's settings (spec, recipe, epochs, images), before any run."""
+    try:
+        script = training_script(config)
+    except ValueError as err:  # settings this cnnviz cannot write a script for
+        st.caption(str(err))
+        return
+    row.download_button("Training script (these settings)", script, file_name=script_file_name(config),
+                        mime="text/x-python", key="train_takeaway_settings_script",
+                        icon=":material/download:", on_click="ignore",
+                        help="One Python file that needs only torch and torchvision: this network, this "
+                             "recipe and the settings above, trained and scored on the test set.")
 
 
 def _run_downloads(runs: Sequence[RunRecord]) -> None:
