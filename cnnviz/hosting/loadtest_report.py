@@ -10,6 +10,7 @@ from typing import Any
 
 from cnnviz.hosting.loadtest_explorer import ExplorerRecord
 from cnnviz.hosting.loadtest_hostile import HostileRecord
+from cnnviz.hosting.loadtest_lab import LabRecord
 
 TARGET_P95_SECONDS = 2.0  # the class-hosting targets (issue 6)
 TARGET_MB_PER_IDLE_SESSION = 30.0
@@ -76,6 +77,7 @@ class LoadTestReport:
     trainings: list[TrainingRecord] = field(default_factory=list)
     hostile: list[HostileRecord] = field(default_factory=list)
     explorers: list[ExplorerRecord] = field(default_factory=list)
+    labs: list[LabRecord] = field(default_factory=list)  # students in the convolution lab and exercises
     server_up: bool | None = None  # the health check answered after the hostile students (None: none ran)
     errors: list[str] = field(default_factory=list)
     memory: MemoryReport = field(default_factory=MemoryReport)
@@ -105,6 +107,8 @@ class LoadTestReport:
             **(self.hostile_targets() if self.hostile else {}),
             **({"explorer students answered": all(e.as_expected for e in self.explorers)}
                if self.explorers else {}),
+            **({"lab students done, exercises scored as answered": all(lab.as_expected for lab in self.labs)}
+               if self.labs else {}),
         }
 
     def hostile_targets(self) -> dict[str, bool | None]:
@@ -138,10 +142,17 @@ class LoadTestReport:
             "explorer_cell_s": spread([s for e in self.explorers for s in e.cell_seconds]),
             "explorer_top_images_s": spread([s for e in self.explorers for s in e.top_images_seconds]),
             "explorer_optimize_s": spread([s for e in self.explorers for s in e.optimize_seconds]),
+            "lab_action_s": spread([s for lab in self.labs for times in lab.actions.values() for s in times]),
+            "lab_actions_s": self.lab_actions(),
             "health_latency_s": spread(self.health_latency),
             "server_cpu_share_during_predictions": self.cpu_share(),
             "targets": self.targets(),
         }
+
+    def lab_actions(self) -> dict[str, dict[str, float] | None]:
+        """Each lab action's seconds over all lab students, in the order the students do them."""
+        names = dict.fromkeys(name for lab in self.labs for name in lab.actions)
+        return {name: spread([s for lab in self.labs for s in lab.actions.get(name, [])]) for name in names}
 
     def cpu_share(self) -> float | None:
         """Server CPU time / (wall time x cores) during the prediction phase."""
@@ -266,6 +277,7 @@ def format_report(report: LoadTestReport) -> str:
             lines.append(f"  {e.session}: {e.rounds} rounds; cell {_each_second(e.cell_seconds)}; top images "
                          f"{_each_second(e.top_images_seconds)}; optimized {_each_second(e.optimize_seconds)}"
                          + (f"; ERROR {e.error}" if e.error else ""))
+    lines += _lab_lines(report, summary)
     memory = report.memory
     per = "unknown" if memory.per_idle_session is None else f"{memory.per_idle_session:.1f} MB"
     lines += [
@@ -278,6 +290,21 @@ def format_report(report: LoadTestReport) -> str:
         f"{report.client_cpu_seconds:.1f} CPU seconds on the same machine",
     ]
     return "\n".join(lines)
+
+
+def _lab_lines(report: LoadTestReport, summary: dict[str, Any]) -> list[str]:
+    if not report.labs:
+        return []
+    lines = ["", "lab students (the Convolution page's three lessons, their code, exercises; rerun sent -> "
+             "run ended):", f"  every action: {_seconds(summary['lab_action_s'])}"]
+    lines += [f"  {name + ':':<27} {_seconds(times)}" for name, times in summary["lab_actions_s"].items()]
+    for lab in report.labs:
+        score = "none" if lab.score_shown is None else f"{lab.score_shown[0]} of {lab.score_shown[1]} right"
+        lines.append(f"  {lab.session}: {lab.exercises_answered} answered right, "
+                     f"{lab.exercises_shown} shown; score on the page: {score}; {lab.seconds:.1f} s in all"
+                     + (f"; ERROR {lab.error}" if lab.error else "")
+                     + ("" if lab.as_expected else " -- NOT as expected"))
+    return lines
 
 
 def _each_second(values: list[float]) -> str:

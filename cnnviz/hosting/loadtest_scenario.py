@@ -17,6 +17,9 @@ Phases, each on real sessions of one server (see :mod:`cnnviz.hosting.session_cl
    :mod:`cnnviz.hosting.loadtest_hostile`); at the end the server must still answer its health check.
 7. With ``explorers`` > 0, that many more students use "Explore the network" during phase 4: a cell,
    its 9 top test images, an optimized image (:mod:`cnnviz.hosting.loadtest_explorer`).
+8. With ``lab_students`` > 0, that many more students work in the convolution lab during phase 4: the
+   Convolution page's three lessons, their settings and code, then exercises checked and the score
+   read back (:mod:`cnnviz.hosting.loadtest_lab`).
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from cnnviz import pages
 from cnnviz.datasets.files import DATASETS
 from cnnviz.hosting.loadtest_explorer import ExplorerRecord, exploring_student
 from cnnviz.hosting.loadtest_hostile import HostileRecord, hostile_student
+from cnnviz.hosting.loadtest_lab import LabRecord, lab_student
 from cnnviz.hosting.loadtest_replay import replay_run
 from cnnviz.hosting.loadtest_report import LoadTestReport, PredictionRecord, TrainingRecord
 from cnnviz.hosting.loadtest_sampling import (
@@ -76,6 +80,8 @@ class LoadTestConfig:
     save_quota: int | None = None  # the server's saves per session, when known (hostile check)
     explorers: int = 0  # further students on the explorer (see loadtest_explorer)
     explorer_rounds: int = 2  # cells, top images and optimized images each of them asks for
+    lab_students: int = 0  # further students in the convolution lab and its exercises (see loadtest_lab)
+    lab_exercises: int = 3  # exercises each of them does (the last by "Show answer")
     replay_moves: int = 0  # after their run, each training student scrubs this many moments and clicks
     # this many confusion cells (see loadtest_replay)
     predictions_per_session: int = 1
@@ -102,6 +108,8 @@ class LoadTestConfig:
             raise ValueError("--replay-moves cannot be negative.")
         if self.explorers < 0 or self.explorer_rounds < 1:
             raise ValueError("--explorers cannot be negative and --explorer-rounds must be at least 1.")
+        if self.lab_students < 0 or self.lab_exercises < 1:
+            raise ValueError("--lab-students cannot be negative and --lab-exercises must be at least 1.")
         if self.predictions_per_session < 1:
             raise ValueError("--predictions-per-session must be at least 1.")
         low, high = self.think_seconds
@@ -314,6 +322,8 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
     report.hostile = [HostileRecord(h.name) for h in hostiles]
     explorers = [StreamlitSession(url, f"explorer {i + 1}", config.timeout) for i in range(config.explorers)]
     report.explorers = [ExplorerRecord(e.name) for e in explorers]
+    labs = [StreamlitSession(url, f"lab {i + 1}", config.timeout) for i in range(config.lab_students)]
+    report.labs = [LabRecord(s.name) for s in labs]
     try:
         opened = await asyncio.gather(*(open_predict_page(s) for s in students), return_exceptions=True)
         for session, result in zip(students, opened, strict=True):
@@ -343,6 +353,8 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
         explorer_tasks = [
             asyncio.create_task(exploring_student(e, r, config.explorer_rounds, config.training_timeout))
             for e, r in zip(explorers, report.explorers, strict=True)]
+        lab_tasks = [asyncio.create_task(lab_student(s, r, config.seed + i + 1, config.lab_exercises))
+                     for i, (s, r) in enumerate(zip(labs, report.labs, strict=True))]
         students_work = (predicting_student(s, i, config, images, rng) for i, s in enumerate(ready))
         results = await asyncio.gather(*students_work, return_exceptions=True)
         report.prediction_phase_seconds = time.perf_counter() - phase_start
@@ -363,13 +375,14 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
                 report.predictions.extend(result)
         report.errors.extend(p.error for p in report.predictions if p.error)
 
-        await asyncio.gather(*training_tasks, *hostile_tasks, *explorer_tasks)
+        await asyncio.gather(*training_tasks, *hostile_tasks, *explorer_tasks, *lab_tasks)
         report.errors.extend(t.error for t in report.trainings if t.error)
+        report.errors.extend(lab.error for lab in report.labs if lab.error)
     finally:
         for session in students + trainers:
             new = [e for e in session.exceptions if not any(e in seen for seen in report.errors)]
             report.errors.extend(new)
-        await asyncio.gather(*(s.close() for s in students + trainers + hostiles + explorers))
+        await asyncio.gather(*(s.close() for s in students + trainers + hostiles + explorers + labs))
         await sampler.stop()
     report.memory.peak = sampler.peak
     report.server_up = await server_answers(url)
