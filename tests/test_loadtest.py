@@ -287,7 +287,8 @@ def test_lab_students_are_scored_as_they_answered_while_others_predict(real_data
     from cnnviz.hosting.loadtest_report import TARGET_P95_SECONDS
 
     argv = ["loadtest", "--sessions", "3", "--trainings", "0", "--predictions-per-session", "2",
-            "--lab-students", "2", "--lab-exercises", "3", "--timeout", "120", "--no-media", "--json"]
+            "--lab-students", "2", "--lab-exercises", "3", "--think-seconds", "0.1", "0.4",
+            "--timeout", "120", "--no-media", "--json"]
     with ThreadPoolExecutor(max_workers=1) as pool:  # its own thread, as above
         status = pool.submit(main, argv).result()
     report = json.loads(capsys.readouterr().out)
@@ -322,12 +323,14 @@ def test_the_text_report_lists_the_lab_students() -> None:
     from cnnviz.hosting.loadtest_report import LoadTestReport, PredictionRecord
     from cnnviz.hosting.loadtest_scenario import LoadTestConfig
 
-    config = {k: v for k, v in asdict(LoadTestConfig(sessions=1)).items() if k != "expected_labels"}
+    config = {k: v for k, v in asdict(LoadTestConfig(sessions=1, trainings=0, lab_students=1)).items()
+              if k != "expected_labels"}
     report = LoadTestReport("http://x", None, {**config, "images": 1}, 2, (0.0, 0.0, 0.0))
     report.predictions = [PredictionRecord("student 1", "a.png", "7", 0.5, 0.1, 0.6, 0.2)]
     right = LabRecord("lab 1", {"stride": [0.2, 0.4], "groups": [1.5]}, 2, 1, score_shown=(2, 3), seconds=9.0)
     report.labs = [right]
     text = report.to_text()
+    assert "+ 0 students training (MNIST, 1 epoch, 2,000 images) + 1 in the convolution lab;" in text
     assert "lab 1: 2 answered right, 1 shown; score on the page: 2 of 3 right; 9.0 s in all" in text
     assert "every action: p50 0.40 s, p95 1.50 s, max 1.50 s (n=3)" in text
     assert report.summary()["lab_actions_s"]["stride"] == {"count": 2, "p50": 0.2, "p95": 0.4, "max": 0.4}

@@ -78,8 +78,8 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
                         help="an image file to upload (repeat for several; default: the bundled real "
                         "MNIST test digits)")
     parser.add_argument("--think-seconds", type=float, nargs=2, default=(0.5, 2.0), metavar=("MIN", "MAX"),
-                        help="a student's random pause before each upload (0.5 2.0: the whole class "
-                        "uploads within seconds; a wider range spreads the uploads out)")
+                        help="a student's random pause before each upload or lab action (0.5 2.0: the whole "
+                        "class uploads within seconds; a wider range spreads the uploads out)")
     parser.add_argument("--train-images", default="2,000",
                         help="the Train page's training-subset choice for the trainings (2,000)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds any one answer may take (300)")

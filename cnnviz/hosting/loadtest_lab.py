@@ -13,11 +13,15 @@ Each lab student, on one real session:
    page's Check runs), and the last one by "Show answer" (counted as wrong); then reads the page's
    score ("R of T right") and compares it with what it did.
 
-Each action's time is from sending the rerun to the end of the run it started (the whole page drawn).
+Before each action the student pauses (``think``: a random time in a range, as the predicting students
+pause before each upload: a student reads what changed before the next click). Each action's time is
+from sending the rerun to the end of the run it started (the whole page drawn).
 """
 
 from __future__ import annotations
 
+import asyncio
+import random
 import re
 import time
 from dataclasses import dataclass, field
@@ -62,15 +66,22 @@ def _errors(session: StreamlitSession, after_run: int) -> list[str]:
 class LabStudent:
     """One session's walk through the lab; each step times itself into ``record``."""
 
-    def __init__(self, session: StreamlitSession, record: LabRecord) -> None:
+    def __init__(self, session: StreamlitSession, record: LabRecord, think: tuple[float, float] = (0.0, 0.0),
+                 rng: random.Random | None = None) -> None:
         self.session = session
         self.record = record
+        self.think = think
+        self.rng = rng or random.Random(0)
+
+    async def pause(self) -> None:
+        await asyncio.sleep(self.rng.uniform(*self.think))
 
     def _timed(self, action: str, seconds: float) -> None:
         self.record.actions.setdefault(action, []).append(seconds)
 
     async def rerun(self, action: str, *, page: str = "") -> int:
         """Rerun (or open ``page``) with the values set; times it; returns the runs started before."""
+        await self.pause()
         before = self.session.runs_started
         timing = await self.session.run(page_name=page)
         self._timed(action, timing.seconds)
@@ -78,6 +89,7 @@ class LabStudent:
         return before
 
     async def click(self, action: str, key: str) -> int:
+        await self.pause()
         sent, before = await self.session.click(key)
         timing = await self.session.wait_run_end(sent, before, f"the page after {action}")
         self._timed(action, timing.seconds)
@@ -180,13 +192,14 @@ class LabStudent:
         self.record.score_shown = (int(score.group(1)), int(score.group(2)))
 
 
-async def lab_student(session: StreamlitSession, record: LabRecord, seed: int, exercises: int) -> None:
-    """Connect, walk the three lessons, answer ``exercises`` exercises of ``seed``; errors go in
-    ``record``."""
+async def lab_student(session: StreamlitSession, record: LabRecord, seed: int, exercises: int,
+                      think: tuple[float, float] = (0.0, 0.0)) -> None:
+    """Connect, walk the three lessons, answer ``exercises`` exercises of ``seed``, pausing ``think``
+    seconds (a random time in the range) before each action; errors go in ``record``."""
     started = time.perf_counter()
     try:
         await session.connect()
-        student = LabStudent(session, record)
+        student = LabStudent(session, record, think, random.Random(seed))
         await student.main_lesson()
         await student.other_lessons()
         await student.exercises(seed, exercises)

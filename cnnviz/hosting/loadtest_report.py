@@ -208,7 +208,9 @@ def format_report(report: LoadTestReport) -> str:
         f"{'s' if config['predictions_per_session'] != 1 else ''} each, {config['images']} different images) "
         f"+ {config['trainings']} students training ({config['train_dataset']}, "
         f"{config['train_epochs']} epoch, "
-        f"{config['train_images']} images); pauses before uploads {config['think_seconds'][0]:g}-"
+        f"{config['train_images']} images)"
+        + (f" + {config['lab_students']} in the convolution lab" if config.get("lab_students") else "")
+        + f"; pauses before uploads {config['think_seconds'][0]:g}-"
         f"{config['think_seconds'][1]:g} s; {report.seconds:.0f} s in all",
         "",
         "targets:",

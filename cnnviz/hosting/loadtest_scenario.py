@@ -86,7 +86,7 @@ class LoadTestConfig:
     # this many confusion cells (see loadtest_replay)
     predictions_per_session: int = 1
     images: Sequence[UploadImage] = ()  # default: the bundled MNIST test digits
-    think_seconds: tuple[float, float] = (0.5, 2.0)  # a student's pause before each upload
+    think_seconds: tuple[float, float] = (0.5, 2.0)  # a student's pause before each upload or lab action
     train_dataset: str = "MNIST"  # as the Train page shows it
     train_epochs: int = 1
     train_images: str = "2,000"  # the Train page's smallest training subset
@@ -353,7 +353,8 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
         explorer_tasks = [
             asyncio.create_task(exploring_student(e, r, config.explorer_rounds, config.training_timeout))
             for e, r in zip(explorers, report.explorers, strict=True)]
-        lab_tasks = [asyncio.create_task(lab_student(s, r, config.seed + i + 1, config.lab_exercises))
+        lab_tasks = [asyncio.create_task(lab_student(s, r, config.seed + i + 1, config.lab_exercises,
+                                                     config.think_seconds))
                      for i, (s, r) in enumerate(zip(labs, report.labs, strict=True))]
         students_work = (predicting_student(s, i, config, images, rng) for i, s in enumerate(ready))
         results = await asyncio.gather(*students_work, return_exceptions=True)
