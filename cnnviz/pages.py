@@ -34,6 +34,8 @@ TEST_ACCURACY_LABEL = "Test accuracy"  # the metric shown when a run has been sc
 TRAIN_SAVE_KEY = "train_save"  # the save form's button, under the run history
 SAVED_TEXT = "Saved as"  # the success line of a save
 NOTHING_TO_SAVE_TEXT = "nothing to score, compare or save"  # a run stopped before its first step
+TRAIN_ONNX_KEY = "train_takeaway_onnx"  # "Take it with you": a scored run's ONNX file (a download button)
+TRAIN_SCRIPT_KEY = "train_takeaway_script"  # ... and its training script
 
 
 def train_form_key(preset: str) -> str:

@@ -139,6 +139,9 @@ def test_three_students_predict_while_one_trains(app_server: str, real_data_dir:
     assert training["outcome"] == "done", training
     assert training["queue_wait"] >= 0 and training["run_seconds"] > 0
     assert training["test_accuracy"].endswith("%") and 0 <= float(training["test_accuracy"][:-1]) <= 100
+    # "Take it with you": the scored run's ONNX file and training script were shown and downloaded
+    assert training["takeaway_seconds"] >= 0
+    assert training["onnx_bytes"] > 1000 and training["script_bytes"] > 1000
 
     # The server was found from its port; its memory was read before, while idle and at the peak.
     assert "streamlit" in Path(f"/proc/{report['pid']}/cmdline").read_text()

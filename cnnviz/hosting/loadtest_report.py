@@ -43,6 +43,9 @@ class TrainingRecord:
     queue_positions: list[int] = field(default_factory=list)  # positions the page showed while waiting
     test_accuracy: str | None = None
     error: str | None = None
+    takeaway_seconds: float | None = None  # "Test accuracy" shown -> the ONNX download shown (its export)
+    onnx_bytes: int = 0  # the ONNX file and the training script the student downloaded
+    script_bytes: int = 0
     replay_seconds: list[float] = field(default_factory=list)  # after the run: a time-slider move -> redrawn
     pick_seconds: list[float] = field(default_factory=list)  # a confusion cell clicked -> its images listed
     map_seconds: list[float] = field(default_factory=list)  # t-SNE chosen -> the t-SNE map drawn
@@ -135,6 +138,8 @@ class LoadTestReport:
             "page_open_s": spread(self.page_opens),
             "queue_wait_s": spread([t.queue_wait for t in self.trainings if t.queue_wait is not None]),
             "training_run_s": spread([t.run_seconds for t in self.trainings if t.run_seconds is not None]),
+            "takeaway_onnx_s": spread([t.takeaway_seconds for t in self.trainings
+                                       if t.takeaway_seconds is not None]),
             "replay_slider_s": spread([s for t in self.trainings for s in t.replay_seconds]),
             "replay_confusion_click_s": spread([s for t in self.trainings for s in t.pick_seconds]),
             "replay_tsne_map_s": spread([s for t in self.trainings for s in t.map_seconds]),
@@ -253,6 +258,10 @@ def format_report(report: LoadTestReport) -> str:
             positions = ",".join(map(str, t.queue_positions)) or "-"
             lines.append(f"  {t.session:<11} {t.outcome:<8} {wait:>10} {run:>9} {positions:<10} "
                          f"{t.test_accuracy or '-'}")
+        files = ", ".join(f"{t.onnx_bytes / 1000:.0f} kB ONNX + {t.script_bytes / 1000:.0f} kB script"
+                          for t in report.trainings if t.onnx_bytes)
+        lines.append(f"  Take it with you: the ONNX download shown {_seconds(summary['takeaway_onnx_s'])} "
+                     f"after the result; downloaded {files or 'nothing'}")
         if summary["replay_slider_s"] or summary["replay_confusion_click_s"]:
             lines.append(f"  after their runs: time slider {_seconds(summary['replay_slider_s'])}; "
                          f"confusion click {_seconds(summary['replay_confusion_click_s'])}; "

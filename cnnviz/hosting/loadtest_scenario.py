@@ -11,7 +11,8 @@ Phases, each on real sessions of one server (see :mod:`cnnviz.hosting.session_cl
    ``predictions_per_session`` times, with a short random pause first. Time to a prediction:
    from sending the rerun that carries the uploaded file to receiving the "Prediction" metric.
 5. The trainings are followed until "Test accuracy" shows; queue wait = Train click -> first
-   progress bar; run time = first progress bar -> "Test accuracy".
+   progress bar; run time = first progress bar -> "Test accuracy"; then "Take it with you": the
+   run's ONNX download shown (exported in that page run) and the ONNX file and script downloaded.
 6. With ``hostile`` > 0, that many more students push the limits during phase 4 (widest net, largest
    batch, repeated estimates, a heavy run started and stopped, big decodes; see
    :mod:`cnnviz.hosting.loadtest_hostile`); at the end the server must still answer its health check.
@@ -254,6 +255,12 @@ async def follow_training(session: StreamlitSession, record: TrainingRecord, cli
     record.run_seconds = session.first_seen[f"metric:{pages.TEST_ACCURACY_LABEL}"] - progress
     record.test_accuracy = result.proto.body
     record.outcome = "done"
+    # "Take it with you": the run's ONNX file is exported in the page run that shows the result
+    onnx = await session.wait_for_element(lambda e: e.key == pages.TRAIN_ONNX_KEY, "the ONNX download",
+                                          config.timeout)
+    record.takeaway_seconds = onnx.received - session.first_seen[f"metric:{pages.TEST_ACCURACY_LABEL}"]
+    record.onnx_bytes = len(await session.download(pages.TRAIN_ONNX_KEY))
+    record.script_bytes = len(await session.download(pages.TRAIN_SCRIPT_KEY))
 
 
 async def training_student(session: StreamlitSession, record: TrainingRecord, config: LoadTestConfig,
@@ -292,7 +299,7 @@ def memory_budget(before: float | None, training_mb: float | None) -> float | No
 
 async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> LoadTestReport:
     """Drive the class scenario against a running server and measure it."""
-    sessions = config.sessions + config.trainings + config.hostile + config.explorers
+    sessions = config.sessions + config.trainings + config.hostile + config.explorers + config.lab_students
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=sessions + 4, thread_name_prefix="loadtest"))
     rng = random.Random(config.seed)

@@ -385,6 +385,17 @@ class StreamlitSession:
         except requests.RequestException as err:
             raise SessionError(f"{self.name}: fetching the page's images failed: {err}") from None
 
+    async def download(self, key: str) -> bytes:
+        """What a download button hands the browser: GET its file; SessionError when that fails."""
+        url = urljoin(self.base_url + "/", self.widget(key).proto.url)
+        try:
+            response = await asyncio.to_thread(self._http.get, url, timeout=self.timeout)
+        except requests.RequestException as err:
+            raise SessionError(f"{self.name}: the download {key!r} failed: {err}") from None
+        if response.status_code != 200:
+            raise SessionError(f"{self.name}: the download {key!r} answered HTTP {response.status_code}")
+        return response.content
+
     def _get_all(self, urls: list[str]) -> int:
         total = 0
         for url in urls:
