@@ -307,6 +307,9 @@ def test_lab_students_are_scored_as_they_answered_while_others_predict(real_data
         assert set(lab["actions"]) == set(LAB_ACTIONS)
         assert all(s > 0 for times in lab["actions"].values() for s in times)
         assert len(lab["actions"]["check answer"]) == 2 and len(lab["actions"]["next exercise"]) == 3
+    warmup = report["lab_warmup"]  # the lab's pages opened once alone before the class
+    assert warmup["error"] is None and set(warmup["actions"]) == {
+        "open the Convolution page", "transposed lesson", "groups lesson", "open the Exercises page"}
     summary = report["summary"]
     assert summary["targets"]["lab students done, exercises scored as answered"] is True
     assert summary["lab_action_s"]["count"] == 2 * (len(LAB_ACTIONS) + 1 + 2)  # 2 checks, 3 nexts

@@ -81,6 +81,7 @@ class LoadTestReport:
     hostile: list[HostileRecord] = field(default_factory=list)
     explorers: list[ExplorerRecord] = field(default_factory=list)
     labs: list[LabRecord] = field(default_factory=list)  # students in the convolution lab and exercises
+    lab_warmup: LabRecord | None = None  # the lab's pages opened once, alone, before the class
     server_up: bool | None = None  # the health check answered after the hostile students (None: none ran)
     errors: list[str] = field(default_factory=list)
     memory: MemoryReport = field(default_factory=MemoryReport)
@@ -308,6 +309,9 @@ def _lab_lines(report: LoadTestReport, summary: dict[str, Any]) -> list[str]:
         return []
     lines = ["", "lab students (the Convolution page's three lessons, their code, exercises; rerun sent -> "
              "run ended):", f"  every action: {_seconds(summary['lab_action_s'])}"]
+    if report.lab_warmup is not None:
+        alone = "; ".join(f"{name} {times[0]:.2f} s" for name, times in report.lab_warmup.actions.items())
+        lines.append(f"  alone, first in this server (warm-up): {alone or 'nothing'}")
     lines += [f"  {name + ':':<27} {_seconds(times)}" for name, times in summary["lab_actions_s"].items()]
     for lab in report.labs:
         score = "none" if lab.score_shown is None else f"{lab.score_shown[0]} of {lab.score_shown[1]} right"

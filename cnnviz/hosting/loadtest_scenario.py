@@ -3,7 +3,8 @@
 Phases, each on real sessions of one server (see :mod:`cnnviz.hosting.session_client`):
 
 1. Warm-up: one session opens the predict page and predicts once, alone (imports, model loading;
-   its time is the unloaded baseline). Then the server's memory is read: "before".
+   its time is the unloaded baseline); with lab students, one more opens the lab's pages once. Then
+   the server's memory is read: "before".
 2. ``sessions`` students open the predict page at once, then sit idle; memory is read again:
    (idle - before) / sessions is the memory per idle session.
 3. ``trainings`` other students open the Train page, choose a small run and press Train.
@@ -41,7 +42,7 @@ from cnnviz import pages
 from cnnviz.datasets.files import DATASETS
 from cnnviz.hosting.loadtest_explorer import ExplorerRecord, exploring_student
 from cnnviz.hosting.loadtest_hostile import HostileRecord, hostile_student
-from cnnviz.hosting.loadtest_lab import LabRecord, lab_student
+from cnnviz.hosting.loadtest_lab import LabRecord, lab_student, warm_up_lab
 from cnnviz.hosting.loadtest_replay import replay_run
 from cnnviz.hosting.loadtest_report import LoadTestReport, PredictionRecord, TrainingRecord
 from cnnviz.hosting.loadtest_sampling import (
@@ -292,6 +293,16 @@ async def warm_up(url: str, image: UploadImage, config: LoadTestConfig) -> Predi
         await session.close()
 
 
+async def lab_warm_up(url: str, config: LoadTestConfig, report: LoadTestReport) -> None:
+    """With lab students, the lab's pages opened once alone first (their one-off cost, reported)."""
+    if not config.lab_students:
+        return
+    report.lab_warmup = LabRecord("lab warm-up")
+    await warm_up_lab(StreamlitSession(url, "lab warm-up", config.timeout), report.lab_warmup)
+    if report.lab_warmup.error:
+        report.errors.append(f"lab warm-up: {report.lab_warmup.error}")
+
+
 def memory_budget(before: float | None, training_mb: float | None) -> float | None:
     """The server's RSS budget in MB: its RSS after the warm-up plus the training memory it was given."""
     return None if before is None or training_mb is None else round(before + training_mb, 1)
@@ -318,6 +329,7 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
     report.warmup = await warm_up(url, images[0], config)
     if report.warmup.error:
         report.errors.append(f"warm-up: {report.warmup.error}")
+    await lab_warm_up(url, config, report)
     sampler = ServerSampler(pid)
     report.memory.before = sampler.sample()
     report.memory.budget = memory_budget(report.memory.before, config.memory_budget_mb)
