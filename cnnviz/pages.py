@@ -34,6 +34,8 @@ TEST_ACCURACY_LABEL = "Test accuracy"  # the metric shown when a run has been sc
 TRAIN_SAVE_KEY = "train_save"  # the save form's button, under the run history
 SAVED_TEXT = "Saved as"  # the success line of a save
 NOTHING_TO_SAVE_TEXT = "nothing to score, compare or save"  # a run stopped before its first step
+TRAIN_ONNX_KEY = "train_takeaway_onnx"  # "Take it with you": a scored run's ONNX file (a download button)
+TRAIN_SCRIPT_KEY = "train_takeaway_script"  # ... and its training script
 
 
 def train_form_key(preset: str) -> str:
@@ -67,3 +69,30 @@ TRAIN_TIME_KEY = "train_time"  # the time slider over a run's snapshots
 TRAIN_PLAY_KEY = "train_play"  # the Play button of the time slider
 TRAIN_CONFUSION_KEY = "train_confusion_pick"  # the clickable confusion matrix (a plotly chart)
 TRAIN_PROJECTION_KEY = "train_projection"  # the map of what it learned (a plotly chart)
+
+# Convolution: the lesson picker and the settings the load test's lab students change.
+CONV_LESSON_KEY = "conv_lesson"
+CONV_LESSONS = ("Convolution and pooling", "Transposed convolution", "Groups, depthwise and 1x1")
+CONV_STRIDE_KEY = "conv_stride"  # the main lesson, one stride for both axes
+CONV_PADDING_KEY = "conv_padding"
+CONV_FLIP_KEY = "conv_flip"  # the true-convolution toggle
+CONV_KERNEL_COUNT_KEY = "conv_kernel_count"
+CONV_PRESET_PREFIX = "conv_preset_"  # + the kernel's index from 0: its preset (or "custom")
+CONV_CUSTOM_PREFIX = "conv_custom_"  # + the kernel's index from 0: a grayscale custom kernel's text
+CONV_FEATURE_MAP_KEY = "conv_feature_map"  # the map ReLU and pooling take, shown with 2 kernels or more
+TCONV_STRIDE_KEY = "tconv_stride"  # + "_h" or "_w": the transposed lesson's stride per axis
+CHAN_GROUPS_PREFIX = "chan_groups_"  # + the input's channel count: the grouped lesson's group count
+CODE_OPEN_SUFFIX = "_open"  # "PyTorch code for this map" expanders are keyed <code key>_open
+CONV_CODE_KEY = "conv_code"  # the code expanders of the three lessons
+TCONV_CODE_KEY = "tconv_code"
+CHAN_GROUPED_CODE_KEY = "chan_grouped_code"
+
+# Exercises: the set, the seed of random practice, the answer box and its buttons, the score.
+EXERCISE_SET_KEY = "ex_set"
+EXERCISE_SEED_KEY = "ex_seed"
+EXERCISE_KINDS_KEY = "ex_kinds"
+EXERCISE_ANSWER_PREFIX = "ex_answer_"  # + a hash of the set + "_" + the exercise's index from 0
+CHECK_SUFFIX = "_check"  # the answer key + this: the Check button
+SHOW_ANSWER_SUFFIX = "_show"  # the answer key + this: the Show answer button
+EXERCISE_NEXT_KEY = "ex_next"
+SCORE_TEXT = "right** in this session"  # in "**R of T right** in this session."

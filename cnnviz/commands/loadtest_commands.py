@@ -52,6 +52,13 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
                         "images and an optimized image, --explorer-rounds times (0)")
     parser.add_argument("--explorer-rounds", type=int, default=2, metavar="R",
                         help="how many channels each exploring student looks at (2)")
+    parser.add_argument("--lab-students", type=int, default=0, metavar="L",
+                        help="further students in the convolution lab meanwhile: the Convolution page's "
+                        "three lessons (stride, padding, flip, a custom kernel, the feature map, transposed "
+                        "stride, groups, the code expanders), then --lab-exercises exercises checked and the "
+                        "score read back (0)")
+    parser.add_argument("--lab-exercises", type=int, default=3, metavar="X",
+                        help="exercises each lab student does: all right but the last, shown (3)")
     parser.add_argument("--replay-moves", type=int, default=0, metavar="M",
                         help="after their run, each training student moves the time slider M times and "
                         "clicks M confusion cells, while the class predicts (0)")
@@ -71,8 +78,8 @@ def register(commands: argparse._SubParsersAction, benches: argparse._SubParsers
                         help="an image file to upload (repeat for several; default: the bundled real "
                         "MNIST test digits)")
     parser.add_argument("--think-seconds", type=float, nargs=2, default=(0.5, 2.0), metavar=("MIN", "MAX"),
-                        help="a student's random pause before each upload (0.5 2.0: the whole class "
-                        "uploads within seconds; a wider range spreads the uploads out)")
+                        help="a student's random pause before each upload or lab action (0.5 2.0: the whole "
+                        "class uploads within seconds; a wider range spreads the uploads out)")
     parser.add_argument("--train-images", default="2,000",
                         help="the Train page's training-subset choice for the trainings (2,000)")
     parser.add_argument("--timeout", type=float, default=300.0, help="seconds any one answer may take (300)")
@@ -99,6 +106,7 @@ def run(args: argparse.Namespace) -> int:
         sessions=args.sessions, trainings=args.trainings, hostile=args.hostile,
         hostile_rounds=args.hostile_rounds, explorers=args.explorers, explorer_rounds=args.explorer_rounds,
         replay_moves=args.replay_moves,
+        lab_students=args.lab_students, lab_exercises=args.lab_exercises,
         memory_budget_mb=args.training_memory_mb,
         predictions_per_session=args.predictions_per_session, images=images, train_images=args.train_images,
         timeout=args.timeout, fetch_media=not args.no_media, seed=args.seed,

@@ -321,5 +321,7 @@ def autograd_input_gradient(
             f"The upstream gradient is {tuple(grad_out.shape[1:])} but the convolution's output is "
             f"{tuple(out.shape[1:])}; they must match."
         )
-    (grad,) = torch.autograd.grad(out, x, grad_outputs=grad_out)
+    # The gradient of sum(out * upstream) is the same vector-Jacobian product; passing grad_outputs
+    # instead makes torch import sympy on first use (0.6 s holding the server's GIL, issue 20's load test).
+    (grad,) = torch.autograd.grad((out * grad_out).sum(), x)
     return grad[0].numpy()

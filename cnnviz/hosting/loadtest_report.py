@@ -10,6 +10,7 @@ from typing import Any
 
 from cnnviz.hosting.loadtest_explorer import ExplorerRecord
 from cnnviz.hosting.loadtest_hostile import HostileRecord
+from cnnviz.hosting.loadtest_lab import LabRecord
 
 TARGET_P95_SECONDS = 2.0  # the class-hosting targets (issue 6)
 TARGET_MB_PER_IDLE_SESSION = 30.0
@@ -42,6 +43,9 @@ class TrainingRecord:
     queue_positions: list[int] = field(default_factory=list)  # positions the page showed while waiting
     test_accuracy: str | None = None
     error: str | None = None
+    takeaway_seconds: float | None = None  # "Test accuracy" shown -> the ONNX download shown (its export)
+    onnx_bytes: int = 0  # the ONNX file and the training script the student downloaded
+    script_bytes: int = 0
     replay_seconds: list[float] = field(default_factory=list)  # after the run: a time-slider move -> redrawn
     pick_seconds: list[float] = field(default_factory=list)  # a confusion cell clicked -> its images listed
     map_seconds: list[float] = field(default_factory=list)  # t-SNE chosen -> the t-SNE map drawn
@@ -76,6 +80,8 @@ class LoadTestReport:
     trainings: list[TrainingRecord] = field(default_factory=list)
     hostile: list[HostileRecord] = field(default_factory=list)
     explorers: list[ExplorerRecord] = field(default_factory=list)
+    labs: list[LabRecord] = field(default_factory=list)  # students in the convolution lab and exercises
+    lab_warmup: LabRecord | None = None  # the lab's pages opened once, alone, before the class
     server_up: bool | None = None  # the health check answered after the hostile students (None: none ran)
     errors: list[str] = field(default_factory=list)
     memory: MemoryReport = field(default_factory=MemoryReport)
@@ -105,6 +111,8 @@ class LoadTestReport:
             **(self.hostile_targets() if self.hostile else {}),
             **({"explorer students answered": all(e.as_expected for e in self.explorers)}
                if self.explorers else {}),
+            **({"lab students done, exercises scored as answered": all(lab.as_expected for lab in self.labs)}
+               if self.labs else {}),
         }
 
     def hostile_targets(self) -> dict[str, bool | None]:
@@ -131,6 +139,8 @@ class LoadTestReport:
             "page_open_s": spread(self.page_opens),
             "queue_wait_s": spread([t.queue_wait for t in self.trainings if t.queue_wait is not None]),
             "training_run_s": spread([t.run_seconds for t in self.trainings if t.run_seconds is not None]),
+            "takeaway_onnx_s": spread([t.takeaway_seconds for t in self.trainings
+                                       if t.takeaway_seconds is not None]),
             "replay_slider_s": spread([s for t in self.trainings for s in t.replay_seconds]),
             "replay_confusion_click_s": spread([s for t in self.trainings for s in t.pick_seconds]),
             "replay_tsne_map_s": spread([s for t in self.trainings for s in t.map_seconds]),
@@ -138,10 +148,17 @@ class LoadTestReport:
             "explorer_cell_s": spread([s for e in self.explorers for s in e.cell_seconds]),
             "explorer_top_images_s": spread([s for e in self.explorers for s in e.top_images_seconds]),
             "explorer_optimize_s": spread([s for e in self.explorers for s in e.optimize_seconds]),
+            "lab_action_s": spread([s for lab in self.labs for times in lab.actions.values() for s in times]),
+            "lab_actions_s": self.lab_actions(),
             "health_latency_s": spread(self.health_latency),
             "server_cpu_share_during_predictions": self.cpu_share(),
             "targets": self.targets(),
         }
+
+    def lab_actions(self) -> dict[str, dict[str, float] | None]:
+        """Each lab action's seconds over all lab students, in the order the students do them."""
+        names = dict.fromkeys(name for lab in self.labs for name in lab.actions)
+        return {name: spread([s for lab in self.labs for s in lab.actions.get(name, [])]) for name in names}
 
     def cpu_share(self) -> float | None:
         """Server CPU time / (wall time x cores) during the prediction phase."""
@@ -197,7 +214,9 @@ def format_report(report: LoadTestReport) -> str:
         f"{'s' if config['predictions_per_session'] != 1 else ''} each, {config['images']} different images) "
         f"+ {config['trainings']} students training ({config['train_dataset']}, "
         f"{config['train_epochs']} epoch, "
-        f"{config['train_images']} images); pauses before uploads {config['think_seconds'][0]:g}-"
+        f"{config['train_images']} images)"
+        + (f" + {config['lab_students']} in the convolution lab" if config.get("lab_students") else "")
+        + f"; pauses before uploads {config['think_seconds'][0]:g}-"
         f"{config['think_seconds'][1]:g} s; {report.seconds:.0f} s in all",
         "",
         "targets:",
@@ -240,6 +259,10 @@ def format_report(report: LoadTestReport) -> str:
             positions = ",".join(map(str, t.queue_positions)) or "-"
             lines.append(f"  {t.session:<11} {t.outcome:<8} {wait:>10} {run:>9} {positions:<10} "
                          f"{t.test_accuracy or '-'}")
+        files = ", ".join(f"{t.onnx_bytes / 1000:.0f} kB ONNX + {t.script_bytes / 1000:.0f} kB script"
+                          for t in report.trainings if t.onnx_bytes)
+        lines.append(f"  Take it with you: the ONNX download shown {_seconds(summary['takeaway_onnx_s'])} "
+                     f"after the result; downloaded {files or 'nothing'}")
         if summary["replay_slider_s"] or summary["replay_confusion_click_s"]:
             lines.append(f"  after their runs: time slider {_seconds(summary['replay_slider_s'])}; "
                          f"confusion click {_seconds(summary['replay_confusion_click_s'])}; "
@@ -266,6 +289,7 @@ def format_report(report: LoadTestReport) -> str:
             lines.append(f"  {e.session}: {e.rounds} rounds; cell {_each_second(e.cell_seconds)}; top images "
                          f"{_each_second(e.top_images_seconds)}; optimized {_each_second(e.optimize_seconds)}"
                          + (f"; ERROR {e.error}" if e.error else ""))
+    lines += _lab_lines(report, summary)
     memory = report.memory
     per = "unknown" if memory.per_idle_session is None else f"{memory.per_idle_session:.1f} MB"
     lines += [
@@ -278,6 +302,24 @@ def format_report(report: LoadTestReport) -> str:
         f"{report.client_cpu_seconds:.1f} CPU seconds on the same machine",
     ]
     return "\n".join(lines)
+
+
+def _lab_lines(report: LoadTestReport, summary: dict[str, Any]) -> list[str]:
+    if not report.labs:
+        return []
+    lines = ["", "lab students (the Convolution page's three lessons, their code, exercises; rerun sent -> "
+             "run ended):", f"  every action: {_seconds(summary['lab_action_s'])}"]
+    if report.lab_warmup is not None:
+        alone = "; ".join(f"{name} {times[0]:.2f} s" for name, times in report.lab_warmup.actions.items())
+        lines.append(f"  alone, first in this server (warm-up): {alone or 'nothing'}")
+    lines += [f"  {name + ':':<27} {_seconds(times)}" for name, times in summary["lab_actions_s"].items()]
+    for lab in report.labs:
+        score = "none" if lab.score_shown is None else f"{lab.score_shown[0]} of {lab.score_shown[1]} right"
+        lines.append(f"  {lab.session}: {lab.exercises_answered} answered right, "
+                     f"{lab.exercises_shown} shown; score on the page: {score}; {lab.seconds:.1f} s in all"
+                     + (f"; ERROR {lab.error}" if lab.error else "")
+                     + ("" if lab.as_expected else " -- NOT as expected"))
+    return lines
 
 
 def _each_second(values: list[float]) -> str:

@@ -3,7 +3,8 @@
 Phases, each on real sessions of one server (see :mod:`cnnviz.hosting.session_client`):
 
 1. Warm-up: one session opens the predict page and predicts once, alone (imports, model loading;
-   its time is the unloaded baseline). Then the server's memory is read: "before".
+   its time is the unloaded baseline); with lab students, one more opens the lab's pages once. Then
+   the server's memory is read: "before".
 2. ``sessions`` students open the predict page at once, then sit idle; memory is read again:
    (idle - before) / sessions is the memory per idle session.
 3. ``trainings`` other students open the Train page, choose a small run and press Train.
@@ -11,12 +12,16 @@ Phases, each on real sessions of one server (see :mod:`cnnviz.hosting.session_cl
    ``predictions_per_session`` times, with a short random pause first. Time to a prediction:
    from sending the rerun that carries the uploaded file to receiving the "Prediction" metric.
 5. The trainings are followed until "Test accuracy" shows; queue wait = Train click -> first
-   progress bar; run time = first progress bar -> "Test accuracy".
+   progress bar; run time = first progress bar -> "Test accuracy"; then "Take it with you": the
+   run's ONNX download shown (exported in that page run) and the ONNX file and script downloaded.
 6. With ``hostile`` > 0, that many more students push the limits during phase 4 (widest net, largest
    batch, repeated estimates, a heavy run started and stopped, big decodes; see
    :mod:`cnnviz.hosting.loadtest_hostile`); at the end the server must still answer its health check.
 7. With ``explorers`` > 0, that many more students use "Explore the network" during phase 4: a cell,
    its 9 top test images, an optimized image (:mod:`cnnviz.hosting.loadtest_explorer`).
+8. With ``lab_students`` > 0, that many more students work in the convolution lab during phase 4: the
+   Convolution page's three lessons, their settings and code, then exercises checked and the score
+   read back (:mod:`cnnviz.hosting.loadtest_lab`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ from cnnviz import pages
 from cnnviz.datasets.files import DATASETS
 from cnnviz.hosting.loadtest_explorer import ExplorerRecord, exploring_student
 from cnnviz.hosting.loadtest_hostile import HostileRecord, hostile_student
+from cnnviz.hosting.loadtest_lab import LabRecord, lab_student, warm_up_lab
 from cnnviz.hosting.loadtest_replay import replay_run
 from cnnviz.hosting.loadtest_report import LoadTestReport, PredictionRecord, TrainingRecord
 from cnnviz.hosting.loadtest_sampling import (
@@ -76,11 +82,13 @@ class LoadTestConfig:
     save_quota: int | None = None  # the server's saves per session, when known (hostile check)
     explorers: int = 0  # further students on the explorer (see loadtest_explorer)
     explorer_rounds: int = 2  # cells, top images and optimized images each of them asks for
+    lab_students: int = 0  # further students in the convolution lab and its exercises (see loadtest_lab)
+    lab_exercises: int = 3  # exercises each of them does (the last by "Show answer")
     replay_moves: int = 0  # after their run, each training student scrubs this many moments and clicks
     # this many confusion cells (see loadtest_replay)
     predictions_per_session: int = 1
     images: Sequence[UploadImage] = ()  # default: the bundled MNIST test digits
-    think_seconds: tuple[float, float] = (0.5, 2.0)  # a student's pause before each upload
+    think_seconds: tuple[float, float] = (0.5, 2.0)  # a student's pause before each upload or lab action
     train_dataset: str = "MNIST"  # as the Train page shows it
     train_epochs: int = 1
     train_images: str = "2,000"  # the Train page's smallest training subset
@@ -102,6 +110,8 @@ class LoadTestConfig:
             raise ValueError("--replay-moves cannot be negative.")
         if self.explorers < 0 or self.explorer_rounds < 1:
             raise ValueError("--explorers cannot be negative and --explorer-rounds must be at least 1.")
+        if self.lab_students < 0 or self.lab_exercises < 1:
+            raise ValueError("--lab-students cannot be negative and --lab-exercises must be at least 1.")
         if self.predictions_per_session < 1:
             raise ValueError("--predictions-per-session must be at least 1.")
         low, high = self.think_seconds
@@ -246,6 +256,12 @@ async def follow_training(session: StreamlitSession, record: TrainingRecord, cli
     record.run_seconds = session.first_seen[f"metric:{pages.TEST_ACCURACY_LABEL}"] - progress
     record.test_accuracy = result.proto.body
     record.outcome = "done"
+    # "Take it with you": the run's ONNX file is exported in the page run that shows the result
+    onnx = await session.wait_for_element(lambda e: e.key == pages.TRAIN_ONNX_KEY, "the ONNX download",
+                                          config.timeout)
+    record.takeaway_seconds = onnx.received - session.first_seen[f"metric:{pages.TEST_ACCURACY_LABEL}"]
+    record.onnx_bytes = len(await session.download(pages.TRAIN_ONNX_KEY))
+    record.script_bytes = len(await session.download(pages.TRAIN_SCRIPT_KEY))
 
 
 async def training_student(session: StreamlitSession, record: TrainingRecord, config: LoadTestConfig,
@@ -277,6 +293,16 @@ async def warm_up(url: str, image: UploadImage, config: LoadTestConfig) -> Predi
         await session.close()
 
 
+async def lab_warm_up(url: str, config: LoadTestConfig, report: LoadTestReport) -> None:
+    """With lab students, the lab's pages opened once alone first (their one-off cost, reported)."""
+    if not config.lab_students:
+        return
+    report.lab_warmup = LabRecord("lab warm-up")
+    await warm_up_lab(StreamlitSession(url, "lab warm-up", config.timeout), report.lab_warmup)
+    if report.lab_warmup.error:
+        report.errors.append(f"lab warm-up: {report.lab_warmup.error}")
+
+
 def memory_budget(before: float | None, training_mb: float | None) -> float | None:
     """The server's RSS budget in MB: its RSS after the warm-up plus the training memory it was given."""
     return None if before is None or training_mb is None else round(before + training_mb, 1)
@@ -284,7 +310,7 @@ def memory_budget(before: float | None, training_mb: float | None) -> float | No
 
 async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> LoadTestReport:
     """Drive the class scenario against a running server and measure it."""
-    sessions = config.sessions + config.trainings + config.hostile + config.explorers
+    sessions = config.sessions + config.trainings + config.hostile + config.explorers + config.lab_students
     asyncio.get_running_loop().set_default_executor(
         ThreadPoolExecutor(max_workers=sessions + 4, thread_name_prefix="loadtest"))
     rng = random.Random(config.seed)
@@ -303,6 +329,7 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
     report.warmup = await warm_up(url, images[0], config)
     if report.warmup.error:
         report.errors.append(f"warm-up: {report.warmup.error}")
+    await lab_warm_up(url, config, report)
     sampler = ServerSampler(pid)
     report.memory.before = sampler.sample()
     report.memory.budget = memory_budget(report.memory.before, config.memory_budget_mb)
@@ -314,6 +341,8 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
     report.hostile = [HostileRecord(h.name) for h in hostiles]
     explorers = [StreamlitSession(url, f"explorer {i + 1}", config.timeout) for i in range(config.explorers)]
     report.explorers = [ExplorerRecord(e.name) for e in explorers]
+    labs = [StreamlitSession(url, f"lab {i + 1}", config.timeout) for i in range(config.lab_students)]
+    report.labs = [LabRecord(s.name) for s in labs]
     try:
         opened = await asyncio.gather(*(open_predict_page(s) for s in students), return_exceptions=True)
         for session, result in zip(students, opened, strict=True):
@@ -343,6 +372,9 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
         explorer_tasks = [
             asyncio.create_task(exploring_student(e, r, config.explorer_rounds, config.training_timeout))
             for e, r in zip(explorers, report.explorers, strict=True)]
+        lab_tasks = [asyncio.create_task(lab_student(s, r, config.seed + i + 1, config.lab_exercises,
+                                                     config.think_seconds))
+                     for i, (s, r) in enumerate(zip(labs, report.labs, strict=True))]
         students_work = (predicting_student(s, i, config, images, rng) for i, s in enumerate(ready))
         results = await asyncio.gather(*students_work, return_exceptions=True)
         report.prediction_phase_seconds = time.perf_counter() - phase_start
@@ -363,13 +395,14 @@ async def run_load_test(url: str, pid: int | None, config: LoadTestConfig) -> Lo
                 report.predictions.extend(result)
         report.errors.extend(p.error for p in report.predictions if p.error)
 
-        await asyncio.gather(*training_tasks, *hostile_tasks, *explorer_tasks)
+        await asyncio.gather(*training_tasks, *hostile_tasks, *explorer_tasks, *lab_tasks)
         report.errors.extend(t.error for t in report.trainings if t.error)
+        report.errors.extend(lab.error for lab in report.labs if lab.error)
     finally:
         for session in students + trainers:
             new = [e for e in session.exceptions if not any(e in seen for seen in report.errors)]
             report.errors.extend(new)
-        await asyncio.gather(*(s.close() for s in students + trainers + hostiles + explorers))
+        await asyncio.gather(*(s.close() for s in students + trainers + hostiles + explorers + labs))
         await sampler.stop()
     report.memory.peak = sampler.peak
     report.server_up = await server_answers(url)

@@ -11,7 +11,8 @@ What the browser does, read from Streamlit 1.67 (``streamlit/web/server/starlett
 - The server answers a run with ``new_session`` (run id; fragment ids for a fragment run), the
   page's elements as deltas at delta paths, and ``script_finished``.
 - Widgets are elements whose proto has an ``id``; a widget with a user key has an id that ends
-  in ``-<key>``. A button click is a ``trigger_value`` sent with one rerun only.
+  in ``-<key>``. An expander keyed with ``on_change`` is a widget (``bool_value``: open) sent as
+  an ``add_block``. A button click is a ``trigger_value`` sent with one rerun only.
 - Big messages the client lists in ``cached_message_hashes`` come back as a ``ref_hash``.
 - A fragment with ``run_every`` sends ``auto_rerun``: the CLIENT reruns it on that timer.
 - Upload: ``file_urls_request`` -> ``file_urls_response`` -> multipart ``PUT`` of the file to
@@ -384,6 +385,17 @@ class StreamlitSession:
         except requests.RequestException as err:
             raise SessionError(f"{self.name}: fetching the page's images failed: {err}") from None
 
+    async def download(self, key: str) -> bytes:
+        """What a download button hands the browser: GET its file; SessionError when that fails."""
+        url = urljoin(self.base_url + "/", self.widget(key).proto.url)
+        try:
+            response = await asyncio.to_thread(self._http.get, url, timeout=self.timeout)
+        except requests.RequestException as err:
+            raise SessionError(f"{self.name}: the download {key!r} failed: {err}") from None
+        if response.status_code != 200:
+            raise SessionError(f"{self.name}: the download {key!r} answered HTTP {response.status_code}")
+        return response.content
+
     def _get_all(self, urls: list[str]) -> int:
         total = 0
         for url in urls:
@@ -456,6 +468,12 @@ class StreamlitSession:
             if element_kind == "exception":
                 error = element.exception
                 self.exceptions.append(f"{self.name}: {error.type}: {error.message}")
+        elif kind == "delta" and message.delta.WhichOneof("type") == "add_block":
+            block = message.delta.add_block  # an expander with a key and on_change is a widget too
+            if block.WhichOneof("type") == "expandable" and block.expandable.id:
+                path = tuple(message.metadata.delta_path)
+                self.elements[path] = ShownElement("expandable", block.expandable, path, self.runs_started,
+                                                   message.delta.fragment_id, now)
         elif kind == "script_finished":
             status = message.script_finished
             if status in (FINISHED_SUCCESSFULLY, FINISHED_WITH_COMPILE_ERROR) and not self._fragment_run:

@@ -13,6 +13,7 @@ import pandas as pd
 import streamlit as st
 import torch
 
+from cnnviz import pages
 from cnnviz.convolution.channel_lesson import (
     FEATURE_KERNELS,
     LUMINANCE,
@@ -100,7 +101,7 @@ def _show_grouped(image: np.ndarray, names: list[str]) -> int:
     channels = image.shape[0]
     st.subheader("Grouped convolution: each kernel sees only its group's channels")
     group_col, seed_col = st.columns([2, 1])
-    groups = group_col.radio("Groups", divisors(channels), key=kept(f"chan_groups_{channels}"),
+    groups = group_col.radio("Groups", divisors(channels), key=kept(f"{pages.CHAN_GROUPS_PREFIX}{channels}"),
                              horizontal=True, help="The channels and the kernels are split into this many "
                                                    "groups.")
     seed = seed_col.number_input("Kernel seed", 0, 999, 0, key=kept("chan_seed"),
@@ -123,7 +124,8 @@ def _show_grouped(image: np.ndarray, names: list[str]) -> int:
                     **CHART)
     st.plotly_chart(build_maps_figure(layer.steps.output, [f"output {k + 1}" for k in range(channels)]),
                     key="chan_grouped_maps", **CHART)
-    show_torch_code(image, layer.steps.weight, None, key="chan_grouped_code", padding=1, groups=int(groups))
+    show_torch_code(image, layer.steps.weight, None, key=pages.CHAN_GROUPED_CODE_KEY, padding=1,
+                    groups=int(groups))
     ordinary = "" if groups == 1 else (
         f"; the ordinary convolution has {layer.ordinary.formula}. Each output value costs "
         f"{layer.parameters.mult_adds_per_cell} multiply-adds instead of {layer.ordinary.mult_adds_per_cell}")

@@ -7,19 +7,20 @@ from typing import Any
 import numpy as np
 import streamlit as st
 
+from cnnviz import pages
 from cnnviz.convolution.torch_code import conv_code
 from cnnviz.ui.widgets import kept
 
 STYLE_LABELS = {"functional": "F.conv2d (a function)", "module": "nn.Conv2d (a layer with these weights)"}
 TRANSPOSED_LABELS = {"functional": "F.conv_transpose2d (a function)",
                      "module": "nn.ConvTranspose2d (a layer with these weights)"}
-OPEN_KEY = "conv_code_open"  # the main lesson's expander: show_torch_code's default key + "_open"
+OPEN_KEY = pages.CONV_CODE_KEY + pages.CODE_OPEN_SUFFIX  # the main lesson's expander
 CODE_LINES_SHOWN = 40  # longer code scrolls in a box of CODE_HEIGHT pixels
 CODE_HEIGHT = 640
 
 
 def show_torch_code(
-    pixels: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, *, key: str = "conv_code",
+    pixels: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, *, key: str = pages.CONV_CODE_KEY,
     **settings: Any,
 ) -> None:
     """An expander with the PyTorch code that computes the map(s) shown from the unpadded input
@@ -27,8 +28,8 @@ def show_torch_code(
     :func:`conv_code`'s (stride, padding, dilation, groups, transposed, output_padding, flip). The code
     is written only while the expander is open; ``key`` tells the page's expanders apart.
     """
-    expander = st.expander("PyTorch code for this map", icon=":material/code:", key=f"{key}_open",
-                           on_change="rerun")
+    expander = st.expander("PyTorch code for this map", icon=":material/code:",
+                           key=key + pages.CODE_OPEN_SUFFIX, on_change="rerun")
     with expander:
         if not expander.open:
             return

@@ -6,6 +6,7 @@ import numpy as np
 import streamlit as st
 from streamlit.delta_generator import DeltaGenerator
 
+from cnnviz import pages
 from cnnviz.convolution.arithmetic import AxisSize
 from cnnviz.convolution.frames import describe_frames, region_side
 from cnnviz.convolution.kernels import (
@@ -46,17 +47,17 @@ SOURCES = ("tiny binary picture", "MNIST sample", "CIFAR-10 sample", "your pictu
 DEFAULT_KERNELS = ("X detector", "Sobel x", "Sobel y", "Laplacian")
 PADDINGS = ("0", "1", "2", "3", "same", "valid")
 KERNEL_SOURCES = ("presets or your own", "a trained model's first layer")
-LESSONS = ("Convolution and pooling", "Transposed convolution", "Groups, depthwise and 1x1")
+LESSONS = pages.CONV_LESSONS
 CHART = {"width": "stretch", "config": {"displayModeBar": False}}
 SHARPEN_TEXT = "0 -1 0\n-1 5 -1\n0 -1 0"
 RED_MINUS_GREEN = ("0 0 0\n0 1 0\n0 0 0", "0 0 0\n0 -1 0\n0 0 0", "0 0 0\n0 0 0\n0 0 0")  # R, G, B slices
 
 st.title("Convolution and pooling")
-lesson = st.radio("Lesson", LESSONS, key=kept("conv_lesson"), horizontal=True)
-if lesson == "Transposed convolution":
+lesson = st.radio("Lesson", LESSONS, key=kept(pages.CONV_LESSON_KEY), horizontal=True)
+if lesson == LESSONS[1]:
     show_transposed_lesson()
     st.stop()
-if lesson == "Groups, depthwise and 1x1":
+if lesson == LESSONS[2]:
     show_channels_lesson()
     st.stop()
 st.markdown(
@@ -115,13 +116,13 @@ def kernel_controls(rgb_picture: bool) -> dict | None:
     kernel_h = size_h.number_input("Kernel height", 1, MAX_KERNEL_SIDE, 3, key=kept("conv_kernel_h"))
     kernel_w = size_w.number_input("Kernel width", 1, MAX_KERNEL_SIDE, 3, key=kept("conv_kernel_w"))
     count = st.number_input("Number of kernels (one feature map each)", 1, 4, 1,
-                            key=kept("conv_kernel_count"))
+                            key=kept(pages.CONV_KERNEL_COUNT_KEY))
     names = tuple(
         st.selectbox(
             f"Kernel {i + 1}",
             PRESET_NAMES,
             index=PRESET_NAMES.index(DEFAULT_KERNELS[i]),
-            key=kept(f"conv_preset_{i}"),
+            key=kept(f"{pages.CONV_PRESET_PREFIX}{i}"),
             format_func=str.capitalize,
         )
         for i in range(count)
@@ -143,7 +144,7 @@ def custom_kernel_text(index: int, rgb_picture: bool) -> CustomText:
     columns = st.columns(3)
     if not per_channel:
         label = "Every channel (divided by 3)" if rgb_picture else f"Kernel {index + 1}"
-        return columns[0].text_area(label, SHARPEN_TEXT, key=kept(f"conv_custom_{index}"))
+        return columns[0].text_area(label, SHARPEN_TEXT, key=kept(f"{pages.CONV_CUSTOM_PREFIX}{index}"))
     return tuple(
         column.text_area(f"{name} slice", RED_MINUS_GREEN[c], key=kept(f"conv_custom_{index}_{name.lower()}"))
         for c, (column, name) in enumerate(zip(columns, CHANNEL_NAMES, strict=True))
@@ -162,18 +163,18 @@ def slide_controls(
         paddings = (*PADDINGS, str(layer["padding"]))
     per_axis = choices.checkbox("Separate height and width", key=kept("conv_per_axis" + suffix),
                                  help="A stride and a padding for the rows, others for the columns.")
-    flip = choices.toggle("True convolution (flip the kernel)", key=kept("conv_flip"))
+    flip = choices.toggle("True convolution (flip the kernel)", key=kept(pages.CONV_FLIP_KEY))
     if flip:
         choices.caption("The kernel is turned by 180° before it slides, as in the mathematical definition. "
                          "Frameworks skip the flip: the kernel is learned, so a flipped kernel is just "
                          "another kernel, and cross-correlation saves the flip.")
     axes = (", height", ", width") if per_axis else ("",)
     strides = [st.number_input(f"Stride{axis}", 1, 4, 1 if layer is None else min(4, layer["stride"]),
-                               key=kept("conv_stride" + suffix + ("_w" if axis == ", width" else "")))
+                               key=kept(pages.CONV_STRIDE_KEY + suffix + ("_w" if axis == ", width" else "")))
                for axis in axes]
     pads = [st.selectbox(f"Padding{axis} (zeros on each side)", paddings,
                          index=0 if layer is None else paddings.index(str(layer["padding"])),
-                         key=kept("conv_padding" + suffix + ("_w" if axis == ", width" else "")))
+                         key=kept(pages.CONV_PADDING_KEY + suffix + ("_w" if axis == ", width" else "")))
             for axis in axes]
     dilation = st.number_input("Dilation (gap between taps)", 1, 3,
                                1 if layer is None else min(3, layer["dilation"]),
@@ -320,11 +321,11 @@ def pick_feature_map(settings: ConvSettings, maps: int) -> int:
     """The feature map (from 0) that ReLU and pooling take: a picker when there are several."""
     if maps == 1:
         return 0
-    if st.session_state.get("conv_feature_map", 1) > maps:  # fewer kernels than before: back to map 1
-        st.session_state["conv_feature_map"] = 1
+    if st.session_state.get(pages.CONV_FEATURE_MAP_KEY, 1) > maps:  # fewer kernels than before: back to map 1
+        st.session_state[pages.CONV_FEATURE_MAP_KEY] = 1
     names = settings.kernels
     return st.radio(
-        "Feature map", range(1, maps + 1), key=kept("conv_feature_map"), horizontal=True,
+        "Feature map", range(1, maps + 1), key=kept(pages.CONV_FEATURE_MAP_KEY), horizontal=True,
         format_func=lambda k: f"{k} ({names[k - 1]})" if k <= len(names) else str(k),
         help="ReLU, the count of negative cells and the pooling below all run on this map.",
     ) - 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
+from cnnviz import pages
 from cnnviz.convolution.frames import describe_frames, frame_positions
 from cnnviz.convolution.kernels import CUSTOM, PRESETS, make_kernel, parse_kernel
 from cnnviz.convolution.transposed import (
@@ -30,7 +31,7 @@ ONES, COUNTING = "all ones", "1, 2, 3, ... (shows the flip)"
 KERNELS = (ONES, COUNTING, "identity", "box blur", "Gaussian blur", "Sobel x", "Laplacian", "random", CUSTOM)
 # (label, key, lowest, highest, default) of the settings set per axis
 AXIS_SETTINGS = (
-    ("Stride", "tconv_stride", 1, 3, 2),
+    ("Stride", pages.TCONV_STRIDE_KEY, 1, 3, 2),
     ("Padding", "tconv_padding", 0, 3, 0),
     ("Output padding", "tconv_output_padding", 0, 2, 0),
     ("Dilation", "tconv_dilation", 1, 2, 1),
@@ -192,7 +193,7 @@ def show_transposed_lesson() -> None:
     positions = frame_positions(out_h, out_w, MAX_FRAMES)
     st.caption(describe_frames(positions, out_h, out_w))
     st.plotly_chart(build_transposed_figure(steps, positions), key="tconv_chart", **CHART)
-    show_torch_code(steps.image, steps.weight, steps.steps.bias, key="tconv_code", transposed=True,
+    show_torch_code(steps.image, steps.weight, steps.steps.bias, key=pages.TCONV_CODE_KEY, transposed=True,
                     stride=settings["stride"], padding=settings["padding"],
                     output_padding=settings["output_padding"], dilation=settings["dilation"])
 

@@ -4,6 +4,7 @@ import os
 
 import streamlit as st
 
+from cnnviz import pages
 from cnnviz.exercises.generate import DEFAULT_SEED, MAX_SEED, random_exercise
 from cnnviz.exercises.model import KIND_TITLES, KINDS
 from cnnviz.exercises.teacher_sets import EXERCISES_DIR_ENV, SetProblem, TeacherSet, teacher_sets_dir
@@ -33,17 +34,18 @@ for entry in found:
     if not isinstance(entry, SetProblem):  # two files with one title are told apart by their names
         taken = entry.title in sets or entry.title == RANDOM_PRACTICE
         sets[f"{entry.title} ({entry.path.name})" if taken else entry.title] = entry
-choice = st.selectbox("Exercise set", [RANDOM_PRACTICE, *sets], key=kept("ex_set"))
+choice = st.selectbox("Exercise set", [RANDOM_PRACTICE, *sets], key=kept(pages.EXERCISE_SET_KEY))
 
 if choice == RANDOM_PRACTICE:
     seed_column, kinds_column = st.columns([1, 3])
-    st.session_state.setdefault("ex_seed", DEFAULT_SEED)  # defaults through the state: kept() sets it too
-    st.session_state.setdefault("ex_kinds", list(KINDS))
-    seed = seed_column.number_input("Seed", 0, MAX_SEED, step=1, key=kept("ex_seed"),
+    # defaults through the state: kept() sets it too
+    st.session_state.setdefault(pages.EXERCISE_SEED_KEY, DEFAULT_SEED)
+    st.session_state.setdefault(pages.EXERCISE_KINDS_KEY, list(KINDS))
+    seed = seed_column.number_input("Seed", 0, MAX_SEED, step=1, key=kept(pages.EXERCISE_SEED_KEY),
                                     help="The same seed gives everyone the same exercises: a teacher can "
                                          "give the class one.")
     kinds = kinds_column.multiselect("Kinds", KINDS, format_func=KIND_TITLES.get,
-                                     key=kept("ex_kinds"))
+                                     key=kept(pages.EXERCISE_KINDS_KEY))
     if not kinds:
         st.caption("No kind picked: all five take turns.")
     # the kinds in one fixed order, not the order they were clicked: one seed, one list for the class
@@ -65,7 +67,8 @@ else:
 
 show_exercise(set_id, index, exercise, heading)
 if not last:
-    st.button("Next exercise", key="ex_next", on_click=session.move_to, args=(set_id, index + 1))
+    st.button("Next exercise", key=pages.EXERCISE_NEXT_KEY, on_click=session.move_to,
+              args=(set_id, index + 1))
 else:
     st.button("Start the set again", key="ex_again", on_click=session.start_again, args=(set_id,),
               help="Your answers are cleared so you can try each exercise again; the score keeps your "
@@ -77,7 +80,7 @@ if not tried:
     st.caption("Nothing checked yet. Each exercise counts once, at its first Check; a shown answer counts "
                "as wrong.")
 else:
-    st.markdown(f"**{right} of {tried} right** in this session.")
+    st.markdown(f"**{right} of {tried} {pages.SCORE_TEXT}.")
     st.table({"Kind": [r[0] for r in session.score().rows()], "Right": [r[1] for r in session.score().rows()],
               "Tried": [r[2] for r in session.score().rows()]})
 if folder is None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import streamlit as st
 
+from cnnviz import pages
 from cnnviz.exercises.check import check_answer, reveal
 from cnnviz.exercises.model import Exercise, Verdict
 from cnnviz.exercises.score import Score
@@ -56,7 +57,7 @@ def teacher_set_id(chosen: TeacherSet) -> str:
 
 def answer_key(set_id: str, index: int) -> str:
     """The answer box's widget key: one per exercise, so the next one starts empty."""
-    return f"ex_answer_{hashlib.sha256(set_id.encode()).hexdigest()[:10]}_{index}"
+    return f"{pages.EXERCISE_ANSWER_PREFIX}{hashlib.sha256(set_id.encode()).hexdigest()[:10]}_{index}"
 
 
 def _record(set_id: str, index: int, exercise: Exercise, outcome: Result) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from cnnviz import pages
 from cnnviz.exercises.model import WHICH_KERNEL, Exercise, Picture
 from cnnviz.ui.exercises import session
 from cnnviz.ui.exercises.figures import figure_size, grid_figure
@@ -49,9 +50,9 @@ def show_exercise(set_id: str, index: int, exercise: Exercise, heading: str) -> 
     key = session.answer_key(set_id, index)
     _answer_box(exercise, key, outcome is not None)
     buttons = st.container(horizontal=True)
-    buttons.button("Check", key=f"{key}_check", type="primary", disabled=outcome is not None,
+    buttons.button("Check", key=key + pages.CHECK_SUFFIX, type="primary", disabled=outcome is not None,
                      on_click=session.check, args=(set_id, index, exercise))
-    buttons.button("Show answer", key=f"{key}_show", disabled=outcome is not None,
+    buttons.button("Show answer", key=key + pages.SHOW_ANSWER_SUFFIX, disabled=outcome is not None,
                    on_click=session.show_answer, args=(set_id, index, exercise),
                    help="Shows the answer and the explanation; it counts as a wrong answer.")
     problem = session.problem(set_id, index)

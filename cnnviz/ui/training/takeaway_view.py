@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import streamlit as st
 
+from cnnviz import pages
 from cnnviz.datasets.files import DatasetInfo
 from cnnviz.networks.diagram import spec_diagram
 from cnnviz.networks.diagram_draw import diagram_png, diagram_svg
@@ -92,10 +93,10 @@ def _run_downloads(runs: Sequence[RunRecord]) -> None:
                 "trains this spec with this recipe.")
     row = st.container(horizontal=True)
     row.download_button("Download ONNX", onnx_bytes, file_name=onnx_file_name(_loaded(record)),
-                        mime=ONNX_MIME, key="train_takeaway_onnx", icon=":material/download:",
+                        mime=ONNX_MIME, key=pages.TRAIN_ONNX_KEY, icon=":material/download:",
                         on_click="ignore")
     row.download_button("Download the training script", script, file_name=script_name, mime="text/x-python",
-                        key="train_takeaway_script", icon=":material/download:", on_click="ignore")
+                        key=pages.TRAIN_SCRIPT_KEY, icon=":material/download:", on_click="ignore")
 
 
 def _loaded(record: RunRecord) -> LoadedModel:
