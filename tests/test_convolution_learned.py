@@ -244,7 +244,7 @@ def test_back_to_the_explorer_switches_there_or_is_not_offered(real_data_dir):
         return
     app.button(key="conv_back_to_explorer").click().run()
     assert not app.exception, [e.value for e in app.exception]
-    assert not any("Convolution and pooling" in t.value for t in app.title)
+    assert not any("The convolution lab" in t.value for t in app.title)
 
 
 def test_the_cell_picked_on_the_explorer_is_where_the_page_starts(real_data_dir):

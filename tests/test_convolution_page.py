@@ -248,3 +248,14 @@ def test_region_of_interest_animates_every_step_of_a_block():
     last = decode_typed_array(figure["frames"][-1]["data"][1]["z"])
     assert np.isfinite(last).sum() == 64 and np.isfinite(last[10:18, 18:26]).all()
     assert any("rows 10..17 and columns 18..25" in c.value for c in app.caption)
+
+
+def test_the_page_title_fits_every_lesson():
+    """The title is the lab's, not the first lesson's, whichever lesson is picked."""
+    from cnnviz import pages
+
+    app = _open()
+    for lesson in pages.CONV_LESSONS:
+        app.radio(key=pages.CONV_LESSON_KEY).set_value(lesson).run()
+        assert not app.exception, [e.value for e in app.exception]
+        assert [t.value for t in app.title] == ["The convolution lab"]

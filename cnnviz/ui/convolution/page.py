@@ -1,4 +1,4 @@
-"""Convolution and pooling: the kernel slides over a picture and every number shows."""
+"""The convolution lab: a kernel slides over a picture and every number shows; three lessons."""
 
 import hashlib
 
@@ -52,7 +52,7 @@ CHART = {"width": "stretch", "config": {"displayModeBar": False}}
 SHARPEN_TEXT = "0 -1 0\n-1 5 -1\n0 -1 0"
 RED_MINUS_GREEN = ("0 0 0\n0 1 0\n0 0 0", "0 0 0\n0 -1 0\n0 0 0", "0 0 0\n0 0 0\n0 0 0")  # R, G, B slices
 
-st.title("Convolution and pooling")
+st.title("The convolution lab")
 lesson = st.radio("Lesson", LESSONS, key=kept(pages.CONV_LESSON_KEY), horizontal=True)
 if lesson == LESSONS[1]:
     show_transposed_lesson()
