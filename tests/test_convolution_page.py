@@ -259,3 +259,10 @@ def test_the_page_title_fits_every_lesson():
         app.radio(key=pages.CONV_LESSON_KEY).set_value(lesson).run()
         assert not app.exception, [e.value for e in app.exception]
         assert [t.value for t in app.title] == ["The convolution lab"]
+
+
+def test_the_pooling_controls_are_not_labelled_like_the_convolutions():
+    app = _open()
+    labels = [n.label for n in app.number_input]
+    assert labels.count("Stride") == 1 and "Pool stride" in labels and "Pool padding" in labels
+    assert app.number_input(key="pool_stride").label == "Pool stride"

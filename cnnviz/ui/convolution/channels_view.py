@@ -150,9 +150,9 @@ def _show_separable(image: np.ndarray, names: list[str], seed: int) -> None:
                     key="chan_depthwise_maps", **CHART)
     weights = layer.pointwise.weight[:, :, 0, 0]  # (K, C)
     st.caption("The 1x1 kernels: a row per output map, one weight per depthwise map.")
-    table = pd.DataFrame(weights, columns=names, index=[f"pointwise {k + 1}" for k in range(int(out))])
-    st.table(table.style.format("{:.1f}"))
     pointwise_names = [f"pointwise {k + 1}" for k in range(int(out))]
+    table = pd.DataFrame(weights, columns=[f"depthwise on {n}" for n in names], index=pointwise_names)
+    st.table(table.style.format("{:.1f}"))
     st.plotly_chart(build_maps_figure(layer.pointwise.output, pointwise_names), key="chan_pointwise_maps",
                     **CHART)
     saving = counts.ordinary.weights / counts.total
