@@ -22,6 +22,10 @@ Phases, each on real sessions of one server (see :mod:`cnnviz.hosting.session_cl
 8. With ``lab_students`` > 0, that many more students work in the convolution lab during phase 4: the
    Convolution page's three lessons, their settings and code, then exercises checked and the score
    read back (:mod:`cnnviz.hosting.loadtest_lab`).
+
+Why this module is long: it is the one place that puts every kind of student of a class on one server
+at once, phase by phase, with the predicting and training students' own steps; each other kind of
+student (hostile, exploring, replaying, in the lab) lives in its own module.
 """
 
 from __future__ import annotations
