@@ -31,12 +31,17 @@ def _open() -> AppTest:
     return app.run()
 
 
-def _run_shown_code(app: AppTest) -> np.ndarray:
-    assert len(app.code) == 1
+def _run_code(text: str) -> np.ndarray:
+    """Run the code a page shows; its ``output``, (K, Ho, Wo)."""
     namespace: dict = {}
     with contextlib.redirect_stdout(io.StringIO()):
-        exec(compile(app.code[0].value, "page_code.py", "exec"), namespace)  # noqa: S102
-    return namespace["output"].numpy()  # (K, Ho, Wo)
+        exec(compile(text, "page_code.py", "exec"), namespace)  # noqa: S102
+    return namespace["output"].numpy()
+
+
+def _run_shown_code(app: AppTest) -> np.ndarray:
+    assert len(app.code) == 1
+    return _run_code(app.code[0].value)
 
 
 def _page_feature_map(app: AppTest) -> np.ndarray:
@@ -91,13 +96,6 @@ def test_the_code_shown_gives_the_pages_map(setting):
     if setting == "cifar_rgb_strided":
         assert "stride=2, padding=1, dilation=2" in code and "F.conv2d(" in code
         assert code.count("[[") >= 3  # three colour channels
-
-
-def _run_code(text: str) -> np.ndarray:
-    namespace: dict = {}
-    with contextlib.redirect_stdout(io.StringIO()):
-        exec(compile(text, "page_code.py", "exec"), namespace)  # noqa: S102
-    return namespace["output"].numpy()
 
 
 def test_a_true_convolutions_code_flips_the_kernel_as_written_and_gives_the_pages_map():
